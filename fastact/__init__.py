@@ -1,0 +1,56 @@
+"""fastact: Numba-compiled activation functions with derivatives and fused backward passes.
+
+Every function runs on one core (``target="cpu"``, a NumPy ufunc), on all cores
+(``"parallel"``), or picks by size (``"auto"``, the default), with bitwise-identical
+results::
+
+    >>> import numpy as np, fastact as fa
+    >>> x = np.array([-2.0, 0.0, 3.0])
+    >>> fa.relu(x)
+    array([0., 0., 3.])
+    >>> fa.relu.backward(np.ones(3), x)
+    array([0., 0., 1.])
+
+``fastact.REGISTRY`` maps every function's name to its declaration
+(:mod:`fastact.declarations`).
+"""
+
+from fastact import declarations as _declarations  # noqa: F401  (fills the registry)
+from fastact._dispatch import TARGETS, CudaUnavailableError, Elementwise, Rowwise
+from fastact._spec import REGISTRY, ElementwiseSpec, RowwiseSpec
+
+__version__ = "0.1.0"
+
+
+def _build():
+    made = {}
+    for name, spec in REGISTRY.items():
+        made[name] = Elementwise(spec) if isinstance(spec, ElementwiseSpec) else Rowwise(spec)
+    return made
+
+
+FUNCTIONS = _build()
+globals().update(FUNCTIONS)
+
+#: Names of the elementwise activations and of the row-wise functions, in declaration order.
+ELEMENTWISE = tuple(n for n, s in REGISTRY.items() if isinstance(s, ElementwiseSpec))
+ROWWISE = tuple(n for n, s in REGISTRY.items() if isinstance(s, RowwiseSpec))
+
+
+def cuda_available() -> bool:
+    """Whether ``target="cuda"`` can run here."""
+    return False
+
+
+__all__ = [
+    *FUNCTIONS,
+    "FUNCTIONS",
+    "ELEMENTWISE",
+    "ROWWISE",
+    "REGISTRY",
+    "TARGETS",
+    "CudaUnavailableError",
+    "Elementwise",
+    "Rowwise",
+    "cuda_available",
+]

@@ -1,0 +1,385 @@
+"""The public callables: argument checking, target choice and memory layout.
+
+Every call goes through the same steps, in this order, so that a call that raises has
+written nothing:
+
+1. parameters are checked against the declaration (:func:`fastact._spec.check_params`);
+2. inputs become native-endian arrays of a supported dtype (:func:`as_input`);
+3. the target is resolved (``auto`` picks ``cpu`` or ``parallel`` by size);
+4. the result's shape and dtype are derived and ``out`` is checked against them;
+5. only then does a kernel run.
+
+The ``cpu`` target calls the ufunc (or gufunc), which handles strides, broadcasting and
+overlap itself.  The ``parallel`` target runs a ``prange`` loop over 1-d views (rows for
+row-wise functions); operands that cannot be viewed that way are copied, and an ``out``
+that partially overlaps an input is computed in scratch memory first, so every target
+gives the same bits for every layout.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+from fastact import _cpu, _threads
+from fastact._spec import ElementwiseSpec, RowwiseSpec, check_params, dfdy_allowed
+
+TARGETS = ("auto", "cpu", "parallel", "cuda")
+
+#: ``auto`` runs the multi-threaded kernels from this many elements on.  Measured with
+#: ``bench/`` on 2 cores: below it, waking the thread pool costs more than it saves.
+PARALLEL_THRESHOLD = 1 << 16
+
+_F16, _F32, _F64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
+_KERNEL_DTYPES = (_F32, _F64)
+
+
+class CudaUnavailableError(RuntimeError):
+    """``target="cuda"`` was asked for where the CUDA target cannot run."""
+
+
+# NumPy checks the floating-point status flags after every ufunc loop.  Vectorised
+# comparisons with NaN raise FE_INVALID, and the branch-free code LLVM emits evaluates
+# both sides of a branch (exp of a huge argument raises FE_OVERFLOW), so a ufunc would
+# warn for inputs that the scalar math handles exactly.  np.errstate costs ~3 us per call,
+# more than the kernel at n=1000; setting NumPy's context variable directly costs ~0.1 us.
+try:
+    from numpy._core._ufunc_config import _extobj_contextvar, _make_extobj
+
+    _IGNORE_FP = _make_extobj(all="ignore")
+
+    def _quiet(ufunc, *args, **kwargs):
+        token = _extobj_contextvar.set(_IGNORE_FP)
+        try:
+            return ufunc(*args, **kwargs)
+        finally:
+            _extobj_contextvar.reset(token)
+
+except ImportError:  # pragma: no cover - other NumPy versions
+
+    def _quiet(ufunc, *args, **kwargs):
+        with np.errstate(all="ignore"):
+            return ufunc(*args, **kwargs)
+
+
+def as_input(func: str, name: str, value) -> np.ndarray:
+    """``value`` as a native-endian ndarray of a supported dtype, or a ``TypeError``."""
+    a = value if type(value) is np.ndarray else np.asarray(value)
+    dt = a.dtype
+    if dt.kind == "f" and dt.itemsize <= 8:
+        if not dt.isnative:
+            a = a.astype(dt.newbyteorder("="))
+        return a
+    if dt.kind in "biu":
+        return a.astype(_F64)
+    raise TypeError(
+        f"{func}() does not support {name} of dtype {dt}: expected float16, float32 or float64 "
+        "(bool and integer input is promoted to float64)"
+    )
+
+
+def result_dtype(arrays) -> tuple[np.dtype, np.dtype]:
+    """(dtype of the result, dtype the kernel computes in)."""
+    rdt = arrays[0].dtype if len(arrays) == 1 else np.result_type(*arrays)
+    return rdt, (_F32 if rdt == _F16 else rdt)
+
+
+def check_target(func: str, target) -> str:
+    if target in TARGETS:
+        return target
+    raise ValueError(f"{func}(): target must be one of {', '.join(map(repr, TARGETS))}, got {target!r}")
+
+
+def require_cuda(func: str):
+    raise CudaUnavailableError(
+        f"{func}(target='cuda'): the CUDA target is not available in this installation of "
+        'fastact (install it with `pip install "fastact[cuda]"` on a machine with an NVIDIA GPU)'
+    )
+
+
+def check_out(func: str, out, shape: tuple, dtype: np.dtype) -> None:
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{func}(): out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"{func}(): out must have dtype {dtype} (the result's), got {out.dtype}")
+    if out.shape != shape:
+        raise ValueError(f"{func}(): out must have shape {shape} (the result's), got {out.shape}")
+    if not out.flags.writeable:
+        raise ValueError(f"{func}(): out is read-only")
+
+
+def use_parallel(target: str, size: int) -> bool:
+    if target == "cpu":
+        return False
+    if target == "auto" and size < PARALLEL_THRESHOLD:
+        return False
+    return _threads.parallel_allowed(target)
+
+
+def finish(result: np.ndarray, out):
+    """What a call returns: ``out`` if given, else the result (a NumPy scalar if 0-d)."""
+    if out is not None:
+        return out
+    return result[()] if result.ndim == 0 else result
+
+
+# --- layout helpers for the parallel kernels ----------------------------------------------
+
+
+def _axis_order(a: np.ndarray):
+    """Axes of ``a`` from the largest stride to the smallest: its memory order."""
+    if a.ndim <= 1:
+        return None
+    return sorted(range(a.ndim), key=lambda k: -abs(a.strides[k]))
+
+
+def _flat(a: np.ndarray, order):
+    """A 1-d view of ``a`` in the given axis order, or None when that needs a copy."""
+    v = a if order is None else a.transpose(order)
+    try:
+        return np.reshape(v, -1, copy=False)
+    except ValueError:
+        return None
+
+
+def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
+    return (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.strides == b.strides
+        and a.shape == b.shape
+    )
+
+
+def _needs_scratch(result: np.ndarray, inputs, cdt) -> bool:
+    """True when the kernel must not write ``result`` directly: it has another dtype than
+    the kernel's, or it partially overlaps an input (exact aliasing is safe)."""
+    if result.dtype != cdt:
+        return True
+    return any(np.may_share_memory(a, result) and not _same_view(a, result) for a in inputs)
+
+
+def _run_elementwise_parallel(kernel, inputs, params, result, cdt):
+    order = _axis_order(result)
+    flat_out = None if _needs_scratch(result, inputs, cdt) else _flat(result, order)
+    scratch = None
+    if flat_out is None:
+        shape = result.shape if order is None else tuple(result.shape[k] for k in order)
+        scratch = np.empty(shape, cdt)
+        flat_out = scratch.reshape(-1)
+    flats = []
+    for a in inputs:
+        f = _flat(a, order)
+        if f is None:
+            f = np.ascontiguousarray(a if order is None else a.transpose(order)).reshape(-1)
+        flats.append(f)
+    kernel(flat_out, *flats, *params)
+    if scratch is not None:
+        back = scratch if order is None else scratch.transpose(np.argsort(order))
+        np.copyto(result, back, casting="unsafe")
+
+
+# --- the public callables ------------------------------------------------------------------
+
+
+class _Function:
+    """What elementwise and row-wise functions share: identity, docs and repr."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.__name__ = self.__qualname__ = spec.name
+        self.__module__ = "fastact"
+        self.__doc__ = spec.doc
+        self._defaults = tuple(spec.defaults.values())
+
+    def __repr__(self):
+        return f"<fastact.{self.spec.kind} {self.spec.name}>"
+
+    def __reduce__(self):  # pickles by name, like a ufunc
+        return (operator.attrgetter(self.spec.name), (__import__("fastact"),))
+
+    def _params(self, func, params):
+        if not params:
+            return self._defaults
+        return tuple(check_params(self.spec, func, params).values())
+
+
+class Elementwise(_Function):
+    """An elementwise activation: ``f(x)``, ``f.grad(x)`` and ``f.backward(dy, x | y=)``.
+
+    Instances are built from a declaration in :mod:`fastact.declarations`; see the
+    activation's own docstring for its math and parameters.
+    """
+
+    spec: ElementwiseSpec
+
+    def __call__(self, x, *, out=None, target="auto", **params):
+        return self._run("forward", self.spec.name, (("x", x),), out, target, params)
+
+    def grad(self, x, *, out=None, target="auto", **params):
+        """Elementwise derivative ``f'(x)``, with the same parameters as the function.
+
+        At a kink the declared convention applies (see the function's docstring).
+        """
+        return self._run("grad", f"{self.spec.name}.grad", (("x", x),), out, target, params)
+
+    def backward(self, dy, x=None, *, y=None, out=None, target="auto", **params):
+        """Fused vector-Jacobian product ``dy * f'(x)`` in one pass, without temporaries.
+
+        Give exactly one of ``x`` (the forward input) or ``y=`` (the forward output, where
+        the derivative is a function of it).  The result has the broadcast shape of ``dy``
+        and ``x`` (or ``y``); ``out=dy`` computes it in place.
+        """
+        func = f"{self.spec.name}.backward"
+        if (x is None) == (y is None):
+            raise TypeError(f"{func}() takes exactly one of x (the forward input) or y= (the forward output)")
+        if y is None:
+            return self._run("backward_x", func, (("dy", dy), ("x", x)), out, target, params)
+        if self.spec.dfdy is None:
+            raise ValueError(
+                f"{func}(dy, y=...) is not supported: the derivative of {self.spec.name} "
+                "is not a function of its output; pass the forward input x instead"
+            )
+        if params or self.spec.dfdy_requires:
+            checked = check_params(self.spec, func, params)
+            if not dfdy_allowed(self.spec, checked):
+                raise ValueError(
+                    f"{func}(dy, y=...) requires {self.spec.dfdy_requires}, got "
+                    + ", ".join(f"{k}={v!r}" for k, v in checked.items())
+                    + "; pass the forward input x instead"
+                )
+        return self._run("backward_y", func, (("dy", dy), ("y", y)), out, target, params)
+
+    def _run(self, op, func, named, out, target, params):
+        pvals = self._params(func, params)
+        arrays = [as_input(func, name, value) for name, value in named]
+        target = check_target(func, target)
+        if target == "cuda":
+            require_cuda(func)
+        rdt, cdt = result_dtype(arrays)
+        if len(arrays) == 1:
+            shape = arrays[0].shape
+        else:
+            try:
+                shape = np.broadcast_shapes(*(a.shape for a in arrays))
+            except ValueError:
+                shapes = " and ".join(f"{n} {a.shape}" for (n, _), a in zip(named, arrays))
+                raise ValueError(f"{func}(): cannot broadcast {shapes} together") from None
+        if out is not None:
+            check_out(func, out, shape, rdt)
+
+        like = next((a for a in arrays if a.shape == shape), None)
+        result = out if out is not None else (np.empty_like(like, rdt) if like is not None else np.empty(shape, rdt))
+        size = result.size
+        if size == 0:
+            return finish(result, out)
+        inputs = [a if a.dtype == cdt else a.astype(cdt) for a in arrays]
+        params = tuple(cdt.type(p) for p in pvals)
+        if use_parallel(target, size):
+            inputs = [a if a.shape == shape else np.broadcast_to(a, shape) for a in inputs]
+            _run_elementwise_parallel(_cpu.parallel(self.spec.name, op), inputs, params, result, cdt)
+        else:
+            uf = _cpu.ufunc(self.spec.name, op, len(inputs) + len(params))
+            if result.dtype == cdt:
+                _quiet(uf, *inputs, *params, out=result)
+            else:
+                np.copyto(result, _quiet(uf, *inputs, *params), casting="unsafe")
+        return finish(result, out)
+
+
+class Rowwise(_Function):
+    """A normalisation along one axis: ``f(x, axis=)`` and ``f.backward(dy, x | y=, axis=)``.
+
+    See the function's own docstring for its math.
+    """
+
+    spec: RowwiseSpec
+
+    def __call__(self, x, *, axis=-1, out=None, target="auto"):
+        return self._run("forward", self.spec.name, (("x", x),), axis, out, target)
+
+    def backward(self, dy, x=None, *, y=None, axis=-1, out=None, target="auto"):
+        """Vector-Jacobian product along ``axis``, from the forward input ``x`` or the
+        forward output ``y=`` (exactly one).  ``out=dy`` computes it in place."""
+        func = f"{self.spec.name}.backward"
+        if (x is None) == (y is None):
+            raise TypeError(f"{func}() takes exactly one of x (the forward input) or y= (the forward output)")
+        if y is None:
+            return self._run("backward_x", func, (("dy", dy), ("x", x)), axis, out, target)
+        return self._run("backward_y", func, (("dy", dy), ("y", y)), axis, out, target)
+
+    def __getattr__(self, name):
+        if name == "grad":
+            raise AttributeError(
+                f"{self.spec.name} has no elementwise derivative (its Jacobian is not diagonal): "
+                f"use {self.spec.name}.backward(dy, x) or {self.spec.name}.backward(dy, y=y)"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def _run(self, op, func, named, axis, out, target):
+        arrays = [as_input(func, name, value) for name, value in named]
+        target = check_target(func, target)
+        if target == "cuda":
+            require_cuda(func)
+        rdt, cdt = result_dtype(arrays)
+        try:
+            shape = np.broadcast_shapes(*(a.shape for a in arrays))
+        except ValueError:
+            shapes = " and ".join(f"{n} {a.shape}" for (n, _), a in zip(named, arrays))
+            raise ValueError(f"{func}(): cannot broadcast {shapes} together") from None
+        axis = _check_axis(func, axis, len(shape))
+        if out is not None:
+            check_out(func, out, shape, rdt)
+
+        like = next((a for a in arrays if a.shape == shape), None)
+        result = out if out is not None else (np.empty_like(like, rdt) if like is not None else np.empty(shape, rdt))
+        if result.size == 0:
+            return finish(result, out)
+        # A 0-d input is a row of one element.
+        inputs = [np.broadcast_to(a if a.dtype == cdt else a.astype(cdt), shape).reshape(shape or (1,)) for a in arrays]
+        res = result.reshape(1) if result.ndim == 0 else result
+        rows = result.size // res.shape[axis]
+        if use_parallel(target, result.size) and rows > 1:
+            _run_rowwise_parallel(_cpu.parallel(self.spec.name, op), inputs, res, axis, cdt)
+        else:
+            gu = _cpu.gufunc(self.spec.name, op, len(inputs))
+            if res.dtype == cdt:
+                _quiet(gu, *inputs, out=res, axis=axis)
+            else:
+                np.copyto(res, _quiet(gu, *inputs, axis=axis), casting="unsafe")
+        return finish(result, out)
+
+
+def _check_axis(func, axis, ndim):
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{func}(): axis must be an integer, got {type(axis).__name__} {axis!r}")
+    nd = max(ndim, 1)
+    if not -nd <= axis < nd:
+        raise np.exceptions.AxisError(f"{func}(): axis {axis} is out of bounds for an array of dimension {ndim}")
+    return int(axis) % nd
+
+
+def _rows(a: np.ndarray, axis: int):
+    """``a`` with ``axis`` last, as a 2-d (rows, n) view, or None when that needs a copy."""
+    v = np.moveaxis(a, axis, -1)
+    try:
+        return np.reshape(v, (-1, v.shape[-1]), copy=False)
+    except ValueError:
+        return None
+
+
+def _run_rowwise_parallel(kernel, inputs, result, axis, cdt):
+    rows_out = None if _needs_scratch(result, inputs, cdt) else _rows(result, axis)
+    scratch = None
+    if rows_out is None:
+        scratch = np.empty(np.moveaxis(result, axis, -1).shape, cdt)
+        rows_out = scratch.reshape(-1, scratch.shape[-1])
+    rows_in = []
+    for a in inputs:
+        r = _rows(a, axis)
+        if r is None:
+            r = np.ascontiguousarray(np.moveaxis(a, axis, -1)).reshape(rows_out.shape)
+        rows_in.append(r)
+    kernel(rows_out, *rows_in)
+    if scratch is not None:
+        np.copyto(result, np.moveaxis(scratch, -1, axis), casting="unsafe")

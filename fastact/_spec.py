@@ -1,0 +1,193 @@
+"""The declaration language: what one activation's math looks like to the rest of fastact.
+
+An activation is declared once, in :mod:`fastact.declarations`, as a class body of plain
+scalar functions.  The decorators here turn that body into a frozen spec and record it in
+:data:`REGISTRY`; the kernel generator (:mod:`fastact._codegen`), the dispatch layer, the
+NumPy reference, the tests and the benchmarks all iterate over that registry.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["Param", "ElementwiseSpec", "RowwiseSpec", "elementwise", "rowwise", "REGISTRY"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """A keyword parameter of an activation (a real scalar).
+
+    ``requires`` is an optional Python expression over the parameter names that every
+    accepted value must satisfy, e.g. ``"beta > 0"``; it doubles as the error message.
+    """
+
+    name: str
+    default: float
+    doc: str
+    requires: str | None = None
+
+
+@dataclass(frozen=True)
+class ElementwiseSpec:
+    """One elementwise activation: ``y = f(x)``, its derivative from ``x`` and from ``y``.
+
+    Scalar functions take the input element first and then every parameter, in declaration
+    order, whether or not they use it, so that every kernel has one calling convention.
+    """
+
+    name: str
+    doc: str
+    formula: str
+    derivative: str
+    params: tuple[Param, ...]
+    f: Callable
+    dfdx: Callable
+    dfdy: Callable | None
+    # Expression over the params under which dfdy(y) equals dfdx(x): f must be invertible
+    # where its derivative changes, or the kink convention must not depend on the branch.
+    dfdy_requires: str | None = None
+    kind: str = field(default="elementwise", init=False)
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    @property
+    def defaults(self) -> dict[str, float]:
+        return {p.name: p.default for p in self.params}
+
+
+@dataclass(frozen=True)
+class RowwiseSpec:
+    """A normalisation along one axis, written as two reductions and a map.
+
+    Forward, for a row ``x`` (``key`` is the quantity whose row maximum is subtracted for
+    stability)::
+
+        m = max(key(x_j))            s = sum(term(x_j, m))            y_j = out(x_j, m, s)
+
+    Backward from the output (vector-Jacobian product)::
+
+        d = sum(bterm(dy_j, y_j))    dx_j = bout(dy_j, y_j, d)
+
+    Backward from the input recomputes ``y_j`` on the fly, so no scratch row is needed
+    and ``out`` may alias ``dy`` or ``x``.  Every target builds its kernels from these five
+    scalar functions: a sequential row loop on the CPU, a block reduction on CUDA.
+    """
+
+    name: str
+    doc: str
+    formula: str
+    key: Callable
+    term: Callable
+    out: Callable
+    bterm: Callable
+    bout: Callable
+    params: tuple[Param, ...] = ()
+    kind: str = field(default="rowwise", init=False)
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    @property
+    def defaults(self) -> dict[str, float]:
+        return {p.name: p.default for p in self.params}
+
+
+#: name -> spec, in declaration order.
+REGISTRY: dict[str, ElementwiseSpec | RowwiseSpec] = {}
+
+
+def _register(spec):
+    if spec.name in REGISTRY:
+        raise ValueError(f"activation {spec.name!r} is declared twice")
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+def _functions(cls, names, optional=()):
+    body = vars(cls)
+    missing = [n for n in names if n not in body]
+    if missing:
+        raise TypeError(f"declaration {cls.__name__!r} lacks {', '.join(missing)}")
+    found = {n: body[n] for n in names}
+    found.update({n: body.get(n) for n in optional})
+    return found
+
+
+def elementwise(*params: Param, formula: str, derivative: str, dfdy_requires: str | None = None):
+    """Declare an elementwise activation from a class body holding ``f``, ``dfdx`` and,
+    where the derivative is a function of the output, ``dfdy``."""
+
+    def declare(cls) -> ElementwiseSpec:
+        fns = _functions(cls, ("f", "dfdx"), optional=("dfdy",))
+        if dfdy_requires is not None and fns["dfdy"] is None:
+            raise TypeError(f"{cls.__name__}: dfdy_requires given without dfdy")
+        return _register(
+            ElementwiseSpec(
+                name=cls.__name__,
+                doc=cls.__doc__ or "",
+                formula=formula,
+                derivative=derivative,
+                params=tuple(params),
+                dfdy_requires=dfdy_requires,
+                **fns,
+            )
+        )
+
+    return declare
+
+
+def rowwise(*params: Param, formula: str):
+    """Declare a row-wise normalisation (softmax and kin) from ``key``, ``term``, ``out``,
+    ``bterm`` and ``bout``; see :class:`RowwiseSpec`."""
+
+    def declare(cls) -> RowwiseSpec:
+        fns = _functions(cls, ("key", "term", "out", "bterm", "bout"))
+        return _register(
+            RowwiseSpec(name=cls.__name__, doc=cls.__doc__ or "", formula=formula, params=tuple(params), **fns)
+        )
+
+    return declare
+
+
+def check_params(spec, func: str, given: dict) -> dict[str, float]:
+    """Validate keyword parameters against ``spec``; return them complete, as floats.
+
+    Raises ``TypeError`` for an unknown name or a value that is not a real scalar and
+    ``ValueError`` for a non-finite value or one that breaks the declared requirement.
+    """
+    values = dict(spec.defaults)
+    for name, value in given.items():
+        if name not in values:
+            known = ", ".join(spec.param_names) or "none"
+            raise TypeError(f"{func}() got an unexpected keyword argument {name!r} (parameters: {known})")
+        values[name] = _real(func, name, value)
+    for p in spec.params:
+        if p.requires is not None and not eval(p.requires, {"__builtins__": {}}, dict(values)):  # noqa: S307
+            raise ValueError(f"{func}(): {p.requires} is required, got {p.name}={values[p.name]!r}")
+    return values
+
+
+def _real(func: str, name: str, value) -> float:
+    # bool is an Integral, and arrays have __float__: accept neither silently.
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{func}(): {name} must be a real number, got {type(value).__name__} {value!r}")
+    as_float = float(value)
+    if not math.isfinite(as_float):
+        raise ValueError(f"{func}(): {name} must be finite, got {as_float!r}")
+    return as_float
+
+
+def dfdy_allowed(spec: ElementwiseSpec, params: dict[str, float]) -> bool:
+    if spec.dfdy is None:
+        return False
+    if spec.dfdy_requires is None:
+        return True
+    return bool(eval(spec.dfdy_requires, {"__builtins__": {}}, dict(params)))  # noqa: S307

@@ -1,0 +1,327 @@
+"""The math of every fastact function, declared once.
+
+Each declaration is a class body of plain scalar Python functions; nothing here knows
+about targets, arrays or dtypes.  :mod:`fastact._codegen` compiles the same functions into
+the single-threaded ufuncs, the multi-threaded loops and the CUDA kernels, so a change
+here changes every target at once (and ``python -m fastact._codegen`` must be re-run:
+the test suite fails until it is).
+
+Conventions every declaration follows:
+
+* NaN in gives NaN out, for ``f``, ``dfdx`` and ``dfdy`` alike.  Comparisons with NaN are
+  false, so each function ends in a branch that returns the NaN input itself.
+* Infinities give the exact limits, and no expression overflows for finite input
+  (sigmoid splits on the sign of ``x`` so that ``exp`` only sees non-positive arguments).
+* Literals are Python floats: single-precision input is computed in double precision and
+  rounded once, which makes float32 results correctly rounded in nearly every case and,
+  measured, costs nothing (the kernels are bound by memory or by ``exp``).
+* A derivative at a kink follows PyTorch unless a parameter says otherwise.
+* ``dfdy(y)`` is declared only where it equals ``dfdx(x)`` for ``y = f(x)``; when that
+  holds only for some parameters, ``dfdy_requires`` says for which.
+
+To add an activation, add one declaration here (and its docstring) and re-run
+``python -m fastact._codegen``: it is then exported, tested and benchmarked.
+"""
+
+import math
+
+from fastact._spec import Param, elementwise, rowwise
+
+# Each docstring is the public documentation of ``fastact.<name>``; its examples run as
+# tests.
+
+
+@elementwise(
+    Param("at_zero", 0.0, "Subgradient used by ``grad``/``backward`` at exactly ``x == 0``."),
+    formula="max(x, 0)",
+    derivative="1 if x > 0; at_zero if x == 0; 0 if x < 0",
+    dfdy_requires="at_zero == 0",
+)
+class relu:
+    r"""Rectified linear unit.
+
+    .. math::
+
+        \mathrm{relu}(x) = \max(x, 0)
+
+    The derivative is 1 for :math:`x > 0` and 0 for :math:`x < 0`.  At :math:`x = 0`
+    it does not exist; ``grad`` and ``backward`` use the subgradient ``at_zero`` there,
+    0 by default as in PyTorch and JAX (some texts use 1).  ``relu(-0.0)`` is ``+0.0``.
+
+    Args:
+        x: input array (or anything :func:`numpy.asarray` accepts).
+        at_zero: value of the derivative at exactly 0; ignored by the forward pass.
+            ``backward(dy, y=...)`` requires ``at_zero == 0``, because ``y == 0`` does
+            not tell ``x == 0`` from ``x < 0``.
+
+    Example:
+        >>> import numpy as np, fastact as fa
+        >>> fa.relu(np.array([-3.0, 0.0, 0.1, 2.0]))
+        array([0. , 0. , 0.1, 2. ])
+        >>> fa.relu.grad(np.array([-1.0, 0.0, 1.0]), at_zero=1.0)
+        array([0., 1., 1.])
+
+    See also: :data:`leaky_relu`, :data:`elu`.
+    """
+
+    def f(x, at_zero):
+        return x if x > 0.0 else (0.0 if x <= 0.0 else x)
+
+    def dfdx(x, at_zero):
+        if x > 0.0:
+            return 1.0
+        if x < 0.0:
+            return 0.0
+        return at_zero if x == 0.0 else x
+
+    def dfdy(y, at_zero):
+        return 1.0 if y > 0.0 else (0.0 if y <= 0.0 else y)
+
+
+@elementwise(
+    Param("negative_slope", 0.01, "Slope for ``x <= 0``."),
+    formula="x if x > 0 else negative_slope * x",
+    derivative="1 if x > 0; negative_slope if x <= 0",
+    dfdy_requires="negative_slope > 0",
+)
+class leaky_relu:
+    r"""Leaky rectified linear unit.
+
+    .. math::
+
+        \mathrm{leaky\_relu}(x) = \begin{cases} x & x > 0 \\
+        \alpha x & x \le 0 \end{cases}
+
+    with :math:`\alpha` = ``negative_slope``.  The derivative at the kink, :math:`x = 0`,
+    is taken from the left: ``negative_slope``, as in PyTorch.
+
+    Args:
+        x: input array.
+        negative_slope: slope :math:`\alpha` for non-positive input (PyTorch's default,
+            0.01). ``backward(dy, y=...)`` requires ``negative_slope > 0``, so that the
+            sign of ``y`` is the sign of ``x``.
+
+    Example:
+        >>> import numpy as np, fastact as fa
+        >>> fa.leaky_relu(np.array([-10.0, 0.0, 15.0]))
+        array([-0.1,  0. , 15. ])
+        >>> fa.leaky_relu.grad(np.array([-1.0, 0.0, 1.0]), negative_slope=0.2)
+        array([0.2, 0.2, 1. ])
+
+    See also: :data:`relu`, :data:`elu`.
+    """
+
+    def f(x, negative_slope):
+        return x if x > 0.0 else negative_slope * x
+
+    def dfdx(x, negative_slope):
+        return 1.0 if x > 0.0 else (negative_slope if x <= 0.0 else x)
+
+    def dfdy(y, negative_slope):
+        return 1.0 if y > 0.0 else (negative_slope if y <= 0.0 else y)
+
+
+@elementwise(
+    Param("alpha", 1.0, "Scale of the negative saturation value."),
+    formula="x if x > 0 else alpha * (exp(x) - 1)",
+    derivative="1 if x > 0; alpha * exp(x) if x <= 0",
+    dfdy_requires="alpha > 0",
+)
+class elu:
+    r"""Exponential linear unit.
+
+    .. math::
+
+        \mathrm{elu}(x) = \begin{cases} x & x > 0 \\
+        \alpha (e^x - 1) & x \le 0 \end{cases}
+
+    computed with ``expm1`` so that small negative inputs keep full precision.  The
+    derivative at :math:`x = 0` is taken from the left, :math:`\alpha`, as in PyTorch;
+    ``elu(-inf) = -alpha``.
+
+    Args:
+        x: input array.
+        alpha: :math:`\alpha`, the value approached as :math:`x \to -\infty` is
+            :math:`-\alpha` (default 1.0). ``backward(dy, y=...)`` requires
+            ``alpha > 0``; it then uses :math:`f'(x) = y + \alpha` for :math:`y \le 0`.
+
+    Example:
+        >>> import numpy as np, fastact as fa
+        >>> fa.elu(np.array([-np.inf, 0.0, 2.0]), alpha=0.5)
+        array([-0.5,  0. ,  2. ])
+        >>> fa.elu.grad(np.array([0.0, 1.0]))
+        array([1., 1.])
+
+    See also: :data:`relu`, :data:`leaky_relu`.
+    """
+
+    def f(x, alpha):
+        return x if x > 0.0 else alpha * math.expm1(x)
+
+    def dfdx(x, alpha):
+        return 1.0 if x > 0.0 else alpha * math.exp(x)
+
+    def dfdy(y, alpha):
+        return 1.0 if y > 0.0 else y + alpha
+
+
+@elementwise(
+    formula="1 / (1 + exp(-x))",
+    derivative="sigmoid(x) * (1 - sigmoid(x))",
+)
+class sigmoid:
+    r"""Logistic sigmoid.
+
+    .. math::
+
+        \sigma(x) = \frac{1}{1 + e^{-x}}, \qquad \sigma'(x) = \sigma(x)\,(1 - \sigma(x))
+
+    Computed without overflow for any input (``exp`` only ever sees :math:`-|x|`), with
+    exact limits ``sigmoid(-inf) = 0`` and ``sigmoid(inf) = 1``.  ``grad`` evaluates
+    :math:`e^{-|x|} / (1 + e^{-|x|})^2`, which keeps full relative precision in both
+    tails, where :math:`\sigma (1 - \sigma)` would round to 0.
+
+    Args:
+        x: input array.
+
+    Example:
+        >>> import numpy as np, fastact as fa
+        >>> fa.sigmoid(np.array([-np.inf, 0.0, np.inf]))
+        array([0. , 0.5, 1. ])
+        >>> float(fa.sigmoid.grad(0.0))
+        0.25
+
+    See also: :data:`step`.
+    """
+
+    def f(x):
+        if x >= 0.0:
+            return 1.0 / (1.0 + math.exp(-x))
+        e = math.exp(x)
+        return e / (1.0 + e)
+
+    def dfdx(x):
+        t = math.exp(-abs(x))
+        d = 1.0 + t
+        return t / (d * d)
+
+    def dfdy(y):
+        return y * (1.0 - y)
+
+
+@elementwise(
+    Param("at_zero", 0.0, "Value of the step at exactly ``x == 0``."),
+    formula="1 if x > 0; at_zero if x == 0; 0 if x < 0",
+    derivative="0 (everywhere it exists; 0 is also used at x == 0)",
+)
+class step:
+    r"""Heaviside step function.
+
+    .. math::
+
+        H(x) = \begin{cases} 1 & x > 0 \\ h_0 & x = 0 \\ 0 & x < 0 \end{cases}
+
+    with :math:`h_0` = ``at_zero`` (default 0, as in ``numpy.heaviside(x, 0)``; texts
+    disagree, some use 1 or 1/2).  Its derivative is 0 wherever it exists and is taken
+    as 0 at :math:`x = 0` too, so ``backward`` passes no gradient.
+
+    Args:
+        x: input array.
+        at_zero: the value :math:`H(0)`.
+
+    Example:
+        >>> import numpy as np, fastact as fa
+        >>> fa.step(np.array([-2.0, 0.0, 3.0]))
+        array([0., 0., 1.])
+        >>> fa.step(np.array([-2.0, 0.0, 3.0]), at_zero=1.0)
+        array([0., 1., 1.])
+
+    See also: :data:`sigmoid`, :func:`numpy.heaviside`.
+    """
+
+    def f(x, at_zero):
+        if x > 0.0:
+            return 1.0
+        if x < 0.0:
+            return 0.0
+        return at_zero if x == 0.0 else x
+
+    def dfdx(x, at_zero):
+        return 0.0 if x == x else x
+
+    def dfdy(y, at_zero):
+        return 0.0 if y == y else y
+
+
+@elementwise(formula="x", derivative="1")
+class identity:
+    r"""Identity, :math:`f(x) = x`, with :math:`f'(x) = 1`.
+
+    Useful as the "no activation" choice of a layer: ``backward`` returns ``dy``.  The
+    derivative of a NaN input is NaN, like every other fastact derivative.
+
+    Args:
+        x: input array.
+
+    Example:
+        >>> import numpy as np, fastact as fa
+        >>> fa.identity(np.array([-1.5, 2.0]))
+        array([-1.5,  2. ])
+        >>> fa.identity.grad(np.array([-1.5, np.nan]))
+        array([ 1., nan])
+    """
+
+    def f(x):
+        return x
+
+    def dfdx(x):
+        return 1.0 if x == x else x
+
+    def dfdy(y):
+        return 1.0 if y == y else y
+
+
+@rowwise(formula="exp(x - max(x)) / sum(exp(x - max(x)))")
+class softmax:
+    r"""Softmax along one axis.
+
+    .. math::
+
+        \mathrm{softmax}(x)_i = \frac{e^{x_i - m}}{\sum_j e^{x_j - m}}, \qquad m = \max_j x_j
+
+    Subtracting the row maximum makes it exact for any finite input (no overflow at
+    ``x = 1e4``).  A row of all ``-inf`` gives NaN, as in PyTorch; a NaN anywhere in a row
+    makes the whole row NaN.
+
+    ``softmax.backward(dy, y=y)`` is the vector-Jacobian product
+    :math:`y \odot (dy - \langle dy, y \rangle)` along the axis; ``backward(dy, x)``
+    recomputes ``y`` on the fly.  There is no ``softmax.grad``: the derivative is a full
+    Jacobian, not an elementwise function.
+
+    Args:
+        x: input array.
+        axis: the axis along which the outputs sum to 1 (default ``-1``).
+
+    Example:
+        >>> import numpy as np, fastact as fa
+        >>> fa.softmax(np.array([[1.0, 1.0], [0.0, np.log(3.0)]]))
+        array([[0.5 , 0.5 ],
+               [0.25, 0.75]])
+        >>> fa.softmax(np.array([1e4, 0.0]))
+        array([1., 0.])
+    """
+
+    def key(x):
+        return x
+
+    def term(x, m):
+        return math.exp(x - m)
+
+    def out(x, m, s):
+        return math.exp(x - m) / s
+
+    def bterm(dy, y):
+        return dy * y
+
+    def bout(dy, y, d):
+        return y * (dy - d)
