@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from fastact import declarations  # noqa: F401  (fills the registry)
-from fastact._spec import REGISTRY, ElementwiseSpec, RowwiseSpec
+from fastact._spec import DTYPES, REGISTRY, ElementwiseSpec, RowwiseSpec
 
 PACKAGE = Path(__file__).resolve().parent
 DECLARATIONS = PACKAGE / "declarations.py"
@@ -70,6 +70,17 @@ def _elementwise(spec: ElementwiseSpec) -> list[str]:
             "",
             f"def {n}__{op}({arglist}):",
             f"    return {scalar}",
+        ]
+        if spec.params:
+            # The same kernel with the default parameters as constants of the input's
+            # dtype (the values the general kernel receives): a ufunc with a scalar
+            # operand costs twice as much per call at n=1000 as a unary one.
+            args_only = ", ".join(args)
+            for t in DTYPES:
+                consts = "".join(f", np.{t}({p.default!r})" for p in spec.params)
+                baked = template.format(p=consts, **fns, **{a: a for a in args})
+                lines += ["", "", f"def {n}__{op}__{t}({args_only}):", f"    return {baked}"]
+        lines += [
             "",
             "",
             "@njit(parallel=True, cache=True, nogil=True)",
@@ -146,6 +157,8 @@ For each activation and operation ``op``:
 * ``<name>__<op>`` is the scalar kernel of the single-threaded ufunc (elementwise) or
   gufunc (row-wise); :mod:`fastact._cpu` wraps it with ``numba.vectorize`` or
   ``numba.guvectorize`` on first use;
+* ``<name>__<op>__<dtype>`` (activations with parameters) is the same scalar kernel with
+  the default parameters baked in as constants of that dtype;
 * ``<name>__<op>__parallel(out, *inputs, *params)`` is the multi-threaded loop over
   1-d (elementwise) or 2-d row-major (row-wise) arrays.
 
@@ -154,6 +167,7 @@ Both call the same scalar functions, so the two targets agree bit for bit.
 
 import math
 
+import numpy as np
 from numba import njit, prange
 
 from fastact import declarations as _d

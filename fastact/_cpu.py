@@ -15,8 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-#: dtypes the kernels are compiled for; float16 is computed in float32 by the dispatch.
-DTYPES = ("float32", "float64")
+from fastact._spec import DTYPES
 
 _lock = threading.RLock()
 _module = None
@@ -49,14 +48,14 @@ def kernels():
 
 
 @lru_cache(maxsize=None)
-def ufunc(name: str, op: str, nargs: int) -> np.ufunc:
-    """The single-threaded ufunc of an elementwise operation (``nargs`` scalar inputs,
-    parameters included)."""
+def ufunc(kernel: str, nargs: int, dtypes: tuple[str, ...] = DTYPES) -> np.ufunc:
+    """The single-threaded ufunc of a generated scalar kernel with ``nargs`` inputs
+    (parameters included), compiled for ``dtypes``."""
     from numba import vectorize
 
-    sigs = [f"{t}({', '.join([t] * nargs)})" for t in DTYPES]
+    sigs = [f"{t}({', '.join([t] * nargs)})" for t in dtypes]
     with _lock:  # building the same DUFunc twice from two threads is wasted work
-        return vectorize(sigs, cache=True, nopython=True)(getattr(kernels(), f"{name}__{op}")).ufunc
+        return vectorize(sigs, cache=True, nopython=True)(getattr(kernels(), kernel)).ufunc
 
 
 @lru_cache(maxsize=None)

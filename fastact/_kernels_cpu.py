@@ -6,6 +6,8 @@ For each activation and operation ``op``:
 * ``<name>__<op>`` is the scalar kernel of the single-threaded ufunc (elementwise) or
   gufunc (row-wise); :mod:`fastact._cpu` wraps it with ``numba.vectorize`` or
   ``numba.guvectorize`` on first use;
+* ``<name>__<op>__<dtype>`` (activations with parameters) is the same scalar kernel with
+  the default parameters baked in as constants of that dtype;
 * ``<name>__<op>__parallel(out, *inputs, *params)`` is the multi-threaded loop over
   1-d (elementwise) or 2-d row-major (row-wise) arrays.
 
@@ -14,6 +16,7 @@ Both call the same scalar functions, so the two targets agree bit for bit.
 
 import math
 
+import numpy as np
 from numba import njit, prange
 
 from fastact import declarations as _d
@@ -32,6 +35,14 @@ def relu__forward(x, at_zero):
     return relu__f(x, at_zero)
 
 
+def relu__forward__float32(x):
+    return relu__f(x, np.float32(0.0))
+
+
+def relu__forward__float64(x):
+    return relu__f(x, np.float64(0.0))
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def relu__forward__parallel(out, x, at_zero):
     for i in prange(out.shape[0]):
@@ -40,6 +51,14 @@ def relu__forward__parallel(out, x, at_zero):
 
 def relu__grad(x, at_zero):
     return relu__dfdx(x, at_zero)
+
+
+def relu__grad__float32(x):
+    return relu__dfdx(x, np.float32(0.0))
+
+
+def relu__grad__float64(x):
+    return relu__dfdx(x, np.float64(0.0))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -52,6 +71,14 @@ def relu__backward_x(dy, x, at_zero):
     return dy * relu__dfdx(x, at_zero)
 
 
+def relu__backward_x__float32(dy, x):
+    return dy * relu__dfdx(x, np.float32(0.0))
+
+
+def relu__backward_x__float64(dy, x):
+    return dy * relu__dfdx(x, np.float64(0.0))
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def relu__backward_x__parallel(out, dy, x, at_zero):
     for i in prange(out.shape[0]):
@@ -60,6 +87,14 @@ def relu__backward_x__parallel(out, dy, x, at_zero):
 
 def relu__backward_y(dy, y, at_zero):
     return dy * relu__dfdy(y, at_zero)
+
+
+def relu__backward_y__float32(dy, y):
+    return dy * relu__dfdy(y, np.float32(0.0))
+
+
+def relu__backward_y__float64(dy, y):
+    return dy * relu__dfdy(y, np.float64(0.0))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -78,6 +113,14 @@ def leaky_relu__forward(x, negative_slope):
     return leaky_relu__f(x, negative_slope)
 
 
+def leaky_relu__forward__float32(x):
+    return leaky_relu__f(x, np.float32(0.01))
+
+
+def leaky_relu__forward__float64(x):
+    return leaky_relu__f(x, np.float64(0.01))
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def leaky_relu__forward__parallel(out, x, negative_slope):
     for i in prange(out.shape[0]):
@@ -86,6 +129,14 @@ def leaky_relu__forward__parallel(out, x, negative_slope):
 
 def leaky_relu__grad(x, negative_slope):
     return leaky_relu__dfdx(x, negative_slope)
+
+
+def leaky_relu__grad__float32(x):
+    return leaky_relu__dfdx(x, np.float32(0.01))
+
+
+def leaky_relu__grad__float64(x):
+    return leaky_relu__dfdx(x, np.float64(0.01))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -98,6 +149,14 @@ def leaky_relu__backward_x(dy, x, negative_slope):
     return dy * leaky_relu__dfdx(x, negative_slope)
 
 
+def leaky_relu__backward_x__float32(dy, x):
+    return dy * leaky_relu__dfdx(x, np.float32(0.01))
+
+
+def leaky_relu__backward_x__float64(dy, x):
+    return dy * leaky_relu__dfdx(x, np.float64(0.01))
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def leaky_relu__backward_x__parallel(out, dy, x, negative_slope):
     for i in prange(out.shape[0]):
@@ -106,6 +165,14 @@ def leaky_relu__backward_x__parallel(out, dy, x, negative_slope):
 
 def leaky_relu__backward_y(dy, y, negative_slope):
     return dy * leaky_relu__dfdy(y, negative_slope)
+
+
+def leaky_relu__backward_y__float32(dy, y):
+    return dy * leaky_relu__dfdy(y, np.float32(0.01))
+
+
+def leaky_relu__backward_y__float64(dy, y):
+    return dy * leaky_relu__dfdy(y, np.float64(0.01))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -124,6 +191,14 @@ def elu__forward(x, alpha):
     return elu__f(x, alpha)
 
 
+def elu__forward__float32(x):
+    return elu__f(x, np.float32(1.0))
+
+
+def elu__forward__float64(x):
+    return elu__f(x, np.float64(1.0))
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def elu__forward__parallel(out, x, alpha):
     for i in prange(out.shape[0]):
@@ -132,6 +207,14 @@ def elu__forward__parallel(out, x, alpha):
 
 def elu__grad(x, alpha):
     return elu__dfdx(x, alpha)
+
+
+def elu__grad__float32(x):
+    return elu__dfdx(x, np.float32(1.0))
+
+
+def elu__grad__float64(x):
+    return elu__dfdx(x, np.float64(1.0))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -144,6 +227,14 @@ def elu__backward_x(dy, x, alpha):
     return dy * elu__dfdx(x, alpha)
 
 
+def elu__backward_x__float32(dy, x):
+    return dy * elu__dfdx(x, np.float32(1.0))
+
+
+def elu__backward_x__float64(dy, x):
+    return dy * elu__dfdx(x, np.float64(1.0))
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def elu__backward_x__parallel(out, dy, x, alpha):
     for i in prange(out.shape[0]):
@@ -152,6 +243,14 @@ def elu__backward_x__parallel(out, dy, x, alpha):
 
 def elu__backward_y(dy, y, alpha):
     return dy * elu__dfdy(y, alpha)
+
+
+def elu__backward_y__float32(dy, y):
+    return dy * elu__dfdy(y, np.float32(1.0))
+
+
+def elu__backward_y__float64(dy, y):
+    return dy * elu__dfdy(y, np.float64(1.0))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -216,6 +315,14 @@ def step__forward(x, at_zero):
     return step__f(x, at_zero)
 
 
+def step__forward__float32(x):
+    return step__f(x, np.float32(0.0))
+
+
+def step__forward__float64(x):
+    return step__f(x, np.float64(0.0))
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def step__forward__parallel(out, x, at_zero):
     for i in prange(out.shape[0]):
@@ -224,6 +331,14 @@ def step__forward__parallel(out, x, at_zero):
 
 def step__grad(x, at_zero):
     return step__dfdx(x, at_zero)
+
+
+def step__grad__float32(x):
+    return step__dfdx(x, np.float32(0.0))
+
+
+def step__grad__float64(x):
+    return step__dfdx(x, np.float64(0.0))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -236,6 +351,14 @@ def step__backward_x(dy, x, at_zero):
     return dy * step__dfdx(x, at_zero)
 
 
+def step__backward_x__float32(dy, x):
+    return dy * step__dfdx(x, np.float32(0.0))
+
+
+def step__backward_x__float64(dy, x):
+    return dy * step__dfdx(x, np.float64(0.0))
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def step__backward_x__parallel(out, dy, x, at_zero):
     for i in prange(out.shape[0]):
@@ -244,6 +367,14 @@ def step__backward_x__parallel(out, dy, x, at_zero):
 
 def step__backward_y(dy, y, at_zero):
     return dy * step__dfdy(y, at_zero)
+
+
+def step__backward_y__float32(dy, y):
+    return dy * step__dfdy(y, np.float32(0.0))
+
+
+def step__backward_y__float64(dy, y):
+    return dy * step__dfdy(y, np.float64(0.0))
 
 
 @njit(parallel=True, cache=True, nogil=True)

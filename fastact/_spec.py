@@ -15,7 +15,10 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["Param", "ElementwiseSpec", "RowwiseSpec", "elementwise", "rowwise", "REGISTRY"]
+#: dtypes the kernels are compiled for; float16 is computed in float32 by the dispatch.
+DTYPES = ("float32", "float64")
+
+__all__ = ["DTYPES", "Param", "ElementwiseSpec", "RowwiseSpec", "elementwise", "rowwise", "REGISTRY"]
 
 
 @dataclass(frozen=True)
