@@ -1,4 +1,4 @@
-"""Generate the CPU kernel module from the declarations.
+"""Generate the CPU kernel module (and the README's table of functions) from the declarations.
 
 Numba's disk cache cannot hold kernels that a factory builds around a captured scalar
 function, nor kernels that take the scalar function as an argument: both recompile in
@@ -91,11 +91,10 @@ def _elementwise(spec: ElementwiseSpec) -> list[str]:
     return lines
 
 
-def _rowwise(spec: RowwiseSpec) -> list[str]:
-    n = spec.name
-    lines = [f"# --- {n} " + "-" * (84 - len(n))]
-    for fn in ("key", "term", "out", "bterm", "bout"):
-        lines.append(f"{n}__{fn} = njit(_d.{n}.{fn})")
+def _row_bodies(n: str) -> dict[str, list[str]]:
+    """Source lines of the sequential row loop of each row-wise operation, over 1-d rows
+    named by ``ROWWISE_OPS`` and ``out``: shared by the CPU kernels and the one-thread-per-row
+    CUDA kernels, so both sum in the same order."""
     stats = [
         "    n = out.shape[0]",
         "    m = -math.inf",
@@ -107,7 +106,7 @@ def _rowwise(spec: RowwiseSpec) -> list[str]:
         "    for j in range(n):",
         f"        s += {n}__term(x[j], m)",
     ]
-    bodies = {
+    return {
         "forward": stats + ["    for j in range(n):", f"        out[j] = {n}__out(x[j], m, s)"],
         "backward_y": [
             "    n = out.shape[0]",
@@ -126,6 +125,14 @@ def _rowwise(spec: RowwiseSpec) -> list[str]:
             f"        out[j] = {n}__bout(dy[j], {n}__out(x[j], m, s), d)",
         ],
     }
+
+
+def _rowwise(spec: RowwiseSpec) -> list[str]:
+    n = spec.name
+    lines = [f"# --- {n} " + "-" * (84 - len(n))]
+    for fn in ("key", "term", "out", "bterm", "bout"):
+        lines.append(f"{n}__{fn} = njit(_d.{n}.{fn})")
+    bodies = _row_bodies(n)
     for op, args in ROWWISE_OPS.items():
         arglist = ", ".join(args)
         lines += [
@@ -184,7 +191,229 @@ def render() -> str:
     return "\n".join(lines) + "\n"
 
 
-TARGETS = {PACKAGE / "_kernels_cpu.py": render}
+README = PACKAGE.parent / "README.md"
+TABLE_START, TABLE_END = "<!-- functions-table:start -->", "<!-- functions-table:end -->"
+
+
+def functions_table() -> str:
+    """The README's table of functions, rendered from the declarations."""
+    rows = [
+        "| function | f(x) | f'(x), with the convention at kinks | parameters (defaults) | `backward(dy, y=)` |",
+        "|---|---|---|---|---|",
+    ]
+    for spec in REGISTRY.values():
+        params = ", ".join(f"`{p.name}={p.default!r}`" for p in spec.params) or "none"
+        if isinstance(spec, RowwiseSpec):
+            rows.append(f"| `{spec.name}(x, axis=-1)` | `{spec.formula}` | Jacobian: use `backward` | {params} | yes |")
+            continue
+        if spec.dfdy is None:
+            from_y = "no"
+        elif spec.dfdy_requires:
+            from_y = f"if `{spec.dfdy_requires}`"
+        else:
+            from_y = "yes"
+        rows.append(f"| `{spec.name}` | `{spec.formula}` | `{spec.derivative}` | {params} | {from_y} |")
+    return "\n".join(rows)
+
+
+def render_readme() -> str:
+    text = README.read_text()
+    start, end = text.index(TABLE_START) + len(TABLE_START), text.index(TABLE_END)
+    return text[:start] + "\n" + functions_table() + "\n" + text[end:]
+
+
+# --- CUDA ---------------------------------------------------------------------------------
+
+#: Threads of a row-wise block kernel at most (the size of its shared-memory scratch).
+CUDA_ROW_THREADS = 256
+
+
+def _cuda_elementwise(spec: ElementwiseSpec) -> list[str]:
+    n = spec.name
+    lines = [f"# --- {n} " + "-" * (84 - len(n))]
+    for fn in ("f", "dfdx", "dfdy"):
+        if getattr(spec, fn) is not None:
+            lines.append(f"{n}__{fn} = cuda.jit(device=True)(_d.{n}.{fn})")
+    p = "".join(", " + name for name in spec.param_names)
+    fns = {fn: f"{n}__{fn}" for fn in ("f", "dfdx", "dfdy")}
+    for op in elementwise_ops(spec):
+        args, template = ELEMENTWISE_OPS[op]
+        indexed = template.format(p=p, **fns, **{a: f"{a}[i]" for a in args})
+        lines += [
+            "",
+            "",
+            "@cuda.jit(cache=True)",
+            f"def {n}__{op}__cuda(out, {', '.join(args)}{p}):",
+            "    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):",
+            f"        out[i] = {indexed}",
+        ]
+    return lines
+
+
+def _cuda_block_bodies(n: str) -> dict[str, list[str]]:
+    """Row loops of the block kernels: the threads of a block stride over the row, each
+    keeps a partial result, and ``_block_max``/``_block_sum`` combine the partials."""
+    each = "        for j in range(t, n, nt):"
+    stats = [
+        "        m = -math.inf",
+        each,
+        f"            k = {n}__key(x[r, j])",
+        "            if k > m or k != k:  # a NaN anywhere makes the row NaN",
+        "                m = k",
+        "        m = _block_max(sh, m)",
+        "        s = 0.0",
+        each,
+        f"            s += {n}__term(x[r, j], m)",
+        "        s = _block_sum(sh, s)",
+    ]
+    y_of_x = f"{n}__out(x[r, j], m, s)"
+    return {
+        "forward": stats + [each, f"            out[r, j] = {y_of_x}"],
+        "backward_y": [
+            "        d = 0.0",
+            each,
+            f"            d += {n}__bterm(dy[r, j], y[r, j])",
+            "        d = _block_sum(sh, d)",
+            each,
+            f"            out[r, j] = {n}__bout(dy[r, j], y[r, j], d)",
+        ],
+        "backward_x": stats
+        + [
+            "        d = 0.0",
+            each,
+            f"            d += {n}__bterm(dy[r, j], {y_of_x})",
+            "        d = _block_sum(sh, d)",
+            each,
+            f"            out[r, j] = {n}__bout(dy[r, j], {y_of_x}, d)",
+        ],
+    }
+
+
+def _cuda_rowwise(spec: RowwiseSpec) -> list[str]:
+    n = spec.name
+    lines = [f"# --- {n} " + "-" * (84 - len(n))]
+    for fn in ("key", "term", "out", "bterm", "bout"):
+        lines.append(f"{n}__{fn} = cuda.jit(device=True)(_d.{n}.{fn})")
+    serial = _row_bodies(n)
+    block = _cuda_block_bodies(n)
+    for op, args in ROWWISE_OPS.items():
+        arglist = ", ".join(args)
+        lines += [
+            "",
+            "",
+            "@cuda.jit(device=True)",
+            f"def {n}__{op}__row({arglist}, out):",
+            *serial[op],
+            "",
+            "",
+            "@cuda.jit(cache=True)",
+            f"def {n}__{op}__cuda_serial(out, {arglist}):",
+            "    inner = out.shape[2]",
+            "    for r in range(cuda.grid(1), out.shape[0] * inner, cuda.gridsize(1)):",
+            "        o = r // inner",
+            "        i = r - o * inner",
+            f"        {n}__{op}__row({', '.join(a + '[o, :, i]' for a in args)}, out[o, :, i])",
+            "",
+            "",
+            "@cuda.jit(cache=True)",
+            f"def {n}__{op}__cuda_block(out, {arglist}):",
+            "    sh = cuda.shared.array(ROW_THREADS, float64)",
+            "    t = cuda.threadIdx.x",
+            "    nt = cuda.blockDim.x",
+            "    n = out.shape[1]",
+            "    for r in range(cuda.blockIdx.x, out.shape[0], cuda.gridDim.x):",
+            *block[op],
+        ]
+    return lines
+
+
+CUDA_HEADER = '''\
+# Generated by `python -m fastact._codegen` from fastact/declarations.py: do not edit.
+"""Compiled CUDA kernels, one set per declaration (imported only by :mod:`fastact._cuda`).
+
+The scalar functions of each declaration are compiled as CUDA device functions: the same
+source that :mod:`fastact._kernels_cpu` compiles for the CPU.  For each activation and
+operation ``op``:
+
+* ``<name>__<op>__cuda(out, *inputs, *params)`` (elementwise) is a grid-stride loop over
+  1-d arrays;
+* ``<name>__<op>__cuda_block(out, *inputs)`` (row-wise) runs one block per row of 2-d
+  row-major arrays, the threads striding over the row in chunks of the block size and
+  combining their partial maximum and sums in shared memory: for rows along the
+  contiguous axis;
+* ``<name>__<op>__cuda_serial(out, *inputs)`` (row-wise) runs one thread per row of
+  (outer, n, inner) arrays, with the row loop of the CPU kernels: for rows across the
+  contiguous axis, where neighbouring threads then read neighbouring elements.
+
+Every kernel is cached on disk (``cache=True``).
+"""
+
+import math
+
+from numba import cuda, float64
+
+from fastact import declarations as _d
+
+DECLARATIONS_SHA256 = "{digest}"
+
+#: Threads of a ``__cuda_block`` kernel at most: a launch uses a power of two up to this.
+ROW_THREADS = {row_threads}
+
+
+@cuda.jit(device=True)
+def _block_max(sh, v):
+    t = cuda.threadIdx.x
+    sh[t] = v
+    cuda.syncthreads()
+    h = cuda.blockDim.x // 2
+    while h > 0:
+        if t < h:
+            w = sh[t + h]
+            if w > sh[t] or w != w:
+                sh[t] = w
+        cuda.syncthreads()
+        h //= 2
+    v = sh[0]
+    cuda.syncthreads()  # every thread has read the result before the scratch is reused
+    return v
+
+
+@cuda.jit(device=True)
+def _block_sum(sh, v):
+    t = cuda.threadIdx.x
+    sh[t] = v
+    cuda.syncthreads()
+    h = cuda.blockDim.x // 2
+    while h > 0:
+        if t < h:
+            sh[t] += sh[t + h]
+        cuda.syncthreads()
+        h //= 2
+    v = sh[0]
+    cuda.syncthreads()
+    return v
+
+
+@cuda.jit(cache=True)
+def cast__cuda(out, x):
+    # Elementwise copy with conversion: float16 or integer input to the compute dtype, the
+    # compute dtype to a float16 out, or a plain copy out of scratch memory.
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = x[i]
+'''
+
+
+def render_cuda() -> str:
+    lines = [CUDA_HEADER.format(digest=declarations_digest(), row_threads=CUDA_ROW_THREADS)]
+    for spec in REGISTRY.values():
+        lines += ["", ""]
+        lines += _cuda_rowwise(spec) if isinstance(spec, RowwiseSpec) else _cuda_elementwise(spec)
+    return "\n".join(lines) + "\n"
+
+
+TARGETS = {PACKAGE / "_kernels_cpu.py": render, PACKAGE / "_kernels_cuda.py": render_cuda}
+if README.exists():  # a source checkout, not an installed wheel
+    TARGETS[README] = render_readme
 
 
 def main(argv=None) -> int:
