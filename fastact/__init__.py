@@ -38,8 +38,13 @@ ROWWISE = tuple(n for n, s in REGISTRY.items() if isinstance(s, RowwiseSpec))
 
 
 def cuda_available() -> bool:
-    """Whether ``target="cuda"`` can run here."""
-    return False
+    """Whether ``target="cuda"`` can run here: numba-cuda is installed and finds a GPU and
+    driver (or runs under its simulator, ``NUMBA_ENABLE_CUDASIM=1``).  The first call
+    imports Numba's CUDA support; where it returns False, ``target="cuda"`` raises
+    :class:`CudaUnavailableError` saying why."""
+    from fastact import _cuda
+
+    return _cuda.available()
 
 
 __all__ = [

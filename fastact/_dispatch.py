@@ -18,11 +18,11 @@ gives the same bits for every layout.
 
 from __future__ import annotations
 
-import operator
 
 import numpy as np
 
-from fastact import _cpu, _threads
+from fastact import _cpu, _cuda, _threads
+from fastact._cuda import CudaUnavailableError
 from fastact._spec import ElementwiseSpec, RowwiseSpec, check_params, dfdy_allowed
 
 TARGETS = ("auto", "cpu", "parallel", "cuda")
@@ -33,10 +33,6 @@ PARALLEL_THRESHOLD = 1 << 17
 
 _F16, _F32, _F64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
 _KERNEL_DTYPES = (_F32, _F64)
-
-
-class CudaUnavailableError(RuntimeError):
-    """``target="cuda"`` was asked for where the CUDA target cannot run."""
 
 
 # NumPy checks the floating-point status flags after every ufunc loop.  Vectorised
@@ -74,15 +70,33 @@ def _quiet(ufunc, *args, **kwargs):
 
 
 def as_input(func: str, name: str, value) -> np.ndarray:
-    """``value`` as a native-endian ndarray of a supported dtype, or a ``TypeError``."""
-    a = value if type(value) is np.ndarray else np.asarray(value)
-    dt = a.dtype
+    """``value`` as an aligned, native-endian ndarray of a supported dtype, or a ``TypeError``.
+
+    Subclasses (``np.matrix``, ``np.memmap``) are read through their base ndarray, as by
+    :func:`numpy.asarray`; a masked array is refused, because its mask would be ignored.
+    """
+    if type(value) is not np.ndarray:
+        if isinstance(value, np.ma.MaskedArray):
+            raise TypeError(
+                f"{func}() does not support masked arrays for {name}: the mask would be ignored; "
+                f"pass {name}.filled(value) or np.ma.getdata({name}) and apply the mask to the result"
+            )
+        value = np.asarray(value)
+    dt = input_dtype(func, name, value.dtype)
+    if dt is not value.dtype:
+        return value.astype(dt)
+    # A buffer at an odd address (np.frombuffer with an offset, a packed record field):
+    # the kernels assume aligned elements.
+    return value if value.flags.aligned else value.copy()
+
+
+def input_dtype(func: str, name: str, dt: np.dtype) -> np.dtype:
+    """The dtype an input of dtype ``dt`` becomes (host and device inputs alike): floats keep
+    theirs, in native byte order; bool and integers become float64; the rest is refused."""
     if dt.kind == "f" and dt.itemsize <= 8:
-        if not dt.isnative:
-            a = a.astype(dt.newbyteorder("="))
-        return a
+        return dt if dt.isnative else dt.newbyteorder("=")
     if dt.kind in "biu":
-        return a.astype(_F64)
+        return _F64
     raise TypeError(
         f"{func}() does not support {name} of dtype {dt}: expected float16, float32 or float64 "
         "(bool and integer input is promoted to float64)"
@@ -102,10 +116,29 @@ def check_target(func: str, target) -> str:
 
 
 def require_cuda(func: str):
-    raise CudaUnavailableError(
-        f"{func}(target='cuda'): the CUDA target is not available in this installation of "
-        'fastact (install it with `pip install "fastact[cuda]"` on a machine with an NVIDIA GPU)'
-    )
+    """Raise :class:`CudaUnavailableError`, saying why and how to install, unless the CUDA
+    target can run."""
+    _cuda.require(func)
+
+
+def resolve_target(func: str, target, named, out, stream):
+    """(target, named, out, launch): the checked target, ``"cuda"`` for ``"auto"`` when an
+    operand is a device array.  For the CUDA target, ``launch`` is a :class:`fastact._cuda.Launch`
+    and ``named``/``out`` hold NumPy shadows of the device operands' shapes and dtypes, so
+    that the checks below are the same for every target; otherwise ``launch`` is None."""
+    target = check_target(func, target)
+    on_device = _cuda.is_device_array(out) or any(_cuda.is_device_array(v) for _, v in named)
+    if target == "cuda" or (target == "auto" and on_device):
+        launch = _cuda.Launch(func, named, out, stream, input_dtype)
+        return "cuda", launch.named, launch.out, launch
+    if on_device:
+        raise TypeError(f"{func}(): device arrays need target='cuda' or 'auto', got target={target!r}")
+    if stream is not None:
+        raise ValueError(
+            f"{func}(): stream= is for the CUDA target only, and this call runs on the host "
+            f"(target={target!r}, no device arrays); pass target='cuda' to run it on the GPU"
+        )
+    return target, named, out, None
 
 
 def check_out(func: str, out, shape: tuple, dtype: np.dtype) -> None:
@@ -125,6 +158,14 @@ def use_parallel(target: str, size: int) -> bool:
     if target == "auto" and size < PARALLEL_THRESHOLD:
         return False
     return _threads.parallel_allowed(target)
+
+
+def _ufunc_can_write(out: np.ndarray) -> bool:
+    """Whether a Numba-built (g)ufunc may write ``out`` directly.  Into a non-contiguous
+    ``out`` it writes wrong elements, and with a negative stride it can corrupt the heap
+    (numba 0.68, NumPy 2.4: ``v(x, out=np.empty(8)[::2])`` fills half of it), so such an
+    ``out`` gets the result through a contiguous temporary.  Strided inputs are fine."""
+    return out.flags.c_contiguous or out.flags.f_contiguous
 
 
 def _new_result(arrays, shape, dtype) -> np.ndarray:
@@ -195,7 +236,7 @@ def _run_elementwise_parallel(kernel, inputs, params, result, cdt):
     kernel(flat_out, *flats, *params)
     if scratch is not None:
         back = scratch if order is None else scratch.transpose(np.argsort(order))
-        np.copyto(result, back, casting="unsafe")
+        _quiet(np.copyto, result, back, casting="unsafe")  # float16 overflow: inf, silently
 
 
 # --- the public callables ------------------------------------------------------------------
@@ -215,7 +256,7 @@ class _Function:
         return f"<fastact.{self.spec.kind} {self.spec.name}>"
 
     def __reduce__(self):  # pickles by name, like a ufunc
-        return (operator.attrgetter(self.spec.name), (__import__("fastact"),))
+        return self.spec.name  # the global fastact.<name>, as pickle looks up functions
 
     def _params(self, func, params):
         if not params:
@@ -237,25 +278,25 @@ class Elementwise(_Function):
         self._ufuncs = {}
         self._dfdy_by_default = dfdy_allowed(spec, spec.defaults)
 
-    def __call__(self, x, *, out=None, target="auto", **params):
-        if target == "auto" and not params:
+    def __call__(self, x, *, out=None, target="auto", stream=None, **params):
+        if target == "auto" and not params and stream is None:
             r = self._small("forward", x, None, out)
             if r is not None:
                 return r
-        return self._run("forward", self.spec.name, (("x", x),), out, target, params)
+        return self._run("forward", self.spec.name, (("x", x),), out, target, params, stream)
 
-    def grad(self, x, *, out=None, target="auto", **params):
+    def grad(self, x, *, out=None, target="auto", stream=None, **params):
         """Elementwise derivative ``f'(x)``, with the same parameters as the function.
 
         At a kink the declared convention applies (see the function's docstring).
         """
-        if target == "auto" and not params:
+        if target == "auto" and not params and stream is None:
             r = self._small("grad", x, None, out)
             if r is not None:
                 return r
-        return self._run("grad", f"{self.spec.name}.grad", (("x", x),), out, target, params)
+        return self._run("grad", f"{self.spec.name}.grad", (("x", x),), out, target, params, stream)
 
-    def backward(self, dy, x=None, *, y=None, out=None, target="auto", **params):
+    def backward(self, dy, x=None, *, y=None, out=None, target="auto", stream=None, **params):
         """Fused vector-Jacobian product ``dy * f'(x)`` in one pass, without temporaries.
 
         Give exactly one of ``x`` (the forward input) or ``y=`` (the forward output, where
@@ -266,12 +307,12 @@ class Elementwise(_Function):
         if (x is None) == (y is None):
             raise TypeError(f"{func}() takes exactly one of x (the forward input) or y= (the forward output)")
         if y is None:
-            if target == "auto" and not params:
+            if target == "auto" and not params and stream is None:
                 r = self._small("backward_x", dy, x, out)
                 if r is not None:
                     return r
-            return self._run("backward_x", func, (("dy", dy), ("x", x)), out, target, params)
-        if target == "auto" and not params and self._dfdy_by_default:
+            return self._run("backward_x", func, (("dy", dy), ("x", x)), out, target, params, stream)
+        if target == "auto" and not params and stream is None and self._dfdy_by_default:
             r = self._small("backward_y", dy, y, out)
             if r is not None:
                 return r
@@ -288,7 +329,7 @@ class Elementwise(_Function):
                     + ", ".join(f"{k}={v!r}" for k, v in checked.items())
                     + "; pass the forward input x instead"
                 )
-        return self._run("backward_y", func, (("dy", dy), ("y", y)), out, target, params)
+        return self._run("backward_y", func, (("dy", dy), ("y", y)), out, target, params, stream)
 
     def _ufunc(self, op, dtype, params):
         """(ufunc, trailing scalar operands) that compute ``op`` for ``dtype`` inputs.
@@ -325,7 +366,8 @@ class Elementwise(_Function):
             return None
         if out is None:
             out = np.empty_like(a if b is None else b)
-        elif type(out) is not np.ndarray or out.dtype is not dt or out.shape != a.shape or not out.flags.writeable:
+        elif (type(out) is not np.ndarray or out.dtype is not dt or out.shape != a.shape or not out.flags.writeable
+              or not _ufunc_can_write(out)):
             return None
         uf = self._ufuncs.get((op, dt)) or self._ufunc(op, dt, self._defaults)[0]
         token = _fp_ignore()
@@ -338,12 +380,10 @@ class Elementwise(_Function):
             _fp_restore(token)
         return out
 
-    def _run(self, op, func, named, out, target, params):
+    def _run(self, op, func, named, out, target, params, stream=None):
         pvals = self._params(func, params)
+        target, named, out, launch = resolve_target(func, target, named, out, stream)
         arrays = [as_input(func, name, value) for name, value in named]
-        target = check_target(func, target)
-        if target == "cuda":
-            require_cuda(func)
         rdt, cdt = result_dtype(arrays)
         if len(arrays) == 1:
             shape = arrays[0].shape
@@ -355,6 +395,8 @@ class Elementwise(_Function):
                 raise ValueError(f"{func}(): cannot broadcast {shapes} together") from None
         if out is not None:
             check_out(func, out, shape, rdt)
+        if launch is not None:
+            return launch.elementwise(self.spec.name, op, arrays, shape, rdt, cdt, pvals, finish)
 
         result = out if out is not None else _new_result(arrays, shape, rdt)
         size = result.size
@@ -367,10 +409,10 @@ class Elementwise(_Function):
             _run_elementwise_parallel(_cpu.parallel(self.spec.name, op), inputs, params, result, cdt)
         else:
             uf, scalars = self._ufunc(op, cdt, pvals)
-            if result.dtype == cdt:
+            if result.dtype == cdt and _ufunc_can_write(result):
                 _quiet(uf, *inputs, *scalars, out=result)
             else:
-                np.copyto(result, _quiet(uf, *inputs, *scalars), casting="unsafe")
+                _quiet(np.copyto, result, _quiet(uf, *inputs, *scalars), casting="unsafe")
         return finish(result, out)
 
 
@@ -382,18 +424,18 @@ class Rowwise(_Function):
 
     spec: RowwiseSpec
 
-    def __call__(self, x, *, axis=-1, out=None, target="auto"):
-        return self._run("forward", self.spec.name, (("x", x),), axis, out, target)
+    def __call__(self, x, *, axis=-1, out=None, target="auto", stream=None):
+        return self._run("forward", self.spec.name, (("x", x),), axis, out, target, stream)
 
-    def backward(self, dy, x=None, *, y=None, axis=-1, out=None, target="auto"):
+    def backward(self, dy, x=None, *, y=None, axis=-1, out=None, target="auto", stream=None):
         """Vector-Jacobian product along ``axis``, from the forward input ``x`` or the
         forward output ``y=`` (exactly one).  ``out=dy`` computes it in place."""
         func = f"{self.spec.name}.backward"
         if (x is None) == (y is None):
             raise TypeError(f"{func}() takes exactly one of x (the forward input) or y= (the forward output)")
         if y is None:
-            return self._run("backward_x", func, (("dy", dy), ("x", x)), axis, out, target)
-        return self._run("backward_y", func, (("dy", dy), ("y", y)), axis, out, target)
+            return self._run("backward_x", func, (("dy", dy), ("x", x)), axis, out, target, stream)
+        return self._run("backward_y", func, (("dy", dy), ("y", y)), axis, out, target, stream)
 
     def __getattr__(self, name):
         if name == "grad":
@@ -403,11 +445,9 @@ class Rowwise(_Function):
             )
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
-    def _run(self, op, func, named, axis, out, target):
+    def _run(self, op, func, named, axis, out, target, stream=None):
+        target, named, out, launch = resolve_target(func, target, named, out, stream)
         arrays = [as_input(func, name, value) for name, value in named]
-        target = check_target(func, target)
-        if target == "cuda":
-            require_cuda(func)
         rdt, cdt = result_dtype(arrays)
         try:
             shape = np.broadcast_shapes(*(a.shape for a in arrays))
@@ -417,6 +457,8 @@ class Rowwise(_Function):
         axis = _check_axis(func, axis, len(shape))
         if out is not None:
             check_out(func, out, shape, rdt)
+        if launch is not None:
+            return launch.rowwise(self.spec.name, op, arrays, shape, axis, rdt, cdt, finish)
 
         result = out if out is not None else _new_result(arrays, shape, rdt)
         if result.size == 0:
@@ -429,10 +471,10 @@ class Rowwise(_Function):
             _run_rowwise_parallel(_cpu.parallel(self.spec.name, op), inputs, res, axis, cdt)
         else:
             gu = _cpu.gufunc(self.spec.name, op, len(inputs))
-            if res.dtype == cdt:
-                _quiet(gu, *inputs, out=res, axis=axis)
+            if res.dtype == cdt and _ufunc_can_write(res):
+                _gufunc_into(gu, inputs, res, axis)
             else:
-                np.copyto(res, _quiet(gu, *inputs, axis=axis), casting="unsafe")
+                _quiet(np.copyto, res, _quiet(gu, *inputs, axis=axis), casting="unsafe")
         return finish(result, out)
 
 
@@ -454,6 +496,21 @@ def _rows(a: np.ndarray, axis: int):
         return None
 
 
+def _gufunc_into(gu, inputs, res, axis, block=8192):
+    """``gu(*inputs, out=res, axis=axis)`` without a copy of the whole input when ``res`` is
+    one of the inputs (``out=x``, ``out=dy``).  NumPy copies a gufunc operand that overlaps
+    the output; the row kernels read each element before writing it, so exact aliasing is
+    safe, and running blocks of rows bounds NumPy's copy to one block."""
+    rows_out = _rows(res, axis) if any(_same_view(a, res) for a in inputs) else None
+    rows_in = [_rows(a, axis) for a in inputs] if rows_out is not None else []
+    if rows_out is None or any(r is None for r in rows_in) or res.size <= block:
+        _quiet(gu, *inputs, out=res, axis=axis)
+        return
+    step = max(1, block // rows_out.shape[1])
+    for i in range(0, rows_out.shape[0], step):
+        _quiet(gu, *(r[i : i + step] for r in rows_in), out=rows_out[i : i + step])
+
+
 def _run_rowwise_parallel(kernel, inputs, result, axis, cdt):
     rows_out = None if _needs_scratch(result, inputs, cdt) else _rows(result, axis)
     scratch = None
@@ -468,4 +525,4 @@ def _run_rowwise_parallel(kernel, inputs, result, axis, cdt):
         rows_in.append(r)
     kernel(rows_out, *rows_in)
     if scratch is not None:
-        np.copyto(result, np.moveaxis(scratch, -1, axis), casting="unsafe")
+        _quiet(np.copyto, result, np.moveaxis(scratch, -1, axis), casting="unsafe")

@@ -21,7 +21,7 @@ from numba import njit, prange
 
 from fastact import declarations as _d
 
-DECLARATIONS_SHA256 = "db6af202619683de4170707d568e631b784fe2a522232feb7eb4579bf1fa58a7"
+DECLARATIONS_SHA256 = "f67f092dbddf3aad5cdab3e66c451ff6dc98287cc0ec618a117a63dde41ceccc"
 
 
 

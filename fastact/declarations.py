@@ -12,9 +12,12 @@ Conventions every declaration follows:
   false, so each function ends in a branch that returns the NaN input itself.
 * Infinities give the exact limits, and no expression overflows for finite input
   (sigmoid splits on the sign of ``x`` so that ``exp`` only sees non-positive arguments).
-* Literals are Python floats: single-precision input is computed in double precision and
-  rounded once, which makes float32 results correctly rounded in nearly every case and,
-  measured, costs nothing (the kernels are bound by memory or by ``exp``).
+* Literals are Python floats, so arithmetic that meets one is done in double precision
+  and rounded once at the end, which keeps float32 results within an ULP or two and,
+  measured, costs nothing (the kernels are bound by memory or by ``exp``).  A math
+  function of a float32 value runs in float32 (``math.exp(x)`` is ``expf``); where its
+  float32 result would lose precision (subnormal results of ``exp``), write
+  ``math.exp(1.0 * x)``.
 * A derivative at a kink follows PyTorch unless a parameter says otherwise.
 * ``dfdy(y)`` is declared only where it equals ``dfdx(x)`` for ``y = f(x)``; when that
   holds only for some parameters, ``dfdy_requires`` says for which.
@@ -158,8 +161,11 @@ class elu:
     def f(x, alpha):
         return x if x > 0.0 else alpha * math.expm1(x)
 
+    # 1.0 * x: math.exp of a float32 is evaluated in float32 (Numba's float() too), and
+    # its subnormal results (x < -87) would lose the precision that backward's
+    # dy * f'(x) needs (dy = 1e30, x = -100).  f itself is fine in float32.
     def dfdx(x, alpha):
-        return 1.0 if x > 0.0 else alpha * math.exp(x)
+        return 1.0 if x > 0.0 else alpha * math.exp(1.0 * x)
 
     def dfdy(y, alpha):
         return 1.0 if y > 0.0 else y + alpha
@@ -200,8 +206,9 @@ class sigmoid:
         e = math.exp(x)
         return e / (1.0 + e)
 
+    # 1.0 * x: exp in double for float32 input too (see elu.dfdx).
     def dfdx(x):
-        t = math.exp(-abs(x))
+        t = math.exp(-abs(1.0 * x))
         d = 1.0 + t
         return t / (d * d)
 

@@ -1,0 +1,146 @@
+"""pytest-benchmark configuration of the benchmark suite.
+
+Options (``pytest bench --help``):
+
+``--smoke``
+    every implementation, operation, dtype and mode once, on 1000 elements, one round,
+    each result checked against the NumPy reference (what CI runs);
+``--full``
+    the whole grid (both dtypes, every size, operation and mode); without either option,
+    the default selection of :data:`bench.cases.GRIDS`.
+
+Fixtures other benchmark modules can use (a module for another target reuses them and
+reports through the same ``extra_info`` schema, :meth:`bench.cases.Case.extra_info`, with
+its own ``impl`` name, e.g. ``"fastact.cuda"``, so the report picks it up):
+
+``bench_grid``
+    the selected :class:`bench.cases.Grid`;
+``bench_data(dtype, size_label)``
+    the shared :class:`bench.cases.Data` arrays;
+``bench_measure(benchmark, fn, setup=None)``
+    warm up (compile, fault pages in), then time ``fn`` with rounds and iterations
+    chosen from pytest-benchmark's ``--benchmark-min-rounds/-max-time/-min-time``;
+    one round under ``--smoke``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import pytest
+
+from bench import cases, machine
+
+_HERE = Path(__file__).resolve().parent
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("fastact benchmarks")
+    group.addoption("--smoke", action="store_true", help="tiny sizes, one round, results checked (CI)")
+    group.addoption("--full", action="store_true", help="the whole grid: both dtypes, every size and mode")
+
+
+def grid_of(config) -> cases.Grid:
+    smoke, full = config.getoption("--smoke"), config.getoption("--full")
+    if smoke and full:
+        raise pytest.UsageError("--smoke and --full exclude each other")
+    return cases.GRIDS["smoke" if smoke else "full" if full else "default"]
+
+
+def pytest_configure(config):
+    grid_of(config)  # reject --smoke --full before collecting anything
+
+
+def pytest_collection_modifyitems(items):
+    # A benchmark that fails before timing is reported once, not again as "fixture unused".
+    mark = pytest.mark.filterwarnings("ignore::pytest_benchmark.logger.PytestBenchmarkWarning")
+    for item in items:
+        if _HERE in item.path.parents:
+            item.add_marker(mark)
+
+
+def pytest_generate_tests(metafunc):
+    grid = grid_of(metafunc.config)
+    if "kernel_case" in metafunc.fixturenames:
+        found = cases.kernel_cases(grid)
+        metafunc.parametrize("kernel_case", found, ids=[c.id for c in found])
+    if "copy_case" in metafunc.fixturenames:
+        found = [(d, s) for d in grid.dtypes for s in grid.sizes]
+        metafunc.parametrize("copy_case", found, ids=[f"{d}-{s}" for d, s in found])
+    if "first_call_case" in metafunc.fixturenames:
+        found = [
+            (cache, name, target)
+            for cache in ("cold", "warm")
+            for name in grid.compile_functions
+            for target in grid.compile_targets
+        ]
+        metafunc.parametrize("first_call_case", found, ids=["-".join(c) for c in found])
+
+
+@pytest.fixture(scope="session")
+def bench_grid(pytestconfig) -> cases.Grid:
+    return grid_of(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def bench_smoke(pytestconfig) -> bool:
+    return bool(pytestconfig.getoption("--smoke"))
+
+
+@pytest.fixture(scope="session")
+def bench_data():
+    made = {}
+
+    def get(dtype: str, size: str) -> cases.Data:
+        key = (dtype, size)
+        if key not in made:
+            made[key] = cases.Data(dtype, cases.SIZES[size])
+        return made[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def bench_measure(bench_smoke):
+    return partial_measure(bench_smoke)
+
+
+def partial_measure(smoke: bool):
+    def measure(benchmark, fn, setup=None):
+        return _measure(benchmark, fn, setup, smoke)
+
+    return measure
+
+
+def _measure(benchmark, fn, setup, smoke):
+    # Warm-up, outside the timing: the first call compiles (or loads) the kernel and faults
+    # the output's pages in; the second estimates the cost of a call.
+    if setup is not None:
+        setup()
+    fn()
+    if benchmark.disabled:
+        return
+    best = math.inf
+    for _ in range(1 if smoke else 3):
+        if setup is not None:
+            setup()
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+        if best > 1e-3:
+            break
+    best = max(best, 1e-8)
+    if smoke:
+        rounds, iterations = 1, 1
+    else:
+        # Options of pytest-benchmark (--benchmark-min-rounds, -max-time, -min-time).
+        min_rounds, max_time, min_time = benchmark._min_rounds, benchmark._max_time, benchmark._min_time
+        iterations = 1 if setup is not None else max(1, math.ceil(min_time / best))
+        rounds = max(min_rounds, min(100_000, math.ceil(max_time / (best * iterations))))
+    benchmark.pedantic(fn, setup=setup, rounds=rounds, iterations=iterations, warmup_rounds=0)
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    machine_info["fastact_bench"] = machine.describe(grid_of(config).name)

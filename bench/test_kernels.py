@@ -1,0 +1,78 @@
+"""fastact's kernels against the NumPy reference and the peers, and the memory-copy roofline.
+
+``kernel_case`` and ``copy_case`` are parametrized by ``conftest.py`` from the registry and
+the selected grid; see :mod:`bench.cases`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench import cases
+from bench.roofline import parallel_copy
+from fastact.reference import REFERENCE
+
+
+def test_kernel(benchmark, kernel_case, bench_data, bench_measure, bench_smoke):
+    case = kernel_case
+    benchmark.group = case.group
+    benchmark.extra_info.update(case.extra_info())
+    why = cases.available(case.impl)
+    if why is not None:
+        pytest.skip(why)
+    a = bench_data(case.dtype, case.size).arrays(case)
+    try:
+        fn = cases.build(case, a)
+    except cases.Unavailable as e:
+        pytest.skip(str(e))
+    if bench_smoke:
+        _check(case, a, fn)
+    bench_measure(benchmark, fn, setup=a.restore)
+
+
+def test_roofline(benchmark, copy_case, bench_data, bench_measure):
+    dtype, size = copy_case
+    d = bench_data(dtype, size)
+    benchmark.group = f"roofline: parallel copy {dtype} n={size}"
+    benchmark.extra_info.update(
+        kind="roofline",
+        impl="copy",
+        dtype=dtype,
+        size=d.n,
+        size_label=size,
+        mode="out",
+        bytes=2 * d.n * d.dtype.itemsize,
+    )
+    src, dst = d.x, d.out
+    bench_measure(benchmark, lambda: parallel_copy(dst, src))
+    np.testing.assert_array_equal(dst, src)
+
+
+def _check(case, a, fn):
+    """The implementation computes the function (once, against the float64 reference):
+    a peer written wrong would otherwise be benchmarked for ever."""
+    if a.restore is not None:
+        a.restore()
+    got = fn()
+    if case.mode == "out":
+        got = a.out
+    elif case.mode == "inplace":
+        got = a.work
+    got = np.asarray(got)
+    assert got.shape == a.x.shape, f"{case.id}: result shape {got.shape}, expected {a.x.shape}"
+    if case.impl != "numpy":  # the baseline is whatever the reference computes in
+        assert got.dtype == a.x.dtype, f"{case.id}: result dtype {got.dtype}, expected {a.x.dtype}"
+
+    ref = REFERENCE[case.function]
+    x, dy = a.x.astype(np.float64), a.dy.astype(np.float64)
+    if case.op == "forward":
+        want = ref.forward(x)
+    elif case.op == "grad":
+        want = ref.grad(x)
+    elif case.op == "backward":
+        want = ref.backward(dy, x=x)
+    else:
+        want = ref.backward(dy, y=a.y.astype(np.float64))
+    tol = 2e-5 if a.x.dtype == np.float32 else 1e-11
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=case.id)

@@ -1,0 +1,449 @@
+"""The ``cuda`` target: device arrays, launch configuration and streams.
+
+Nothing here imports Numba's CUDA support until a call asks for the CUDA target or passes
+a device array, so ``import fastact`` works (and costs nothing) where CUDA is missing.
+
+The dispatch layer (:mod:`fastact._dispatch`) validates every call the same way for every
+target: for a device operand it sees a NumPy *shadow* of the operand's shape and dtype
+(:class:`Launch`), so dtype, broadcasting and ``out`` checks and their messages are the
+CPU's own.  :class:`Launch` then maps the shadows back to the device arrays and runs the
+kernels of the generated module :mod:`fastact._kernels_cuda`.
+
+Layout.  Kernels see contiguous views: elementwise kernels a 1-d view of every operand,
+row-wise kernels a (rows, n) view when the rows lie along the contiguous axis (one block per
+row) and an (outer, n, inner) view otherwise (one thread per row, so that neighbouring
+threads read neighbouring elements).  Host operands are broadcast and laid out to match on
+the host before the copy; device operands must already be contiguous, C or Fortran order,
+all in the same order, and of the result's shape: anything else raises ``ValueError``
+rather than computing on a hidden copy.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import threading
+
+import numpy as np
+
+
+class CudaUnavailableError(RuntimeError):
+    """``target="cuda"`` was asked for where the CUDA target cannot run."""
+
+
+INSTALL_HINT = 'install it with `pip install "fastact[cuda]"` on a machine with an NVIDIA GPU and driver'
+
+_lock = threading.RLock()
+_loaded = None  # (numba.cuda, generated kernel module) once loaded
+_reason = None  # why the CUDA target cannot run, once known
+
+
+def _load():
+    """(numba.cuda, kernels) or raise :class:`CudaUnavailableError`."""
+    global _loaded, _reason
+    if _loaded is not None:
+        return _loaded
+    with _lock:
+        if _loaded is None and _reason is None:
+            _reason = _probe()
+        if _reason is not None:
+            raise CudaUnavailableError(_reason)
+    return _loaded
+
+
+def _probe() -> str | None:
+    global _loaded
+    # The CUDA target built into numba itself is deprecated and unmaintained; fastact
+    # uses NVIDIA's numba-cuda package, which takes over the ``numba.cuda`` name.
+    if importlib.util.find_spec("numba_cuda") is None:
+        return f"the numba-cuda package is not installed ({INSTALL_HINT})"
+    try:
+        from numba import cuda
+    except Exception as e:  # a broken CUDA toolkit shows here, not at import fastact
+        return f"numba.cuda could not be imported ({type(e).__name__}: {e}; {INSTALL_HINT})"
+    try:
+        usable = cuda.is_available()
+    except Exception as e:  # pragma: no cover - driver errors vary
+        usable, detail = False, f" ({type(e).__name__}: {e})"
+    else:
+        detail = ""
+    if not usable:
+        return (
+            f"no usable CUDA GPU or driver was found{detail}: numba.cuda.is_available() is False "
+            f"(numba.cuda.detect() says why; {INSTALL_HINT})"
+        )
+    mod = importlib.import_module("fastact._kernels_cuda")
+    from fastact import _codegen
+
+    try:
+        current = _codegen.declarations_digest()
+    except OSError:  # installed without sources: nothing to compare against
+        current = mod.DECLARATIONS_SHA256
+    if current != mod.DECLARATIONS_SHA256:
+        from fastact._cpu import StaleKernelsError
+
+        raise StaleKernelsError(
+            "fastact/_kernels_cuda.py was generated from another version of "
+            "fastact/declarations.py; run `python -m fastact._codegen`"
+        )
+    _loaded = (cuda, mod)
+    return None
+
+
+def available() -> bool:
+    """Whether the CUDA target can run here (a GPU and numba-cuda, or the simulator)."""
+    try:
+        _load()
+    except CudaUnavailableError:
+        return False
+    return True
+
+
+def require(func: str) -> None:
+    """Raise :class:`CudaUnavailableError`, naming ``func``, unless the CUDA target can run."""
+    try:
+        _load()
+    except CudaUnavailableError as e:
+        raise CudaUnavailableError(f"{func}(target='cuda'): the CUDA target is not available: {e}") from None
+
+
+def is_device_array(obj) -> bool:
+    """True for objects whose memory is on a CUDA device: anything that exposes
+    ``__cuda_array_interface__`` (CuPy arrays, PyTorch CUDA tensors, Numba device arrays)
+    and the device arrays of Numba's CUDA simulator.  Imports nothing."""
+    return type(obj) is not np.ndarray and (
+        hasattr(obj, "__cuda_array_interface__") or bool(getattr(obj, "__cuda_ndarray__", False))
+    )
+
+
+# --- launch configuration ------------------------------------------------------------------
+
+#: Threads per block of the grid-stride kernels.
+THREADS = 256
+WARP = 32
+#: Under the simulator every CUDA thread is a Python thread and blocks run one after the
+#: other: few, small blocks keep the tests fast and still exercise the grid-stride loops
+#: and the tree reductions over several rounds.
+SIM_THREADS, SIM_BLOCKS = 8, 3
+
+_configs: dict = {}
+
+
+def _grid_limit(cuda, threads: int) -> int:
+    """The most blocks worth launching: enough to fill every multiprocessor; a grid-stride
+    loop covers the rest."""
+    dev = cuda.get_current_device()
+    key = (getattr(dev, "id", 0), threads)
+    limit = _configs.get(key)
+    if limit is None:
+        sms = getattr(dev, "MULTIPROCESSOR_COUNT", None)
+        if sms is None:  # the simulator's device has no properties
+            limit = SIM_BLOCKS
+        else:
+            per_sm = max(1, dev.MAX_THREADS_PER_MULTIPROCESSOR // threads)
+            limit = sms * per_sm
+        _configs[key] = limit
+    return limit
+
+
+def _simulated(cuda) -> bool:
+    return getattr(cuda.get_current_device(), "MULTIPROCESSOR_COUNT", None) is None
+
+
+def _flat_config(cuda, n: int) -> tuple[int, int]:
+    threads = SIM_THREADS if _simulated(cuda) else THREADS
+    return max(1, min(-(-n // threads), _grid_limit(cuda, threads))), threads
+
+
+def _block_config(cuda, mod, rows: int, n: int) -> tuple[int, int]:
+    """One block per row; a power of two of threads (the tree reduction halves it), no
+    more than the row needs rounded up to a warp, at most the kernels' scratch size."""
+    cap = SIM_THREADS if _simulated(cuda) else mod.ROW_THREADS
+    threads = min(WARP, cap)
+    while threads < cap and threads < n:
+        threads *= 2
+    return max(1, min(rows, _grid_limit(cuda, threads))), threads
+
+
+# --- streams -------------------------------------------------------------------------------
+
+
+def _as_stream(cuda, func: str, stream):
+    """A Numba stream from ``stream``: None (the default stream), a Numba stream, a raw
+    ``cudaStream_t`` handle (int), or a CuPy/PyTorch stream object."""
+    if stream is None:
+        return 0
+    if isinstance(stream, type(cuda.default_stream())):
+        return stream
+    handle = stream
+    if not isinstance(stream, int) or isinstance(stream, bool):
+        handle = getattr(stream, "cuda_stream", None)  # torch.cuda.Stream
+        if handle is None:
+            handle = getattr(stream, "ptr", None)  # cupy.cuda.Stream
+    if not isinstance(handle, int) or isinstance(handle, bool):
+        raise TypeError(
+            f"{func}(): stream must be a numba.cuda stream, a CuPy or PyTorch stream or an integer "
+            f"cudaStream_t handle, got {type(stream).__name__}"
+        )
+    return cuda.external_stream(handle) if handle else 0
+
+
+# --- device arrays -------------------------------------------------------------------------
+
+
+def _shadow(shape, dtype, writeable=True) -> np.ndarray:
+    """An ndarray of the given shape and dtype backed by one element: what the shared
+    validation inspects in place of a device array.  Never read or written."""
+    return np.lib.stride_tricks.as_strided(np.zeros(1, dtype), tuple(shape), (0,) * len(shape), writeable=writeable)
+
+
+def _address(d) -> int:
+    cai = getattr(d, "__cuda_array_interface__", None)
+    if cai is None:  # the simulator's arrays are NumPy arrays underneath
+        cai = d.__array_interface__
+    return cai["data"][0]
+
+
+class Launch:
+    """One call on the CUDA target, from validation to result.
+
+    ``named`` and ``out`` are what the dispatch validates: the caller's values with each
+    device array replaced by a shadow (:func:`_shadow`) of its shape and dtype.
+    """
+
+    def __init__(self, func: str, named, out, stream, input_dtype):
+        self.func = func
+        self.cuda, self.mod = _load_for(func)
+        self.stream = _as_stream(self.cuda, func, stream)
+        self.device = {}  # id(shadow) -> (name, device array)
+        self.named = []
+        for name, value in named:
+            if is_device_array(value):
+                d = self._device_array(value)
+                shadow = _shadow(d.shape, input_dtype(func, name, np.dtype(d.dtype)))
+                self.device[id(shadow)] = (name, d)
+                value = shadow
+            self.named.append((name, value))
+        self.out = out
+        self.device_out = None
+        if is_device_array(out):
+            self.device_out = self._device_array(out)
+            readonly = bool(getattr(out, "__cuda_array_interface__", {}).get("data", (0, False))[1])
+            self.out = _shadow(self.device_out.shape, np.dtype(self.device_out.dtype), writeable=not readonly)
+        self.returned_out = out
+
+    def _device_array(self, value):
+        if getattr(value, "__cuda_ndarray__", False):
+            return value
+        return self.cuda.as_cuda_array(value)
+
+    # -- layout -------------------------------------------------------------------------
+
+    def _operands(self, arrays, shape):
+        """[(device array or None, host array or None)] for the validated ``arrays``, and the
+        common memory order of the device operands ('C' when none has one)."""
+        ops, orders = [], set()
+        for a in arrays:
+            named = self.device.get(id(a))
+            if named is None:
+                ops.append((None, a))
+                continue
+            name, d = named
+            orders.add(self._check_device(name, d, shape))
+            ops.append((d, None))
+        if self.device_out is not None:
+            orders.add(self._check_device("out", self.device_out, shape))
+        orders.discard(None)
+        if len(orders) > 1:
+            raise ValueError(
+                f"{self.func}(): the device arrays mix C and Fortran order; the CUDA target needs "
+                "them in one memory order (copy one of them to the other's order)"
+            )
+        return ops, (orders.pop() if orders else "C")
+
+    def _check_device(self, name, d, shape) -> str | None:
+        """The memory order that device array ``d`` imposes: 'C', 'F', or None where it is
+        both (at most one axis longer than 1)."""
+        if tuple(d.shape) != tuple(shape):
+            raise ValueError(
+                f"{self.func}(): device array {name} has shape {tuple(d.shape)}, but the result has "
+                f"shape {tuple(shape)}: the CUDA target does not broadcast device arrays "
+                "(broadcast on the device first, or pass a host array)"
+            )
+        c, f = d.is_c_contiguous(), d.is_f_contiguous()
+        if not (c or f):
+            raise ValueError(
+                f"{self.func}(): device array {name} is not contiguous (shape {tuple(d.shape)}, "
+                f"strides {tuple(d.strides)}); the CUDA target needs C- or Fortran-contiguous "
+                "device arrays: pass a contiguous copy (e.g. cupy.ascontiguousarray)"
+            )
+        return None if c and f else ("C" if c else "F")
+
+    def _to_device(self, host: np.ndarray):
+        return self.cuda.to_device(np.ascontiguousarray(host), stream=self.stream)
+
+    def _cast(self, dst, src):
+        """``dst[:] = src`` on the device (1-d, with dtype conversion)."""
+        blocks, threads = _flat_config(self.cuda, dst.shape[0])
+        self.mod.cast__cuda[blocks, threads, self.stream](dst, src)
+
+    def _compute_view(self, d, cdt, view):
+        """``view(d)`` in the compute dtype: ``d`` itself, or a converted device copy."""
+        v = view(d)
+        if np.dtype(d.dtype) == cdt:
+            return v
+        flat = v.reshape(v.size) if v.ndim != 1 else v
+        conv = self.cuda.device_array(flat.shape[0], cdt, stream=self.stream)
+        self._cast(conv, flat)
+        return conv.reshape(v.shape)
+
+    def _overlaps(self, d, inputs) -> bool:
+        """True when device ``d`` shares memory with an input without being that input."""
+        lo = _address(d)
+        hi = lo + d.size * d.dtype.itemsize
+        for a in inputs:
+            if a is None:
+                continue
+            alo = _address(a)
+            ahi = alo + a.size * a.dtype.itemsize
+            if alo < hi and lo < ahi:
+                same = alo == lo and a.shape == d.shape and a.strides == d.strides and a.dtype == d.dtype
+                if not same:
+                    return True
+        return False
+
+    def _result(self, shape, rdt, cdt, order, view, any_device):
+        """(kernel output view, finisher) for the call's result.
+
+        The finisher copies out of scratch memory where the kernel could not write the
+        result directly, and returns what the call returns."""
+        cuda, stream = self.cuda, self.stream
+        inputs = [d for _, d in self.device.values()]
+        target = self.device_out
+        if target is None and any_device:
+            target = cuda.device_array(shape, rdt, order=order, stream=stream)
+        if target is not None:
+            tv = view(target)
+            if np.dtype(target.dtype) == cdt and not self._overlaps(target, inputs):
+                return tv, lambda: self.returned_out if self.device_out is not None else target
+            scratch = cuda.device_array(tv.shape, cdt, stream=stream)
+
+            def finish_device():
+                self._cast(tv.reshape(tv.size), scratch.reshape(scratch.size))
+                return self.returned_out if self.device_out is not None else target
+
+            return scratch, finish_device
+        return None, None
+
+    # -- the two kinds of call ----------------------------------------------------------
+
+    def elementwise(self, name, op, arrays, shape, rdt, cdt, pvals, finish):
+        cuda, stream = self.cuda, self.stream
+        size = math.prod(shape)
+        ops, order = self._operands(arrays, shape)
+        any_device = any(d is not None for d, _ in ops)
+        if size == 0:
+            return self._empty(shape, rdt, order, any_device, finish)
+
+        def view(d):
+            return d.reshape(size) if d.ndim == 1 else d.ravel(order=order)
+
+        flats = []
+        for d, h in ops:
+            if d is None:
+                h = np.broadcast_to(h if h.dtype == cdt else h.astype(cdt), shape)
+                flats.append(self._to_device(h.ravel(order=order)))
+            else:
+                flats.append(self._compute_view(d, cdt, view))
+        out_view, finisher = self._result(shape, rdt, cdt, order, view, any_device)
+        if out_view is None:
+            out_view = cuda.device_array(size, cdt, stream=stream)
+        kernel = getattr(self.mod, f"{name}__{op}__cuda")
+        blocks, threads = _flat_config(cuda, size)
+        kernel[blocks, threads, stream](out_view, *flats, *(cdt.type(p) for p in pvals))
+        if finisher is not None:
+            return finisher()
+        host = out_view.copy_to_host(stream=stream)
+        _sync(stream)
+        return self._to_host_result(host.reshape(shape, order=order), rdt, finish)
+
+    def rowwise(self, name, op, arrays, shape, axis, rdt, cdt, finish):
+        cuda, stream = self.cuda, self.stream
+        ops, order = self._operands(arrays, shape)
+        any_device = any(d is not None for d, _ in ops) or self.device_out is not None
+        size = math.prod(shape)
+        if size == 0:
+            return self._empty(shape, rdt, order, any_device, finish)
+        # Every operand is handled as a C-contiguous array of shape ``s`` with the rows
+        # along axis ``k``: a Fortran-ordered array is its C-ordered transpose.  Host
+        # operands alone keep their logical layout where the rows are at least a warp
+        # apart (the one-thread-per-row kernel then reads whole lines), and are otherwise
+        # transposed on the host so that the rows lie along the contiguous axis.
+        nd = max(len(shape), 1)
+        full = tuple(shape) or (1,)
+        if any_device:
+            perm = tuple(range(nd))[::-1] if order == "F" else tuple(range(nd))
+        elif math.prod(full[axis + 1 :]) >= WARP:
+            perm = tuple(range(nd))
+        else:
+            perm = tuple(k for k in range(nd) if k != axis) + (axis,)
+        s = tuple(full[k] for k in perm)
+        k = perm.index(axis)
+        outer, n, inner = math.prod(s[:k]), s[k], math.prod(s[k + 1 :])
+        kshape = (outer, n) if inner == 1 else (outer, n, inner)
+
+        def view(d):
+            flat = d.reshape(size) if d.ndim <= 1 else d.ravel(order=order)
+            return flat.reshape(kshape)
+
+        rows = []
+        for d, h in ops:
+            if d is None:
+                h = np.broadcast_to(h if h.dtype == cdt else h.astype(cdt), shape).reshape(full)
+                rows.append(self._to_device(np.transpose(h, perm).reshape(kshape)))
+            else:
+                rows.append(self._compute_view(d, cdt, view))
+        out_view, finisher = self._result(shape, rdt, cdt, order, view, any_device)
+        if out_view is None:
+            out_view = cuda.device_array(kshape, cdt, stream=stream)
+        if inner == 1:
+            blocks, threads = _block_config(cuda, self.mod, outer, n)
+            getattr(self.mod, f"{name}__{op}__cuda_block")[blocks, threads, stream](out_view, *rows)
+        else:
+            blocks, threads = _flat_config(cuda, outer * inner)
+            getattr(self.mod, f"{name}__{op}__cuda_serial")[blocks, threads, stream](out_view, *rows)
+        if finisher is not None:
+            return finisher()
+        host = out_view.copy_to_host(stream=stream)
+        _sync(stream)
+        host = np.transpose(host.reshape(s), np.argsort(perm)).reshape(shape)
+        return self._to_host_result(host, rdt, finish)
+
+    def _empty(self, shape, rdt, order, any_device, finish):
+        if self.returned_out is not None:
+            return self.returned_out
+        if any_device:
+            return self.cuda.device_array(shape, rdt, order=order, stream=self.stream)
+        return finish(np.empty(shape, rdt), None)
+
+    def _to_host_result(self, host, rdt, finish):
+        out = self.returned_out
+        if out is not None:  # a host out: the device out was handled by _result
+            np.copyto(out, host, casting="unsafe")
+            return out
+        return finish(host if host.dtype == rdt else host.astype(rdt), None)
+
+
+def _load_for(func):
+    try:
+        return _load()
+    except CudaUnavailableError:
+        require(func)
+        raise  # pragma: no cover - require raised
+
+
+def _sync(stream):
+    # A host result must be complete when the call returns, whatever the stream.
+    if not isinstance(stream, int):
+        stream.synchronize()

@@ -1,0 +1,367 @@
+"""The CUDA target against the CPU target, for every declared function.
+
+Runs on a GPU, or under Numba's CUDA simulator in its own process (the variable must be set
+before ``numba.cuda`` is first imported)::
+
+    NUMBA_ENABLE_CUDASIM=1 pytest tests/cuda -q
+
+and is skipped where neither is there.  Results are compared with the CPU target within
+``MAX_ULP``: the math is the same source, but ``exp``/``expm1`` differ by an ULP or two
+between libdevice and the host libm, the simulator evaluates float32 math as Python
+floats, and the block reductions of the row-wise kernels add in another order.  NaN
+positions must match exactly.  Arrays are small: the simulator runs every CUDA thread as a
+Python thread.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+from _helpers import case_id, edge_values, elementwise_cases, random_dy, random_values, ulp_distance
+
+import fastact as fa
+
+if not fa.cuda_available():
+    pytest.skip(
+        "the CUDA target is unavailable: no GPU here (set NUMBA_ENABLE_CUDASIM=1 to run these tests "
+        "under Numba's CUDA simulator, in a process of their own)",
+        allow_module_level=True,
+    )
+
+from numba import cuda  # noqa: E402
+from numba.cuda.core import config as _cuda_config  # noqa: E402
+
+SIMULATOR = bool(_cuda_config.ENABLE_CUDASIM)
+
+# The simulator evaluates the scalar math with NumPy scalars in Python threads, where
+# inf - inf and the like warn; a GPU raises no floating-point warnings.
+pytestmark = [pytest.mark.filterwarnings("ignore::RuntimeWarning")] if SIMULATOR else []
+
+MAX_ULP = 4
+#: Row-wise float32 under the simulator: NumPy scalars type ``x - max(x)`` as float32 where
+#: Numba (CPU and GPU alike) computes it in float64, and exp(d) then inherits the
+#: difference's rounding error, about |d| / 2 float32 ULP for the |d| < 64 of these tests.
+ROW_MAX_ULP_SIM_F32 = 32
+DTYPES = (np.float32, np.float64)
+MODES = ("host", "host_out", "device", "device_inplace")
+
+
+def on_device(a):
+    return cuda.to_device(np.ascontiguousarray(a) if a.flags.c_contiguous or not a.flags.f_contiguous else a)
+
+
+def to_host(r):
+    if isinstance(r, np.ndarray | np.generic):
+        return np.asarray(r)
+    assert getattr(r, "__cuda_ndarray__", False) or hasattr(r, "__cuda_array_interface__"), type(r)
+    return r.copy_to_host()
+
+
+def assert_close(actual, expected, what, maxulp=MAX_ULP, atol=None):
+    """Within ``maxulp`` ULP of the CPU target (or within ``atol`` where given), NaN alike."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape, (what, actual.dtype, actual.shape)
+    nan_a, nan_e = np.isnan(actual), np.isnan(expected)
+    assert np.array_equal(nan_a, nan_e), f"{what}: NaN at {np.argwhere(nan_a != nan_e)[:5].tolist()}"
+    d = ulp_distance(actual, expected)
+    if atol is not None:
+        with np.errstate(invalid="ignore"):
+            d = np.where(np.abs(actual.astype(np.float64) - expected.astype(np.float64)) <= atol, 0, d)
+    assert not d.size or d.max() <= maxulp, (
+        f"{what}: {int(d.max())} ULP from the CPU target at {np.argwhere(d > maxulp)[:5].tolist()}: "
+        f"{actual[d > maxulp][:5].tolist()} vs {expected[d > maxulp][:5].tolist()}"
+    )
+
+
+def seed(text):
+    return zlib.crc32(text.encode())
+
+
+def assert_close_backward(got, expected, y, dy, axis, what, maxulp):
+    """Row-wise vector-Jacobian products: ``y * (dy - sum(dy * y))`` cancels where ``dy`` is
+    close to the sum, and a sum taken in another order (a block reduction) then differs by
+    many ULP of the small result.  Bound the difference by the scale of the terms instead:
+    ``maxulp * eps * |y| * (|dy| + sum(|dy * y|))``."""
+    got, expected = np.asarray(got), np.asarray(expected)
+    assert got.dtype == expected.dtype and got.shape == expected.shape, (what, got.dtype, got.shape)
+    assert np.array_equal(np.isnan(got), np.isnan(expected)), what
+    y64, dy64 = np.asarray(y, np.float64), np.asarray(dy, np.float64)
+    scale = np.abs(y64) * (np.abs(dy64) + np.sum(np.abs(dy64 * y64), axis=axis, keepdims=True))
+    tol = maxulp * float(np.finfo(got.dtype).eps) * scale + float(np.finfo(got.dtype).smallest_subnormal)
+    err = np.abs(got.astype(np.float64) - expected.astype(np.float64))
+    ok = np.isnan(expected) | (err <= tol)
+    assert ok.all(), f"{what}: off by {err[~ok][:5].tolist()} (bound {tol[~ok][:5].tolist()})"
+
+
+def operands(name, op, x, dy, params):
+    """The positional operands and the keywords of ``op`` (``y`` from the CPU target)."""
+    fn = fa.FUNCTIONS[name]
+    if op in ("forward", "grad"):
+        return (x,), {}
+    if op == "backward_x":
+        return (dy, x), {}
+    return (dy,), {"y": fn(x, target="cpu", **params)}
+
+
+def method(name, op):
+    fn = fa.FUNCTIONS[name]
+    return {"forward": fn, "grad": getattr(fn, "grad", None)}.get(op) or fn.backward
+
+
+def run_mode(name, op, mode, args, kw, params, **extra):
+    """Call ``op`` on the CUDA target in ``mode``; return the result on the host."""
+    f = method(name, op)
+    if mode == "host":
+        r = f(*args, target="cuda", **kw, **params, **extra)
+        assert isinstance(r, np.ndarray | np.generic)
+        return r
+    if mode == "host_out":
+        out = np.full(np.broadcast_shapes(*(np.shape(a) for a in (*args, *kw.values()))), np.nan, args[0].dtype)
+        assert f(*args, out=out, target="cuda", **kw, **params, **extra) is out
+        return out
+    dargs = [on_device(a) for a in args]
+    dkw = {k: on_device(v) for k, v in kw.items()}
+    if mode == "device":
+        r = f(*dargs, **dkw, **params, **extra)  # target="auto" picks CUDA for device input
+        assert not isinstance(r, np.ndarray)
+        return to_host(r)
+    assert mode == "device_inplace"
+    out = dargs[0]
+    assert f(*dargs, **dkw, out=out, **params, **extra) is out
+    return out.copy_to_host()
+
+
+# --- elementwise ------------------------------------------------------------------------------
+
+
+def elementwise_data(dtype, seed, shape=(4, 17)):
+    rng = np.random.default_rng(seed)
+    n = int(np.prod(shape))
+    edge = edge_values(dtype)
+    x = np.concatenate([edge, random_values(rng, max(n - edge.size, 3), dtype)])[:n].reshape(shape)
+    dy = random_dy(rng, n, dtype).reshape(shape)
+    return x, dy
+
+
+def _elementwise_matrix():
+    """Every case in every mode; non-default parameters on the device for the forward pass
+    only (the kernels take them as arguments, whatever the operation)."""
+    out = []
+    for case in elementwise_cases():
+        for mode in MODES:
+            if not (mode.startswith("device") and case[2] and case[1] != "forward"):
+                out.append(pytest.param(case, mode, id=f"{case_id(case)}-{mode}"))
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: np.dtype(t).name)
+@pytest.mark.parametrize(("case", "mode"), _elementwise_matrix())
+def test_elementwise_matches_cpu(case, mode, dtype):
+    name, op, params = case
+    x, dy = elementwise_data(dtype, seed(case_id(case)))
+    args, kw = operands(name, op, x, dy, params)
+    expected = method(name, op)(*args, target="cpu", **kw, **params)
+    got = run_mode(name, op, mode, args, kw, params)
+    atol = None
+    if SIMULATOR and dtype == np.float32 and op.startswith("backward"):
+        # NumPy scalars round f'(x) to float32 before ``dy *`` (Numba multiplies in
+        # float64): a subnormal f'(x) then loses its digits, an error of |dy| * 2**-149.
+        atol = 2 * np.abs(dy.astype(np.float64)) * float(np.finfo(np.float32).smallest_subnormal)
+    assert_close(got, expected, f"{case_id(case)} {mode}", atol=atol)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_elementwise_layouts_and_broadcasting(order):
+    x, dy = elementwise_data(np.float64, 1, shape=(5, 6))
+    x = np.asarray(x, order=order)
+    for name in fa.ELEMENTWISE:
+        f = fa.FUNCTIONS[name]
+        # device arrays keep their memory order, and so does the result
+        r = f.backward(on_device(np.asarray(dy, order=order)), on_device(x))
+        assert (r.is_f_contiguous() if order == "F" else r.is_c_contiguous())
+        assert_close(r.copy_to_host(), f.backward(dy, x, target="cpu"), f"{name} {order}")
+        # host operands broadcast against each other (and against device operands)
+        assert_close(f.backward(dy[0], x, target="cuda"), f.backward(dy[0], x, target="cpu"), name)
+        assert_close(to_host(f.backward(dy[:1], on_device(x))), f.backward(dy[:1], x, target="cpu"), name)
+
+
+def test_host_strided_and_inplace():
+    x, dy = elementwise_data(np.float32, 2, shape=(6, 8))
+    for name in fa.ELEMENTWISE:
+        f = fa.FUNCTIONS[name]
+        v = x[::-2, 1::3]
+        assert_close(f(v, target="cuda"), f(v, target="cpu"), name)
+        inplace = x.copy()
+        assert f(inplace, out=inplace, target="cuda") is inplace
+        assert_close(inplace, f(x, target="cpu"), name)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.int32, np.bool_], ids=lambda t: np.dtype(t).name)
+def test_dtype_rules_on_device(dtype):
+    x = np.array([-3, -1, 0, 1, 2, 5], dtype=dtype)
+    for name in fa.ELEMENTWISE:
+        f = fa.FUNCTIONS[name]
+        expected = f(x, target="cpu")
+        r = f(on_device(x))
+        assert r.dtype == expected.dtype
+        assert_close(r.copy_to_host(), expected, name, maxulp=1)
+        assert_close(f(x, target="cuda"), expected, name, maxulp=1)
+        if expected.dtype == np.float16:  # an out of another dtype than the compute dtype
+            out = on_device(np.zeros(x.shape, np.float16))
+            assert f(on_device(x), out=out) is out
+            assert_close(out.copy_to_host(), expected, name, maxulp=1)
+
+
+def test_scalars_and_empty():
+    for name in fa.ELEMENTWISE:
+        f = fa.FUNCTIONS[name]
+        r = f(0.5, target="cuda")
+        assert isinstance(r, np.float64) and r == f(0.5, target="cpu")
+        assert f(np.empty((0, 3), np.float32), target="cuda").shape == (0, 3)
+        e = f(cuda.device_array((0, 3), np.float32))
+        assert e.shape == (0, 3) and not isinstance(e, np.ndarray)
+    assert fa.softmax(np.empty((2, 0)), target="cuda").shape == (2, 0)
+    assert fa.softmax(2.0, target="cuda") == 1.0
+
+
+def test_partial_overlap_on_device():
+    x, _ = elementwise_data(np.float64, 3, shape=(40,))
+    for name in fa.ELEMENTWISE:
+        f = fa.FUNCTIONS[name]
+        d = on_device(x)
+        assert f(d[:30], out=d[10:]) is not None
+        expected = x.copy()
+        expected[10:] = f(x[:30], target="cpu")
+        assert_close(d.copy_to_host(), expected, name)
+
+
+# --- row-wise ---------------------------------------------------------------------------------
+
+#: (shape, axis): rows along the contiguous axis (one block per row, rows longer than a
+#: block), across it (one thread per row), and 3-d; row counts stay small for the simulator.
+ROW_LAYOUTS = [((3, 40), -1), ((3, 40), 0), ((40, 3), 0), ((2, 3, 40), 1), ((2, 2, 9), -1), ((7,), 0)]
+
+
+def rowwise_data(dtype, shape, seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * 4).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    return x, dy
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: np.dtype(t).name)
+@pytest.mark.parametrize("layout", ROW_LAYOUTS, ids=lambda la: f"{la[0]}-axis{la[1]}")
+@pytest.mark.parametrize("op", ["forward", "backward_x", "backward_y"])
+@pytest.mark.parametrize("name", fa.ROWWISE)
+def test_rowwise_matches_cpu(name, op, layout, dtype, mode):
+    shape, axis = layout
+    x, dy = rowwise_data(dtype, shape, seed(f"{name}-{op}-{shape}-{axis}"))
+    args, kw = operands(name, op, x, dy, {"axis": axis})
+    expected = method(name, op)(*args, target="cpu", **kw, axis=axis)
+    got = run_mode(name, op, mode, args, kw, {}, axis=axis)
+    bound = ROW_MAX_ULP_SIM_F32 if SIMULATOR and dtype == np.float32 else MAX_ULP
+    what = f"{name} {op} {shape} axis={axis} {mode}"
+    if op == "forward":
+        assert_close(got, expected, what, maxulp=bound)
+    else:
+        y = kw["y"] if op == "backward_y" else method(name, "forward")(x, axis=axis, target="cpu")
+        assert_close_backward(got, expected, y, dy, axis, what, 4 * bound)
+
+
+@pytest.mark.parametrize("name", fa.ROWWISE)
+def test_rowwise_special_rows_and_fortran_order(name):
+    f = fa.FUNCTIONS[name]
+    x = np.array(
+        [
+            [1e4, 0.0, -1e4, 3.0, 2.0],
+            [-np.inf, -np.inf, -np.inf, -np.inf, -np.inf],
+            [np.nan, 1.0, 2.0, 3.0, 4.0],
+            [np.inf, 1.0, 2.0, 3.0, 4.0],
+        ]
+    )
+    dy = np.linspace(-1, 1, x.size).reshape(x.shape)
+    for axis in (-1, 0):
+        assert_close(f(x, axis=axis, target="cuda"), f(x, axis=axis, target="cpu"), f"{name} axis={axis}")
+        xf, dyf = np.asfortranarray(x), np.asfortranarray(dy)
+        r = f.backward(on_device(dyf), on_device(xf), axis=axis)
+        assert r.is_f_contiguous()
+        y = f(x, axis=axis, target="cpu")
+        expected = f.backward(dy, x, axis=axis, target="cpu")
+        assert_close_backward(r.copy_to_host(), expected, y, dy, axis, f"{name} F axis={axis}", 4 * MAX_ULP)
+
+
+# --- streams, errors --------------------------------------------------------------------------
+
+
+def test_stream_keyword_everywhere():
+    s = cuda.stream()
+    x, dy = elementwise_data(np.float32, 4, shape=(3, 5))
+    for name in fa.FUNCTIONS:
+        fn = fa.FUNCTIONS[name]
+        calls = [lambda a, **k: fn(a, **k), lambda a, **k: fn.backward(dy, a, **k)]
+        if name in fa.ELEMENTWISE:
+            calls.append(lambda a, **k: fn.grad(a, **k))
+        for i, c in enumerate(calls):
+            expected = c(x, target="cpu")
+            r = c(on_device(x), stream=s)  # asynchronous: valid once the stream is synchronised
+            host = c(x, target="cuda", stream=s)  # a host result is complete on return
+            s.synchronize()
+            for got in (host, r.copy_to_host()):
+                if name in fa.ROWWISE and i == 1:
+                    assert_close_backward(got, expected, fn(x, target="cpu"), dy, -1, name, 4 * MAX_ULP)
+                else:
+                    assert_close(got, expected, name)
+    with pytest.raises(TypeError, match="stream must be"):
+        fa.relu(x, target="cuda", stream="fast")
+
+
+def test_stream_on_host_targets_is_refused():
+    x = np.ones(3)
+    for target in ("cpu", "parallel", "auto"):
+        with pytest.raises(ValueError, match="stream= is for the CUDA target only"):
+            fa.relu(x, target=target, stream=cuda.stream())
+
+
+def test_device_errors_leave_everything_unchanged():
+    x = np.linspace(-1, 1, 12).reshape(3, 4)
+    d = on_device(x)
+    cases = [
+        (lambda: fa.relu(d, out=cuda.device_array((3, 4), np.float32)), TypeError, "dtype float64"),
+        (lambda: fa.relu(d, out=cuda.device_array((4, 3))), ValueError, r"shape \(3, 4\)"),
+        (lambda: fa.relu(on_device(np.ones((6, 8)))[::2, ::2]), ValueError, "not contiguous"),
+        (lambda: fa.relu.backward(on_device(np.ones(4)), d), ValueError, "does not broadcast device arrays"),
+        (lambda: fa.relu.backward(on_device(np.ones((3, 4))), cuda.to_device(np.asfortranarray(x))), ValueError, "mix C and Fortran"),
+        (lambda: fa.relu(cuda.to_device(np.array(["a"]))), TypeError, "dtype <U1"),
+        (lambda: fa.relu(d, target="cpu"), TypeError, "device arrays need target='cuda'"),
+        (lambda: fa.softmax(d, axis=2), np.exceptions.AxisError, "out of bounds"),
+    ]
+    for call, exc, match in cases:
+        with pytest.raises(exc, match=match):
+            call()
+        np.testing.assert_array_equal(d.copy_to_host(), x)
+
+
+def test_non_contiguous_device_arrays_raise():
+    d = on_device(np.ones((6, 8)))
+    for name, fn in fa.FUNCTIONS.items():
+        with pytest.raises(ValueError, match="not contiguous"):
+            fn(d[:, ::2])
+
+
+@pytest.mark.skipif(SIMULATOR, reason="the simulator's device arrays have no __cuda_array_interface__")
+def test_any_cuda_array_interface_object():
+    class Foreign:  # stands for a CuPy array or a PyTorch CUDA tensor
+        def __init__(self, d):
+            self.d = d
+            self.__cuda_array_interface__ = d.__cuda_array_interface__
+
+    x, dy = elementwise_data(np.float32, 5)
+    fx = Foreign(on_device(x))
+    r = fa.sigmoid(fx)
+    assert_close(r.copy_to_host(), fa.sigmoid(x, target="cpu"), "sigmoid")
+    out = Foreign(cuda.device_array_like(x))
+    assert fa.sigmoid.backward(Foreign(on_device(dy)), fx, out=out) is out
+    assert_close(out.d.copy_to_host(), fa.sigmoid.backward(dy, x, target="cpu"), "sigmoid.backward")

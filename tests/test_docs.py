@@ -1,0 +1,42 @@
+"""Every public docstring's examples run and give what they show."""
+
+import doctest
+
+import pytest
+
+import fastact as fa
+
+FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+
+
+def _run(doc, name):
+    parser = doctest.DocTestParser()
+    test = parser.get_doctest(doc or "", {}, name, None, 0)
+    runner = doctest.DocTestRunner(optionflags=FLAGS)
+    runner.run(test)
+    result = runner.summarize(verbose=False)
+    assert result.failed == 0, f"{name}: {result.failed} of {result.attempted} examples failed"
+    return result.attempted
+
+
+@pytest.mark.parametrize("name", list(fa.FUNCTIONS))
+def test_function_docstring_examples(name):
+    fn = fa.FUNCTIONS[name]
+    assert fn.__doc__ and fn.__doc__ == fa.REGISTRY[name].doc
+    assert _run(fn.__doc__, f"fastact.{name}") >= 1, f"fastact.{name} has no example"
+
+
+def test_package_docstring_examples():
+    assert _run(fa.__doc__, "fastact") >= 1
+
+
+@pytest.mark.parametrize("method", ["grad", "backward"])
+def test_method_docstrings(method):
+    for name in fa.ELEMENTWISE:
+        assert getattr(fa.FUNCTIONS[name], method).__doc__
+    _run(getattr(fa.FUNCTIONS[fa.ELEMENTWISE[0]], method).__doc__, method)
+
+
+def test_a_failing_example_is_reported():
+    with pytest.raises(AssertionError, match=r"1 of 2 examples failed"):
+        _run(">>> import fastact as fa\n>>> float(fa.relu(-1.0))\n1.0\n", "bad")

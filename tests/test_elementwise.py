@@ -1,0 +1,222 @@
+"""Every elementwise function, its derivative and its fused backward, against the NumPy
+reference (in float64, compared in ULP of the result dtype) and against finite
+differences, on every CPU target and floating dtype."""
+
+import warnings
+
+import numpy as np
+import pytest
+from _helpers import (
+    CPU_TARGETS,
+    FLOATS,
+    MAX_ULP,
+    assert_ulp,
+    call,
+    case_id,
+    edge_values,
+    elementwise_cases,
+    param_sets,
+    params_id,
+    random_dy,
+    random_values,
+    reference,
+    spec,
+    to_dtype,
+    y_allowed,
+)
+
+import fastact as fa
+from fastact import _dispatch
+from fastact.reference import REFERENCE
+
+CASES = elementwise_cases()
+# The reference tests run above the size threshold, so that "auto" takes the parallel path.
+N_RANDOM = _dispatch.PARALLEL_THRESHOLD + 101
+
+
+def _check_against_reference(name, op, params, x, dy, target):
+    got = call(name, op, x, dy, params=params, target=target)
+    assert got.dtype == x.dtype and got.shape == x.shape
+    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+    y64 = None
+    if op == "backward_y":
+        y64 = np.asarray(fa.FUNCTIONS[name](x, target="cpu", **params)).astype(np.float64)
+    expected = reference(name, op, x64, dy64, params=params, y64=y64)
+    assert_ulp(got, expected, MAX_ULP[x.dtype], inputs={"x": x, "dy": dy},
+               what=f"{name} {op} {params_id(params)} {x.dtype} {target}")
+
+
+@pytest.mark.parametrize("target", CPU_TARGETS)
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_random_values_match_reference(case, dtype, target, rng):
+    name, op, params = case
+    x = random_values(rng, N_RANDOM, dtype)
+    dy = random_dy(rng, N_RANDOM, dtype)
+    _check_against_reference(name, op, params, x, dy, target)
+
+
+@pytest.mark.parametrize("target", CPU_TARGETS)
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_edge_values_match_reference(case, dtype, target):
+    name, op, params = case
+    e = edge_values(dtype)
+    # Every edge value against every edge dy (0, inf and NaN dy included), and enough
+    # copies that "auto" and "parallel" run the multi-threaded kernel.
+    x, dy = (a.ravel() for a in np.meshgrid(e, e, indexing="ij"))
+    reps = -(-_dispatch.PARALLEL_THRESHOLD // x.size)
+    x, dy = np.tile(x, reps), np.tile(dy, reps)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no FP warnings for NaN/inf input
+        _check_against_reference(name, op, params, x, dy, target)
+
+
+# --- derivatives against finite differences ---------------------------------------------------
+
+
+@pytest.mark.parametrize("params", [(n, p) for n in fa.ELEMENTWISE for p in param_sets(n)],
+                         ids=lambda c: f"{c[0]}-{params_id(c[1])}")
+def test_grad_matches_central_differences(params, rng):
+    name, params = params
+    fn = fa.FUNCTIONS[name]
+    x = rng.uniform(-8, 8, 2000)
+    x = x[np.abs(x) > 0.05]  # away from the kinks at 0
+    h = 1e-6 * np.maximum(1.0, np.abs(x))
+    f = lambda v: fn(v, target="cpu", **params)  # noqa: E731
+    fd = (f(x + h) - f(x - h)) / (2 * h)
+    # A kink elsewhere (a future declaration's) shows as one-sided differences that
+    # disagree: leave those points out, but insist that almost all points are checked.
+    right, left = (f(x + h) - f(x)) / h, (f(x) - f(x - h)) / h
+    smooth = np.abs(right - left) <= 1e-4 * np.maximum(1.0, np.abs(fd))
+    assert smooth.mean() > 0.95, f"{name}: too many non-smooth points"
+    g = fn.grad(x, **params)
+    np.testing.assert_allclose(g[smooth], fd[smooth], rtol=1e-6, atol=1e-8, err_msg=name)
+    dy = rng.standard_normal(x.size)
+    np.testing.assert_allclose(fn.backward(dy, x, **params)[smooth], dy[smooth] * fd[smooth],
+                               rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+# --- NaN, infinities and kinks ----------------------------------------------------------------
+
+@pytest.mark.parametrize("target", CPU_TARGETS)
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_nan_propagates(case, dtype, target):
+    name, op, params = case
+    x = np.array([np.nan, 1.0, np.nan, -1.0, 0.0], dtype)
+    dy = np.ones_like(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = call(name, op, x, dy, params=params, target=target)
+    assert np.isnan(got[[0, 2]]).all(), (name, op, got)
+    assert not np.isnan(got[[1, 3, 4]]).any(), (name, op, got)
+    if op.startswith("backward"):
+        got = call(name, op, np.ones_like(x), np.full_like(x, np.nan), params=params, target=target)
+        assert np.isnan(got).all(), (name, op, "NaN dy", got)
+
+
+@pytest.mark.parametrize("target", CPU_TARGETS)
+def test_kink_conventions(target):
+    z = np.array([0.0, -0.0])
+    one = np.ones(2)
+
+    def both(fn, **params):
+        return fn.grad(z, target=target, **params), fn.backward(one, z, target=target, **params)
+
+    for got in both(fa.relu):
+        np.testing.assert_array_equal(got, [0.0, 0.0])  # PyTorch/JAX: relu'(0) = 0
+    for got in both(fa.relu, at_zero=1.0):
+        np.testing.assert_array_equal(got, [1.0, 1.0])
+    for got in both(fa.leaky_relu):
+        np.testing.assert_array_equal(got, [0.01, 0.01])
+    for got in both(fa.leaky_relu, negative_slope=0.2):
+        np.testing.assert_array_equal(got, [0.2, 0.2])
+    for got in both(fa.elu):
+        np.testing.assert_array_equal(got, [1.0, 1.0])
+    for got in both(fa.elu, alpha=0.5):
+        np.testing.assert_array_equal(got, [0.5, 0.5])
+    np.testing.assert_array_equal(fa.step(z, target=target), [0.0, 0.0])
+    np.testing.assert_array_equal(fa.step(z, at_zero=1.0, target=target), [1.0, 1.0])
+    np.testing.assert_array_equal(fa.step(z, at_zero=0.5, target=target), [0.5, 0.5])
+    np.testing.assert_array_equal(fa.step.grad(z, at_zero=0.5, target=target), [0.0, 0.0])
+    # relu(-0) is +0, like max(x, 0) in PyTorch.
+    assert not np.signbit(fa.relu(z, target=target)).any()
+
+
+@pytest.mark.parametrize("target", CPU_TARGETS)
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+def test_limits_at_infinity(target, dtype):
+    inf = np.array([-np.inf, np.inf], dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(fa.sigmoid(inf, target=target), [0.0, 1.0])
+        np.testing.assert_array_equal(fa.sigmoid.grad(inf, target=target), [0.0, 0.0])
+        np.testing.assert_array_equal(fa.elu(inf, target=target), [-1.0, np.inf])
+        np.testing.assert_array_equal(fa.elu(inf, alpha=0.5, target=target), [-0.5, np.inf])
+        np.testing.assert_array_equal(fa.elu.grad(inf, target=target), [0.0, 1.0])
+        np.testing.assert_array_equal(fa.relu(inf, target=target), [0.0, np.inf])
+        np.testing.assert_array_equal(fa.leaky_relu(inf, target=target), [-np.inf, np.inf])
+        np.testing.assert_array_equal(fa.step(inf, target=target), [0.0, 1.0])
+    # Far tails: no overflow, and the derivative keeps relative precision.
+    big = np.array([-1e4, -100.0, 100.0, 1e4], dtype)
+    s = fa.sigmoid(big, target=target)
+    assert s[0] == 0.0 and s[3] == 1.0
+    if dtype is np.float64:
+        assert s[1] == pytest.approx(np.exp(-100.0), rel=1e-14)
+        assert fa.sigmoid.grad(big, target=target)[2] == pytest.approx(np.exp(-100.0), rel=1e-14)
+
+
+@pytest.mark.parametrize("name", fa.ELEMENTWISE)
+def test_no_warnings_for_special_input(name):
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e308, -1e308, 5e-324])
+    fn = fa.FUNCTIONS[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for target in CPU_TARGETS:
+            fn(x, target=target)
+            fn.grad(x, target=target)
+            fn.backward(x, x, target=target)  # inf * 0 and NaN dy too
+
+
+# --- backward from y equals backward from x ---------------------------------------------------
+
+Y_CASES = [(n, p) for n in fa.ELEMENTWISE for p in param_sets(n) if y_allowed(n, p)]
+
+
+@pytest.mark.parametrize("target", CPU_TARGETS)
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case", Y_CASES, ids=lambda c: f"{c[0]}-{params_id(c[1])}")
+def test_backward_from_y_equals_backward_from_x(case, dtype, target, rng):
+    """``backward(dy, y=f(x)) == backward(dy, x)`` up to rounding.  Where the
+    derivative is computed from y, the rounding of y itself is amplified by
+    |d f'(y) / dy| (sigmoid's y(1-y) near y = 1, elu's y + alpha near y = -alpha); the
+    tolerance adds that amplification, measured with the reference by moving y one ULP
+    either way.  At a kink of f'(y) one side jumps: the smaller side is used, so the
+    kinks are checked exactly."""
+    name, params = case
+    fn, ref = fa.FUNCTIONS[name], REFERENCE[name]
+    x = np.concatenate([random_values(rng, 3000, dtype), edge_values(dtype)])
+    dy = to_dtype(rng.standard_normal(x.size), dtype)
+    y = fn(x, target=target, **params)
+    from_y = fn.backward(dy, y=y, target=target, **params)
+    from_x = fn.backward(dy, x, target=target, **params)
+
+    y64 = y.astype(np.float64)
+    with np.errstate(all="ignore"):
+        up = np.nextafter(y, np.array(np.inf, dtype)).astype(np.float64)
+        down = np.nextafter(y, np.array(-np.inf, dtype)).astype(np.float64)
+        g = ref.grad_y(y64, **params)
+        jump = np.minimum(np.abs(ref.grad_y(up, **params) - g), np.abs(ref.grad_y(down, **params) - g))
+        amplified = 4 * np.abs(dy.astype(np.float64)) * np.nan_to_num(jump, nan=0.0, posinf=0.0)
+        eps_ulp = np.spacing(np.abs(from_x.astype(np.float64)).astype(dtype)).astype(np.float64)
+    tol = 4 * eps_ulp + amplified
+    nan_x, nan_y = np.isnan(from_x), np.isnan(from_y)
+    np.testing.assert_array_equal(nan_x, nan_y, err_msg=f"{name}: NaN positions differ")
+    ok = ~nan_x
+    with np.errstate(all="ignore"):
+        err = np.abs(from_y[ok].astype(np.float64) - from_x[ok].astype(np.float64))
+    err = np.where(from_y[ok] == from_x[ok], 0.0, err)  # inf == inf
+    bad = np.flatnonzero(~(err <= tol[ok]))
+    assert bad.size == 0, (f"{name} {params_id(params)}: from y {from_y[ok][bad[:5]]} vs from x "
+                           f"{from_x[ok][bad[:5]]} at x={x[ok][bad[:5]]}")

@@ -1,0 +1,191 @@
+"""Row-wise functions (softmax and kin): every axis of 0-d to 4-d input, every CPU target
+and dtype, against the NumPy reference and finite differences; stability and the
+NaN / -inf row conventions."""
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+from _helpers import CPU_TARGETS, FLOATS, ROWWISE_OPS, edge_values, parallel_threshold, to_dtype
+
+import fastact as fa
+from fastact.reference import REFERENCE
+
+SHAPES = [(), (1,), (7,), (3, 5), (1, 6), (4, 1), (2, 3, 4), (2, 1, 3, 5)]
+AXES = [(shape, axis) for shape in SHAPES for axis in range(-max(len(shape), 1), max(len(shape), 1))]
+
+
+def _call(name, op, x, dy, axis, target, out=None):
+    fn = fa.FUNCTIONS[name]
+    if op == "forward":
+        return fn(x, axis=axis, target=target, out=out)
+    if op == "backward_x":
+        return fn.backward(dy, x, axis=axis, target=target, out=out)
+    y = fn(x, axis=axis, target="cpu")
+    return fn.backward(dy, y=y, axis=axis, target=target, out=out)
+
+
+def _reference(name, op, x, dy, axis):
+    """(expected, tolerance) in float64.  Summation order differs from NumPy's (pairwise)
+    and the backward subtracts a row sum, so the bound is the textbook one for a sum of
+    n terms: n * eps * (|each term| summed), per element, plus the final rounding."""
+    ref = REFERENCE[name]
+    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+    ax = axis % max(x.ndim, 1)
+    xr = x64.reshape(x.shape or (1,))
+    n = xr.shape[ax]
+    eps = float(np.finfo(x.dtype).eps)
+    with np.errstate(all="ignore"):
+        y = ref.forward(xr, axis=ax)
+        if op == "forward":
+            expected = y
+            scale = np.abs(y)
+        else:
+            dyr = dy64.reshape(xr.shape)
+            y_in = y
+            if op == "backward_y":
+                y_in = np.asarray(fa.FUNCTIONS[name](x, axis=axis, target="cpu")).astype(np.float64).reshape(xr.shape)
+            expected = ref.backward(dyr, y=y_in, axis=ax)
+            scale = np.abs(y_in) * (np.abs(dyr) + np.sum(np.abs(dyr * y_in), axis=ax, keepdims=True))
+    tol = 4 * eps * (n + 1) * np.nan_to_num(scale, nan=0.0, posinf=0.0)
+    return expected.reshape(x.shape), tol.reshape(x.shape)
+
+
+def _assert_close(got, expected, tol, what):
+    got = np.asarray(got)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected), err_msg=f"{what}: NaN positions")
+    ok = ~np.isnan(expected)
+    g, e = got[ok].astype(np.float64), expected[ok]
+    with np.errstate(all="ignore"):
+        rounded = e.astype(got.dtype).astype(np.float64)  # overflows to inf as the result does
+        err = np.where((g == e) | (g == rounded), 0.0, np.abs(g - e))
+        # The result's own rounding (float16/float32 results hold fewer digits than the oracle).
+        limit = tol[ok] + np.nan_to_num(np.spacing(np.abs(e).astype(got.dtype)).astype(np.float64), nan=0.0)
+    bad = np.flatnonzero(~(err <= limit))
+    assert bad.size == 0, f"{what}: got {g[bad[:5]]}, expected {e[bad[:5]]}"
+
+
+@pytest.mark.parametrize("target", CPU_TARGETS)
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("op", ROWWISE_OPS)
+@pytest.mark.parametrize("shape_axis", AXES, ids=str)
+@pytest.mark.parametrize("name", fa.ROWWISE)
+def test_matches_reference_every_axis(name, shape_axis, op, dtype, target, rng):
+    shape, axis = shape_axis
+    x = to_dtype(rng.standard_normal(shape) * 4, dtype)
+    dy = to_dtype(rng.standard_normal(shape) * 2, dtype)
+    with parallel_threshold(1):  # "auto" runs the multi-threaded kernel here
+        got = _call(name, op, x, dy, axis, target)
+    assert np.shape(got) == shape and np.asarray(got).dtype == dtype
+    if shape == ():
+        assert isinstance(got, np.generic)
+    expected, tol = _reference(name, op, x, dy, axis)
+    _assert_close(got, expected, tol, f"{name} {op} axis={axis} {np.dtype(dtype)} {target}")
+
+
+@pytest.mark.parametrize("target", CPU_TARGETS)
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("op", ROWWISE_OPS)
+@pytest.mark.parametrize("name", fa.ROWWISE)
+def test_edge_values_match_reference(name, op, dtype, target, rng):
+    e = edge_values(dtype)
+    finite = e[np.isfinite(e) & (np.abs(e) < 100)]
+    # Rows mixing specials and ordinary values, and rows of ordinary values only.
+    special = rng.choice(e, size=(300, 6))
+    plain = rng.choice(finite, size=(300, 6))
+    x = np.concatenate([special, plain])
+    dy = np.concatenate([rng.choice(e, size=(300, 6)), rng.choice(finite, size=(300, 6))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with parallel_threshold(1):
+            got = _call(name, op, x, dy, -1, target)
+    expected, tol = _reference(name, op, x, dy, -1)
+    _assert_close(got, expected, tol, f"{name} {op} edge {np.dtype(dtype)} {target}")
+
+
+@pytest.mark.parametrize("name", fa.ROWWISE)
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_backward_matches_finite_difference_jvp(name, axis, rng):
+    """<backward(dy, x), v> = <dy, J v>, with J v by central differences."""
+    fn = fa.FUNCTIONS[name]
+    x, dy, v = (rng.standard_normal((4, 5)) for _ in range(3))
+    h = 1e-6
+    jv = (fn(x + h * v, axis=axis) - fn(x - h * v, axis=axis)) / (2 * h)
+    for grad in (fn.backward(dy, x, axis=axis), fn.backward(dy, y=fn(x, axis=axis), axis=axis)):
+        assert np.sum(grad * v) == pytest.approx(np.sum(dy * jv), rel=1e-6, abs=1e-9)
+    # And per element: the full VJP against the finite-difference Jacobian.
+    jac = np.zeros(x.shape + x.shape)
+    for idx in itertools.product(*map(range, x.shape)):
+        e = np.zeros_like(x)
+        e[idx] = h
+        jac[idx] = (fn(x + e, axis=axis) - fn(x - e, axis=axis)) / (2 * h)
+    vjp = np.einsum("ijkl,kl->ij", jac, dy)
+    np.testing.assert_allclose(fn.backward(dy, x, axis=axis), vjp, rtol=1e-6, atol=1e-9)
+
+
+# --- softmax's own contract ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", CPU_TARGETS)
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+def test_softmax_sums_to_one(dtype, target, rng):
+    x = to_dtype(rng.standard_normal((6, 50)) * 10, dtype)
+    for axis in (0, 1):
+        y = fa.softmax(x, axis=axis, target=target)
+        assert y.dtype == dtype
+        assert (y >= 0).all() and (y <= 1).all()
+        np.testing.assert_allclose(y.astype(np.float64).sum(axis=axis), 1.0,
+                                   rtol=60 * float(np.finfo(dtype).eps))
+
+
+@pytest.mark.parametrize("target", CPU_TARGETS)
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+def test_softmax_is_stable_for_large_input(dtype, target):
+    big = float(np.finfo(dtype).max)
+    x = np.array([[1e4, 0.0], [1e4, 1e4], [-1e4, -1e4], [big, -big], [1e4, 1e4 - 1.0]], dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = fa.softmax(x, target=target)
+    np.testing.assert_array_equal(y[:4], [[1.0, 0.0], [0.5, 0.5], [0.5, 0.5], [1.0, 0.0]])
+    if dtype is not np.float16:  # 1e4 - 1 is 1e4 in float16
+        np.testing.assert_allclose(y[4], fa.softmax(np.array([1.0, 0.0], dtype)),
+                                   rtol=4 * float(np.finfo(dtype).eps))
+
+
+@pytest.mark.parametrize("target", CPU_TARGETS)
+def test_softmax_nan_and_minus_inf_rows(target):
+    x = np.array([[-np.inf, -np.inf, -np.inf], [np.nan, 0.0, 1.0], [0.0, -np.inf, 0.0], [1.0, 2.0, 3.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = fa.softmax(x, target=target)
+        g = fa.softmax.backward(np.ones_like(x), x, target=target)
+        gy = fa.softmax.backward(np.ones_like(x), y=y, target=target)
+    assert np.isnan(y[0]).all(), "a row of -inf gives NaN, as in PyTorch"
+    assert np.isnan(y[1]).all(), "a NaN anywhere makes the row NaN"
+    np.testing.assert_array_equal(y[2], [0.5, 0.0, 0.5])
+    assert not np.isnan(y[3]).any()
+    for grad in (g, gy):
+        assert np.isnan(grad[:2]).all() and not np.isnan(grad[2:]).any()
+    # NaN in dy poisons its row of the backward only.
+    dy = np.ones((2, 3))
+    dy[0, 1] = np.nan
+    gb = fa.softmax.backward(dy, np.zeros((2, 3)), target=target)
+    assert np.isnan(gb[0]).all() and not np.isnan(gb[1]).any()
+
+
+def test_softmax_has_no_grad():
+    assert not hasattr(fa.softmax, "grad")
+    with pytest.raises(AttributeError, match=r"softmax.*backward"):
+        fa.softmax.grad(np.zeros(3))
+
+
+@pytest.mark.parametrize("target", CPU_TARGETS)
+def test_softmax_axis_length_one_and_zero_d(target):
+    np.testing.assert_array_equal(fa.softmax(np.array([[3.0], [-1e4]]), target=target), [[1.0], [1.0]])
+    r = fa.softmax(2.5, target=target)
+    assert isinstance(r, np.float64) and r == 1.0
+    r = fa.softmax(np.float32(-7), target=target)
+    assert isinstance(r, np.float32) and r == 1.0
+    r = fa.softmax.backward(np.float32(2), y=np.float32(1), target=target)
+    assert isinstance(r, np.float32) and r == 0.0
