@@ -103,8 +103,14 @@ def input_dtype(func: str, name: str, dt: np.dtype) -> np.dtype:
     )
 
 
-def result_dtype(arrays) -> tuple[np.dtype, np.dtype]:
-    """(dtype of the result, dtype the kernel computes in)."""
+def result_dtype(arrays, named=None) -> tuple[np.dtype, np.dtype]:
+    """(dtype of the result, dtype the kernel computes in).
+
+    Python scalars among the operands (``named``: the values as given) are weak, as in
+    NumPy 2's promotion rules: ``relu.backward(1.0, x)`` has the dtype of ``x``."""
+    if len(arrays) > 1 and named is not None:
+        strong = [a for a, (_, v) in zip(arrays, named) if type(v) not in (bool, int, float)]
+        arrays = strong or arrays
     rdt = arrays[0].dtype if len(arrays) == 1 else np.result_type(*arrays)
     return rdt, (_F32 if rdt == _F16 else rdt)
 
@@ -384,7 +390,7 @@ class Elementwise(_Function):
         pvals = self._params(func, params)
         target, named, out, launch = resolve_target(func, target, named, out, stream)
         arrays = [as_input(func, name, value) for name, value in named]
-        rdt, cdt = result_dtype(arrays)
+        rdt, cdt = result_dtype(arrays, named)
         if len(arrays) == 1:
             shape = arrays[0].shape
         else:
@@ -424,13 +430,15 @@ class Rowwise(_Function):
 
     spec: RowwiseSpec
 
-    def __call__(self, x, *, axis=-1, out=None, target="auto", stream=None):
+    def __call__(self, x, *, axis=-1, out=None, target="auto", stream=None, **params):
+        self._params(self.spec.name, params)
         return self._run("forward", self.spec.name, (("x", x),), axis, out, target, stream)
 
-    def backward(self, dy, x=None, *, y=None, axis=-1, out=None, target="auto", stream=None):
+    def backward(self, dy, x=None, *, y=None, axis=-1, out=None, target="auto", stream=None, **params):
         """Vector-Jacobian product along ``axis``, from the forward input ``x`` or the
         forward output ``y=`` (exactly one).  ``out=dy`` computes it in place."""
         func = f"{self.spec.name}.backward"
+        self._params(func, params)
         if (x is None) == (y is None):
             raise TypeError(f"{func}() takes exactly one of x (the forward input) or y= (the forward output)")
         if y is None:
@@ -448,7 +456,7 @@ class Rowwise(_Function):
     def _run(self, op, func, named, axis, out, target, stream=None):
         target, named, out, launch = resolve_target(func, target, named, out, stream)
         arrays = [as_input(func, name, value) for name, value in named]
-        rdt, cdt = result_dtype(arrays)
+        rdt, cdt = result_dtype(arrays, named)
         try:
             shape = np.broadcast_shapes(*(a.shape for a in arrays))
         except ValueError:

@@ -109,9 +109,7 @@ def _gnu_openmp() -> bool:
 
 
 def _policy_for(layer: str | None) -> tuple[str, str]:
-    if layer == "tbb":
-        return _ALWAYS, ""
-    if layer == "omp":
+    if layer in ("tbb", "omp"):  # OpenMP's fork hazard is handled by the fork handler
         return _ALWAYS, ""
     if layer == "workqueue":
         return _MAIN_THREAD, "the workqueue threading layer cannot run from two threads at once"

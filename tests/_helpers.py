@@ -5,7 +5,6 @@ declaration is tested with no edit to the tests."""
 from __future__ import annotations
 
 import contextlib
-import itertools
 
 import numpy as np
 from hypothesis import strategies as st
@@ -310,24 +309,3 @@ def values(dtype, *, allow_special=True):
     width = np.dtype(dtype).itemsize * 8
     return st.floats(width=width, allow_nan=allow_special, allow_infinity=allow_special,
                      allow_subnormal=True)
-
-
-shapes = st.lists(st.integers(0, 5), min_size=0, max_size=4).map(tuple)
-nonempty_shapes = st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple)
-dtypes = st.sampled_from(FLOATS)
-layouts = st.sampled_from(LAYOUTS)
-
-
-@st.composite
-def arrays(draw, shape=None, dtype=None):
-    """(array in some layout, layout name) with arbitrary float values."""
-    from hypothesis.extra import numpy as hnp
-
-    dtype = dtype or draw(dtypes)
-    shape = draw(shapes) if shape is None else shape
-    base = draw(hnp.arrays(dtype, shape, elements=values(dtype)))
-    layout = draw(layouts)
-    return make_layout(base, layout), layout
-
-
-ALL_PAIRS = list(itertools.product(fa.ELEMENTWISE, ELEMENTWISE_OPS))

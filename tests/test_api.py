@@ -115,3 +115,17 @@ def test_mixed_dtypes_in_backward_promote():
     assert fa.relu.backward(np.ones(2, np.float16), x32).dtype == np.float32
     assert fa.relu.backward(np.ones(2, np.float16), x32.astype(np.float16)).dtype == np.float16
     assert fa.softmax.backward(np.ones(2, np.float32), y=np.array([0.5, 0.5])).dtype == np.float64
+
+
+@pytest.mark.parametrize("dy", [1.0, 2, True], ids=["float", "int", "bool"])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_python_scalars_are_weak_in_backward(dy, dtype):
+    # As in NumPy 2 (np.multiply(1.0, x32) is float32): a Python scalar takes the dtype
+    # of the array it meets; a NumPy scalar or array promotes as usual.
+    x = np.array([-1.0, 2.0], dtype)
+    r = fa.relu.backward(dy, x)
+    assert r.dtype == dtype
+    np.testing.assert_array_equal(r, np.multiply(dy, fa.relu.grad(x)))
+    assert fa.softmax.backward(dy, x).dtype == dtype
+    assert fa.relu.backward(np.float64(dy), x).dtype == np.float64
+    assert isinstance(fa.relu.backward(dy, 2.0), np.float64)

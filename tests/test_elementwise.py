@@ -20,7 +20,6 @@ from _helpers import (
     random_dy,
     random_values,
     reference,
-    spec,
     to_dtype,
     y_allowed,
 )

@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import tracemalloc
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,21 @@ def test_threads_and_forked_children_under_threading_layer(layer):
     run_scenario(*args, env={"NUMBA_THREADING_LAYER": layer})
 
 
+def test_no_loadable_layer_falls_back_with_one_warning():
+    """A layer that cannot load: the parallel target runs single-threaded, same bits, one
+    RuntimeWarning that says why."""
+    code = ("import warnings, numpy as np, fastact as fa\n"
+            "x = np.linspace(-3, 3, 1 << 18)\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always')\n"
+            "    a = [fa.sigmoid(x, target='parallel') for _ in range(3)]\n"
+            "assert all(np.array_equal(r, fa.sigmoid(x, target='cpu')) for r in a)\n"
+            "assert len(w) == 1 and 'threading layer' in str(w[0].message), [str(m.message) for m in w]\n")
+    env = {k: v for k, v in os.environ.items() if k not in _NUMBA_VARS} | {"NUMBA_THREADING_LAYER": "no-such-layer"}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
 def test_spawned_children():
     run_scenario("spawn")
 
@@ -98,7 +114,10 @@ def test_forked_child_policy_follows_the_layer():
     _threads.parallel_allowed("parallel")
     parent = _threads.status()
     r, w = os.pipe()
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about forking a process that has threads; that is the point.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         try:
             os.write(w, json.dumps(_threads.status()).encode())
@@ -209,7 +228,7 @@ def test_cache_populated_concurrently_then_corrupted_and_stale(tmp_path):
     env = {"NUMBA_CACHE_DIR": str(cache)}
     full_env = {k: v for k, v in os.environ.items() if k not in _NUMBA_VARS} | env
     procs = [subprocess.Popen([sys.executable, str(SCRIPT), "cache"], env=full_env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for p in procs:
         try:
             out, err = p.communicate(timeout=300)
@@ -301,6 +320,9 @@ def test_disable_jit_gives_correct_results():
 # --- hostile input -------------------------------------------------------------------------
 
 TARGETS = ("cpu", "parallel", "auto")
+#: Explicit targets: ``parallel`` runs the multi-threaded kernels at any size, so small
+#: arrays test both code paths cheaply.
+BOTH = ("cpu", "parallel")
 
 
 def _check(name, op, x, dy=None, *, target, out=None, axis=None):
@@ -334,8 +356,8 @@ def _all_ops():
     return out
 
 
-@pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("shape", [(0,), (3, 0), (0, 4), (0, 0, 2)])
+@pytest.mark.parametrize("target", BOTH)
+@pytest.mark.parametrize("shape", [(0,), (3, 0), (0, 4)])
 @pytest.mark.parametrize("name,op", _all_ops())
 def test_zero_size(name, op, shape, target):
     x = np.empty(shape)
@@ -343,11 +365,11 @@ def test_zero_size(name, op, shape, target):
     assert got.shape == shape
 
 
-@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("target", BOTH)
 @pytest.mark.parametrize("name,op", _all_ops())
 def test_32_dimensions(name, op, target):
     rng = np.random.default_rng(3)
-    shape = (1,) * 14 + (2,) * 18  # 32 dimensions, 2**18 elements
+    shape = (1,) * 20 + (2,) * 12  # 32 dimensions
     base = rng.standard_normal(shape)
     x = base.transpose(list(range(31, -1, -1)))  # every stride reversed: not C-contiguous
     dy = rng.standard_normal(x.shape)
@@ -375,11 +397,11 @@ class _ArrayLike:
         return self._a if dtype is None else self._a.astype(dtype)
 
 
-@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("target", BOTH)
 @pytest.mark.parametrize("name,op", _all_ops())
 def test_objects_with_array_protocol(name, op, target):
     rng = np.random.default_rng(5)
-    x, dy = rng.standard_normal((300, 64)), rng.standard_normal((300, 64))
+    x, dy = rng.standard_normal((30, 64)), rng.standard_normal((30, 64))
     if op == "backward_y":
         y = fa.FUNCTIONS[name](x)
         got = fa.FUNCTIONS[name].backward(_ArrayLike(dy), y=_ArrayLike(y), target=target)
@@ -390,11 +412,11 @@ def test_objects_with_array_protocol(name, op, target):
     assert type(got) is np.ndarray
 
 
-@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("target", BOTH)
 @pytest.mark.parametrize("name", list(fa.FUNCTIONS))
 def test_memmap_in_place_writes_the_file(name, target, tmp_path):
     rng = np.random.default_rng(6)
-    x = rng.standard_normal((1 << 12, 64))
+    x = rng.standard_normal((64, 64))
     path = tmp_path / "x.bin"
     x.tofile(path)
     mm = np.memmap(path, dtype=np.float64, mode="r+", shape=x.shape)
@@ -411,12 +433,12 @@ def test_memmap_in_place_writes_the_file(name, target, tmp_path):
     assert_bitwise(np.fromfile(path, dtype=np.float64).reshape(x.shape), on_disk)
 
 
-@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("target", BOTH)
 @pytest.mark.parametrize("name", list(fa.FUNCTIONS))
 def test_matrix_is_read_as_a_plain_array(name, target):
     """np.matrix (like any ndarray subclass but masked arrays) is read through its base
     ndarray; the result is a plain ndarray, as from np.asarray."""
-    x = np.random.default_rng(7).standard_normal((4, 70000))
+    x = np.random.default_rng(7).standard_normal((4, 700))
     with pytest.warns(PendingDeprecationWarning):
         m = np.matrix(x)
     got = fa.FUNCTIONS[name](m, target=target)
@@ -436,13 +458,13 @@ def test_masked_arrays_are_refused_before_any_write(name):
     assert np.array_equal(m.data, [1.0, -2.0, 3.0])
 
 
-@pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("dtype", [">f2", ">f4", ">f8", "<f4", "<f8"])
+@pytest.mark.parametrize("target", BOTH)
+@pytest.mark.parametrize("dtype", [">f2", ">f4", ">f8"] if sys.byteorder == "little" else ["<f2", "<f4", "<f8"])
 @pytest.mark.parametrize("name,op", _all_ops())
-def test_any_byte_order(name, op, dtype, target):
+def test_foreign_byte_order(name, op, dtype, target):
     rng = np.random.default_rng(8)
-    x = rng.standard_normal((2100, 64)).astype(dtype)
-    dy = rng.standard_normal((2100, 64)).astype(dtype)
+    x = rng.standard_normal((30, 64)).astype(dtype)
+    dy = rng.standard_normal((30, 64)).astype(dtype)
     got = _check(name, op, x, dy, target=target)
     assert got.dtype == np.dtype(dtype).newbyteorder("=")
     native = np.dtype(dtype).newbyteorder("=")
@@ -469,12 +491,12 @@ def _misaligned(shape, dtype, fill):
     return a
 
 
-@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("target", BOTH)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name,op", _all_ops())
 def test_misaligned_buffers(name, op, dtype, target):
     rng = np.random.default_rng(9)
-    shape = (2100, 64)
+    shape = (30, 64)
     xv, dyv = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
     x, dy = _misaligned(shape, dtype, xv), _misaligned(shape, dtype, dyv)
     got = _check(name, op, x, dy, target=target)
@@ -492,7 +514,7 @@ def test_more_than_2_31_elements(target):
     """Opt-in (8 GiB of memory): in place on 2**31 + 1024 float32 elements."""
     if os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") < 12 * 2**30:
         pytest.skip("needs 12 GiB of memory")
-    run_scenario("huge", timeout=600)
+    run_scenario("huge", target, timeout=600)
 
 
 # --- fuzzing against the reference ---------------------------------------------------------

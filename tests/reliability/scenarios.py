@@ -228,7 +228,7 @@ def scenario_spawn(layer: str = ""):
     settle(layer or None)
     table = cases(size())
     expected = compute(table, "parallel")
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as ex:
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as ex:
         for results, status in ex.map(_spawn_worker, range(2), timeout=180):
             for (label, par, cpu), exp in zip(results, expected):
                 assert same(par, exp) and same(cpu, exp), f"spawned child: {label} differs ({status})"
@@ -265,9 +265,9 @@ def scenario_nojit():
     print("ok")
 
 
-def scenario_huge():
+def scenario_huge(target: str):
     """More than 2**31 elements, in place (8 GiB of float32): indices past 2**31 are
-    computed, on every CPU target."""
+    computed, with ``target``."""
     n = 2**31 + 1024
     try:
         x = np.empty(n, np.float32)
@@ -276,12 +276,11 @@ def scenario_huge():
         sys.exit(SKIP)
     probe = np.array([-2.0, -0.5, 0.0, 0.5, 2.0, -3.0], np.float32)
     where = np.array([0, 2**31 - 1, 2**31, 2**31 + 1, n - 2, n - 1])
-    for target in ("cpu", "parallel"):
-        x[::4096] = -1.0
-        x[where] = probe
-        fa.relu(x, out=x, target=target)
-        assert np.array_equal(x[where], np.maximum(probe, 0)), f"{target}: wrong values past 2**31"
-        assert np.all(x[::4096][:-1] == 0), f"{target}: some elements were not computed"
+    x[::4096] = -1.0
+    x[where] = probe
+    fa.relu(x, out=x, target=target)
+    assert np.array_equal(x[where], np.maximum(probe, 0)), f"{target}: wrong values past 2**31"
+    assert np.all(x[::4096][:-1] == 0), f"{target}: some elements were not computed"
     print("ok")
 
 
