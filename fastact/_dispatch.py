@@ -148,7 +148,8 @@ def resolve_target(func: str, target, named, out, stream):
 
 
 def check_out(func: str, out, shape: tuple, dtype: np.dtype) -> None:
-    if not isinstance(out, np.ndarray):
+    if not isinstance(out, np.ndarray) or isinstance(out, np.ma.MaskedArray):
+        # A masked out would keep a mask that no longer describes its data.
         raise TypeError(f"{func}(): out must be a numpy.ndarray, got {type(out).__name__}")
     if out.dtype != dtype:
         raise TypeError(f"{func}(): out must have dtype {dtype} (the result's), got {out.dtype}")

@@ -155,7 +155,10 @@ def ulp_distance(a, b) -> np.ndarray:
     """Elementwise distance in units in the last place between two arrays of one float
     dtype (as uint64).  +0 and -0 are 0 apart, an infinity is 1 ULP beyond the largest
     finite value; NaN positions give 0 (check them with ``nan_mismatch``)."""
-    a, b = np.asarray(a), np.asarray(b)
+    shape = np.shape(a)
+    # 1-d at least: unsigned scalar arithmetic warns on the wrap-around that the arrays'
+    # np.where discards.
+    a, b = np.atleast_1d(a), np.atleast_1d(b)
     assert a.dtype == b.dtype and a.dtype.kind == "f", (a.dtype, b.dtype)
     u = _UINT[a.dtype.itemsize]
     bits = 8 * a.dtype.itemsize
@@ -166,7 +169,7 @@ def ulp_distance(a, b) -> np.ndarray:
     ma, mb = ua & ~sign_mask, ub & ~sign_mask
     same = np.where(ma >= mb, ma - mb, mb - ma)
     dist = np.where(sa == sb, same, ma + mb)  # opposite signs: distance through zero
-    return np.where(np.isnan(a) | np.isnan(b), np.uint64(0), dist)
+    return np.where(np.isnan(a) | np.isnan(b), np.uint64(0), dist).reshape(shape)
 
 
 def to_dtype(a64, dtype):
