@@ -9,6 +9,7 @@ and device arrays by ``target="cpu"``/``"parallel"``.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -73,7 +74,17 @@ print(json.dumps(dict(imported_cuda=imported_cuda, still_no_cuda=still_no_cuda, 
 """
 
 
-@pytest.mark.parametrize("hide", [False, True], ids=["no-gpu", "no-numba-cuda"])
+HAVE_NUMBA_CUDA = importlib.util.find_spec("numba_cuda") is not None
+
+
+@pytest.mark.parametrize(
+    "hide",
+    [
+        pytest.param(False, marks=pytest.mark.skipif(not HAVE_NUMBA_CUDA, reason="numba-cuda is not installed")),
+        True,
+    ],
+    ids=["no-gpu", "no-numba-cuda"],
+)
 def test_cuda_target_unavailable(hide):
     r = run_isolated(CALLS, hide_numba_cuda=hide)
     assert not r["imported_cuda"] and r["still_no_cuda"], "import fastact or a CPU call imported numba.cuda"
