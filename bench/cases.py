@@ -88,18 +88,24 @@ class Grid:
     compile_targets: tuple[str, ...]
     # Functions whose first call is timed: the first elementwise and the first row-wise.
     compile_functions: tuple[str, ...] = tuple(fastact.ELEMENTWISE[:1] + fastact.ROWWISE[:1])
+    # Implementations measured in the modes other than "new" (None: all of them).
+    other_mode_impls: tuple[str, ...] | None = None
 
 
 GRIDS = {
-    # ~2.5 minutes on 2 cores: what the report's summary, tables and plots need.
+    # What the report's summary, roofline, tables and plots need, in under 3 minutes on
+    # 2 cores: every implementation with a new array each call, and fastact's auto target
+    # (and NumPy's one-ufunc spellings) into a preallocated out.
     "default": Grid(
         "default",
         dtypes=("float32",),
         sizes=tuple(SIZES),
         modes=("new", "out"),
         ops=("forward", "grad", "backward"),
-        compile_rounds=(3, 1, 3),
+        compile_rounds=(2, 1, 2),
         compile_targets=("cpu", "parallel"),
+        compile_functions=fastact.ELEMENTWISE[:1],
+        other_mode_impls=("fastact.auto", "numpy.ufunc"),
     ),
     "full": Grid(
         "full",
@@ -206,6 +212,12 @@ def kernel_cases(grid: Grid, impls=IMPLEMENTATIONS, functions=None) -> list[Case
                         continue
                     for mode in grid.modes:
                         for impl in impls:
+                            if (
+                                mode != "new"
+                                and grid.other_mode_impls is not None
+                                and impl not in grid.other_mode_impls
+                            ):
+                                continue
                             if supports(impl, function, op, mode):
                                 cases.append(Case(function, op, dtype, size, mode, impl))
     return cases
@@ -297,7 +309,9 @@ def build(case: Case, a: SimpleNamespace):
 def _fastact(case: Case, a):
     f = fastact.FUNCTIONS[case.function]
     target = case.impl.split(".", 1)[1]
-    call = {"forward": f, "grad": getattr(f, "grad", None), "backward": f.backward, "backward_y": f.backward}[case.op]
+    call = {"forward": f, "grad": getattr(f, "grad", None), "backward": f.backward, "backward_y": f.backward}[
+        case.op
+    ]
     kw = {"target": target}
     if case.mode == "out":
         kw["out"] = a.out
@@ -397,7 +411,9 @@ def _torch_entries():
             "inplace": lambda m, t: partial(F(m).elu, t.work, inplace=True),
         },
         ("elu", "backward"): {"new": lambda m, t: partial(aten(m).elu_backward, t.dy, 1.0, 1, 1, False, t.x)},
-        ("elu", "backward_y"): {"new": lambda m, t: partial(aten(m).elu_backward, t.dy, 1.0, 1, 1, True, t.y)},
+        ("elu", "backward_y"): {
+            "new": lambda m, t: partial(aten(m).elu_backward, t.dy, 1.0, 1, 1, True, t.y)
+        },
         ("sigmoid", "forward"): {
             "new": lambda m, t: partial(m.sigmoid, t.x),
             "out": lambda m, t: partial(m.sigmoid, t.x, out=t.out),

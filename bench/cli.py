@@ -54,9 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="run only the benchmarks matching this pytest -k expression over ids such as "
         "'relu-forward-float32-16M-out-fastact.auto' (e.g. 'sigmoid and not torch')",
     )
-    p.add_argument("--from-json", metavar="FILE", type=Path, help="re-render a saved run's JSON; runs nothing")
     p.add_argument(
-        "--out", metavar="DIR", type=Path, default=Path("bench-report"), help="where the report goes (default: %(default)s)"
+        "--from-json", metavar="FILE", type=Path, help="re-render a saved run's JSON; runs nothing"
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        type=Path,
+        default=Path("bench-report"),
+        help="where the report goes (default: %(default)s)",
     )
     p.add_argument(
         "--stat", choices=STATS, default="min", help="statistic of the timed rounds (default: %(default)s)"
@@ -87,7 +93,10 @@ def main(argv=None) -> int:
         parser.error(f"--out {args.out}: exists and is not a directory")
     if args.from_json is not None:
         if args.full or args.smoke or args.filter or pytest_args:
-            parser.error("--from-json re-renders a saved run: it cannot be combined with --full, --smoke, --filter or pytest options")
+            parser.error(
+                "--from-json re-renders a saved run: "
+                "it cannot be combined with --full, --smoke, --filter or pytest options"
+            )
         json_path = args.from_json
         try:
             run = report.load(json_path, args.stat)
@@ -132,6 +141,9 @@ def _run_pytest(grid: str, filter_expr, json_path: Path, extra) -> int:
         "-p",
         "no:cacheprovider",
         "--benchmark-quiet",
+        # An empty selection is reported below, not as pytest-benchmark's warning.
+        "-W",
+        "ignore:Not saving anything:pytest_benchmark.logger.PytestBenchmarkWarning",
         f"--benchmark-json={json_path}",
         f"--benchmark-max-time={max_time}",
         f"--benchmark-min-rounds={min_rounds}",
@@ -142,16 +154,26 @@ def _run_pytest(grid: str, filter_expr, json_path: Path, extra) -> int:
     if filter_expr:
         cmd += ["-k", filter_expr]
     cmd += extra
-    print(f"Running the {grid} selection" + (f" matching {filter_expr!r}" if filter_expr else "") + " with pytest-benchmark:")
+    print(
+        f"Running the {grid} selection"
+        + (f" matching {filter_expr!r}" if filter_expr else "")
+        + " with pytest-benchmark:"
+    )
     print("  " + " ".join(cmd[2:]), flush=True)
     start = time.perf_counter()
     code = subprocess.call(cmd, cwd=ROOT)
     print(f"Benchmarks ran for {time.perf_counter() - start:.0f} s.", flush=True)
     if code == 5:
-        print("python -m bench: error: no benchmark selected" + (f" by --filter {filter_expr!r}" if filter_expr else ""), file=sys.stderr)
+        print(
+            "python -m bench: error: no benchmark selected"
+            + (f" by --filter {filter_expr!r}" if filter_expr else ""),
+            file=sys.stderr,
+        )
         return 2
     if code != 0:
-        print(f"python -m bench: error: the benchmark suite failed (pytest exit status {code})", file=sys.stderr)
+        print(
+            f"python -m bench: error: the benchmark suite failed (pytest exit status {code})", file=sys.stderr
+        )
         return 1
     return 0
 

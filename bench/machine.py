@@ -59,8 +59,9 @@ def _threading_layer() -> str:
     try:
         return numba.threading_layer()
     except ValueError:  # no parallel kernel has run yet in this process
-        from bench.roofline import parallel_copy
+        from bench import roofline
 
+        roofline.prepare()
         a = np.zeros(16)
-        parallel_copy(a, a.copy())
+        roofline.parallel_copy(a, a.copy())
         return numba.threading_layer()

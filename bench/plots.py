@@ -20,7 +20,7 @@ _COLORS = {
 _STYLES = {"new": "-", "out": "--", "inplace": ":"}
 _OPS = ("forward", "grad", "backward", "backward_y")
 # Figure geometry, inches.
-_LEFT, _PANEL, _GAP, _LEGEND, _HEIGHT = 0.75, 3.9, 0.75, 2.5, 4.4
+_LEFT, _PANEL, _GAP, _LEGEND, _HEIGHT = 0.75, 3.9, 0.75, 2.9, 4.4
 
 
 def _series(results, base_mode):
@@ -36,6 +36,10 @@ def _series(results, base_mode):
     return lines
 
 
+def _plain(v, _pos):
+    return f"{v:g}"
+
+
 def _times(v, _pos):
     return f"{v:g}x"
 
@@ -48,7 +52,7 @@ def render(run, out_dir: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, NullFormatter, NullLocator
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
 
     from bench.report import MODE_ORDER, _summary_choice, machine_label
 
@@ -84,7 +88,7 @@ def render(run, out_dir: Path) -> list[Path]:
             )
             axes = axes[0]
             handles = {}
-            for ax, op in zip(axes, ops):
+            for ax, op in zip(axes, ops, strict=True):
                 panel = [r for r in mine if r.op == op]
                 for impl, mode in _series(panel, base_mode):
                     pts = sorted((r.size, r) for r in panel if r.impl == impl and r.mode == mode)
@@ -121,12 +125,13 @@ def render(run, out_dir: Path) -> list[Path]:
                         label="parallel copy (roofline)",
                     )
                     handles.setdefault(h.get_label(), h)
-                    ax.set_ylim(bottom=0)
+                # Log scales with 1-2-5 ticks and plain labels (matplotlib's default 10^k labels
+                # go through mathtext, which is slow, and leave a short range unlabelled).
+                ax.set_yscale("log")
+                ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+                ax.yaxis.set_major_formatter(FuncFormatter(_times if what == "speedup" else _plain))
+                ax.yaxis.set_minor_formatter(NullFormatter())
                 if what == "speedup":
-                    ax.set_yscale("log")
-                    # Plain labels: matplotlib's default 10^k labels go through mathtext, slow.
-                    ax.yaxis.set_major_formatter(FuncFormatter(_times))
-                    ax.yaxis.set_minor_formatter(NullFormatter())
                     h = ax.axhline(1.0, color="#d62728", lw=1.2, ls="-", label="NumPy reference (1x)")
                     handles.setdefault(h.get_label(), h)
                 ax.set_xscale("log")

@@ -197,7 +197,9 @@ def _summary_choice(run: Run):
     call (the one mode every library has) if measured."""
     dtypes = {r.dtype for r in run.kernels}
     dtype = "float32" if "float32" in dtypes else sorted(dtypes)[0]
-    size = max(r.size for r in run.kernels if r.dtype == dtype)
+    # The largest size the CPU targets ran at (another target may have run larger arrays).
+    cpu = [r.size for r in run.kernels if r.dtype == dtype and r.impl in ("fastact.cpu", "fastact.parallel")]
+    size = max(cpu or [r.size for r in run.kernels if r.dtype == dtype])
     modes = {r.mode for r in run.kernels if r.dtype == dtype and r.size == size}
     mode = next(m for m in MODE_ORDER + tuple(sorted(modes)) if m in modes)
     return dtype, size, mode
@@ -224,7 +226,10 @@ def summary(run: Run) -> str:
         "each cell is the other library's time divided by fastact's (above 1: fastact is faster; "
         f"{run.stat} of the timed rounds)."
     ]
-    for target, title in (("fastact.cpu", 'One thread, `target="cpu"`'), ("fastact.parallel", 'All cores, `target="parallel"`')):
+    for target, title in (
+        ("fastact.cpu", 'One thread, `target="cpu"`'),
+        ("fastact.parallel", 'All cores, `target="parallel"`'),
+    ):
         if not any(r.impl == target for r in sel):
             continue
         rows = []
@@ -332,12 +337,16 @@ def roofline_section(run: Run) -> str:
             for i in impls:
                 r = by.get((f, op, i))
                 cells.append(
-                    "" if r is None else f"{fmt_ratio(r.seconds / big.seconds)} ({100 * r.gbps / big.gbps:.0f}%)"
+                    ""
+                    if r is None
+                    else f"{fmt_ratio(r.seconds / big.seconds)} ({100 * r.gbps / big.gbps:.0f}%)"
                 )
             rows.append([f"`{op_label(f, op)}`", *cells])
         out.append(
             f"\nfastact into a preallocated `out`, {dtype}, n = {big.size_label}: time as a multiple of the "
-            "copy's (1.00x is the copy), and in parentheses GB/s as a fraction of the copy's.\n"
+            "copy's (1.00x is the copy), and in parentheses GB/s as a fraction of the copy's. An "
+            "operation that moves three arrays (backward: dy, x and the result) needs at least 1.5x "
+            "the copy's time.\n"
         )
         out.append(md_table(["function", *(IMPL_LABELS.get(i, i) for i in impls)], rows))
     return "\n".join(out)
@@ -365,6 +374,15 @@ def compile_section(run: Run) -> str:
                     fmt_time(c["process"]),
                 ]
             )
+            if "import_numba" in c:
+                rows.append(
+                    [
+                        "`import numba` (after fastact)",
+                        "part of every first call below",
+                        fmt_time(c["import_numba"]["median"]),
+                        "",
+                    ]
+                )
     for c in run.compile:
         if c.get("what") in ("cold", "warm"):
             what = "empty cache: compiles" if c["what"] == "cold" else "warm disk cache: loads"
@@ -403,7 +421,8 @@ def render(run: Run, out_dir: Path, source: str = "") -> Path:
     rev = commit.get("id", "")[:10] + (" (with uncommitted changes)" if commit.get("dirty") else "")
     parts = [
         "# fastact benchmarks\n",
-        f"Run {run.datetime[:19].replace('T', ' ')} UTC" + (f", commit {rev}" if rev.strip() else "")
+        f"Run {run.datetime[:19].replace('T', ' ')} UTC"
+        + (f", commit {rev}" if rev.strip() else "")
         + f", `{run.grid}` selection"
         + (f", from `{source}`" if source else "")
         + ". Re-render with `python -m bench --from-json FILE`.\n",
@@ -438,19 +457,26 @@ def _machine_table(run: Run) -> str:
         ["OS", m.get("os", "?")],
         ["Python", m.get("python", "?")],
         ["NumPy", m.get("numpy", "?")],
-        ["Numba", f"{m.get('numba', '?')}, {m.get('numba_threads', '?')} threads, "
-                  f"{m.get('threading_layer', '?')} threading layer"],
-        ["fastact", f"{m.get('fastact', '?')}, `auto` goes parallel from n = {m.get('parallel_threshold', '?')}"],
+        [
+            "Numba",
+            f"{m.get('numba', '?')}, {m.get('numba_threads', '?')} threads, "
+            f"{m.get('threading_layer', '?')} threading layer",
+        ],
+        [
+            "fastact",
+            f"{m.get('fastact', '?')}, `auto` goes parallel from n = {m.get('parallel_threshold', '?')}",
+        ],
     ]
     for k, v in (m.get("peers") or {}).items():
-        rows.append([IMPL_LABELS.get(k, k), v.get("version", "?") + (f", {v['threads']} threads" if "threads" in v else "")])
+        rows.append(
+            [
+                IMPL_LABELS.get(k, k),
+                v.get("version", "?") + (f", {v['threads']} threads" if "threads" in v else ""),
+            ]
+        )
     return md_table(["", ""], rows, ["l", "l"])
 
 
 def readme_block(run: Run) -> str:
     """The summary as the README shows it, labelled with the machine."""
-    return (
-        f"Measured with `python -m bench` on {machine_label(run)}.\n\n"
-        + summary(run)
-    )
-
+    return f"Measured with `python -m bench` on {machine_label(run)}.\n\n" + summary(run)

@@ -16,7 +16,6 @@ import statistics
 import subprocess
 import sys
 
-
 _CHILD = r"""
 import json, sys, time
 t0 = time.perf_counter()
@@ -37,6 +36,10 @@ if len(sys.argv) > 1:
     f(x, target=target)
     t5 = time.perf_counter()
     res.update(first_call=t4 - t3, second_call=t5 - t4)
+else:
+    t3 = time.perf_counter()
+    import numba
+    res["import_numba"] = time.perf_counter() - t3
 print(json.dumps(res))
 """
 
@@ -53,7 +56,10 @@ def _child(cache_dir, *args):
 
 def _summary(results):
     keys = [k for k, v in results[0].items() if isinstance(v, float)]
-    return {k: {"min": min(r[k] for r in results), "median": statistics.median(r[k] for r in results)} for k in keys}
+    return {
+        k: {"min": min(r[k] for r in results), "median": statistics.median(r[k] for r in results)}
+        for k in keys
+    }
 
 
 def test_import(benchmark, bench_grid, tmp_path):

@@ -6,11 +6,12 @@ the selected grid; see :mod:`bench.cases`.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 
-from bench import cases
-from bench.roofline import parallel_copy
+from bench import cases, roofline
 from fastact.reference import REFERENCE
 
 
@@ -44,9 +45,9 @@ def test_roofline(benchmark, copy_case, bench_data, bench_measure):
         mode="out",
         bytes=2 * d.n * d.dtype.itemsize,
     )
-    src, dst = d.x, d.out
-    bench_measure(benchmark, lambda: parallel_copy(dst, src))
-    np.testing.assert_array_equal(dst, src)
+    roofline.prepare()
+    bench_measure(benchmark, partial(roofline.parallel_copy, d.out, d.x))
+    np.testing.assert_array_equal(d.out, d.x)
 
 
 def _check(case, a, fn):
