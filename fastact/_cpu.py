@@ -79,6 +79,11 @@ def gufunc(name: str, op: str, nrows: int) -> np.ufunc:
         return _build(lambda cache: guvectorize(sigs, layout, cache=cache, nopython=True)(fn).ufunc, fn)
 
 
+def rows(name: str, op: str):
+    """The single-threaded loop over the rows of a 2-d array: ``kernel(out, *inputs)``."""
+    return getattr(kernels(), f"{name}__{op}__rows")
+
+
 def parallel(name: str, op: str):
     """The multi-threaded loop of an operation: ``kernel(out, *inputs, *params)``."""
     return getattr(kernels(), f"{name}__{op}__parallel")

@@ -478,6 +478,8 @@ class Rowwise(_Function):
         rows = result.size // res.shape[axis]
         if use_parallel(target, result.size) and rows > 1:
             _run_rowwise_parallel(_cpu.parallel(self.spec.name, op), inputs, res, axis, cdt)
+        elif (views := _row_views(inputs, res, axis, cdt)) is not None:
+            _cpu.rows(self.spec.name, op)(*views)
         else:
             gu = _cpu.gufunc(self.spec.name, op, len(inputs))
             if res.dtype == cdt and _ufunc_can_write(res):
@@ -503,6 +505,15 @@ def _rows(a: np.ndarray, axis: int):
         return np.reshape(v, (-1, v.shape[-1]), copy=False)
     except ValueError:
         return None
+
+
+def _row_views(inputs, result, axis, cdt):
+    """``(out_rows, *input_rows)``: 2-d views with the rows along ``axis``, for the row
+    loop to write ``result`` directly; None when that would need a copy or a scratch."""
+    if _needs_scratch(result, inputs, cdt):
+        return None
+    views = [_rows(a, axis) for a in (result, *inputs)]
+    return None if any(v is None for v in views) else views
 
 
 def _gufunc_into(gu, inputs, res, axis, block=8192):

@@ -24,7 +24,7 @@ from numba import cuda, float64
 
 from fastact import declarations as _d
 
-DECLARATIONS_SHA256 = "f67f092dbddf3aad5cdab3e66c451ff6dc98287cc0ec618a117a63dde41ceccc"
+DECLARATIONS_SHA256 = "d6bacbf39330aab5c924af1b51ad3ed092e34428d969cc39f1584b43d45bcdd6"
 
 #: Threads of a ``__cuda_block`` kernel at most: a launch uses a power of two up to this.
 ROW_THREADS = 256
@@ -259,6 +259,7 @@ softmax__term = cuda.jit(device=True)(_d.softmax.term)
 softmax__out = cuda.jit(device=True)(_d.softmax.out)
 softmax__bterm = cuda.jit(device=True)(_d.softmax.bterm)
 softmax__bout = cuda.jit(device=True)(_d.softmax.bout)
+softmax__finish = cuda.jit(device=True)(_d.softmax.finish)
 
 
 @cuda.jit(device=True)
@@ -269,11 +270,13 @@ def softmax__forward__row(x, out):
         k = softmax__key(x[j])
         if k > m or k != k:  # a NaN anywhere makes the row NaN
             m = k
+    for j in range(n):
+        out[j] = softmax__term(x[j], m)
     s = 0.0
     for j in range(n):
-        s += softmax__term(x[j], m)
+        s += out[j]
     for j in range(n):
-        out[j] = softmax__out(x[j], m, s)
+        out[j] = softmax__finish(out[j], s)
 
 
 @cuda.jit(cache=True)

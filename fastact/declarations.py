@@ -11,13 +11,15 @@ Conventions every declaration follows:
 * NaN in gives NaN out, for ``f``, ``dfdx`` and ``dfdy`` alike.  Comparisons with NaN are
   false, so each function ends in a branch that returns the NaN input itself.
 * Infinities give the exact limits, and no expression overflows for finite input
-  (sigmoid splits on the sign of ``x`` so that ``exp`` only sees non-positive arguments).
+  (sigmoid takes ``exp`` of ``-|x|`` only, a non-positive argument).
 * Literals are Python floats, so arithmetic that meets one is done in double precision
   and rounded once at the end, which keeps float32 results within an ULP or two and,
   measured, costs nothing (the kernels are bound by memory or by ``exp``).  A math
-  function of a float32 value runs in float32 (``math.exp(x)`` is ``expf``); where its
-  float32 result would lose precision (subnormal results of ``exp``), write
-  ``math.exp(1.0 * x)``.
+  function of a float32 value returns a float32; where that rounding would lose
+  precision (subnormal results of ``exp``), write ``math.exp(1.0 * x)``.
+* Prefer straight-line code: on the CPU, ``math.exp`` and ``math.expm1`` compile to
+  :mod:`fastact._vmath`'s branch-free versions, and a function without calls or
+  data-dependent work in its branches is compiled into vector instructions.
 * A derivative at a kink follows PyTorch unless a parameter says otherwise.
 * ``dfdy(y)`` is declared only where it equals ``dfdx(x)`` for ``y = f(x)``; when that
   holds only for some parameters, ``dfdy_requires`` says for which.
@@ -200,11 +202,10 @@ class sigmoid:
     See also: :data:`step`.
     """
 
+    # One exp, of -|x| <= 0, for either sign: 1 / (1 + e) for x >= 0, e / (1 + e) below.
     def f(x):
-        if x >= 0.0:
-            return 1.0 / (1.0 + math.exp(-x))
-        e = math.exp(x)
-        return e / (1.0 + e)
+        e = math.exp(-abs(x))
+        return (1.0 if x >= 0.0 else e) / (1.0 + e)
 
     # 1.0 * x: exp in double for float32 input too (see elu.dfdx).
     def dfdx(x):
@@ -326,6 +327,9 @@ class softmax:
 
     def out(x, m, s):
         return math.exp(x - m) / s
+
+    def finish(t, s):
+        return t / s
 
     def bterm(dy, y):
         return dy * y
