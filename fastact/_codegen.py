@@ -103,10 +103,11 @@ def _elementwise(spec: ElementwiseSpec) -> list[str]:
     return lines
 
 
-def _row_bodies(spec: RowwiseSpec) -> dict[str, list[str]]:
+def _row_bodies(spec: RowwiseSpec, scratch: bool = False) -> dict[str, list[str]]:
     """Source lines of the sequential row loop of each row-wise operation, over 1-d rows
     named by ``ROWWISE_OPS`` and ``out``: shared by the CPU kernels and the one-thread-per-row
-    CUDA kernels, so both sum in the same order."""
+    CUDA kernels, so both sum in the same order.  ``scratch``: the target can allocate a
+    row (the CPU; a CUDA thread cannot)."""
     n = spec.name
     row_max = [
         "    n = out.shape[0]",
@@ -135,7 +136,7 @@ def _row_bodies(spec: RowwiseSpec) -> dict[str, list[str]]:
             "    for j in range(n):",
             f"        out[j] = {n}__finish(out[j], s)",
         ]
-    return {
+    bodies = {
         "forward": forward,
         "backward_y": [
             "    n = out.shape[0]",
@@ -154,6 +155,25 @@ def _row_bodies(spec: RowwiseSpec) -> dict[str, list[str]]:
             f"        out[j] = {n}__bout(dy[j], {n}__out(x[j], m, s), d)",
         ],
     }
+    if spec.finish is not None and scratch:
+        # y computed once into a scratch row (out may alias dy, so it cannot hold y):
+        # one exp per element instead of three, in loops that vectorise.  The same
+        # operations as above, so the same result.
+        bodies["backward_x"] = row_max + [
+            "    y = np.empty(n, np.float64)",
+            "    for j in range(n):",
+            f"        y[j] = {n}__term(x[j], m)",
+            "    s = 0.0",
+            "    for j in range(n):",
+            "        s += y[j]",
+            "    d = 0.0",
+            "    for j in range(n):",
+            f"        y[j] = {n}__finish(y[j], s)",
+            f"        d += {n}__bterm(dy[j], y[j])",
+            "    for j in range(n):",
+            f"        out[j] = {n}__bout(dy[j], y[j], d)",
+        ]
+    return bodies
 
 
 def _rowwise(spec: RowwiseSpec) -> list[str]:
@@ -162,7 +182,7 @@ def _rowwise(spec: RowwiseSpec) -> list[str]:
     for fn in ROW_FUNCTIONS:
         if getattr(spec, fn) is not None:
             lines.append(f"{n}__{fn} = _scalar(_d.{n}.{fn})")
-    bodies = _row_bodies(spec)
+    bodies = _row_bodies(spec, scratch=True)
     for op, args in ROWWISE_OPS.items():
         arglist = ", ".join(args)
         lines += [

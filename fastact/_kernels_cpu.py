@@ -492,14 +492,18 @@ def softmax__backward_x__row(dy, x, out):
         k = softmax__key(x[j])
         if k > m or k != k:  # a NaN anywhere makes the row NaN
             m = k
+    y = np.empty(n, np.float64)
+    for j in range(n):
+        y[j] = softmax__term(x[j], m)
     s = 0.0
     for j in range(n):
-        s += softmax__term(x[j], m)
+        s += y[j]
     d = 0.0
     for j in range(n):
-        d += softmax__bterm(dy[j], softmax__out(x[j], m, s))
+        y[j] = softmax__finish(y[j], s)
+        d += softmax__bterm(dy[j], y[j])
     for j in range(n):
-        out[j] = softmax__bout(dy[j], softmax__out(x[j], m, s), d)
+        out[j] = softmax__bout(dy[j], y[j], d)
 
 
 def softmax__backward_x(dy, x, out):
