@@ -286,8 +286,8 @@ class Elementwise(_Function):
         self._dfdy_by_default = dfdy_allowed(spec, spec.defaults)
 
     def __call__(self, x, *, out=None, target="auto", stream=None, **params):
-        if target == "auto" and not params and stream is None:
-            r = self._small("forward", x, None, out)
+        if (target == "auto" or target == "cpu") and not params and stream is None:
+            r = self._small("forward", x, None, out, target)
             if r is not None:
                 return r
         return self._run("forward", self.spec.name, (("x", x),), out, target, params, stream)
@@ -297,8 +297,8 @@ class Elementwise(_Function):
 
         At a kink the declared convention applies (see the function's docstring).
         """
-        if target == "auto" and not params and stream is None:
-            r = self._small("grad", x, None, out)
+        if (target == "auto" or target == "cpu") and not params and stream is None:
+            r = self._small("grad", x, None, out, target)
             if r is not None:
                 return r
         return self._run("grad", f"{self.spec.name}.grad", (("x", x),), out, target, params, stream)
@@ -314,13 +314,13 @@ class Elementwise(_Function):
         if (x is None) == (y is None):
             raise TypeError(f"{func}() takes exactly one of x (the forward input) or y= (the forward output)")
         if y is None:
-            if target == "auto" and not params and stream is None:
-                r = self._small("backward_x", dy, x, out)
+            if (target == "auto" or target == "cpu") and not params and stream is None:
+                r = self._small("backward_x", dy, x, out, target)
                 if r is not None:
                     return r
             return self._run("backward_x", func, (("dy", dy), ("x", x)), out, target, params, stream)
-        if target == "auto" and not params and stream is None and self._dfdy_by_default:
-            r = self._small("backward_y", dy, y, out)
+        if (target == "auto" or target == "cpu") and not params and stream is None and self._dfdy_by_default:
+            r = self._small("backward_y", dy, y, out, target)
             if r is not None:
                 return r
         if self.spec.dfdy is None:
@@ -359,12 +359,13 @@ class Elementwise(_Function):
             self._ufuncs[key] = uf
         return uf, (() if key != op else tuple(dtype.type(p) for p in params))
 
-    def _small(self, op, a, b, out):
+    def _small(self, op, a, b, out, target):
         """The call that dominates small-array workloads, with only the checks it needs:
-        native float32/float64 arrays of one dtype and shape below the parallel threshold,
-        default parameters and target ``auto``.  Returns None for anything else, which then
-        takes the general path.  At n=1000 this path costs a fraction of the general one."""
-        if type(a) is not np.ndarray or a.ndim == 0 or a.size >= PARALLEL_THRESHOLD:
+        native float32/float64 arrays of one dtype and shape, default parameters, and
+        target ``cpu``, or ``auto`` below the parallel threshold.  Returns None for
+        anything else, which then takes the general path.  At n=1000 this path costs a
+        fraction of the general one."""
+        if type(a) is not np.ndarray or a.ndim == 0 or (target == "auto" and a.size >= PARALLEL_THRESHOLD):
             return None
         dt = a.dtype
         if dt is not _F32 and dt is not _F64:
@@ -432,6 +433,10 @@ class Rowwise(_Function):
     spec: RowwiseSpec
 
     def __call__(self, x, *, axis=-1, out=None, target="auto", stream=None, **params):
+        if not params and stream is None:
+            r = self._small("forward", x, None, axis, out, target)
+            if r is not None:
+                return r
         self._params(self.spec.name, params)
         return self._run("forward", self.spec.name, (("x", x),), axis, out, target, stream)
 
@@ -442,9 +447,41 @@ class Rowwise(_Function):
         self._params(func, params)
         if (x is None) == (y is None):
             raise TypeError(f"{func}() takes exactly one of x (the forward input) or y= (the forward output)")
+        op, other = ("backward_x", x) if y is None else ("backward_y", y)
+        if not params and stream is None:
+            r = self._small(op, dy, other, axis, out, target)
+            if r is not None:
+                return r
         if y is None:
             return self._run("backward_x", func, (("dy", dy), ("x", x)), axis, out, target, stream)
         return self._run("backward_y", func, (("dy", dy), ("y", y)), axis, out, target, stream)
+
+    def _small(self, op, a, b, axis, out, target):
+        """The common call with only the checks it needs: C-contiguous float32/float64
+        arrays of one dtype and shape, the last axis, target ``cpu`` (or ``auto`` below the
+        parallel threshold), and an ``out`` that is new, one of the inputs or apart from
+        them.  Returns None for anything else, which then takes the general path."""
+        if type(a) is not np.ndarray or a.ndim == 0 or not a.flags.c_contiguous or a.size == 0:
+            return None
+        if target != "cpu" and (target != "auto" or a.size >= PARALLEL_THRESHOLD):
+            return None
+        dt = a.dtype
+        if (dt is not _F32 and dt is not _F64) or type(axis) is not int or (axis != -1 and axis != a.ndim - 1):
+            return None
+        if b is not None and (type(b) is not np.ndarray or b.dtype is not dt or b.shape != a.shape
+                              or not b.flags.c_contiguous):
+            return None
+        if out is None:
+            out = np.empty_like(a)
+        elif (type(out) is not np.ndarray or out.dtype is not dt or out.shape != a.shape or not out.flags.writeable
+              or not out.flags.c_contiguous):
+            return None
+        elif out is not a and out is not b and (np.may_share_memory(out, a) or (b is not None and np.may_share_memory(out, b))):
+            return None
+        n = a.shape[-1]
+        rows = [out.reshape(-1, n), a.reshape(-1, n)] + ([] if b is None else [b.reshape(-1, n)])
+        _cpu.rows(self.spec.name, op)(*rows)
+        return out
 
     def __getattr__(self, name):
         if name == "grad":
