@@ -27,12 +27,15 @@ from fastact._spec import ElementwiseSpec, RowwiseSpec, check_params, dfdy_allow
 
 TARGETS = ("auto", "cpu", "parallel", "cuda")
 
-#: ``auto`` runs the multi-threaded kernels from this many elements on.  Measured with
-#: ``bench/`` on 2 cores: below it, waking the thread pool costs more than it saves.
+#: ``auto`` runs the multi-threaded kernels of a memory-bound function (relu) from this
+#: many elements on, and those of a function that declares ``work=w`` from this many
+#: divided by ``w``.  Measured on 2 cores: below it, waking the thread pool (~15 us)
+#: costs more than it saves.
 PARALLEL_THRESHOLD = 1 << 17
 
 _F16, _F32, _F64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
 _KERNEL_DTYPES = (_F32, _F64)
+_FAST_TARGETS = ("auto", "cpu", "parallel")
 
 
 # NumPy checks the floating-point status flags after every ufunc loop.  Vectorised
@@ -159,10 +162,15 @@ def check_out(func: str, out, shape: tuple, dtype: np.dtype) -> None:
         raise ValueError(f"{func}(): out is read-only")
 
 
-def use_parallel(target: str, size: int) -> bool:
+def threshold(spec) -> int:
+    """The size from which ``auto`` runs ``spec``'s multi-threaded kernels."""
+    return max(1, PARALLEL_THRESHOLD // spec.work)
+
+
+def use_parallel(target: str, size: int, spec) -> bool:
     if target == "cpu":
         return False
-    if target == "auto" and size < PARALLEL_THRESHOLD:
+    if target == "auto" and size < threshold(spec):
         return False
     return _threads.parallel_allowed(target)
 
@@ -286,7 +294,7 @@ class Elementwise(_Function):
         self._dfdy_by_default = dfdy_allowed(spec, spec.defaults)
 
     def __call__(self, x, *, out=None, target="auto", stream=None, **params):
-        if (target == "auto" or target == "cpu") and not params and stream is None:
+        if target in _FAST_TARGETS and not params and stream is None:
             r = self._small("forward", x, None, out, target)
             if r is not None:
                 return r
@@ -297,7 +305,7 @@ class Elementwise(_Function):
 
         At a kink the declared convention applies (see the function's docstring).
         """
-        if (target == "auto" or target == "cpu") and not params and stream is None:
+        if target in _FAST_TARGETS and not params and stream is None:
             r = self._small("grad", x, None, out, target)
             if r is not None:
                 return r
@@ -314,12 +322,12 @@ class Elementwise(_Function):
         if (x is None) == (y is None):
             raise TypeError(f"{func}() takes exactly one of x (the forward input) or y= (the forward output)")
         if y is None:
-            if (target == "auto" or target == "cpu") and not params and stream is None:
+            if target in _FAST_TARGETS and not params and stream is None:
                 r = self._small("backward_x", dy, x, out, target)
                 if r is not None:
                     return r
             return self._run("backward_x", func, (("dy", dy), ("x", x)), out, target, params, stream)
-        if (target == "auto" or target == "cpu") and not params and stream is None and self._dfdy_by_default:
+        if target in _FAST_TARGETS and not params and stream is None and self._dfdy_by_default:
             r = self._small("backward_y", dy, y, out, target)
             if r is not None:
                 return r
@@ -360,18 +368,21 @@ class Elementwise(_Function):
         return uf, (() if key != op else tuple(dtype.type(p) for p in params))
 
     def _small(self, op, a, b, out, target):
-        """The call that dominates small-array workloads, with only the checks it needs:
-        native float32/float64 arrays of one dtype and shape, default parameters, and
-        target ``cpu``, or ``auto`` below the parallel threshold.  Returns None for
-        anything else, which then takes the general path.  At n=1000 this path costs a
-        fraction of the general one."""
-        if type(a) is not np.ndarray or a.ndim == 0 or (target == "auto" and a.size >= PARALLEL_THRESHOLD):
+        """The common call with only the checks it needs: native float32/float64 arrays of
+        one dtype and shape, default parameters, target ``cpu``, ``parallel`` or ``auto``
+        (and, for the threads, C-contiguous operands with an ``out`` that is new, one of
+        the inputs, or apart from them).  Returns None for anything else, which then takes
+        the general path.  At n=1000 this path costs a fraction of the general one."""
+        if type(a) is not np.ndarray or a.ndim == 0:
             return None
         dt = a.dtype
         if dt is not _F32 and dt is not _F64:
             return None
         if b is not None and (type(b) is not np.ndarray or b.dtype is not dt or b.shape != a.shape):
             return None
+        if target == "parallel" or (target == "auto" and a.size >= threshold(self.spec)):
+            # Where the threading layer is unsafe here, the general path decides.
+            return self._small_parallel(op, a, b, out) if _threads.parallel_allowed(target) else None
         if out is None:
             out = np.empty_like(a if b is None else b)
         elif (type(out) is not np.ndarray or out.dtype is not dt or out.shape != a.shape or not out.flags.writeable
@@ -386,6 +397,21 @@ class Elementwise(_Function):
                 uf(a, b, out=out)
         finally:
             _fp_restore(token)
+        return out
+
+    def _small_parallel(self, op, a, b, out):
+        if not a.flags.c_contiguous or a.size == 0 or (b is not None and not b.flags.c_contiguous):
+            return None
+        if out is None:
+            out = np.empty_like(a)
+        elif (type(out) is not np.ndarray or out.dtype is not a.dtype or out.shape != a.shape
+              or not out.flags.writeable or not out.flags.c_contiguous):
+            return None
+        elif out is not a and out is not b and (np.may_share_memory(out, a) or (b is not None and np.may_share_memory(out, b))):
+            return None
+        params = tuple(a.dtype.type(p) for p in self._defaults)
+        flat = (a.reshape(-1),) if b is None else (a.reshape(-1), b.reshape(-1))
+        _cpu.parallel(self.spec.name, op)(out.reshape(-1), *flat, *params)
         return out
 
     def _run(self, op, func, named, out, target, params, stream=None):
@@ -411,7 +437,7 @@ class Elementwise(_Function):
         if size == 0:
             return finish(result, out)
         inputs = [a if a.dtype == cdt else a.astype(cdt) for a in arrays]
-        if use_parallel(target, size):
+        if use_parallel(target, size, self.spec):
             inputs = [a if a.shape == shape else np.broadcast_to(a, shape) for a in inputs]
             params = tuple(cdt.type(p) for p in pvals)
             _run_elementwise_parallel(_cpu.parallel(self.spec.name, op), inputs, params, result, cdt)
@@ -463,7 +489,7 @@ class Rowwise(_Function):
         them.  Returns None for anything else, which then takes the general path."""
         if type(a) is not np.ndarray or a.ndim == 0 or not a.flags.c_contiguous or a.size == 0:
             return None
-        if target != "cpu" and (target != "auto" or a.size >= PARALLEL_THRESHOLD):
+        if target != "cpu" and (target != "auto" or a.size >= threshold(self.spec)):
             return None
         dt = a.dtype
         if (dt is not _F32 and dt is not _F64) or type(axis) is not int or (axis != -1 and axis != a.ndim - 1):
@@ -513,7 +539,7 @@ class Rowwise(_Function):
         inputs = [np.broadcast_to(a if a.dtype == cdt else a.astype(cdt), shape).reshape(shape or (1,)) for a in arrays]
         res = result.reshape(1) if result.ndim == 0 else result
         rows = result.size // res.shape[axis]
-        if use_parallel(target, result.size) and rows > 1:
+        if use_parallel(target, result.size, self.spec) and rows > 1:
             _run_rowwise_parallel(_cpu.parallel(self.spec.name, op), inputs, res, axis, cdt)
         elif (views := _row_views(inputs, res, axis, cdt)) is not None:
             _cpu.rows(self.spec.name, op)(*views)

@@ -24,7 +24,7 @@ from numba import cuda, float64
 
 from fastact import declarations as _d
 
-DECLARATIONS_SHA256 = "d6bacbf39330aab5c924af1b51ad3ed092e34428d969cc39f1584b43d45bcdd6"
+DECLARATIONS_SHA256 = "9574665bb89a2b68fbbbe7d7bd7e8532ebf8e97a014e5b2f06d72cac4933eb3a"
 
 #: Threads of a ``__cuda_block`` kernel at most: a launch uses a power of two up to this.
 ROW_THREADS = 256

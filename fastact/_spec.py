@@ -54,6 +54,7 @@ class ElementwiseSpec:
     # Expression over the params under which dfdy(y) equals dfdx(x): f must be invertible
     # where its derivative changes, or the kink convention must not depend on the branch.
     dfdy_requires: str | None = None
+    work: int = 1
     kind: str = field(default="elementwise", init=False)
 
     @property
@@ -98,6 +99,7 @@ class RowwiseSpec:
     bout: Callable
     params: tuple[Param, ...] = ()
     finish: Callable | None = None
+    work: int = 1
     kind: str = field(default="rowwise", init=False)
 
     @property
@@ -130,11 +132,22 @@ def _functions(cls, names, optional=()):
     return found
 
 
-def elementwise(*params: Param, formula: str, derivative: str, dfdy_requires: str | None = None):
+def _check_work(name, work):
+    if type(work) is not int or work < 1:
+        raise TypeError(f"{name}: work must be a positive integer, got {work!r}")
+
+
+def elementwise(*params: Param, formula: str, derivative: str, dfdy_requires: str | None = None, work: int = 1):
     """Declare an elementwise activation from a class body holding ``f``, ``dfdx`` and,
-    where the derivative is a function of the output, ``dfdy``."""
+    where the derivative is a function of the output, ``dfdy``.
+
+    ``work``: the cost of an element relative to a memory-bound kernel such as relu's
+    (measured with ``bench/``); ``target="auto"`` goes multi-threaded from
+    ``PARALLEL_THRESHOLD // work`` elements, since threads pay off sooner where each
+    element costs more."""
 
     def declare(cls) -> ElementwiseSpec:
+        _check_work(cls.__name__, work)
         fns = _functions(cls, ("f", "dfdx"), optional=("dfdy",))
         if dfdy_requires is not None and fns["dfdy"] is None:
             raise TypeError(f"{cls.__name__}: dfdy_requires given without dfdy")
@@ -146,6 +159,7 @@ def elementwise(*params: Param, formula: str, derivative: str, dfdy_requires: st
                 derivative=derivative,
                 params=tuple(params),
                 dfdy_requires=dfdy_requires,
+                work=work,
                 **fns,
             )
         )
@@ -153,14 +167,18 @@ def elementwise(*params: Param, formula: str, derivative: str, dfdy_requires: st
     return declare
 
 
-def rowwise(*params: Param, formula: str):
+def rowwise(*params: Param, formula: str, work: int = 1):
     """Declare a row-wise normalisation (softmax and kin) from ``key``, ``term``, ``out``,
-    ``bterm``, ``bout`` and optionally ``finish``; see :class:`RowwiseSpec`."""
+    ``bterm``, ``bout`` and optionally ``finish``; see :class:`RowwiseSpec`.  ``work`` as
+    for :func:`elementwise`."""
 
     def declare(cls) -> RowwiseSpec:
+        _check_work(cls.__name__, work)
         fns = _functions(cls, ("key", "term", "out", "bterm", "bout"), optional=("finish",))
         return _register(
-            RowwiseSpec(name=cls.__name__, doc=cls.__doc__ or "", formula=formula, params=tuple(params), **fns)
+            RowwiseSpec(
+                name=cls.__name__, doc=cls.__doc__ or "", formula=formula, params=tuple(params), work=work, **fns
+            )
         )
 
     return declare

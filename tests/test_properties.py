@@ -187,8 +187,9 @@ def test_rowwise_partial_overlap(name, target, data, dtype, rows, n, shift, forw
 
 @pytest.mark.parametrize("name", fa.REGISTRY)
 def test_auto_runs_parallel_kernels_from_the_threshold(name, monkeypatch):
-    """Below ``PARALLEL_THRESHOLD`` elements ``auto`` runs the single-threaded kernel; from
-    it on, the multi-threaded one (with the same bits)."""
+    """Below its threshold (``PARALLEL_THRESHOLD`` divided by the declared work per
+    element) ``auto`` runs the single-threaded kernel; from it on, the multi-threaded one
+    (with the same bits)."""
     used = []
     real = _dispatch._cpu.parallel
 
@@ -197,7 +198,8 @@ def test_auto_runs_parallel_kernels_from_the_threshold(name, monkeypatch):
         return real(*args)
 
     monkeypatch.setattr(_dispatch._cpu, "parallel", spy)
-    n = _dispatch.PARALLEL_THRESHOLD
+    n = _dispatch.threshold(fa.REGISTRY[name])
+    assert n == _dispatch.PARALLEL_THRESHOLD // fa.REGISTRY[name].work
     fn = fa.FUNCTIONS[name]
     small = np.linspace(-3, 3, 2 * ((n - 1) // 2)).reshape(2, -1)  # two rows, under the threshold
     fn(small)
