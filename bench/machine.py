@@ -38,6 +38,7 @@ def describe(grid: str) -> dict:
         "threading_layer": _threading_layer(),
         "fastact": fastact.__version__,
         "parallel_threshold": getattr(_dispatch, "PARALLEL_THRESHOLD", None),
+        "parallel_thresholds": {name: _dispatch.threshold(spec) for name, spec in fastact.REGISTRY.items()},
         "peers": {},
     }
     # Peers are described only when the run imported them (importing PyTorch takes seconds).

@@ -447,6 +447,17 @@ def render(run: Run, out_dir: Path, source: str = "") -> Path:
     return path
 
 
+def _thresholds(m: dict) -> str:
+    """``auto``'s thresholds, grouped: "131072 (relu, step), 8192 (sigmoid)"."""
+    per = m.get("parallel_thresholds")
+    if not per:  # a run saved before thresholds were per function
+        return str(m.get("parallel_threshold", "?"))
+    groups: dict[int, list[str]] = {}
+    for name, n in per.items():
+        groups.setdefault(n, []).append(name)
+    return ", ".join(f"{n} ({', '.join(names)})" for n, names in sorted(groups.items(), reverse=True))
+
+
 def _machine_table(run: Run) -> str:
     m = run.machine
     if not m:
@@ -464,7 +475,7 @@ def _machine_table(run: Run) -> str:
         ],
         [
             "fastact",
-            f"{m.get('fastact', '?')}, `auto` goes parallel from n = {m.get('parallel_threshold', '?')}",
+            f"{m.get('fastact', '?')}, `auto` goes parallel from n = {_thresholds(m)}",
         ],
     ]
     for k, v in (m.get("peers") or {}).items():

@@ -36,6 +36,10 @@ PARALLEL_THRESHOLD = 1 << 17
 _F16, _F32, _F64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
 _KERNEL_DTYPES = (_F32, _F64)
 _FAST_TARGETS = ("auto", "cpu", "parallel")
+# Elements per block where operands are cast to the kernel's dtype: NumPy's default
+# buffer for one thread, and enough work per block for the threads to pay off.
+_CONVERT_BLOCK = 1 << 13
+_CONVERT_BLOCK_PARALLEL = 1 << 18
 
 
 # NumPy checks the floating-point status flags after every ufunc loop.  Vectorised
@@ -436,8 +440,12 @@ class Elementwise(_Function):
         size = result.size
         if size == 0:
             return finish(result, out)
-        inputs = [a if a.dtype == cdt else a.astype(cdt) for a in arrays]
-        if use_parallel(target, size, self.spec):
+        parallel = use_parallel(target, size, self.spec)
+        if result.dtype != cdt or any(a.dtype != cdt for a in arrays):
+            self._run_converted(op, arrays, pvals, result, cdt, parallel)
+            return finish(result, out)
+        inputs = arrays
+        if parallel:
             inputs = [a if a.shape == shape else np.broadcast_to(a, shape) for a in inputs]
             params = tuple(cdt.type(p) for p in pvals)
             _run_elementwise_parallel(_cpu.parallel(self.spec.name, op), inputs, params, result, cdt)
@@ -448,6 +456,45 @@ class Elementwise(_Function):
             else:
                 _quiet(np.copyto, result, _quiet(uf, *inputs, *scalars), casting="unsafe")
         return finish(result, out)
+
+
+    def _run_converted(self, op, arrays, pvals, result, cdt, parallel):
+        """The kernel over operands of another dtype than its own (float16, integers,
+        bool), cast block by block in NumPy's iterator buffers: memory bounded by the
+        block, not proportional to the arrays."""
+        if parallel:
+            kernel = _cpu.parallel(self.spec.name, op)
+            params = tuple(cdt.type(p) for p in pvals)
+
+            def run(o, *ins):
+                kernel(o, *ins, *params)
+
+        else:
+            uf, scalars = self._ufunc(op, cdt, pvals)
+
+            def run(o, *ins):
+                if _ufunc_can_write(o):
+                    uf(*ins, *scalars, out=o)
+                else:
+                    o[...] = uf(*ins, *scalars)
+
+        n = len(arrays)
+        elementwise = "overlap_assume_elementwise"
+        token = _fp_ignore()  # float16 overflow in the cast: inf, silently
+        try:
+            it = np.nditer(
+                [*arrays, result],
+                flags=["external_loop", "buffered", "grow_inner", "zerosize_ok", "copy_if_overlap"],
+                op_flags=[["readonly", elementwise]] * n + [["writeonly", elementwise]],
+                op_dtypes=[cdt] * (n + 1),
+                casting="unsafe",
+                buffersize=_CONVERT_BLOCK_PARALLEL if parallel else _CONVERT_BLOCK,
+            )
+            with it:
+                for ops in it:
+                    run(ops[n], *ops[:n])
+        finally:
+            _fp_restore(token)
 
 
 class Rowwise(_Function):

@@ -169,9 +169,9 @@ def _traced_peak(fn):
     return peak, result
 
 
-def _operands(name, op, dtype):
+def _operands(name, op, dtype, n=_N):
     rng = np.random.default_rng(0)
-    shape = (_N // 64, 64) if name in fa.ROWWISE else (_N,)
+    shape = (n // 64, 64) if name in fa.ROWWISE else (n,)
     x = rng.standard_normal(shape).astype(dtype)
     dy = rng.standard_normal(shape).astype(dtype)
     return x, dy
@@ -191,6 +191,53 @@ def test_out_of_place_allocates_only_the_result(label, name, op, target, dtype):
 
     peak, result = _traced_peak(run)
     assert result.nbytes <= peak <= result.nbytes + _SLACK, f"{label}: {peak} bytes for a {result.nbytes}-byte result"
+
+
+def _cast_bound(nin, target):
+    """What casting operands block by block may allocate besides the result: a float32
+    buffer per operand (the result's included) and the iterator's own."""
+    block = _dispatch._CONVERT_BLOCK_PARALLEL if target == "parallel" else _dispatch._CONVERT_BLOCK
+    return (nin + 1) * block * 4 + _SLACK
+
+
+_ELEMENTWISE_OPERATIONS = [o for o in _operations() if o[1] in fa.ELEMENTWISE]
+
+
+@pytest.mark.parametrize("target", ["cpu", "parallel"])
+@pytest.mark.parametrize("label,name,op", _ELEMENTWISE_OPERATIONS, ids=[o[0] for o in _ELEMENTWISE_OPERATIONS])
+def test_float16_is_cast_in_blocks(label, name, op, target):
+    # float16 is computed in float32.  Casting whole operands would allocate 4 bytes an
+    # element per operand; block by block it is a constant, here a fraction of that.
+    n = 1 << 21
+    x, dy = (a.astype(np.float16) for a in _operands(name, op, np.float32, n))
+    y = call(name, "forward", x, target="cpu") if op == "backward_y" else None
+    fn = fa.FUNCTIONS[name]
+    nin = 1 if op in ("forward", "grad") else 2
+    bound = _cast_bound(nin, target)
+    assert bound < n * 4
+
+    def new():
+        if op == "backward_y":
+            return fn.backward(dy, y=y, target=target)
+        return call(name, op, x, dy, target=target)
+
+    def in_place():
+        if op == "forward":
+            return fn(x, out=x, target=target)
+        if op == "grad":
+            return fn.grad(x, out=x, target=target)
+        if op == "backward_x":
+            return fn.backward(dy, x, out=dy, target=target)
+        return fn.backward(dy, y=y, out=dy, target=target)
+
+    expected = call(name, op, x.astype(np.float32), dy.astype(np.float32), target="cpu") if op != "backward_y" else None
+    peak, result = _traced_peak(new)
+    assert result.dtype == np.float16
+    assert result.nbytes <= peak <= result.nbytes + bound, f"{label}: {peak} bytes for a {result.nbytes}-byte result"
+    if expected is not None:
+        np.testing.assert_array_equal(result, expected.astype(np.float16))
+    peak, _ = _traced_peak(in_place)
+    assert peak <= bound, f"{label}: {peak} bytes allocated in place"
 
 
 @pytest.mark.parametrize("target", ["cpu", "parallel"])
