@@ -24,7 +24,7 @@ from numba import cuda, float64
 
 from fastact import declarations as _d
 
-DECLARATIONS_SHA256 = "9574665bb89a2b68fbbbe7d7bd7e8532ebf8e97a014e5b2f06d72cac4933eb3a"
+DECLARATIONS_SHA256 = "5db65c073949ade5260b00afab66f1a5169ffd9b13fe5539f0ee30af981cff92"
 
 #: Threads of a ``__cuda_block`` kernel at most: a launch uses a power of two up to this.
 ROW_THREADS = 256

@@ -121,9 +121,9 @@ def _pow2(k):
 
 
 @njit(**_JIT)
-def _expm1_poly8(r):
-    """``expm1(r)`` for ``|r| <= ln2 / 2`` within 6e-10 relative: enough for float32."""
-    p = _C8
+def _expm1_horner(p, r):
+    """Horner's scheme from the coefficient of ``r**8`` (``p``, already folded) down:
+    ``r + r**2 (1/2! + r/3! + ... + r**6 p)``."""
     p = p * r + _C7
     p = p * r + _C6
     p = p * r + _C5
@@ -131,6 +131,12 @@ def _expm1_poly8(r):
     p = p * r + _C3
     p = p * r + _C2
     return r + (r * r) * p
+
+
+@njit(**_JIT)
+def _expm1_poly8(r):
+    """``expm1(r)`` for ``|r| <= ln2 / 2`` within 6e-10 relative: enough for float32."""
+    return _expm1_horner(_C8, r)
 
 
 @njit(**_JIT)
@@ -142,13 +148,7 @@ def _expm1_poly13(r):
     p = p * r + _C10
     p = p * r + _C9
     p = p * r + _C8
-    p = p * r + _C7
-    p = p * r + _C6
-    p = p * r + _C5
-    p = p * r + _C4
-    p = p * r + _C3
-    p = p * r + _C2
-    return r + (r * r) * p
+    return _expm1_horner(p, r)
 
 
 # --- the four implementations ----------------------------------------------------------------

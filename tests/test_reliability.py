@@ -193,6 +193,17 @@ def test_out_of_place_allocates_only_the_result(label, name, op, target, dtype):
     assert result.nbytes <= peak <= result.nbytes + _SLACK, f"{label}: {peak} bytes for a {result.nbytes}-byte result"
 
 
+def _in_place(fn, op, x, dy, y, target):
+    """``op`` of ``fn`` written over its input: ``out=x``, or ``out=dy`` for backward."""
+    if op == "forward":
+        return fn(x, out=x, target=target)
+    if op == "grad":
+        return fn.grad(x, out=x, target=target)
+    if op == "backward_x":
+        return fn.backward(dy, x, out=dy, target=target)
+    return fn.backward(dy, y=y, out=dy, target=target)
+
+
 def _cast_bound(nin, target):
     """What casting operands block by block may allocate besides the result: a float32
     buffer per operand (the result's included) and the iterator's own."""
@@ -221,22 +232,13 @@ def test_float16_is_cast_in_blocks(label, name, op, target):
             return fn.backward(dy, y=y, target=target)
         return call(name, op, x, dy, target=target)
 
-    def in_place():
-        if op == "forward":
-            return fn(x, out=x, target=target)
-        if op == "grad":
-            return fn.grad(x, out=x, target=target)
-        if op == "backward_x":
-            return fn.backward(dy, x, out=dy, target=target)
-        return fn.backward(dy, y=y, out=dy, target=target)
-
     expected = call(name, op, x.astype(np.float32), dy.astype(np.float32), target="cpu") if op != "backward_y" else None
     peak, result = _traced_peak(new)
     assert result.dtype == np.float16
     assert result.nbytes <= peak <= result.nbytes + bound, f"{label}: {peak} bytes for a {result.nbytes}-byte result"
     if expected is not None:
         np.testing.assert_array_equal(result, expected.astype(np.float16))
-    peak, _ = _traced_peak(in_place)
+    peak, _ = _traced_peak(lambda: _in_place(fn, op, x, dy, y, target))
     assert peak <= bound, f"{label}: {peak} bytes allocated in place"
 
 
@@ -246,17 +248,7 @@ def test_in_place_allocates_nothing_proportional(label, name, op, target):
     x, dy = _operands(name, op, np.float32)
     y = call(name, "forward", x, target="cpu") if op == "backward_y" else None
     fn = fa.FUNCTIONS[name]
-
-    def run():
-        if op == "forward":
-            return fn(x, out=x, target=target)
-        if op == "grad":
-            return fn.grad(x, out=x, target=target)
-        if op == "backward_x":
-            return fn.backward(dy, x, out=dy, target=target)
-        return fn.backward(dy, y=y, out=dy, target=target)
-
-    peak, _ = _traced_peak(run)
+    peak, _ = _traced_peak(lambda: _in_place(fn, op, x, dy, y, target))
     assert peak <= _SLACK, f"{label}: {peak} bytes allocated in place (input {x.nbytes} bytes)"
 
 
