@@ -45,7 +45,7 @@ def kernels():
                 if current != mod.DECLARATIONS_SHA256:
                     raise StaleKernelsError(
                         "fastact/_kernels_cpu.py was generated from another version of "
-                        "fastact/declarations.py; run `python -m fastact._codegen`"
+                        "fastact/declarations.py or fastact/_vmath.py; run `python -m fastact._codegen`"
                     )
                 _module = mod
     return _module

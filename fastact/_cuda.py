@@ -85,7 +85,7 @@ def _probe() -> str | None:
 
         raise StaleKernelsError(
             "fastact/_kernels_cuda.py was generated from another version of "
-            "fastact/declarations.py; run `python -m fastact._codegen`"
+            "fastact/declarations.py or fastact/_vmath.py; run `python -m fastact._codegen`"
         )
     _loaded = (cuda, mod)
     return None

@@ -457,7 +457,6 @@ class Elementwise(_Function):
                 _quiet(np.copyto, result, _quiet(uf, *inputs, *scalars), casting="unsafe")
         return finish(result, out)
 
-
     def _run_converted(self, op, arrays, pvals, result, cdt, parallel):
         """The kernel over operands of another dtype than its own (float16, integers,
         bool), cast block by block in NumPy's iterator buffers: memory bounded by the

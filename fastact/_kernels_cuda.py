@@ -24,7 +24,7 @@ from numba import cuda, float64
 
 from fastact import declarations as _d
 
-DECLARATIONS_SHA256 = "5db65c073949ade5260b00afab66f1a5169ffd9b13fe5539f0ee30af981cff92"
+DECLARATIONS_SHA256 = "6849338a63c7975a5ab5e3eb53293e8ee7860a91c6490c1027b3e0fdef73c407"
 
 #: Threads of a ``__cuda_block`` kernel at most: a launch uses a power of two up to this.
 ROW_THREADS = 256
