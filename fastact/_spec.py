@@ -84,9 +84,10 @@ class RowwiseSpec:
     output row and finish it in place: one ``exp`` per element instead of two, and loops
     the compiler vectorises.
 
-    Backward from the input recomputes ``y_j`` on the fly, so no scratch row is needed
-    and ``out`` may alias ``dy`` or ``x``.  Every target builds its kernels from these five
-    scalar functions: a sequential row loop on the CPU, a block reduction on CUDA.
+    Backward from the input recomputes ``y_j`` (on the fly, or, on the CPU where
+    ``finish`` is declared, once into a scratch row), never in ``out``, so ``out`` may
+    alias ``dy`` or ``x``.  Every target builds its kernels from these scalar functions:
+    a sequential row loop on the CPU, a block reduction on CUDA.
     """
 
     name: str
