@@ -35,8 +35,22 @@ class Param:
     requires: str | None = None
 
 
+class _Parametrised:
+    """What both kinds of declaration derive from their ``params``."""
+
+    params: tuple[Param, ...]
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    @property
+    def defaults(self) -> dict[str, float]:
+        return {p.name: p.default for p in self.params}
+
+
 @dataclass(frozen=True)
-class ElementwiseSpec:
+class ElementwiseSpec(_Parametrised):
     """One elementwise activation: ``y = f(x)``, its derivative from ``x`` and from ``y``.
 
     Scalar functions take the input element first and then every parameter, in declaration
@@ -57,17 +71,9 @@ class ElementwiseSpec:
     work: int = 1
     kind: str = field(default="elementwise", init=False)
 
-    @property
-    def param_names(self) -> tuple[str, ...]:
-        return tuple(p.name for p in self.params)
-
-    @property
-    def defaults(self) -> dict[str, float]:
-        return {p.name: p.default for p in self.params}
-
 
 @dataclass(frozen=True)
-class RowwiseSpec:
+class RowwiseSpec(_Parametrised):
     """A normalisation along one axis, written as two reductions and a map.
 
     Forward, for a row ``x`` (``key`` is the quantity whose row maximum is subtracted for
@@ -102,14 +108,6 @@ class RowwiseSpec:
     finish: Callable | None = None
     work: int = 1
     kind: str = field(default="rowwise", init=False)
-
-    @property
-    def param_names(self) -> tuple[str, ...]:
-        return tuple(p.name for p in self.params)
-
-    @property
-    def defaults(self) -> dict[str, float]:
-        return {p.name: p.default for p in self.params}
 
 
 #: name -> spec, in declaration order.
