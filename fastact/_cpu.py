@@ -36,17 +36,7 @@ def kernels():
         with _lock:
             if _module is None:
                 mod = _import_kernels()
-                from fastact import _codegen
-
-                try:
-                    current = _codegen.declarations_digest()
-                except OSError:  # installed without sources: nothing to compare against
-                    current = mod.DECLARATIONS_SHA256
-                if current != mod.DECLARATIONS_SHA256:
-                    raise StaleKernelsError(
-                        "fastact/_kernels_cpu.py was generated from another version of "
-                        "fastact/declarations.py or fastact/_vmath.py; run `python -m fastact._codegen`"
-                    )
+                check_current(mod)
                 _module = mod
     return _module
 
@@ -77,6 +67,23 @@ def gufunc(name: str, op: str, nrows: int) -> np.ufunc:
         return _PythonLoop(fn, rowwise=True)
     with _lock:
         return _build(lambda cache: guvectorize(sigs, layout, cache=cache, nopython=True)(fn).ufunc, fn)
+
+
+def check_current(mod) -> None:
+    """Raise :class:`StaleKernelsError` if the generated module ``mod`` was generated from
+    other sources than those installed beside it."""
+    from fastact import _codegen
+
+    try:
+        current = _codegen.declarations_digest()
+    except OSError:  # installed without sources: nothing to compare against
+        return
+    if current != mod.DECLARATIONS_SHA256:
+        path = "/".join(mod.__name__.split("."))
+        raise StaleKernelsError(
+            f"{path}.py was generated from another version of "
+            "fastact/declarations.py or fastact/_vmath.py; run `python -m fastact._codegen`"
+        )
 
 
 def rows(name: str, op: str):

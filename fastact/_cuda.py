@@ -74,19 +74,9 @@ def _probe() -> str | None:
             f"(numba.cuda.detect() says why; {INSTALL_HINT})"
         )
     mod = importlib.import_module("fastact._kernels_cuda")
-    from fastact import _codegen
+    from fastact._cpu import check_current
 
-    try:
-        current = _codegen.declarations_digest()
-    except OSError:  # installed without sources: nothing to compare against
-        current = mod.DECLARATIONS_SHA256
-    if current != mod.DECLARATIONS_SHA256:
-        from fastact._cpu import StaleKernelsError
-
-        raise StaleKernelsError(
-            "fastact/_kernels_cuda.py was generated from another version of "
-            "fastact/declarations.py or fastact/_vmath.py; run `python -m fastact._codegen`"
-        )
+    check_current(mod)
     _loaded = (cuda, mod)
     return None
 
