@@ -321,7 +321,7 @@ def _fastact(case: Case, a):
         return partial(call, a.work if case.mode == "inplace" else a.x, **kw)
     dy = a.work if case.mode == "inplace" else a.dy
     if case.op == "backward":
-        return partial(call, dy, a.x, **kw)
+        return partial(call, dy, x=a.x, **kw)
     return partial(call, dy, y=a.y, **kw)
 
 

@@ -97,7 +97,7 @@ def test_cuda_kernel(benchmark, name, op, dtype, copy_seconds, bench_smoke):
     elif op == "grad":
         call = lambda: fn.grad(x, out=out)  # noqa: E731
     elif op == "backward_x":
-        call = lambda: fn.backward(dy, x, out=out)  # noqa: E731
+        call = lambda: fn.backward(dy, x=x, out=out)  # noqa: E731
     else:
         y = fn(x)
         call = lambda: fn.backward(dy, y=y, out=out)  # noqa: E731

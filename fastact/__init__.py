@@ -8,7 +8,7 @@ results::
     >>> x = np.array([-2.0, 0.0, 3.0])
     >>> fa.relu(x)
     array([0., 0., 3.])
-    >>> fa.relu.backward(np.ones(3), x)
+    >>> fa.relu.backward(np.ones(3), x=x)
     array([0., 0., 1.])
 
 ``fastact.REGISTRY`` maps every function's name to its declaration
@@ -16,6 +16,7 @@ results::
 """
 
 from fastact import declarations as _declarations  # noqa: F401  (fills the registry)
+from fastact._config import config, get_config, set_config
 from fastact._dispatch import TARGETS, CudaUnavailableError, Elementwise, Rowwise
 from fastact._spec import REGISTRY, ElementwiseSpec, RowwiseSpec
 
@@ -58,4 +59,17 @@ __all__ = [
     "Elementwise",
     "Rowwise",
     "cuda_available",
+    "config",
+    "set_config",
+    "get_config",
+    "layers",
 ]
+
+
+def __getattr__(name):
+    # Submodules that import more than the core does, loaded on first use.
+    if name == "layers":
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

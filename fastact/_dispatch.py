@@ -18,10 +18,11 @@ gives the same bits for every layout.
 
 from __future__ import annotations
 
+import inspect
 
 import numpy as np
 
-from fastact import _cpu, _cuda, _threads
+from fastact import _config, _cpu, _cuda, _threads
 from fastact._cuda import CudaUnavailableError
 from fastact._spec import ElementwiseSpec, RowwiseSpec, check_params, dfdy_allowed
 
@@ -114,7 +115,7 @@ def result_dtype(arrays, named=None) -> tuple[np.dtype, np.dtype]:
     """(dtype of the result, dtype the kernel computes in).
 
     Python scalars among the operands (``named``: the values as given) are weak, as in
-    NumPy 2's promotion rules: ``relu.backward(1.0, x)`` has the dtype of ``x``."""
+    NumPy 2's promotion rules: ``relu.backward(1.0, x=x)`` has the dtype of ``x``."""
     if len(arrays) > 1 and named is not None:
         strong = [a for a, (_, v) in zip(arrays, named) if type(v) not in (bool, int, float)]
         arrays = strong or arrays
@@ -261,6 +262,50 @@ def _run_elementwise_parallel(kernel, inputs, params, result, cdt):
 # --- the public callables ------------------------------------------------------------------
 
 
+def methods(spec) -> tuple[str, ...]:
+    """The operations a declaration's callable offers: ``__call__`` and its methods."""
+    if isinstance(spec, RowwiseSpec):
+        return ("__call__", "backward")
+    return ("__call__", "grad", "backward")
+
+
+def signature(spec, method: str) -> inspect.Signature:
+    """The call signature of ``fastact.<name>`` (``method="__call__"``) or of one of its
+    methods, as :func:`inspect.signature` and ``help()`` show it."""
+    P = inspect.Parameter
+    pos = [P("dy" if method == "backward" else "x", P.POSITIONAL_ONLY)]
+    kw = []
+    if method == "backward":
+        kw += [P("x", P.KEYWORD_ONLY, default=None), P("y", P.KEYWORD_ONLY, default=None)]
+    if isinstance(spec, RowwiseSpec):
+        kw.append(P("axis", P.KEYWORD_ONLY, default=-1))
+    kw += [P("out", P.KEYWORD_ONLY, default=None), P("target", P.KEYWORD_ONLY, default=None),
+           P("stream", P.KEYWORD_ONLY, default=None)]
+    kw += [P(p.name, P.KEYWORD_ONLY, default=p.default) for p in spec.params]
+    return inspect.Signature(pos + kw)
+
+
+_COMMON_ARGS = """
+    Every call also takes, by keyword:
+
+    * ``out``: an array of the result's shape and dtype to write into (it may be the input
+      itself); it is returned.
+    * ``target``: ``"auto"``, ``"cpu"``, ``"parallel"`` or ``"cuda"``; None (the default)
+      takes :func:`fastact.config`'s, which is ``"auto"`` unless set.
+    * ``stream``: a CUDA stream, for the ``cuda`` target.
+"""
+
+
+def _doc(spec) -> str:
+    """The callable's docstring: its signatures, as ``help()`` would otherwise not show them
+    for an object, then the declaration's documentation."""
+    lines = []
+    for m in methods(spec):
+        name = spec.name if m == "__call__" else f"{spec.name}.{m}"
+        lines.append(f"{name}{signature(spec, m)}")
+    return "\n".join(lines) + "\n\n" + inspect.cleandoc(spec.doc) + "\n\n" + inspect.cleandoc(_COMMON_ARGS) + "\n"
+
+
 class _Function:
     """What elementwise and row-wise functions share: identity, docs and repr."""
 
@@ -268,7 +313,8 @@ class _Function:
         self.spec = spec
         self.__name__ = self.__qualname__ = spec.name
         self.__module__ = "fastact"
-        self.__doc__ = spec.doc
+        self.__signature__ = signature(spec, "__call__")
+        self.__doc__ = _doc(spec)
         self._defaults = tuple(spec.defaults.values())
 
     def __repr__(self):
@@ -281,6 +327,29 @@ class _Function:
         if not params:
             return self._defaults
         return tuple(check_params(self.spec, func, params).values())
+
+    def _positional(self, func, first, args):
+        """Raise the ``TypeError`` of a call with more than one positional argument, saying
+        which keyword the extra one was probably meant for."""
+        keywords = (*(("axis",) if isinstance(self.spec, RowwiseSpec) else ()), "out", "target", "stream",
+                    *self.spec.param_names)
+        extra = args[0]
+        if isinstance(self.spec, RowwiseSpec) and isinstance(extra, (int, np.integer)) and not isinstance(extra, bool):
+            hint = f"pass the axis by keyword: {func}(x, axis={int(extra)})"
+        elif isinstance(extra, np.ndarray) or _cuda.is_device_array(extra):
+            hint = f"to write into an array, pass it by keyword: {func}(x, out=o)"
+        else:
+            hint = "pass the others by keyword (" + ", ".join(k + "=" for k in keywords) + ")"
+        raise TypeError(f"{func}() takes 1 positional argument ({first}) but {1 + len(args)} were given; {hint}")
+
+
+def _backward_positional(func, args):
+    raise TypeError(
+        f"{func}() takes the forward operand by keyword: pass x= (the forward input) or y= "
+        f"(the forward output), e.g. {func}(dy, x=x) or {func}(dy, y=y); a positional second "
+        f"argument is refused, since an output taken for an input gives a wrong gradient silently "
+        f"({1 + len(args)} positional arguments were given)"
+    )
 
 
 class Elementwise(_Function):
@@ -297,34 +366,46 @@ class Elementwise(_Function):
         self._ufuncs = {}
         self._dfdy_by_default = dfdy_allowed(spec, spec.defaults)
 
-    def __call__(self, x, *, out=None, target="auto", stream=None, **params):
+    def __call__(self, x, *args, out=None, target=None, stream=None, **params):
+        if args:
+            self._positional(self.spec.name, "x", args)
+        if target is None:
+            target = _config.target()
         if target in _FAST_TARGETS and not params and stream is None:
             r = self._small("forward", x, None, out, target)
             if r is not None:
                 return r
         return self._run("forward", self.spec.name, (("x", x),), out, target, params, stream)
 
-    def grad(self, x, *, out=None, target="auto", stream=None, **params):
+    def grad(self, x, *args, out=None, target=None, stream=None, **params):
         """Elementwise derivative ``f'(x)``, with the same parameters as the function.
 
         At a kink the declared convention applies (see the function's docstring).
         """
+        if args:
+            self._positional(f"{self.spec.name}.grad", "x", args)
+        if target is None:
+            target = _config.target()
         if target in _FAST_TARGETS and not params and stream is None:
             r = self._small("grad", x, None, out, target)
             if r is not None:
                 return r
         return self._run("grad", f"{self.spec.name}.grad", (("x", x),), out, target, params, stream)
 
-    def backward(self, dy, x=None, *, y=None, out=None, target="auto", stream=None, **params):
+    def backward(self, dy, *args, x=None, y=None, out=None, target=None, stream=None, **params):
         """Fused vector-Jacobian product ``dy * f'(x)`` in one pass, without temporaries.
 
-        Give exactly one of ``x`` (the forward input) or ``y=`` (the forward output, where
-        the derivative is a function of it).  The result has the broadcast shape of ``dy``
-        and ``x`` (or ``y``); ``out=dy`` computes it in place.
+        Give exactly one of ``x=`` (the forward input) or ``y=`` (the forward output, where
+        the derivative is a function of it), by keyword.  The result has the broadcast
+        shape of ``dy`` and ``x`` (or ``y``); ``out=dy`` computes it in place.
         """
         func = f"{self.spec.name}.backward"
+        if args:
+            _backward_positional(func, args)
         if (x is None) == (y is None):
-            raise TypeError(f"{func}() takes exactly one of x (the forward input) or y= (the forward output)")
+            raise TypeError(f"{func}() takes exactly one of x= (the forward input) or y= (the forward output)")
+        if target is None:
+            target = _config.target()
         if y is None:
             if target in _FAST_TARGETS and not params and stream is None:
                 r = self._small("backward_x", dy, x, out, target)
@@ -504,7 +585,11 @@ class Rowwise(_Function):
 
     spec: RowwiseSpec
 
-    def __call__(self, x, *, axis=-1, out=None, target="auto", stream=None, **params):
+    def __call__(self, x, *args, axis=-1, out=None, target=None, stream=None, **params):
+        if args:
+            self._positional(self.spec.name, "x", args)
+        if target is None:
+            target = _config.target()
         if not params and stream is None:
             r = self._small("forward", x, None, axis, out, target)
             if r is not None:
@@ -512,13 +597,17 @@ class Rowwise(_Function):
         self._params(self.spec.name, params)
         return self._run("forward", self.spec.name, (("x", x),), axis, out, target, stream)
 
-    def backward(self, dy, x=None, *, y=None, axis=-1, out=None, target="auto", stream=None, **params):
-        """Vector-Jacobian product along ``axis``, from the forward input ``x`` or the
-        forward output ``y=`` (exactly one).  ``out=dy`` computes it in place."""
+    def backward(self, dy, *args, x=None, y=None, axis=-1, out=None, target=None, stream=None, **params):
+        """Vector-Jacobian product along ``axis``, from the forward input ``x=`` or the
+        forward output ``y=`` (exactly one, by keyword).  ``out=dy`` computes it in place."""
         func = f"{self.spec.name}.backward"
+        if args:
+            _backward_positional(func, args)
         self._params(func, params)
         if (x is None) == (y is None):
-            raise TypeError(f"{func}() takes exactly one of x (the forward input) or y= (the forward output)")
+            raise TypeError(f"{func}() takes exactly one of x= (the forward input) or y= (the forward output)")
+        if target is None:
+            target = _config.target()
         op, other = ("backward_x", x) if y is None else ("backward_y", y)
         if not params and stream is None:
             r = self._small(op, dy, other, axis, out, target)

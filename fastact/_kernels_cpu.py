@@ -30,7 +30,7 @@ from numba import njit, prange
 from fastact import _vmath
 from fastact import declarations as _d
 
-DECLARATIONS_SHA256 = "6849338a63c7975a5ab5e3eb53293e8ee7860a91c6490c1027b3e0fdef73c407"
+DECLARATIONS_SHA256 = "e7ba3bcab8540a0cc223a5359c941977d25df0b708b2b4cf0cd5b277375c1e03"
 
 
 def _scalar(fn):

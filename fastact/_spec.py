@@ -69,6 +69,7 @@ class ElementwiseSpec(_Parametrised):
     # where its derivative changes, or the kink convention must not depend on the branch.
     dfdy_requires: str | None = None
     work: int = 1
+    layer: str = ""
     kind: str = field(default="elementwise", init=False)
 
 
@@ -107,6 +108,7 @@ class RowwiseSpec(_Parametrised):
     params: tuple[Param, ...] = ()
     finish: Callable | None = None
     work: int = 1
+    layer: str = ""
     kind: str = field(default="rowwise", init=False)
 
 
@@ -136,14 +138,21 @@ def _check_work(name, work):
         raise TypeError(f"{name}: work must be a positive integer, got {work!r}")
 
 
-def elementwise(*params: Param, formula: str, derivative: str, dfdy_requires: str | None = None, work: int = 1):
+def layer_name(name: str) -> str:
+    """The default name of a declaration's layer class: ``log_sigmoid`` -> ``LogSigmoid``."""
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+
+
+def elementwise(*params: Param, formula: str, derivative: str, dfdy_requires: str | None = None, work: int = 1,
+                layer: str | None = None):
     """Declare an elementwise activation from a class body holding ``f``, ``dfdx`` and,
     where the derivative is a function of the output, ``dfdy``.
 
     ``work``: the cost of an element relative to a memory-bound kernel such as relu's
     (measured with ``bench/``); ``target="auto"`` goes multi-threaded from
     ``PARALLEL_THRESHOLD // work`` elements, since threads pay off sooner where each
-    element costs more."""
+    element costs more.  ``layer``: the name of its class in :mod:`fastact.layers`
+    (default: the name in CamelCase)."""
 
     def declare(cls) -> ElementwiseSpec:
         _check_work(cls.__name__, work)
@@ -159,6 +168,7 @@ def elementwise(*params: Param, formula: str, derivative: str, dfdy_requires: st
                 params=tuple(params),
                 dfdy_requires=dfdy_requires,
                 work=work,
+                layer=layer or layer_name(cls.__name__),
                 **fns,
             )
         )
@@ -166,17 +176,18 @@ def elementwise(*params: Param, formula: str, derivative: str, dfdy_requires: st
     return declare
 
 
-def rowwise(*params: Param, formula: str, work: int = 1):
+def rowwise(*params: Param, formula: str, work: int = 1, layer: str | None = None):
     """Declare a row-wise normalisation (softmax and kin) from ``key``, ``term``, ``out``,
-    ``bterm``, ``bout`` and optionally ``finish``; see :class:`RowwiseSpec`.  ``work`` as
-    for :func:`elementwise`."""
+    ``bterm``, ``bout`` and optionally ``finish``; see :class:`RowwiseSpec`.  ``work`` and
+    ``layer`` as for :func:`elementwise`."""
 
     def declare(cls) -> RowwiseSpec:
         _check_work(cls.__name__, work)
         fns = _functions(cls, ("key", "term", "out", "bterm", "bout"), optional=("finish",))
         return _register(
             RowwiseSpec(
-                name=cls.__name__, doc=cls.__doc__ or "", formula=formula, params=tuple(params), work=work, **fns
+                name=cls.__name__, doc=cls.__doc__ or "", formula=formula, params=tuple(params), work=work,
+                layer=layer or layer_name(cls.__name__), **fns
             )
         )
 
@@ -193,12 +204,22 @@ def check_params(spec, func: str, given: dict) -> dict[str, float]:
     for name, value in given.items():
         if name not in values:
             known = ", ".join(spec.param_names) or "none"
-            raise TypeError(f"{func}() got an unexpected keyword argument {name!r} (parameters: {known})")
+            hint = _KEYWORD_HINTS.get(name, "")
+            if name == "axis" and spec.kind != "rowwise":
+                hint = f"; {spec.name} is elementwise and has no axis"
+            raise TypeError(f"{func}() got an unexpected keyword argument {name!r} (parameters: {known}){hint}")
         values[name] = _real(func, name, value)
     for p in spec.params:
         if p.requires is not None and not eval(p.requires, {"__builtins__": {}}, dict(values)):  # noqa: S307
             raise ValueError(f"{func}(): {p.requires} is required, got {p.name}={values[p.name]!r}")
     return values
+
+
+#: Keywords of other libraries that users bring along, and what fastact calls them.
+_KEYWORD_HINTS = {
+    "dim": "; did you mean axis= (PyTorch's dim)?",
+    "inplace": "; to compute in place, pass out=x",
+}
 
 
 def _real(func: str, name: str, value) -> float:

@@ -44,6 +44,7 @@ from fastact._spec import Param, elementwise, rowwise
     formula="max(x, 0)",
     derivative="1 if x > 0; at_zero if x == 0; 0 if x < 0",
     dfdy_requires="at_zero == 0",
+    layer="ReLU",
 )
 class relu:
     r"""Rectified linear unit.
@@ -91,6 +92,7 @@ class relu:
     formula="x if x > 0 else negative_slope * x",
     derivative="1 if x > 0; negative_slope if x <= 0",
     dfdy_requires="negative_slope > 0",
+    layer="LeakyReLU",
 )
 class leaky_relu:
     r"""Leaky rectified linear unit.
@@ -135,6 +137,7 @@ class leaky_relu:
     derivative="1 if x > 0; alpha * exp(x) if x <= 0",
     dfdy_requires="alpha > 0",
     work=16,
+    layer="ELU",
 )
 class elu:
     r"""Exponential linear unit.
@@ -307,7 +310,7 @@ class softmax:
     makes the whole row NaN.
 
     ``softmax.backward(dy, y=y)`` is the vector-Jacobian product
-    :math:`y \odot (dy - \langle dy, y \rangle)` along the axis; ``backward(dy, x)``
+    :math:`y \odot (dy - \langle dy, y \rangle)` along the axis; ``backward(dy, x=x)``
     recomputes ``y`` on the fly.  There is no ``softmax.grad``: the derivative is a full
     Jacobian, not an elementwise function.
 

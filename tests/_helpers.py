@@ -121,7 +121,7 @@ def call(name, op, x, dy=None, *, params=None, target="auto", out=None, axis=Non
     if op == "grad":
         return fn.grad(x, out=out, target=target, **kw)
     if op == "backward_x":
-        return fn.backward(dy, x, out=out, target=target, **kw)
+        return fn.backward(dy, x=x, out=out, target=target, **kw)
     if op == "backward_y":
         y = fn(x, target="cpu", **kw)
         return fn.backward(dy, y=y, out=out, target=target, **kw)

@@ -29,7 +29,7 @@ def test_pickles_by_name(name):
 
 def _ops(name):
     fn = fa.FUNCTIONS[name]
-    ops = [("f", lambda x, **k: fn(x, **k)), ("backward", lambda x, **k: fn.backward(np.ones_like(x), x, **k))]
+    ops = [("f", lambda x, **k: fn(x, **k)), ("backward", lambda x, **k: fn.backward(np.ones_like(x), x=x, **k))]
     if name in fa.ELEMENTWISE:
         ops.append(("grad", lambda x, **k: fn.grad(x, **k)))
     return ops
@@ -111,9 +111,9 @@ def test_memmap_and_views(tmp_path):
 
 def test_mixed_dtypes_in_backward_promote():
     x32 = np.array([-1.0, 2.0], np.float32)
-    assert fa.relu.backward(np.ones(2, np.float64), x32).dtype == np.float64
-    assert fa.relu.backward(np.ones(2, np.float16), x32).dtype == np.float32
-    assert fa.relu.backward(np.ones(2, np.float16), x32.astype(np.float16)).dtype == np.float16
+    assert fa.relu.backward(np.ones(2, np.float64), x=x32).dtype == np.float64
+    assert fa.relu.backward(np.ones(2, np.float16), x=x32).dtype == np.float32
+    assert fa.relu.backward(np.ones(2, np.float16), x=x32.astype(np.float16)).dtype == np.float16
     assert fa.softmax.backward(np.ones(2, np.float32), y=np.array([0.5, 0.5])).dtype == np.float64
 
 
@@ -123,9 +123,9 @@ def test_python_scalars_are_weak_in_backward(dy, dtype):
     # As in NumPy 2 (np.multiply(1.0, x32) is float32): a Python scalar takes the dtype
     # of the array it meets; a NumPy scalar or array promotes as usual.
     x = np.array([-1.0, 2.0], dtype)
-    r = fa.relu.backward(dy, x)
+    r = fa.relu.backward(dy, x=x)
     assert r.dtype == dtype
     np.testing.assert_array_equal(r, np.multiply(dy, fa.relu.grad(x)))
-    assert fa.softmax.backward(dy, x).dtype == dtype
-    assert fa.relu.backward(np.float64(dy), x).dtype == np.float64
-    assert isinstance(fa.relu.backward(dy, 2.0), np.float64)
+    assert fa.softmax.backward(dy, x=x).dtype == dtype
+    assert fa.relu.backward(np.float64(dy), x=x).dtype == np.float64
+    assert isinstance(fa.relu.backward(dy, x=2.0), np.float64)

@@ -60,7 +60,7 @@ errors = []
 for call in (
     lambda: fa.relu(x, target="cuda"),
     lambda: fa.sigmoid.grad(x, target="cuda"),
-    lambda: fa.elu.backward(x, x, target="cuda"),
+    lambda: fa.elu.backward(x, x=x, target="cuda"),
     lambda: fa.softmax(x, target="cuda"),
     lambda: fa.softmax.backward(x, y=x, target="cuda"),
 ):
@@ -137,10 +137,10 @@ def test_host_targets_refuse_device_arrays(target):
     [
         lambda x, **k: fa.relu(x, **k),
         lambda x, **k: fa.leaky_relu.grad(x, negative_slope=0.1, **k),
-        lambda x, **k: fa.sigmoid.backward(x, x, **k),
+        lambda x, **k: fa.sigmoid.backward(x, x=x, **k),
         lambda x, **k: fa.sigmoid.backward(x, y=x, **k),
         lambda x, **k: fa.softmax(x, **k),
-        lambda x, **k: fa.softmax.backward(x, x, **k),
+        lambda x, **k: fa.softmax.backward(x, x=x, **k),
     ],
     ids=["call", "grad", "backward-x", "backward-y", "softmax", "softmax.backward"],
 )

@@ -1,6 +1,8 @@
 """Every public docstring's examples run and give what they show."""
 
 import doctest
+import inspect
+import pydoc
 
 import pytest
 
@@ -22,7 +24,7 @@ def _run(doc, name):
 @pytest.mark.parametrize("name", list(fa.FUNCTIONS))
 def test_function_docstring_examples(name):
     fn = fa.FUNCTIONS[name]
-    assert fn.__doc__ and fn.__doc__ == fa.REGISTRY[name].doc
+    assert fn.__doc__ and inspect.cleandoc(fa.REGISTRY[name].doc) in fn.__doc__
     assert _run(fn.__doc__, f"fastact.{name}") >= 1, f"fastact.{name} has no example"
 
 
@@ -40,3 +42,17 @@ def test_method_docstrings(method):
 def test_a_failing_example_is_reported():
     with pytest.raises(AssertionError, match=r"1 of 2 examples failed"):
         _run(">>> import fastact as fa\n>>> float(fa.relu(-1.0))\n1.0\n", "bad")
+
+
+@pytest.mark.parametrize("name", list(fa.FUNCTIONS))
+def test_help_shows_the_call_signatures(name):
+    fn = fa.FUNCTIONS[name]
+    text = pydoc.render_doc(fn, renderer=pydoc.plaintext)
+    params = "".join(f", {p.name}={p.default!r}" for p in fa.REGISTRY[name].params)
+    axis = "axis=-1, " if name in fa.ROWWISE else ""
+    assert f"{name}(x, /, *, {axis}out=None, target=None, stream=None{params})" in text
+    assert f"{name}.backward(dy, /, *, x=None, y=None, {axis}out=None, target=None, stream=None{params})" in text
+    assert (f"{name}.grad(x, /" in text) == (name in fa.ELEMENTWISE)
+    sig = inspect.signature(fn)
+    assert list(sig.parameters)[:2] == ["x", *(["axis"] if axis else ["out"])]
+    assert sig.parameters["target"].default is None

@@ -98,7 +98,7 @@ def test_grad_matches_central_differences(params, rng):
     g = fn.grad(x, **params)
     np.testing.assert_allclose(g[smooth], fd[smooth], rtol=1e-6, atol=1e-8, err_msg=name)
     dy = rng.standard_normal(x.size)
-    np.testing.assert_allclose(fn.backward(dy, x, **params)[smooth], dy[smooth] * fd[smooth],
+    np.testing.assert_allclose(fn.backward(dy, x=x, **params)[smooth], dy[smooth] * fd[smooth],
                                rtol=1e-6, atol=1e-8, err_msg=name)
 
 
@@ -127,7 +127,7 @@ def test_kink_conventions(target):
     one = np.ones(2)
 
     def both(fn, **params):
-        return fn.grad(z, target=target, **params), fn.backward(one, z, target=target, **params)
+        return fn.grad(z, target=target, **params), fn.backward(one, x=z, target=target, **params)
 
     for got in both(fa.relu):
         np.testing.assert_array_equal(got, [0.0, 0.0])  # PyTorch/JAX: relu'(0) = 0
@@ -181,7 +181,7 @@ def test_no_warnings_for_special_input(name):
         for target in CPU_TARGETS:
             fn(x, target=target)
             fn.grad(x, target=target)
-            fn.backward(x, x, target=target)  # inf * 0 and NaN dy too
+            fn.backward(x, x=x, target=target)  # inf * 0 and NaN dy too
 
 
 # --- backward from y equals backward from x ---------------------------------------------------
@@ -205,7 +205,7 @@ def test_backward_from_y_equals_backward_from_x(case, dtype, target, rng):
     dy = to_dtype(rng.standard_normal(x.size), dtype)
     y = fn(x, target=target, **params)
     from_y = fn.backward(dy, y=y, target=target, **params)
-    from_x = fn.backward(dy, x, target=target, **params)
+    from_x = fn.backward(dy, x=x, target=target, **params)
 
     y64 = y.astype(np.float64)
     with np.errstate(all="ignore"):

@@ -200,7 +200,7 @@ def _in_place(fn, op, x, dy, y, target):
     if op == "grad":
         return fn.grad(x, out=x, target=target)
     if op == "backward_x":
-        return fn.backward(dy, x, out=dy, target=target)
+        return fn.backward(dy, x=x, out=dy, target=target)
     return fn.backward(dy, y=y, out=dy, target=target)
 
 
@@ -493,7 +493,7 @@ def test_masked_arrays_are_refused_before_any_write(name):
         fa.FUNCTIONS[name](m, out=out)
     assert np.all(out == 0)
     with pytest.raises(TypeError, match="masked"):
-        fa.FUNCTIONS[name].backward(m, np.ones(3))
+        fa.FUNCTIONS[name].backward(m, x=np.ones(3))
     assert np.array_equal(m.data, [1.0, -2.0, 3.0])
     # A masked out is refused too: its mask would no longer describe its data.
     with pytest.raises(TypeError, match="out must be a numpy.ndarray, got MaskedArray"):
@@ -606,7 +606,7 @@ def _fuzz_one(case):
         if op == "grad":
             return fn.grad(a, out=out, target=target, **kw)
         if op == "backward_x":
-            return fn.backward(a, b, out=out, target=target, **kw)
+            return fn.backward(a, x=b, out=out, target=target, **kw)
         return fn.backward(a, y=b, out=out, target=target, **kw)
 
     expected = np.asarray(run(first.copy(), None if second is None else second.copy(), None, "cpu"))

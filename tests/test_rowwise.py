@@ -21,7 +21,7 @@ def _call(name, op, x, dy, axis, target, out=None):
     if op == "forward":
         return fn(x, axis=axis, target=target, out=out)
     if op == "backward_x":
-        return fn.backward(dy, x, axis=axis, target=target, out=out)
+        return fn.backward(dy, x=x, axis=axis, target=target, out=out)
     y = fn(x, axis=axis, target="cpu")
     return fn.backward(dy, y=y, axis=axis, target=target, out=out)
 
@@ -107,12 +107,12 @@ def test_edge_values_match_reference(name, op, dtype, target, rng):
 @pytest.mark.parametrize("name", fa.ROWWISE)
 @pytest.mark.parametrize("axis", [0, 1, -1])
 def test_backward_matches_finite_difference_jvp(name, axis, rng):
-    """<backward(dy, x), v> = <dy, J v>, with J v by central differences."""
+    """<backward(dy, x=x), v> = <dy, J v>, with J v by central differences."""
     fn = fa.FUNCTIONS[name]
     x, dy, v = (rng.standard_normal((4, 5)) for _ in range(3))
     h = 1e-6
     jv = (fn(x + h * v, axis=axis) - fn(x - h * v, axis=axis)) / (2 * h)
-    for grad in (fn.backward(dy, x, axis=axis), fn.backward(dy, y=fn(x, axis=axis), axis=axis)):
+    for grad in (fn.backward(dy, x=x, axis=axis), fn.backward(dy, y=fn(x, axis=axis), axis=axis)):
         assert np.sum(grad * v) == pytest.approx(np.sum(dy * jv), rel=1e-6, abs=1e-9)
     # And per element: the full VJP against the finite-difference Jacobian.
     jac = np.zeros(x.shape + x.shape)
@@ -121,7 +121,7 @@ def test_backward_matches_finite_difference_jvp(name, axis, rng):
         e[idx] = h
         jac[idx] = (fn(x + e, axis=axis) - fn(x - e, axis=axis)) / (2 * h)
     vjp = np.einsum("ijkl,kl->ij", jac, dy)
-    np.testing.assert_allclose(fn.backward(dy, x, axis=axis), vjp, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(fn.backward(dy, x=x, axis=axis), vjp, rtol=1e-6, atol=1e-9)
 
 
 # --- softmax's own contract ---------------------------------------------------------------------
@@ -159,7 +159,7 @@ def test_softmax_nan_and_minus_inf_rows(target):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         y = fa.softmax(x, target=target)
-        g = fa.softmax.backward(np.ones_like(x), x, target=target)
+        g = fa.softmax.backward(np.ones_like(x), x=x, target=target)
         gy = fa.softmax.backward(np.ones_like(x), y=y, target=target)
     assert np.isnan(y[0]).all(), "a row of -inf gives NaN, as in PyTorch"
     assert np.isnan(y[1]).all(), "a NaN anywhere makes the row NaN"
@@ -170,7 +170,7 @@ def test_softmax_nan_and_minus_inf_rows(target):
     # NaN in dy poisons its row of the backward only.
     dy = np.ones((2, 3))
     dy[0, 1] = np.nan
-    gb = fa.softmax.backward(dy, np.zeros((2, 3)), target=target)
+    gb = fa.softmax.backward(dy, x=np.zeros((2, 3)), target=target)
     assert np.isnan(gb[0]).all() and not np.isnan(gb[1]).any()
 
 

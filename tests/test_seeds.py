@@ -54,7 +54,7 @@ class ReLU:
         return type(self).fn(z, target=self.target, **self.params)
 
     def backward(self, dout):
-        return type(self).fn.backward(dout, self.x, target=self.target, **self.params)
+        return type(self).fn.backward(dout, x=self.x, target=self.target, **self.params)
 
 
 class LeakyReLU(ReLU):

@@ -179,12 +179,12 @@ def test_elementwise_layouts_and_broadcasting(order):
     for name in fa.ELEMENTWISE:
         f = fa.FUNCTIONS[name]
         # device arrays keep their memory order, and so does the result
-        r = f.backward(on_device(np.asarray(dy, order=order)), on_device(x))
+        r = f.backward(on_device(np.asarray(dy, order=order)), x=on_device(x))
         assert (r.is_f_contiguous() if order == "F" else r.is_c_contiguous())
-        assert_close(r.copy_to_host(), f.backward(dy, x, target="cpu"), f"{name} {order}")
+        assert_close(r.copy_to_host(), f.backward(dy, x=x, target="cpu"), f"{name} {order}")
         # host operands broadcast against each other (and against device operands)
-        assert_close(f.backward(dy[0], x, target="cuda"), f.backward(dy[0], x, target="cpu"), name)
-        assert_close(to_host(f.backward(dy[:1], on_device(x))), f.backward(dy[:1], x, target="cpu"), name)
+        assert_close(f.backward(dy[0], x=x, target="cuda"), f.backward(dy[0], x=x, target="cpu"), name)
+        assert_close(to_host(f.backward(dy[:1], x=on_device(x))), f.backward(dy[:1], x=x, target="cpu"), name)
 
 
 def test_host_strided_and_inplace():
@@ -286,10 +286,10 @@ def test_rowwise_special_rows_and_fortran_order(name):
     for axis in (-1, 0):
         assert_close(f(x, axis=axis, target="cuda"), f(x, axis=axis, target="cpu"), f"{name} axis={axis}")
         xf, dyf = np.asfortranarray(x), np.asfortranarray(dy)
-        r = f.backward(on_device(dyf), on_device(xf), axis=axis)
+        r = f.backward(on_device(dyf), x=on_device(xf), axis=axis)
         assert r.is_f_contiguous()
         y = f(x, axis=axis, target="cpu")
-        expected = f.backward(dy, x, axis=axis, target="cpu")
+        expected = f.backward(dy, x=x, axis=axis, target="cpu")
         assert_close_backward(r.copy_to_host(), expected, y, dy, axis, f"{name} F axis={axis}", 4 * MAX_ULP)
 
 
@@ -301,7 +301,7 @@ def test_stream_keyword_everywhere():
     x, dy = elementwise_data(np.float32, 4, shape=(3, 5))
     for name in fa.FUNCTIONS:
         fn = fa.FUNCTIONS[name]
-        calls = [lambda a, **k: fn(a, **k), lambda a, **k: fn.backward(dy, a, **k)]
+        calls = [lambda a, **k: fn(a, **k), lambda a, **k: fn.backward(dy, x=a, **k)]
         if name in fa.ELEMENTWISE:
             calls.append(lambda a, **k: fn.grad(a, **k))
         for i, c in enumerate(calls):
@@ -332,8 +332,8 @@ def test_device_errors_leave_everything_unchanged():
         (lambda: fa.relu(d, out=cuda.device_array((3, 4), np.float32)), TypeError, "dtype float64"),
         (lambda: fa.relu(d, out=cuda.device_array((4, 3))), ValueError, r"shape \(3, 4\)"),
         (lambda: fa.relu(on_device(np.ones((6, 8)))[::2, ::2]), ValueError, "not contiguous"),
-        (lambda: fa.relu.backward(on_device(np.ones(4)), d), ValueError, "does not broadcast device arrays"),
-        (lambda: fa.relu.backward(on_device(np.ones((3, 4))), cuda.to_device(np.asfortranarray(x))), ValueError, "mix C and Fortran"),
+        (lambda: fa.relu.backward(on_device(np.ones(4)), x=d), ValueError, "does not broadcast device arrays"),
+        (lambda: fa.relu.backward(on_device(np.ones((3, 4))), x=cuda.to_device(np.asfortranarray(x))), ValueError, "mix C and Fortran"),
         (lambda: fa.relu(cuda.to_device(np.array(["a"]))), TypeError, "dtype <U1"),
         (lambda: fa.relu(d, target="cpu"), TypeError, "device arrays need target='cuda'"),
         (lambda: fa.softmax(d, axis=2), np.exceptions.AxisError, "out of bounds"),
@@ -363,5 +363,5 @@ def test_any_cuda_array_interface_object():
     r = fa.sigmoid(fx)
     assert_close(r.copy_to_host(), fa.sigmoid(x, target="cpu"), "sigmoid")
     out = Foreign(cuda.device_array_like(x))
-    assert fa.sigmoid.backward(Foreign(on_device(dy)), fx, out=out) is out
-    assert_close(out.d.copy_to_host(), fa.sigmoid.backward(dy, x, target="cpu"), "sigmoid.backward")
+    assert fa.sigmoid.backward(Foreign(on_device(dy)), x=fx, out=out) is out
+    assert_close(out.d.copy_to_host(), fa.sigmoid.backward(dy, x=x, target="cpu"), "sigmoid.backward")

@@ -48,7 +48,7 @@ def cases(n: int, seed: int = 0, only=None):
             out += [
                 (f"{name}", lambda t, fn=fn, x=x: fn(x, target=t), ref.forward(x64)),
                 (f"{name}.grad", lambda t, fn=fn, x=x: fn.grad(x, target=t), ref.grad(x64)),
-                (f"{name}.backward(x)", lambda t, fn=fn, x=x, dy=dy: fn.backward(dy, x, target=t),
+                (f"{name}.backward(x)", lambda t, fn=fn, x=x, dy=dy: fn.backward(dy, x=x, target=t),
                  ref.backward(dy64, x=x64)),
             ]
             if spec.dfdy is not None and dfdy_allowed(spec, spec.defaults):
@@ -60,7 +60,7 @@ def cases(n: int, seed: int = 0, only=None):
             y = fn(x, target="cpu")
             out += [
                 (f"{name}", lambda t, fn=fn, x=x: fn(x, target=t), ref.forward(x64)),
-                (f"{name}.backward(x)", lambda t, fn=fn, x=x, dy=dy: fn.backward(dy, x, target=t),
+                (f"{name}.backward(x)", lambda t, fn=fn, x=x, dy=dy: fn.backward(dy, x=x, target=t),
                  ref.backward(dy64, x=x64)),
                 (f"{name}.backward(y=)", lambda t, fn=fn, y=y, dy=dy: fn.backward(dy, y=y, target=t),
                  ref.backward(dy64, y=y.astype(np.float64))),

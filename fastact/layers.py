@@ -1,0 +1,337 @@
+"""Layer objects: a forward pass that keeps what its backward pass needs, and nothing more.
+
+Every function of :mod:`fastact` has a layer class here, generated from its declaration
+(``ReLU``, ``LeakyReLU``, ``ELU``, ``Sigmoid``, ``Softmax``, ...), with the function's
+parameters as keyword arguments::
+
+    >>> import numpy as np
+    >>> from fastact.layers import ELU
+    >>> layer = ELU(alpha=0.5)
+    >>> layer.forward(np.array([-1.0, 2.0]))
+    array([-0.31606028,  2.        ])
+    >>> layer.backward(np.array([1.0, 1.0]))
+    array([0.18393972, 1.        ])
+
+What a layer keeps between ``forward`` and ``backward`` is decided from its declaration:
+the output where the derivative is a function of the output for these parameters
+(``sigmoid``, ``elu`` with ``alpha > 0``, ``relu``, ``softmax``, ...; the ``y=`` column of
+the README's function table), otherwise the input.  It keeps a reference, not a copy, so
+the array it keeps must not change before ``backward``: the input you passed, or the
+output it returned.
+
+A layer never writes into an array it did not make unless asked to: with
+``inplace=True``, ``forward`` writes its result into ``x`` and ``backward`` writes the
+gradient into ``dout`` (where ``dout`` has the result's shape and dtype), which saves an
+allocation and a pass over memory per call in a training loop.  ``inplace=True`` is
+refused where ``backward`` needs the input, which an in-place ``forward`` overwrites.
+
+:class:`SoftmaxCrossEntropy` is the output layer of a classifier: softmax and the
+negative log-likelihood in one numerically stable step, with the fused gradient
+``(softmax(x) - onehot) / n``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastact import FUNCTIONS, REGISTRY
+from fastact._dispatch import check_target
+from fastact._spec import RowwiseSpec, check_params, dfdy_allowed
+
+__all__ = ["Activation", "SoftmaxCrossEntropy"]
+
+
+class Activation:
+    """The base of every generated layer class: ``forward(x)``, ``backward(dout)``, and
+    ``__call__`` (the same as ``forward``).
+
+    Args:
+        inplace: write ``forward``'s result into ``x`` and ``backward``'s into ``dout``.
+        target: where the kernels run (see :func:`fastact.config`); None takes the
+            configured default at each call.
+        **params: the function's own parameters (``negative_slope=``, ``alpha=``,
+            ``axis=`` for row-wise functions).
+    """
+
+    #: The fastact function the layer applies (set on each generated class).
+    function = None
+
+    def __init__(self, *, inplace: bool = False, target: str | None = None, **params):
+        name = type(self).__name__
+        spec = self.function.spec
+        self._options = {}
+        if isinstance(spec, RowwiseSpec):
+            axis = params.pop("axis", -1)
+            if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+                raise TypeError(f"{name}(): axis must be an integer, got {type(axis).__name__} {axis!r}")
+            self._options["axis"] = int(axis)
+        checked = check_params(spec, name, params)
+        if not isinstance(inplace, (bool, np.bool_)):
+            raise TypeError(f"{name}(): inplace must be True or False, got {type(inplace).__name__} {inplace!r}")
+        if target is not None:
+            check_target(name, target)
+        #: The parameters, complete (defaults included).
+        self.params = checked
+        # Only what differs from the defaults is passed on: calls with default parameters
+        # take the kernels' fastest path.
+        self._kwargs = {k: v for k, v in checked.items() if v != spec.defaults[k]}
+        self._kwargs.update(self._options)
+        self.inplace = bool(inplace)
+        self.target = target
+        #: What backward uses: "y" (the forward output) or "x" (the forward input).
+        self.keeps = "y" if isinstance(spec, RowwiseSpec) or dfdy_allowed(spec, checked) else "x"
+        if self.inplace and self.keeps == "x":
+            why = spec.dfdy_requires and f" unless {spec.dfdy_requires}"
+            raise ValueError(
+                f"{self._repr()}: inplace=True is refused because backward needs the forward input, which an "
+                f"in-place forward overwrites (the derivative of {spec.name} is not a function of its output"
+                f"{why or ''})"
+            )
+        self._saved = None
+
+    def forward(self, x):
+        """``f(x)``; keeps the input or the output for :meth:`backward`."""
+        if self.inplace:
+            x = self._writeable(x, "forward", "x")
+            y = self.function(x, out=x, target=self.target, **self._kwargs)
+        else:
+            y = self.function(x, target=self.target, **self._kwargs)
+        self._saved = y if self.keeps == "y" else x
+        return y
+
+    __call__ = forward
+
+    def backward(self, dout):
+        """The gradient with respect to the last ``forward``'s input: ``dout * f'(x)``
+        (for row-wise functions the vector-Jacobian product along the axis)."""
+        if self._saved is None:
+            raise RuntimeError(f"{type(self).__name__}.backward() was called before forward()")
+        out = None
+        if self.inplace:
+            out = self._writeable(dout, "backward", "dout", like=self._saved)
+        return self.function.backward(dout, out=out, target=self.target, **{self.keeps: self._saved}, **self._kwargs)
+
+    def _writeable(self, a, method, name, like=None):
+        """``a`` if it can take the result in place, else a ``TypeError`` (``forward``) or None
+        (``backward``: dout of another shape or dtype broadcasts into a new array)."""
+        ok = isinstance(a, np.ndarray) and a.dtype.kind == "f" and a.flags.writeable
+        if like is not None:
+            like = np.asarray(like)
+            if not ok or a.shape != like.shape or a.dtype != like.dtype:
+                return None
+            return a
+        if not ok:
+            what = type(a).__name__ if not isinstance(a, np.ndarray) else f"{'read-only ' if a.dtype.kind == 'f' else ''}{a.dtype} array"
+            raise TypeError(
+                f"{self._repr()}.{method}(): {name} must be a writeable float16, float32 or float64 ndarray "
+                f"to be computed in place, got {what}"
+            )
+        return a
+
+    def _repr(self):
+        args = [f"{k}={v!r}" for k, v in self._kwargs.items()]
+        if self.inplace:
+            args.append("inplace=True")
+        if self.target is not None:
+            args.append(f"target={self.target!r}")
+        return f"{type(self).__name__}({', '.join(args)})"
+
+    def __repr__(self):
+        return self._repr()
+
+
+def _layer_doc(spec) -> str:
+    fn = f"fastact.{spec.name}"
+    params = "".join(f", {p.name}={p.default!r}" for p in spec.params)
+    if isinstance(spec, RowwiseSpec):
+        params = ", axis=-1" + params
+    summary = (spec.doc.strip().splitlines() or [spec.name])[0]
+    return (
+        f"{summary} (:data:`{fn}`) as a layer.\n\n"
+        f"``{spec.layer}(*, inplace=False, target=None{params})``: ``forward(x)`` computes\n"
+        f"``{spec.name}(x)``, ``backward(dout)`` the gradient with respect to ``x``.  See\n"
+        f":class:`fastact.layers.Activation` for the options and :data:`{fn}` for the math.\n"
+    )
+
+
+def _build():
+    made = {}
+    for name, spec in REGISTRY.items():
+        cls = type(spec.layer, (Activation,), {"function": FUNCTIONS[name], "__doc__": _layer_doc(spec),
+                                               "__module__": __name__})
+        made[spec.layer] = cls
+    return made
+
+
+LAYERS = _build()
+globals().update(LAYERS)
+__all__ += list(LAYERS)
+
+
+class SoftmaxCrossEntropy:
+    """Softmax and the negative log-likelihood of the true classes, fused: the output
+    layer of a classifier.
+
+    .. math::
+
+        \\ell_i = -\\log \\mathrm{softmax}(x_i)_{t_i}
+               = \\log \\sum_j e^{x_{ij}} - x_{i t_i}
+
+    computed from the softmax, with :math:`a` the row's argmax, as
+    :math:`x_{ia} - x_{it_i} + \\operatorname{log1p}(\\sum_{j \\ne a} y_{ij} / y_{ia})`,
+    which neither overflows nor loses relative precision for any finite logits, a tiny
+    loss included (the textbook ``-log(softmax(x)[t] + 1e-7)`` overflows and clips).
+    With probabilities ``t`` (one-hot or soft labels) in place of class indices, :math:`\\ell_i = -\\sum_j t_{ij} \\log \\mathrm{softmax}(x_i)_j`.
+
+    ``backward(dout=1.0)`` is :math:`(\\mathrm{softmax}(x) - \\mathrm{onehot}(t)) \\cdot
+    dout / n` for the mean (:math:`n` rows), without the :math:`1/n` for the sum, and
+    per row for ``reduction="none"`` (``dout`` then has one value per row).
+
+    Args:
+        reduction: ``"mean"`` (default, as PyTorch), ``"sum"`` or ``"none"``.
+        axis: the class axis of the logits (default ``-1``; PyTorch's ``CrossEntropyLoss``
+            uses axis 1).
+        target: where the softmax runs (see :func:`fastact.config`).
+
+    ``forward(logits, labels)`` takes integer class indices (the logits' shape without
+    ``axis``) or probabilities (the logits' shape), and returns the loss: a NumPy scalar of
+    the logits' dtype, or an array of one loss per row for ``reduction="none"``.  The
+    softmax of the last forward pass is :attr:`probabilities`.
+
+    Example:
+        >>> import numpy as np
+        >>> from fastact.layers import SoftmaxCrossEntropy
+        >>> loss = SoftmaxCrossEntropy()
+        >>> logits = np.array([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]])
+        >>> round(float(loss.forward(logits, np.array([0, 1]))), 6)
+        0.31854
+        >>> loss.backward().round(4)
+        array([[-0.1705,  0.1212,  0.0493],
+               [ 0.0543, -0.0988,  0.0445]])
+        >>> float(loss.forward(np.array([[1e4, 0.0]]), np.array([1])))     # no overflow
+        10000.0
+    """
+
+    REDUCTIONS = ("mean", "sum", "none")
+
+    def __init__(self, *, reduction: str = "mean", axis: int = -1, target: str | None = None):
+        if reduction not in self.REDUCTIONS:
+            raise ValueError(
+                f"SoftmaxCrossEntropy(): reduction must be one of {', '.join(map(repr, self.REDUCTIONS))}, "
+                f"got {reduction!r}"
+            )
+        if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+            raise TypeError(f"SoftmaxCrossEntropy(): axis must be an integer, got {type(axis).__name__} {axis!r}")
+        if target is not None:
+            check_target("SoftmaxCrossEntropy", target)
+        self.reduction, self.axis, self.target = reduction, int(axis), target
+        self._y = self._labels = None
+
+    @property
+    def probabilities(self):
+        """The softmax of the last forward pass's logits (along the class axis)."""
+        return self._y
+
+    def forward(self, logits, labels):
+        """The loss of ``logits`` for the true ``labels`` (indices or probabilities)."""
+        from fastact import softmax
+
+        y = softmax(logits, axis=self.axis, target=self.target)
+        if y.ndim == 0:
+            raise ValueError("SoftmaxCrossEntropy.forward(): logits must have a class axis, got a scalar")
+        x = np.asarray(logits, dtype=y.dtype)
+        axis = self.axis % y.ndim
+        k = y.shape[axis]
+        labels = self._check_labels(labels, y.shape, axis, k)
+        # log-sum-exp from the softmax itself, with no second exp pass.  At the row's
+        # argmax a, y_a = 1 / s with s = sum(exp(x - x_a)) = 1 + sum_{j != a} y_j / y_a, so
+        # lse = x_a + log1p(rest / y_a): relative precision even where the loss is tiny
+        # (a confident right answer), where log(s) would round to 0.
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            a = np.expand_dims(np.argmax(x, axis=axis), axis)
+            ya = np.take_along_axis(y, a, axis=axis).squeeze(axis)
+            others = y.copy()
+            np.put_along_axis(others, a, 0, axis=axis)
+            xa = np.take_along_axis(x, a, axis=axis)
+            log_s = np.log1p(np.sum(others, axis=axis) / ya)
+            # -log y_j = (x_a - x_j) + log(s), summed in that order: exact where j = a.
+            if labels.dtype.kind in "iu":
+                picked = np.take_along_axis(x, np.expand_dims(labels, axis), axis=axis)
+                losses = (xa - picked).squeeze(axis) + log_s
+            else:
+                t = labels.astype(y.dtype, copy=False)
+                neglog = (xa - x) + np.expand_dims(log_s, axis)
+                # 0 * log(0) is 0: a class with probability 0 adds nothing, even at -inf logits.
+                losses = np.sum(np.where(t != 0, t * neglog, 0), axis=axis)
+        self._y, self._labels = y, labels
+        self._rows = losses.size
+        if self.reduction == "none":
+            return losses.astype(y.dtype, copy=False)
+        total = np.sum(losses, dtype=np.float64)
+        if self.reduction == "mean":
+            total = total / max(losses.size, 1)
+        return y.dtype.type(total)
+
+    __call__ = forward
+
+    def backward(self, dout=1.0):
+        """The gradient of the loss with respect to the logits of the last forward pass:
+        ``(softmax(logits) - onehot(labels)) * dout / n`` for the mean."""
+        y, labels = self._y, self._labels
+        if y is None:
+            raise RuntimeError("SoftmaxCrossEntropy.backward() was called before forward()")
+        axis = self.axis % y.ndim
+        rows = y.shape[:axis] + y.shape[axis + 1:]
+        if self.reduction == "none":
+            try:
+                d = np.broadcast_to(np.asarray(dout, dtype=y.dtype), rows)
+            except ValueError:
+                raise ValueError(f"SoftmaxCrossEntropy.backward(): dout must have one value per row, shape "
+                                 f"{rows}, got {np.shape(dout)}") from None
+            scale = np.expand_dims(d, axis)
+        else:
+            d = np.asarray(dout, dtype=np.float64)
+            if d.ndim:
+                raise ValueError(f"SoftmaxCrossEntropy.backward(): dout must be a scalar for reduction="
+                                 f"{self.reduction!r}, got shape {d.shape}")
+            n = self._rows if self.reduction == "mean" else 1
+            scale = y.dtype.type(d / n if n else 0.0)
+        if labels.dtype.kind in "iu":
+            # One pass over the softmax, then one subtraction per row.
+            g = np.multiply(y, scale)
+            idx = np.expand_dims(labels, axis)
+            np.put_along_axis(g, idx, np.take_along_axis(g, idx, axis=axis) - scale, axis=axis)
+            return g
+        g = np.subtract(y, labels, dtype=y.dtype)
+        g *= scale
+        return g
+
+    def _check_labels(self, labels, shape, axis, k):
+        labels = np.asarray(labels)
+        rows = tuple(s for i, s in enumerate(shape) if i != axis)
+        if labels.dtype.kind in "iu":
+            if labels.shape != rows:
+                raise ValueError(f"SoftmaxCrossEntropy.forward(): integer labels must have shape {rows} "
+                                 f"(the logits' without the class axis), got {labels.shape}")
+            if labels.size and (labels.min() < 0 or labels.max() >= k):
+                bad = labels[(labels < 0) | (labels >= k)].ravel()[0]
+                raise ValueError(f"SoftmaxCrossEntropy.forward(): labels must be class indices in [0, {k}), "
+                                 f"got {bad}")
+            return labels
+        if labels.dtype.kind in "fb":
+            if labels.shape != shape:
+                raise ValueError(f"SoftmaxCrossEntropy.forward(): probability labels must have the logits' shape "
+                                 f"{shape}, got {labels.shape} (pass integer class indices of shape {rows} instead)")
+            return labels
+        raise TypeError(f"SoftmaxCrossEntropy.forward(): labels must be integer class indices or probabilities, "
+                        f"got dtype {labels.dtype}")
+
+    def __repr__(self):
+        args = []
+        if self.reduction != "mean":
+            args.append(f"reduction={self.reduction!r}")
+        if self.axis != -1:
+            args.append(f"axis={self.axis}")
+        if self.target is not None:
+            args.append(f"target={self.target!r}")
+        return f"SoftmaxCrossEntropy({', '.join(args)})"
