@@ -63,12 +63,13 @@ __all__ = [
     "set_config",
     "get_config",
     "layers",
+    "plot",
 ]
 
 
 def __getattr__(name):
     # Submodules that import more than the core does, loaded on first use.
-    if name == "layers":
+    if name in ("layers", "plot"):
         import importlib
 
         return importlib.import_module(f"{__name__}.{name}")

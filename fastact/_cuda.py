@@ -32,7 +32,14 @@ class CudaUnavailableError(RuntimeError):
     """``target="cuda"`` was asked for where the CUDA target cannot run."""
 
 
-INSTALL_HINT = 'install it with `pip install "fastact[cuda]"` on a machine with an NVIDIA GPU and driver'
+INSTALL_HINT = (
+    "install it with `pip install numba-cuda` (or `pip install -e \".[cuda]\"` in a clone of fastact) "
+    "on a machine with an NVIDIA GPU and driver"
+)
+GPU_HINT = (
+    "the CUDA target needs an NVIDIA GPU with its driver, and the CUDA libraries: a system-wide "
+    "toolkit or `pip install \"numba-cuda[cu13]\"` (`[cu12]` for a CUDA 12 driver)"
+)
 
 _lock = threading.RLock()
 _loaded = None  # (numba.cuda, generated kernel module) once loaded
@@ -71,7 +78,7 @@ def _probe() -> str | None:
     if not usable:
         return (
             f"no usable CUDA GPU or driver was found{detail}: numba.cuda.is_available() is False "
-            f"(numba.cuda.detect() says why; {INSTALL_HINT})"
+            f"(numba.cuda.detect() says why; {GPU_HINT})"
         )
     mod = importlib.import_module("fastact._kernels_cuda")
     from fastact._cpu import check_current

@@ -89,7 +89,10 @@ def as_input(func: str, name: str, value) -> np.ndarray:
                 f"{func}() does not support masked arrays for {name}: the mask would be ignored; "
                 f"pass {name}.filled(value) or np.ma.getdata({name}) and apply the mask to the result"
             )
-        value = np.asarray(value)
+        try:
+            value = np.asarray(value)
+        except (ValueError, TypeError) as e:  # a ragged list, an object NumPy cannot read
+            raise type(e)(f"{func}(): {name} could not be converted to an array ({e})") from None
     dt = input_dtype(func, name, value.dtype)
     if dt is not value.dtype:
         return value.astype(dt)

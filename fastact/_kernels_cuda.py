@@ -24,7 +24,7 @@ from numba import cuda, float64
 
 from fastact import declarations as _d
 
-DECLARATIONS_SHA256 = "e7ba3bcab8540a0cc223a5359c941977d25df0b708b2b4cf0cd5b277375c1e03"
+DECLARATIONS_SHA256 = "b0e53443eabc4b29822ec0cef8a088e4738a5606d6ed95e07d217c10260f95ec"
 
 #: Threads of a ``__cuda_block`` kernel at most: a launch uses a power of two up to this.
 ROW_THREADS = 256

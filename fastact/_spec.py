@@ -70,6 +70,8 @@ class ElementwiseSpec(_Parametrised):
     dfdy_requires: str | None = None
     work: int = 1
     layer: str = ""
+    # Where f or f' is not differentiable: expressions over the params ("0", "min_val").
+    kinks: tuple[str, ...] = ()
     kind: str = field(default="elementwise", init=False)
 
 
@@ -144,7 +146,7 @@ def layer_name(name: str) -> str:
 
 
 def elementwise(*params: Param, formula: str, derivative: str, dfdy_requires: str | None = None, work: int = 1,
-                layer: str | None = None):
+                layer: str | None = None, kinks: tuple[str, ...] = ()):
     """Declare an elementwise activation from a class body holding ``f``, ``dfdx`` and,
     where the derivative is a function of the output, ``dfdy``.
 
@@ -152,7 +154,9 @@ def elementwise(*params: Param, formula: str, derivative: str, dfdy_requires: st
     (measured with ``bench/``); ``target="auto"`` goes multi-threaded from
     ``PARALLEL_THRESHOLD // work`` elements, since threads pay off sooner where each
     element costs more.  ``layer``: the name of its class in :mod:`fastact.layers`
-    (default: the name in CamelCase)."""
+    (default: the name in CamelCase).  ``kinks``: the points where ``f`` or ``f'`` jumps
+    or bends, as expressions over the parameters (``("0",)``, ``("min_val", "max_val")``):
+    the plots mark them, and the tests check the declared convention there."""
 
     def declare(cls) -> ElementwiseSpec:
         _check_work(cls.__name__, work)
@@ -169,6 +173,7 @@ def elementwise(*params: Param, formula: str, derivative: str, dfdy_requires: st
                 dfdy_requires=dfdy_requires,
                 work=work,
                 layer=layer or layer_name(cls.__name__),
+                kinks=tuple(kinks),
                 **fns,
             )
         )
@@ -230,6 +235,12 @@ def _real(func: str, name: str, value) -> float:
     if not math.isfinite(as_float):
         raise ValueError(f"{func}(): {name} must be finite, got {as_float!r}")
     return as_float
+
+
+def kink_points(spec, params: dict[str, float]) -> list[float]:
+    """The declared kinks of ``spec`` for these parameter values, sorted, without repeats."""
+    points = {float(eval(k, {"__builtins__": {}}, dict(params))) for k in getattr(spec, "kinks", ())}  # noqa: S307
+    return sorted(points)
 
 
 def dfdy_allowed(spec: ElementwiseSpec, params: dict[str, float]) -> bool:

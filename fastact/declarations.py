@@ -45,6 +45,7 @@ from fastact._spec import Param, elementwise, rowwise
     derivative="1 if x > 0; at_zero if x == 0; 0 if x < 0",
     dfdy_requires="at_zero == 0",
     layer="ReLU",
+    kinks=("0",),
 )
 class relu:
     r"""Rectified linear unit.
@@ -93,6 +94,7 @@ class relu:
     derivative="1 if x > 0; negative_slope if x <= 0",
     dfdy_requires="negative_slope > 0",
     layer="LeakyReLU",
+    kinks=("0",),
 )
 class leaky_relu:
     r"""Leaky rectified linear unit.
@@ -138,6 +140,7 @@ class leaky_relu:
     dfdy_requires="alpha > 0",
     work=16,
     layer="ELU",
+    kinks=("0",),
 )
 class elu:
     r"""Exponential linear unit.
@@ -229,6 +232,7 @@ class sigmoid:
     Param("at_zero", 0.0, "Value of the step at exactly ``x == 0``."),
     formula="1 if x > 0; at_zero if x == 0; 0 if x < 0",
     derivative="0 (everywhere it exists; 0 is also used at x == 0)",
+    kinks=("0",),
 )
 class step:
     r"""Heaviside step function.

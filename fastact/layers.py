@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastact import FUNCTIONS, REGISTRY
-from fastact._dispatch import check_target
+from fastact import FUNCTIONS, REGISTRY, _config
+from fastact._dispatch import as_input, check_target, result_dtype, use_parallel
 from fastact._spec import RowwiseSpec, check_params, dfdy_allowed
 
 __all__ = ["Activation", "SoftmaxCrossEntropy"]
@@ -168,6 +168,19 @@ globals().update(LAYERS)
 __all__ += list(LAYERS)
 
 
+_losses = None
+
+
+def _kernels():
+    """:mod:`fastact._losses`, imported (with Numba) on the first use of the loss."""
+    global _losses
+    if _losses is None:
+        from fastact import _losses as mod
+
+        _losses = mod
+    return _losses
+
+
 class SoftmaxCrossEntropy:
     """Softmax and the negative log-likelihood of the true classes, fused: the output
     layer of a classifier.
@@ -224,106 +237,118 @@ class SoftmaxCrossEntropy:
             raise TypeError(f"SoftmaxCrossEntropy(): axis must be an integer, got {type(axis).__name__} {axis!r}")
         if target is not None:
             check_target("SoftmaxCrossEntropy", target)
+            if target == "cuda":
+                raise ValueError("SoftmaxCrossEntropy(): the loss runs on the host; target must be 'auto', 'cpu' "
+                                 "or 'parallel', got 'cuda'")
         self.reduction, self.axis, self.target = reduction, int(axis), target
-        self._y = self._labels = None
+        self._y = None
 
     @property
     def probabilities(self):
-        """The softmax of the last forward pass's logits (along the class axis)."""
-        return self._y
+        """The softmax of the last forward pass's logits (along the class axis), in the
+        logits' layout and dtype."""
+        if self._y is None:
+            return None
+        y = self._y.reshape(self._shape[:-1] + self._shape[-1:])
+        return np.moveaxis(y, -1, self._axis).astype(self._dtype, copy=False)
 
     def forward(self, logits, labels):
         """The loss of ``logits`` for the true ``labels`` (indices or probabilities)."""
-        from fastact import softmax
-
-        y = softmax(logits, axis=self.axis, target=self.target)
-        if y.ndim == 0:
-            raise ValueError("SoftmaxCrossEntropy.forward(): logits must have a class axis, got a scalar")
-        x = np.asarray(logits, dtype=y.dtype)
-        axis = self.axis % y.ndim
-        k = y.shape[axis]
-        labels = self._check_labels(labels, y.shape, axis, k)
-        # log-sum-exp from the softmax itself, with no second exp pass.  At the row's
-        # argmax a, y_a = 1 / s with s = sum(exp(x - x_a)) = 1 + sum_{j != a} y_j / y_a, so
-        # lse = x_a + log1p(rest / y_a): relative precision even where the loss is tiny
-        # (a confident right answer), where log(s) would round to 0.
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            a = np.expand_dims(np.argmax(x, axis=axis), axis)
-            ya = np.take_along_axis(y, a, axis=axis).squeeze(axis)
-            others = y.copy()
-            np.put_along_axis(others, a, 0, axis=axis)
-            xa = np.take_along_axis(x, a, axis=axis)
-            log_s = np.log1p(np.sum(others, axis=axis) / ya)
-            # -log y_j = (x_a - x_j) + log(s), summed in that order: exact where j = a.
-            if labels.dtype.kind in "iu":
-                picked = np.take_along_axis(x, np.expand_dims(labels, axis), axis=axis)
-                losses = (xa - picked).squeeze(axis) + log_s
-            else:
-                t = labels.astype(y.dtype, copy=False)
-                neglog = (xa - x) + np.expand_dims(log_s, axis)
-                # 0 * log(0) is 0: a class with probability 0 adds nothing, even at -inf logits.
-                losses = np.sum(np.where(t != 0, t * neglog, 0), axis=axis)
-        self._y, self._labels = y, labels
-        self._rows = losses.size
+        _losses = _kernels()
+        func = "SoftmaxCrossEntropy.forward"
+        x = as_input(func, "logits", logits)
+        if x.ndim == 0:
+            raise ValueError(f"{func}(): logits must have a class axis, got a scalar")
+        rdt, cdt = result_dtype([x])
+        axis = self.axis % x.ndim if -x.ndim <= self.axis < x.ndim else None
+        if axis is None:
+            raise np.exceptions.AxisError(f"{func}(): axis {self.axis} is out of bounds for logits of dimension "
+                                          f"{x.ndim}")
+        k = x.shape[axis]
+        labels = self._check_labels(labels, x.shape, axis, k)
+        moved = x if axis == x.ndim - 1 else np.moveaxis(x, axis, -1)
+        rows = np.ascontiguousarray(moved, dtype=cdt).reshape(-1, k)
+        y = np.empty_like(rows)
+        losses = np.empty(rows.shape[0], cdt)
+        parallel = self._parallel(rows.size)
+        if labels.dtype.kind in "iu":
+            lab = np.ascontiguousarray(labels, dtype=np.intp).reshape(-1)
+            kernel = _losses.forward_labels_parallel if parallel else _losses.forward_labels
+            if rows.size and (bad := kernel(rows, lab, y, losses)) >= 0:
+                raise ValueError(f"{func}(): labels must be class indices in [0, {k}), got {lab[bad]}")
+        else:
+            lab = np.ascontiguousarray(labels if axis == x.ndim - 1 else np.moveaxis(labels, axis, -1), dtype=cdt)
+            lab = lab.reshape(-1, k)
+            kernel = _losses.forward_probs_parallel if parallel else _losses.forward_probs
+            if rows.size:
+                kernel(rows, lab, y, losses)
+        self._y, self._labels, self._parallel_rows = y, lab, parallel
+        self._shape, self._axis, self._dtype = moved.shape, axis, rdt
         if self.reduction == "none":
-            return losses.astype(y.dtype, copy=False)
-        total = np.sum(losses, dtype=np.float64)
+            return losses.reshape(moved.shape[:-1]).astype(rdt, copy=False)
+        total = np.add.reduce(losses, dtype=np.float64)
         if self.reduction == "mean":
-            total = total / max(losses.size, 1)
-        return y.dtype.type(total)
+            total = total / max(losses.size, 1) if losses.size else np.nan
+        return rdt.type(total)
 
     __call__ = forward
 
     def backward(self, dout=1.0):
         """The gradient of the loss with respect to the logits of the last forward pass:
         ``(softmax(logits) - onehot(labels)) * dout / n`` for the mean."""
-        y, labels = self._y, self._labels
+        _losses = _kernels()
+        y = self._y
         if y is None:
             raise RuntimeError("SoftmaxCrossEntropy.backward() was called before forward()")
-        axis = self.axis % y.ndim
-        rows = y.shape[:axis] + y.shape[axis + 1:]
+        lab = self._labels
+        n = y.shape[0]
+        rows = self._shape[:-1]
         if self.reduction == "none":
             try:
-                d = np.broadcast_to(np.asarray(dout, dtype=y.dtype), rows)
+                scale = np.ascontiguousarray(np.broadcast_to(np.asarray(dout, dtype=y.dtype), rows)).reshape(-1)
             except ValueError:
                 raise ValueError(f"SoftmaxCrossEntropy.backward(): dout must have one value per row, shape "
                                  f"{rows}, got {np.shape(dout)}") from None
-            scale = np.expand_dims(d, axis)
         else:
             d = np.asarray(dout, dtype=np.float64)
             if d.ndim:
                 raise ValueError(f"SoftmaxCrossEntropy.backward(): dout must be a scalar for reduction="
                                  f"{self.reduction!r}, got shape {d.shape}")
-            n = self._rows if self.reduction == "mean" else 1
-            scale = y.dtype.type(d / n if n else 0.0)
-        if labels.dtype.kind in "iu":
-            # One pass over the softmax, then one subtraction per row.
-            g = np.multiply(y, scale)
-            idx = np.expand_dims(labels, axis)
-            np.put_along_axis(g, idx, np.take_along_axis(g, idx, axis=axis) - scale, axis=axis)
-            return g
-        g = np.subtract(y, labels, dtype=y.dtype)
-        g *= scale
-        return g
+            per_row = d / n if self.reduction == "mean" and n else d
+            scale = np.full(n, per_row, dtype=y.dtype)
+        g = np.empty_like(y)
+        if y.size:
+            if lab.ndim == 1:
+                kernel = _losses.backward_labels_parallel if self._parallel_rows else _losses.backward_labels
+            else:
+                kernel = _losses.backward_probs_parallel if self._parallel_rows else _losses.backward_probs
+            kernel(y, lab, scale, g)
+        g = g.reshape(self._shape)
+        if self._axis != len(self._shape) - 1:
+            g = np.moveaxis(g, -1, self._axis)
+        return g.astype(self._dtype, copy=False)
+
+    def _parallel(self, size):
+        target = self.target or _config.target()
+        if target == "cuda":  # a configured default: the loss itself runs on the host
+            target = "auto"
+        return use_parallel(target, size, REGISTRY["softmax"])
 
     def _check_labels(self, labels, shape, axis, k):
+        func = "SoftmaxCrossEntropy.forward"
         labels = np.asarray(labels)
-        rows = tuple(s for i, s in enumerate(shape) if i != axis)
+        rows = shape[:axis] + shape[axis + 1:]
         if labels.dtype.kind in "iu":
             if labels.shape != rows:
-                raise ValueError(f"SoftmaxCrossEntropy.forward(): integer labels must have shape {rows} "
+                raise ValueError(f"{func}(): integer labels must have shape {rows} "
                                  f"(the logits' without the class axis), got {labels.shape}")
-            if labels.size and (labels.min() < 0 or labels.max() >= k):
-                bad = labels[(labels < 0) | (labels >= k)].ravel()[0]
-                raise ValueError(f"SoftmaxCrossEntropy.forward(): labels must be class indices in [0, {k}), "
-                                 f"got {bad}")
-            return labels
+            return labels  # their range is checked by the kernel's caller
         if labels.dtype.kind in "fb":
             if labels.shape != shape:
-                raise ValueError(f"SoftmaxCrossEntropy.forward(): probability labels must have the logits' shape "
+                raise ValueError(f"{func}(): probability labels must have the logits' shape "
                                  f"{shape}, got {labels.shape} (pass integer class indices of shape {rows} instead)")
             return labels
-        raise TypeError(f"SoftmaxCrossEntropy.forward(): labels must be integer class indices or probabilities, "
+        raise TypeError(f"{func}(): labels must be integer class indices or probabilities, "
                         f"got dtype {labels.dtype}")
 
     def __repr__(self):
