@@ -19,6 +19,7 @@ from fastact import declarations as _declarations  # noqa: F401  (fills the regi
 from fastact._config import config, get_config, set_config
 from fastact._dispatch import TARGETS, CudaUnavailableError, Elementwise, Rowwise
 from fastact._spec import REGISTRY, ElementwiseSpec, RowwiseSpec
+from fastact._warmup import warmup
 
 __version__ = "0.1.0"
 
@@ -62,6 +63,7 @@ __all__ = [
     "config",
     "set_config",
     "get_config",
+    "warmup",
     "layers",
     "plot",
 ]

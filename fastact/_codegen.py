@@ -22,6 +22,8 @@ import hashlib
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from fastact import declarations  # noqa: F401  (fills the registry)
 from fastact._spec import DTYPES, REGISTRY, ElementwiseSpec, RowwiseSpec
 
@@ -49,7 +51,7 @@ ROWWISE_OPS = {
 
 #: The sources of the math the generated kernels compile: a change to either must change
 #: the generated modules, whose own files are what Numba's disk cache keys on.
-MATH_SOURCES = (DECLARATIONS, PACKAGE / "_vmath.py")
+MATH_SOURCES = (DECLARATIONS, PACKAGE / "_vmath.py", PACKAGE / "_loops.py")
 
 
 def declarations_digest() -> str:
@@ -62,6 +64,45 @@ def declarations_digest() -> str:
 
 def elementwise_ops(spec: ElementwiseSpec) -> list[str]:
     return [op for op in ELEMENTWISE_OPS if op != "backward_y" or spec.dfdy is not None]
+
+
+def _ufunc_loop(fname: str, template: str, fns: dict, args, params, consts, t: str) -> list[str]:
+    """A NumPy ufunc inner loop (see :mod:`fastact._loops`) applying ``template`` to operands
+    ``args`` and then ``params`` (each a ufunc operand; ``consts`` instead bakes the
+    parameters in as constants), all of dtype ``t``: a contiguous path LLVM vectorises
+    and a strided one."""
+    size = np.dtype(t).itemsize
+    nops = len(args) + len(params)
+    k_out = nops
+    contiguous = [f"steps[{k}] == {size}" for k in range(len(args))] + [f"steps[{k_out}] == {size}"]
+    contiguous += [f"steps[{len(args) + j}] == 0" for j in range(len(params))]
+    fast = {a: f"{a}[i]" for a in args}
+    slow = {a: f"_loops.load(args[{k}], i * steps[{k}], np.{t})" for k, a in enumerate(args)}
+    if consts is not None:
+        p_fast = p_slow = consts
+    else:
+        p_fast = "".join(f", {name}" for name in params)
+        p_slow = "".join(f", _loops.load(args[{len(args) + j}], i * steps[{len(args) + j}], np.{t})"
+                         for j in range(len(params)))
+    lines = [
+        "",
+        "",
+        f"def {fname}(args, dims, steps, data):",
+        "    n = dims[0]",
+        f"    if {' and '.join(contiguous)}:",
+    ]
+    lines += [f"        {a} = _loops.contiguous(args[{k}], n, np.{t})" for k, a in enumerate(args)]
+    if consts is None:
+        lines += [f"        {name} = _loops.load(args[{len(args) + j}], 0, np.{t})" for j, name in enumerate(params)]
+    lines += [
+        f"        out = _loops.contiguous(args[{k_out}], n, np.{t})",
+        "        for i in range(n):",
+        f"            out[i] = {template.format(p=p_fast, **fns, **fast)}",
+        "    else:",
+        "        for i in range(n):",
+        f"            _loops.store(args[{k_out}], i * steps[{k_out}], np.{t}, {template.format(p=p_slow, **fns, **slow)})",
+    ]
+    return lines
 
 
 def _elementwise(spec: ElementwiseSpec) -> list[str]:
@@ -83,6 +124,8 @@ def _elementwise(spec: ElementwiseSpec) -> list[str]:
             f"def {n}__{op}({arglist}):",
             f"    return {scalar}",
         ]
+        for t in DTYPES:
+            lines += _ufunc_loop(f"{n}__{op}__loop_{t}", template, fns, args, spec.param_names, None, t)
         if spec.params:
             # The same kernel with the default parameters as constants of the input's
             # dtype (the values the general kernel receives): a ufunc with a scalar
@@ -92,6 +135,7 @@ def _elementwise(spec: ElementwiseSpec) -> list[str]:
                 consts = "".join(f", np.{t}({p.default!r})" for p in spec.params)
                 baked = template.format(p=consts, **fns, **{a: a for a in args})
                 lines += ["", "", f"def {n}__{op}__{t}({args_only}):", f"    return {baked}"]
+                lines += _ufunc_loop(f"{n}__{op}__{t}__loop_{t}", template, fns, args, (), consts, t)
         lines += [
             "",
             "",
@@ -222,11 +266,14 @@ so no branch keeps a loop from being vectorised).
 
 For each activation and operation ``op``:
 
-* ``<name>__<op>`` is the scalar kernel of the single-threaded ufunc (elementwise) or
-  gufunc (row-wise); :mod:`fastact._cpu` wraps it with ``numba.vectorize`` or
+* ``<name>__<op>`` is the scalar kernel (elementwise), or the row kernel of the
+  single-threaded gufunc (row-wise), which :mod:`fastact._cpu` builds with
   ``numba.guvectorize`` on first use;
-* ``<name>__<op>__<dtype>`` (activations with parameters) is the same scalar kernel with
-  the default parameters baked in as constants of that dtype;
+* ``<name>__<op>__loop_<dtype>`` is the inner loop of the single-threaded ufunc over
+  operands of that dtype, parameters included (see :mod:`fastact._loops`), and
+  ``<name>__<op>__<dtype>__loop_<dtype>`` (activations with parameters) the same loop
+  with the default parameters baked in as constants of that dtype, for a unary ufunc
+  (``<name>__<op>__<dtype>`` is its scalar kernel);
 * ``<name>__<op>__parallel(out, *inputs, *params)`` is the multi-threaded loop over
   1-d (elementwise) or 2-d row-major (row-wise) arrays;
 * ``<name>__<op>__rows(out, *inputs)`` (row-wise) is the same loop over rows on one
@@ -241,7 +288,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from fastact import _vmath
+from fastact import _loops, _vmath
 from fastact import declarations as _d
 
 DECLARATIONS_SHA256 = "{digest}"

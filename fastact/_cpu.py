@@ -44,15 +44,17 @@ def kernels():
 @lru_cache(maxsize=None)
 def ufunc(kernel: str, nargs: int, dtypes: tuple[str, ...] = DTYPES) -> np.ufunc:
     """The single-threaded ufunc of a generated scalar kernel with ``nargs`` inputs
-    (parameters included), compiled for ``dtypes``."""
-    from numba import vectorize
-
-    sigs = [f"{t}({', '.join([t] * nargs)})" for t in dtypes]
-    fn = getattr(kernels(), kernel)
+    (parameters included), for operands of ``dtypes``: made of the generated inner loops
+    ``<kernel>__loop_<dtype>`` (see :mod:`fastact._loops`)."""
+    mod = kernels()
     if _jit_disabled():
-        return _PythonLoop(fn)
-    with _lock:  # building the same DUFunc twice from two threads is wasted work
-        return _build(lambda cache: vectorize(sigs, cache=cache, nopython=True)(fn).ufunc, fn)
+        return _PythonLoop(getattr(mod, kernel))
+    from fastact import _loops
+
+    fns = [getattr(mod, f"{kernel}__loop_{t}") for t in dtypes]
+    with _lock:  # compiling the same loop twice from two threads is wasted work
+        loops = [_build(lambda cache, fn=fn: _loops.loop(fn, cache, _tolerate_bad_entries), fn) for fn in fns]
+        return _loops.ufunc(kernel, None, loops, dtypes, nargs)
 
 
 @lru_cache(maxsize=None)

@@ -8,11 +8,14 @@ so no branch keeps a loop from being vectorised).
 
 For each activation and operation ``op``:
 
-* ``<name>__<op>`` is the scalar kernel of the single-threaded ufunc (elementwise) or
-  gufunc (row-wise); :mod:`fastact._cpu` wraps it with ``numba.vectorize`` or
+* ``<name>__<op>`` is the scalar kernel (elementwise), or the row kernel of the
+  single-threaded gufunc (row-wise), which :mod:`fastact._cpu` builds with
   ``numba.guvectorize`` on first use;
-* ``<name>__<op>__<dtype>`` (activations with parameters) is the same scalar kernel with
-  the default parameters baked in as constants of that dtype;
+* ``<name>__<op>__loop_<dtype>`` is the inner loop of the single-threaded ufunc over
+  operands of that dtype, parameters included (see :mod:`fastact._loops`), and
+  ``<name>__<op>__<dtype>__loop_<dtype>`` (activations with parameters) the same loop
+  with the default parameters baked in as constants of that dtype, for a unary ufunc
+  (``<name>__<op>__<dtype>`` is its scalar kernel);
 * ``<name>__<op>__parallel(out, *inputs, *params)`` is the multi-threaded loop over
   1-d (elementwise) or 2-d row-major (row-wise) arrays;
 * ``<name>__<op>__rows(out, *inputs)`` (row-wise) is the same loop over rows on one
@@ -27,10 +30,10 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from fastact import _vmath
+from fastact import _loops, _vmath
 from fastact import declarations as _d
 
-DECLARATIONS_SHA256 = "b0e53443eabc4b29822ec0cef8a088e4738a5606d6ed95e07d217c10260f95ec"
+DECLARATIONS_SHA256 = "bc2189df731e2b6955d9c9a1f265ac774e6b6da6bc17224004a867fcf258e2c1"
 
 
 def _scalar(fn):
@@ -48,12 +51,62 @@ def relu__forward(x, at_zero):
     return relu__f(x, at_zero)
 
 
+def relu__forward__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[2] == 4 and steps[1] == 0:
+        x = _loops.contiguous(args[0], n, np.float32)
+        at_zero = _loops.load(args[1], 0, np.float32)
+        out = _loops.contiguous(args[2], n, np.float32)
+        for i in range(n):
+            out[i] = relu__f(x[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float32, relu__f(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
+
+
+def relu__forward__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[2] == 8 and steps[1] == 0:
+        x = _loops.contiguous(args[0], n, np.float64)
+        at_zero = _loops.load(args[1], 0, np.float64)
+        out = _loops.contiguous(args[2], n, np.float64)
+        for i in range(n):
+            out[i] = relu__f(x[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float64, relu__f(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
+
+
 def relu__forward__float32(x):
     return relu__f(x, np.float32(0.0))
 
 
+def relu__forward__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4:
+        x = _loops.contiguous(args[0], n, np.float32)
+        out = _loops.contiguous(args[1], n, np.float32)
+        for i in range(n):
+            out[i] = relu__f(x[i], np.float32(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float32, relu__f(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.0)))
+
+
 def relu__forward__float64(x):
     return relu__f(x, np.float64(0.0))
+
+
+def relu__forward__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8:
+        x = _loops.contiguous(args[0], n, np.float64)
+        out = _loops.contiguous(args[1], n, np.float64)
+        for i in range(n):
+            out[i] = relu__f(x[i], np.float64(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float64, relu__f(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.0)))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -66,12 +119,62 @@ def relu__grad(x, at_zero):
     return relu__dfdx(x, at_zero)
 
 
+def relu__grad__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[2] == 4 and steps[1] == 0:
+        x = _loops.contiguous(args[0], n, np.float32)
+        at_zero = _loops.load(args[1], 0, np.float32)
+        out = _loops.contiguous(args[2], n, np.float32)
+        for i in range(n):
+            out[i] = relu__dfdx(x[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float32, relu__dfdx(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
+
+
+def relu__grad__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[2] == 8 and steps[1] == 0:
+        x = _loops.contiguous(args[0], n, np.float64)
+        at_zero = _loops.load(args[1], 0, np.float64)
+        out = _loops.contiguous(args[2], n, np.float64)
+        for i in range(n):
+            out[i] = relu__dfdx(x[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float64, relu__dfdx(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
+
+
 def relu__grad__float32(x):
     return relu__dfdx(x, np.float32(0.0))
 
 
+def relu__grad__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4:
+        x = _loops.contiguous(args[0], n, np.float32)
+        out = _loops.contiguous(args[1], n, np.float32)
+        for i in range(n):
+            out[i] = relu__dfdx(x[i], np.float32(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float32, relu__dfdx(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.0)))
+
+
 def relu__grad__float64(x):
     return relu__dfdx(x, np.float64(0.0))
+
+
+def relu__grad__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8:
+        x = _loops.contiguous(args[0], n, np.float64)
+        out = _loops.contiguous(args[1], n, np.float64)
+        for i in range(n):
+            out[i] = relu__dfdx(x[i], np.float64(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float64, relu__dfdx(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.0)))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -84,12 +187,66 @@ def relu__backward_x(dy, x, at_zero):
     return dy * relu__dfdx(x, at_zero)
 
 
+def relu__backward_x__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[3] == 4 and steps[2] == 0:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        x = _loops.contiguous(args[1], n, np.float32)
+        at_zero = _loops.load(args[2], 0, np.float32)
+        out = _loops.contiguous(args[3], n, np.float32)
+        for i in range(n):
+            out[i] = dy[i] * relu__dfdx(x[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[0], i * steps[0], np.float32) * relu__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
+
+
+def relu__backward_x__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[3] == 8 and steps[2] == 0:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        x = _loops.contiguous(args[1], n, np.float64)
+        at_zero = _loops.load(args[2], 0, np.float64)
+        out = _loops.contiguous(args[3], n, np.float64)
+        for i in range(n):
+            out[i] = dy[i] * relu__dfdx(x[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[0], i * steps[0], np.float64) * relu__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
+
+
 def relu__backward_x__float32(dy, x):
     return dy * relu__dfdx(x, np.float32(0.0))
 
 
+def relu__backward_x__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        x = _loops.contiguous(args[1], n, np.float32)
+        out = _loops.contiguous(args[2], n, np.float32)
+        for i in range(n):
+            out[i] = dy[i] * relu__dfdx(x[i], np.float32(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * relu__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.0)))
+
+
 def relu__backward_x__float64(dy, x):
     return dy * relu__dfdx(x, np.float64(0.0))
+
+
+def relu__backward_x__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        x = _loops.contiguous(args[1], n, np.float64)
+        out = _loops.contiguous(args[2], n, np.float64)
+        for i in range(n):
+            out[i] = dy[i] * relu__dfdx(x[i], np.float64(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * relu__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.0)))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -102,12 +259,66 @@ def relu__backward_y(dy, y, at_zero):
     return dy * relu__dfdy(y, at_zero)
 
 
+def relu__backward_y__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[3] == 4 and steps[2] == 0:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        y = _loops.contiguous(args[1], n, np.float32)
+        at_zero = _loops.load(args[2], 0, np.float32)
+        out = _loops.contiguous(args[3], n, np.float32)
+        for i in range(n):
+            out[i] = dy[i] * relu__dfdy(y[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[0], i * steps[0], np.float32) * relu__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
+
+
+def relu__backward_y__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[3] == 8 and steps[2] == 0:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        y = _loops.contiguous(args[1], n, np.float64)
+        at_zero = _loops.load(args[2], 0, np.float64)
+        out = _loops.contiguous(args[3], n, np.float64)
+        for i in range(n):
+            out[i] = dy[i] * relu__dfdy(y[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[0], i * steps[0], np.float64) * relu__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
+
+
 def relu__backward_y__float32(dy, y):
     return dy * relu__dfdy(y, np.float32(0.0))
 
 
+def relu__backward_y__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        y = _loops.contiguous(args[1], n, np.float32)
+        out = _loops.contiguous(args[2], n, np.float32)
+        for i in range(n):
+            out[i] = dy[i] * relu__dfdy(y[i], np.float32(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * relu__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.0)))
+
+
 def relu__backward_y__float64(dy, y):
     return dy * relu__dfdy(y, np.float64(0.0))
+
+
+def relu__backward_y__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        y = _loops.contiguous(args[1], n, np.float64)
+        out = _loops.contiguous(args[2], n, np.float64)
+        for i in range(n):
+            out[i] = dy[i] * relu__dfdy(y[i], np.float64(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * relu__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.0)))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -126,12 +337,62 @@ def leaky_relu__forward(x, negative_slope):
     return leaky_relu__f(x, negative_slope)
 
 
+def leaky_relu__forward__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[2] == 4 and steps[1] == 0:
+        x = _loops.contiguous(args[0], n, np.float32)
+        negative_slope = _loops.load(args[1], 0, np.float32)
+        out = _loops.contiguous(args[2], n, np.float32)
+        for i in range(n):
+            out[i] = leaky_relu__f(x[i], negative_slope)
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float32, leaky_relu__f(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
+
+
+def leaky_relu__forward__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[2] == 8 and steps[1] == 0:
+        x = _loops.contiguous(args[0], n, np.float64)
+        negative_slope = _loops.load(args[1], 0, np.float64)
+        out = _loops.contiguous(args[2], n, np.float64)
+        for i in range(n):
+            out[i] = leaky_relu__f(x[i], negative_slope)
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float64, leaky_relu__f(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
+
+
 def leaky_relu__forward__float32(x):
     return leaky_relu__f(x, np.float32(0.01))
 
 
+def leaky_relu__forward__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4:
+        x = _loops.contiguous(args[0], n, np.float32)
+        out = _loops.contiguous(args[1], n, np.float32)
+        for i in range(n):
+            out[i] = leaky_relu__f(x[i], np.float32(0.01))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float32, leaky_relu__f(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.01)))
+
+
 def leaky_relu__forward__float64(x):
     return leaky_relu__f(x, np.float64(0.01))
+
+
+def leaky_relu__forward__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8:
+        x = _loops.contiguous(args[0], n, np.float64)
+        out = _loops.contiguous(args[1], n, np.float64)
+        for i in range(n):
+            out[i] = leaky_relu__f(x[i], np.float64(0.01))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float64, leaky_relu__f(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.01)))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -144,12 +405,62 @@ def leaky_relu__grad(x, negative_slope):
     return leaky_relu__dfdx(x, negative_slope)
 
 
+def leaky_relu__grad__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[2] == 4 and steps[1] == 0:
+        x = _loops.contiguous(args[0], n, np.float32)
+        negative_slope = _loops.load(args[1], 0, np.float32)
+        out = _loops.contiguous(args[2], n, np.float32)
+        for i in range(n):
+            out[i] = leaky_relu__dfdx(x[i], negative_slope)
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float32, leaky_relu__dfdx(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
+
+
+def leaky_relu__grad__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[2] == 8 and steps[1] == 0:
+        x = _loops.contiguous(args[0], n, np.float64)
+        negative_slope = _loops.load(args[1], 0, np.float64)
+        out = _loops.contiguous(args[2], n, np.float64)
+        for i in range(n):
+            out[i] = leaky_relu__dfdx(x[i], negative_slope)
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float64, leaky_relu__dfdx(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
+
+
 def leaky_relu__grad__float32(x):
     return leaky_relu__dfdx(x, np.float32(0.01))
 
 
+def leaky_relu__grad__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4:
+        x = _loops.contiguous(args[0], n, np.float32)
+        out = _loops.contiguous(args[1], n, np.float32)
+        for i in range(n):
+            out[i] = leaky_relu__dfdx(x[i], np.float32(0.01))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float32, leaky_relu__dfdx(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.01)))
+
+
 def leaky_relu__grad__float64(x):
     return leaky_relu__dfdx(x, np.float64(0.01))
+
+
+def leaky_relu__grad__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8:
+        x = _loops.contiguous(args[0], n, np.float64)
+        out = _loops.contiguous(args[1], n, np.float64)
+        for i in range(n):
+            out[i] = leaky_relu__dfdx(x[i], np.float64(0.01))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float64, leaky_relu__dfdx(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.01)))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -162,12 +473,66 @@ def leaky_relu__backward_x(dy, x, negative_slope):
     return dy * leaky_relu__dfdx(x, negative_slope)
 
 
+def leaky_relu__backward_x__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[3] == 4 and steps[2] == 0:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        x = _loops.contiguous(args[1], n, np.float32)
+        negative_slope = _loops.load(args[2], 0, np.float32)
+        out = _loops.contiguous(args[3], n, np.float32)
+        for i in range(n):
+            out[i] = dy[i] * leaky_relu__dfdx(x[i], negative_slope)
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[0], i * steps[0], np.float32) * leaky_relu__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
+
+
+def leaky_relu__backward_x__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[3] == 8 and steps[2] == 0:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        x = _loops.contiguous(args[1], n, np.float64)
+        negative_slope = _loops.load(args[2], 0, np.float64)
+        out = _loops.contiguous(args[3], n, np.float64)
+        for i in range(n):
+            out[i] = dy[i] * leaky_relu__dfdx(x[i], negative_slope)
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[0], i * steps[0], np.float64) * leaky_relu__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
+
+
 def leaky_relu__backward_x__float32(dy, x):
     return dy * leaky_relu__dfdx(x, np.float32(0.01))
 
 
+def leaky_relu__backward_x__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        x = _loops.contiguous(args[1], n, np.float32)
+        out = _loops.contiguous(args[2], n, np.float32)
+        for i in range(n):
+            out[i] = dy[i] * leaky_relu__dfdx(x[i], np.float32(0.01))
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * leaky_relu__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.01)))
+
+
 def leaky_relu__backward_x__float64(dy, x):
     return dy * leaky_relu__dfdx(x, np.float64(0.01))
+
+
+def leaky_relu__backward_x__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        x = _loops.contiguous(args[1], n, np.float64)
+        out = _loops.contiguous(args[2], n, np.float64)
+        for i in range(n):
+            out[i] = dy[i] * leaky_relu__dfdx(x[i], np.float64(0.01))
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * leaky_relu__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.01)))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -180,12 +545,66 @@ def leaky_relu__backward_y(dy, y, negative_slope):
     return dy * leaky_relu__dfdy(y, negative_slope)
 
 
+def leaky_relu__backward_y__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[3] == 4 and steps[2] == 0:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        y = _loops.contiguous(args[1], n, np.float32)
+        negative_slope = _loops.load(args[2], 0, np.float32)
+        out = _loops.contiguous(args[3], n, np.float32)
+        for i in range(n):
+            out[i] = dy[i] * leaky_relu__dfdy(y[i], negative_slope)
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[0], i * steps[0], np.float32) * leaky_relu__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
+
+
+def leaky_relu__backward_y__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[3] == 8 and steps[2] == 0:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        y = _loops.contiguous(args[1], n, np.float64)
+        negative_slope = _loops.load(args[2], 0, np.float64)
+        out = _loops.contiguous(args[3], n, np.float64)
+        for i in range(n):
+            out[i] = dy[i] * leaky_relu__dfdy(y[i], negative_slope)
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[0], i * steps[0], np.float64) * leaky_relu__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
+
+
 def leaky_relu__backward_y__float32(dy, y):
     return dy * leaky_relu__dfdy(y, np.float32(0.01))
 
 
+def leaky_relu__backward_y__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        y = _loops.contiguous(args[1], n, np.float32)
+        out = _loops.contiguous(args[2], n, np.float32)
+        for i in range(n):
+            out[i] = dy[i] * leaky_relu__dfdy(y[i], np.float32(0.01))
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * leaky_relu__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.01)))
+
+
 def leaky_relu__backward_y__float64(dy, y):
     return dy * leaky_relu__dfdy(y, np.float64(0.01))
+
+
+def leaky_relu__backward_y__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        y = _loops.contiguous(args[1], n, np.float64)
+        out = _loops.contiguous(args[2], n, np.float64)
+        for i in range(n):
+            out[i] = dy[i] * leaky_relu__dfdy(y[i], np.float64(0.01))
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * leaky_relu__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.01)))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -204,12 +623,62 @@ def elu__forward(x, alpha):
     return elu__f(x, alpha)
 
 
+def elu__forward__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[2] == 4 and steps[1] == 0:
+        x = _loops.contiguous(args[0], n, np.float32)
+        alpha = _loops.load(args[1], 0, np.float32)
+        out = _loops.contiguous(args[2], n, np.float32)
+        for i in range(n):
+            out[i] = elu__f(x[i], alpha)
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float32, elu__f(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
+
+
+def elu__forward__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[2] == 8 and steps[1] == 0:
+        x = _loops.contiguous(args[0], n, np.float64)
+        alpha = _loops.load(args[1], 0, np.float64)
+        out = _loops.contiguous(args[2], n, np.float64)
+        for i in range(n):
+            out[i] = elu__f(x[i], alpha)
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float64, elu__f(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
+
+
 def elu__forward__float32(x):
     return elu__f(x, np.float32(1.0))
 
 
+def elu__forward__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4:
+        x = _loops.contiguous(args[0], n, np.float32)
+        out = _loops.contiguous(args[1], n, np.float32)
+        for i in range(n):
+            out[i] = elu__f(x[i], np.float32(1.0))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float32, elu__f(_loops.load(args[0], i * steps[0], np.float32), np.float32(1.0)))
+
+
 def elu__forward__float64(x):
     return elu__f(x, np.float64(1.0))
+
+
+def elu__forward__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8:
+        x = _loops.contiguous(args[0], n, np.float64)
+        out = _loops.contiguous(args[1], n, np.float64)
+        for i in range(n):
+            out[i] = elu__f(x[i], np.float64(1.0))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float64, elu__f(_loops.load(args[0], i * steps[0], np.float64), np.float64(1.0)))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -222,12 +691,62 @@ def elu__grad(x, alpha):
     return elu__dfdx(x, alpha)
 
 
+def elu__grad__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[2] == 4 and steps[1] == 0:
+        x = _loops.contiguous(args[0], n, np.float32)
+        alpha = _loops.load(args[1], 0, np.float32)
+        out = _loops.contiguous(args[2], n, np.float32)
+        for i in range(n):
+            out[i] = elu__dfdx(x[i], alpha)
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float32, elu__dfdx(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
+
+
+def elu__grad__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[2] == 8 and steps[1] == 0:
+        x = _loops.contiguous(args[0], n, np.float64)
+        alpha = _loops.load(args[1], 0, np.float64)
+        out = _loops.contiguous(args[2], n, np.float64)
+        for i in range(n):
+            out[i] = elu__dfdx(x[i], alpha)
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float64, elu__dfdx(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
+
+
 def elu__grad__float32(x):
     return elu__dfdx(x, np.float32(1.0))
 
 
+def elu__grad__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4:
+        x = _loops.contiguous(args[0], n, np.float32)
+        out = _loops.contiguous(args[1], n, np.float32)
+        for i in range(n):
+            out[i] = elu__dfdx(x[i], np.float32(1.0))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float32, elu__dfdx(_loops.load(args[0], i * steps[0], np.float32), np.float32(1.0)))
+
+
 def elu__grad__float64(x):
     return elu__dfdx(x, np.float64(1.0))
+
+
+def elu__grad__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8:
+        x = _loops.contiguous(args[0], n, np.float64)
+        out = _loops.contiguous(args[1], n, np.float64)
+        for i in range(n):
+            out[i] = elu__dfdx(x[i], np.float64(1.0))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float64, elu__dfdx(_loops.load(args[0], i * steps[0], np.float64), np.float64(1.0)))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -240,12 +759,66 @@ def elu__backward_x(dy, x, alpha):
     return dy * elu__dfdx(x, alpha)
 
 
+def elu__backward_x__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[3] == 4 and steps[2] == 0:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        x = _loops.contiguous(args[1], n, np.float32)
+        alpha = _loops.load(args[2], 0, np.float32)
+        out = _loops.contiguous(args[3], n, np.float32)
+        for i in range(n):
+            out[i] = dy[i] * elu__dfdx(x[i], alpha)
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[0], i * steps[0], np.float32) * elu__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
+
+
+def elu__backward_x__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[3] == 8 and steps[2] == 0:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        x = _loops.contiguous(args[1], n, np.float64)
+        alpha = _loops.load(args[2], 0, np.float64)
+        out = _loops.contiguous(args[3], n, np.float64)
+        for i in range(n):
+            out[i] = dy[i] * elu__dfdx(x[i], alpha)
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[0], i * steps[0], np.float64) * elu__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
+
+
 def elu__backward_x__float32(dy, x):
     return dy * elu__dfdx(x, np.float32(1.0))
 
 
+def elu__backward_x__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        x = _loops.contiguous(args[1], n, np.float32)
+        out = _loops.contiguous(args[2], n, np.float32)
+        for i in range(n):
+            out[i] = dy[i] * elu__dfdx(x[i], np.float32(1.0))
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * elu__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(1.0)))
+
+
 def elu__backward_x__float64(dy, x):
     return dy * elu__dfdx(x, np.float64(1.0))
+
+
+def elu__backward_x__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        x = _loops.contiguous(args[1], n, np.float64)
+        out = _loops.contiguous(args[2], n, np.float64)
+        for i in range(n):
+            out[i] = dy[i] * elu__dfdx(x[i], np.float64(1.0))
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * elu__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(1.0)))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -258,12 +831,66 @@ def elu__backward_y(dy, y, alpha):
     return dy * elu__dfdy(y, alpha)
 
 
+def elu__backward_y__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[3] == 4 and steps[2] == 0:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        y = _loops.contiguous(args[1], n, np.float32)
+        alpha = _loops.load(args[2], 0, np.float32)
+        out = _loops.contiguous(args[3], n, np.float32)
+        for i in range(n):
+            out[i] = dy[i] * elu__dfdy(y[i], alpha)
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[0], i * steps[0], np.float32) * elu__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
+
+
+def elu__backward_y__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[3] == 8 and steps[2] == 0:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        y = _loops.contiguous(args[1], n, np.float64)
+        alpha = _loops.load(args[2], 0, np.float64)
+        out = _loops.contiguous(args[3], n, np.float64)
+        for i in range(n):
+            out[i] = dy[i] * elu__dfdy(y[i], alpha)
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[0], i * steps[0], np.float64) * elu__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
+
+
 def elu__backward_y__float32(dy, y):
     return dy * elu__dfdy(y, np.float32(1.0))
 
 
+def elu__backward_y__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        y = _loops.contiguous(args[1], n, np.float32)
+        out = _loops.contiguous(args[2], n, np.float32)
+        for i in range(n):
+            out[i] = dy[i] * elu__dfdy(y[i], np.float32(1.0))
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * elu__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(1.0)))
+
+
 def elu__backward_y__float64(dy, y):
     return dy * elu__dfdy(y, np.float64(1.0))
+
+
+def elu__backward_y__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        y = _loops.contiguous(args[1], n, np.float64)
+        out = _loops.contiguous(args[2], n, np.float64)
+        for i in range(n):
+            out[i] = dy[i] * elu__dfdy(y[i], np.float64(1.0))
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * elu__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(1.0)))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -282,6 +909,30 @@ def sigmoid__forward(x):
     return sigmoid__f(x)
 
 
+def sigmoid__forward__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4:
+        x = _loops.contiguous(args[0], n, np.float32)
+        out = _loops.contiguous(args[1], n, np.float32)
+        for i in range(n):
+            out[i] = sigmoid__f(x[i])
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float32, sigmoid__f(_loops.load(args[0], i * steps[0], np.float32)))
+
+
+def sigmoid__forward__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8:
+        x = _loops.contiguous(args[0], n, np.float64)
+        out = _loops.contiguous(args[1], n, np.float64)
+        for i in range(n):
+            out[i] = sigmoid__f(x[i])
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float64, sigmoid__f(_loops.load(args[0], i * steps[0], np.float64)))
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def sigmoid__forward__parallel(out, x):
     for i in prange(out.shape[0]):
@@ -290,6 +941,30 @@ def sigmoid__forward__parallel(out, x):
 
 def sigmoid__grad(x):
     return sigmoid__dfdx(x)
+
+
+def sigmoid__grad__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4:
+        x = _loops.contiguous(args[0], n, np.float32)
+        out = _loops.contiguous(args[1], n, np.float32)
+        for i in range(n):
+            out[i] = sigmoid__dfdx(x[i])
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float32, sigmoid__dfdx(_loops.load(args[0], i * steps[0], np.float32)))
+
+
+def sigmoid__grad__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8:
+        x = _loops.contiguous(args[0], n, np.float64)
+        out = _loops.contiguous(args[1], n, np.float64)
+        for i in range(n):
+            out[i] = sigmoid__dfdx(x[i])
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float64, sigmoid__dfdx(_loops.load(args[0], i * steps[0], np.float64)))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -302,6 +977,32 @@ def sigmoid__backward_x(dy, x):
     return dy * sigmoid__dfdx(x)
 
 
+def sigmoid__backward_x__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        x = _loops.contiguous(args[1], n, np.float32)
+        out = _loops.contiguous(args[2], n, np.float32)
+        for i in range(n):
+            out[i] = dy[i] * sigmoid__dfdx(x[i])
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * sigmoid__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
+
+
+def sigmoid__backward_x__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        x = _loops.contiguous(args[1], n, np.float64)
+        out = _loops.contiguous(args[2], n, np.float64)
+        for i in range(n):
+            out[i] = dy[i] * sigmoid__dfdx(x[i])
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * sigmoid__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def sigmoid__backward_x__parallel(out, dy, x):
     for i in prange(out.shape[0]):
@@ -310,6 +1011,32 @@ def sigmoid__backward_x__parallel(out, dy, x):
 
 def sigmoid__backward_y(dy, y):
     return dy * sigmoid__dfdy(y)
+
+
+def sigmoid__backward_y__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        y = _loops.contiguous(args[1], n, np.float32)
+        out = _loops.contiguous(args[2], n, np.float32)
+        for i in range(n):
+            out[i] = dy[i] * sigmoid__dfdy(y[i])
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * sigmoid__dfdy(_loops.load(args[1], i * steps[1], np.float32)))
+
+
+def sigmoid__backward_y__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        y = _loops.contiguous(args[1], n, np.float64)
+        out = _loops.contiguous(args[2], n, np.float64)
+        for i in range(n):
+            out[i] = dy[i] * sigmoid__dfdy(y[i])
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * sigmoid__dfdy(_loops.load(args[1], i * steps[1], np.float64)))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -328,12 +1055,62 @@ def step__forward(x, at_zero):
     return step__f(x, at_zero)
 
 
+def step__forward__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[2] == 4 and steps[1] == 0:
+        x = _loops.contiguous(args[0], n, np.float32)
+        at_zero = _loops.load(args[1], 0, np.float32)
+        out = _loops.contiguous(args[2], n, np.float32)
+        for i in range(n):
+            out[i] = step__f(x[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float32, step__f(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
+
+
+def step__forward__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[2] == 8 and steps[1] == 0:
+        x = _loops.contiguous(args[0], n, np.float64)
+        at_zero = _loops.load(args[1], 0, np.float64)
+        out = _loops.contiguous(args[2], n, np.float64)
+        for i in range(n):
+            out[i] = step__f(x[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float64, step__f(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
+
+
 def step__forward__float32(x):
     return step__f(x, np.float32(0.0))
 
 
+def step__forward__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4:
+        x = _loops.contiguous(args[0], n, np.float32)
+        out = _loops.contiguous(args[1], n, np.float32)
+        for i in range(n):
+            out[i] = step__f(x[i], np.float32(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float32, step__f(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.0)))
+
+
 def step__forward__float64(x):
     return step__f(x, np.float64(0.0))
+
+
+def step__forward__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8:
+        x = _loops.contiguous(args[0], n, np.float64)
+        out = _loops.contiguous(args[1], n, np.float64)
+        for i in range(n):
+            out[i] = step__f(x[i], np.float64(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float64, step__f(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.0)))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -346,12 +1123,62 @@ def step__grad(x, at_zero):
     return step__dfdx(x, at_zero)
 
 
+def step__grad__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[2] == 4 and steps[1] == 0:
+        x = _loops.contiguous(args[0], n, np.float32)
+        at_zero = _loops.load(args[1], 0, np.float32)
+        out = _loops.contiguous(args[2], n, np.float32)
+        for i in range(n):
+            out[i] = step__dfdx(x[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float32, step__dfdx(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
+
+
+def step__grad__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[2] == 8 and steps[1] == 0:
+        x = _loops.contiguous(args[0], n, np.float64)
+        at_zero = _loops.load(args[1], 0, np.float64)
+        out = _loops.contiguous(args[2], n, np.float64)
+        for i in range(n):
+            out[i] = step__dfdx(x[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float64, step__dfdx(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
+
+
 def step__grad__float32(x):
     return step__dfdx(x, np.float32(0.0))
 
 
+def step__grad__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4:
+        x = _loops.contiguous(args[0], n, np.float32)
+        out = _loops.contiguous(args[1], n, np.float32)
+        for i in range(n):
+            out[i] = step__dfdx(x[i], np.float32(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float32, step__dfdx(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.0)))
+
+
 def step__grad__float64(x):
     return step__dfdx(x, np.float64(0.0))
+
+
+def step__grad__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8:
+        x = _loops.contiguous(args[0], n, np.float64)
+        out = _loops.contiguous(args[1], n, np.float64)
+        for i in range(n):
+            out[i] = step__dfdx(x[i], np.float64(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float64, step__dfdx(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.0)))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -364,12 +1191,66 @@ def step__backward_x(dy, x, at_zero):
     return dy * step__dfdx(x, at_zero)
 
 
+def step__backward_x__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[3] == 4 and steps[2] == 0:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        x = _loops.contiguous(args[1], n, np.float32)
+        at_zero = _loops.load(args[2], 0, np.float32)
+        out = _loops.contiguous(args[3], n, np.float32)
+        for i in range(n):
+            out[i] = dy[i] * step__dfdx(x[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[0], i * steps[0], np.float32) * step__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
+
+
+def step__backward_x__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[3] == 8 and steps[2] == 0:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        x = _loops.contiguous(args[1], n, np.float64)
+        at_zero = _loops.load(args[2], 0, np.float64)
+        out = _loops.contiguous(args[3], n, np.float64)
+        for i in range(n):
+            out[i] = dy[i] * step__dfdx(x[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[0], i * steps[0], np.float64) * step__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
+
+
 def step__backward_x__float32(dy, x):
     return dy * step__dfdx(x, np.float32(0.0))
 
 
+def step__backward_x__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        x = _loops.contiguous(args[1], n, np.float32)
+        out = _loops.contiguous(args[2], n, np.float32)
+        for i in range(n):
+            out[i] = dy[i] * step__dfdx(x[i], np.float32(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * step__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.0)))
+
+
 def step__backward_x__float64(dy, x):
     return dy * step__dfdx(x, np.float64(0.0))
+
+
+def step__backward_x__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        x = _loops.contiguous(args[1], n, np.float64)
+        out = _loops.contiguous(args[2], n, np.float64)
+        for i in range(n):
+            out[i] = dy[i] * step__dfdx(x[i], np.float64(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * step__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.0)))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -382,12 +1263,66 @@ def step__backward_y(dy, y, at_zero):
     return dy * step__dfdy(y, at_zero)
 
 
+def step__backward_y__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[3] == 4 and steps[2] == 0:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        y = _loops.contiguous(args[1], n, np.float32)
+        at_zero = _loops.load(args[2], 0, np.float32)
+        out = _loops.contiguous(args[3], n, np.float32)
+        for i in range(n):
+            out[i] = dy[i] * step__dfdy(y[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[0], i * steps[0], np.float32) * step__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
+
+
+def step__backward_y__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[3] == 8 and steps[2] == 0:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        y = _loops.contiguous(args[1], n, np.float64)
+        at_zero = _loops.load(args[2], 0, np.float64)
+        out = _loops.contiguous(args[3], n, np.float64)
+        for i in range(n):
+            out[i] = dy[i] * step__dfdy(y[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[0], i * steps[0], np.float64) * step__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
+
+
 def step__backward_y__float32(dy, y):
     return dy * step__dfdy(y, np.float32(0.0))
 
 
+def step__backward_y__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        y = _loops.contiguous(args[1], n, np.float32)
+        out = _loops.contiguous(args[2], n, np.float32)
+        for i in range(n):
+            out[i] = dy[i] * step__dfdy(y[i], np.float32(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * step__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.0)))
+
+
 def step__backward_y__float64(dy, y):
     return dy * step__dfdy(y, np.float64(0.0))
+
+
+def step__backward_y__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        y = _loops.contiguous(args[1], n, np.float64)
+        out = _loops.contiguous(args[2], n, np.float64)
+        for i in range(n):
+            out[i] = dy[i] * step__dfdy(y[i], np.float64(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * step__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.0)))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -406,6 +1341,30 @@ def identity__forward(x):
     return identity__f(x)
 
 
+def identity__forward__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4:
+        x = _loops.contiguous(args[0], n, np.float32)
+        out = _loops.contiguous(args[1], n, np.float32)
+        for i in range(n):
+            out[i] = identity__f(x[i])
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float32, identity__f(_loops.load(args[0], i * steps[0], np.float32)))
+
+
+def identity__forward__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8:
+        x = _loops.contiguous(args[0], n, np.float64)
+        out = _loops.contiguous(args[1], n, np.float64)
+        for i in range(n):
+            out[i] = identity__f(x[i])
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float64, identity__f(_loops.load(args[0], i * steps[0], np.float64)))
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def identity__forward__parallel(out, x):
     for i in prange(out.shape[0]):
@@ -414,6 +1373,30 @@ def identity__forward__parallel(out, x):
 
 def identity__grad(x):
     return identity__dfdx(x)
+
+
+def identity__grad__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4:
+        x = _loops.contiguous(args[0], n, np.float32)
+        out = _loops.contiguous(args[1], n, np.float32)
+        for i in range(n):
+            out[i] = identity__dfdx(x[i])
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float32, identity__dfdx(_loops.load(args[0], i * steps[0], np.float32)))
+
+
+def identity__grad__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8:
+        x = _loops.contiguous(args[0], n, np.float64)
+        out = _loops.contiguous(args[1], n, np.float64)
+        for i in range(n):
+            out[i] = identity__dfdx(x[i])
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float64, identity__dfdx(_loops.load(args[0], i * steps[0], np.float64)))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -426,6 +1409,32 @@ def identity__backward_x(dy, x):
     return dy * identity__dfdx(x)
 
 
+def identity__backward_x__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        x = _loops.contiguous(args[1], n, np.float32)
+        out = _loops.contiguous(args[2], n, np.float32)
+        for i in range(n):
+            out[i] = dy[i] * identity__dfdx(x[i])
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * identity__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
+
+
+def identity__backward_x__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        x = _loops.contiguous(args[1], n, np.float64)
+        out = _loops.contiguous(args[2], n, np.float64)
+        for i in range(n):
+            out[i] = dy[i] * identity__dfdx(x[i])
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * identity__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def identity__backward_x__parallel(out, dy, x):
     for i in prange(out.shape[0]):
@@ -434,6 +1443,32 @@ def identity__backward_x__parallel(out, dy, x):
 
 def identity__backward_y(dy, y):
     return dy * identity__dfdy(y)
+
+
+def identity__backward_y__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        y = _loops.contiguous(args[1], n, np.float32)
+        out = _loops.contiguous(args[2], n, np.float32)
+        for i in range(n):
+            out[i] = dy[i] * identity__dfdy(y[i])
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * identity__dfdy(_loops.load(args[1], i * steps[1], np.float32)))
+
+
+def identity__backward_y__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        y = _loops.contiguous(args[1], n, np.float64)
+        out = _loops.contiguous(args[2], n, np.float64)
+        for i in range(n):
+            out[i] = dy[i] * identity__dfdy(y[i])
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * identity__dfdy(_loops.load(args[1], i * steps[1], np.float64)))
 
 
 @njit(parallel=True, cache=True, nogil=True)

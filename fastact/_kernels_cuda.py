@@ -24,7 +24,7 @@ from numba import cuda, float64
 
 from fastact import declarations as _d
 
-DECLARATIONS_SHA256 = "b0e53443eabc4b29822ec0cef8a088e4738a5606d6ed95e07d217c10260f95ec"
+DECLARATIONS_SHA256 = "bc2189df731e2b6955d9c9a1f265ac774e6b6da6bc17224004a867fcf258e2c1"
 
 #: Threads of a ``__cuda_block`` kernel at most: a launch uses a power of two up to this.
 ROW_THREADS = 256
