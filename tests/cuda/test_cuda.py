@@ -101,7 +101,7 @@ def operands(name, op, x, dy, params):
     if op in ("forward", "grad"):
         return (x,), {}
     if op == "backward_x":
-        return (dy, x), {}
+        return (dy,), {"x": x}
     return (dy,), {"y": fn(x, target="cpu", **params)}
 
 
