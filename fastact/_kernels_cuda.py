@@ -20,11 +20,14 @@ Every kernel is cached on disk (``cache=True``).
 
 import math
 
+import numpy as np
 from numba import cuda, float64
 
-from fastact import declarations as _d
+from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "bc2189df731e2b6955d9c9a1f265ac774e6b6da6bc17224004a867fcf258e2c1"
+DECLARATIONS_SHA256 = "fabeb72f3fe61e2f582825989ff84579108d0d2c5e6e2f522d8d0eae23ba2810"
+
+_device = cuda.jit(device=True)
 
 #: Threads of a ``__cuda_block`` kernel at most: a launch uses a power of two up to this.
 ROW_THREADS = 256
@@ -74,9 +77,25 @@ def cast__cuda(out, x):
 
 
 # --- relu --------------------------------------------------------------------------------
-relu__f = cuda.jit(device=True)(_d.relu.f)
-relu__dfdx = cuda.jit(device=True)(_d.relu.dfdx)
-relu__dfdy = cuda.jit(device=True)(_d.relu.dfdy)
+
+
+def relu__f(x, at_zero):
+    return x if x > lit(0.0, x) else lit(0.0, x) if x <= lit(0.0, x) else x
+relu__f = _device(relu__f)
+
+
+def relu__dfdx(x, at_zero):
+    if x > lit(0.0, x):
+        return lit(1.0, x)
+    if x < lit(0.0, x):
+        return lit(0.0, x)
+    return at_zero if x == lit(0.0, x) else x
+relu__dfdx = _device(relu__dfdx)
+
+
+def relu__dfdy(y, at_zero):
+    return lit(1.0, y) if y > lit(0.0, y) else lit(0.0, y) if y <= lit(0.0, y) else y
+relu__dfdy = _device(relu__dfdy)
 
 
 @cuda.jit(cache=True)
@@ -104,9 +123,21 @@ def relu__backward_y__cuda(out, dy, y, at_zero):
 
 
 # --- leaky_relu --------------------------------------------------------------------------
-leaky_relu__f = cuda.jit(device=True)(_d.leaky_relu.f)
-leaky_relu__dfdx = cuda.jit(device=True)(_d.leaky_relu.dfdx)
-leaky_relu__dfdy = cuda.jit(device=True)(_d.leaky_relu.dfdy)
+
+
+def leaky_relu__f(x, negative_slope):
+    return x if x > lit(0.0, x) else negative_slope * x
+leaky_relu__f = _device(leaky_relu__f)
+
+
+def leaky_relu__dfdx(x, negative_slope):
+    return lit(1.0, x) if x > lit(0.0, x) else negative_slope if x <= lit(0.0, x) else x
+leaky_relu__dfdx = _device(leaky_relu__dfdx)
+
+
+def leaky_relu__dfdy(y, negative_slope):
+    return lit(1.0, y) if y > lit(0.0, y) else negative_slope if y <= lit(0.0, y) else y
+leaky_relu__dfdy = _device(leaky_relu__dfdy)
 
 
 @cuda.jit(cache=True)
@@ -134,9 +165,21 @@ def leaky_relu__backward_y__cuda(out, dy, y, negative_slope):
 
 
 # --- elu ---------------------------------------------------------------------------------
-elu__f = cuda.jit(device=True)(_d.elu.f)
-elu__dfdx = cuda.jit(device=True)(_d.elu.dfdx)
-elu__dfdy = cuda.jit(device=True)(_d.elu.dfdy)
+
+
+def elu__f(x, alpha):
+    return x if x > lit(0.0, x) else alpha * math.expm1(x)
+elu__f = _device(elu__f)
+
+
+def elu__dfdx(x, alpha):
+    return lit(1.0, x) if x > lit(0.0, x) else alpha * math.exp(np.float64(x))
+elu__dfdx = _device(elu__dfdx)
+
+
+def elu__dfdy(y, alpha):
+    return lit(1.0, y) if y > lit(0.0, y) else y + alpha
+elu__dfdy = _device(elu__dfdy)
 
 
 @cuda.jit(cache=True)
@@ -164,9 +207,24 @@ def elu__backward_y__cuda(out, dy, y, alpha):
 
 
 # --- sigmoid -----------------------------------------------------------------------------
-sigmoid__f = cuda.jit(device=True)(_d.sigmoid.f)
-sigmoid__dfdx = cuda.jit(device=True)(_d.sigmoid.dfdx)
-sigmoid__dfdy = cuda.jit(device=True)(_d.sigmoid.dfdy)
+
+
+def sigmoid__f(x):
+    e = math.exp(-abs(x))
+    return (lit(1.0, x) if x >= lit(0.0, x) else e) / (lit(1.0, x) + e)
+sigmoid__f = _device(sigmoid__f)
+
+
+def sigmoid__dfdx(x):
+    t = math.exp(-abs(np.float64(x)))
+    d = lit(1.0, x) + t
+    return t / (d * d)
+sigmoid__dfdx = _device(sigmoid__dfdx)
+
+
+def sigmoid__dfdy(y):
+    return y * (lit(1.0, y) - y)
+sigmoid__dfdy = _device(sigmoid__dfdy)
 
 
 @cuda.jit(cache=True)
@@ -194,9 +252,25 @@ def sigmoid__backward_y__cuda(out, dy, y):
 
 
 # --- step --------------------------------------------------------------------------------
-step__f = cuda.jit(device=True)(_d.step.f)
-step__dfdx = cuda.jit(device=True)(_d.step.dfdx)
-step__dfdy = cuda.jit(device=True)(_d.step.dfdy)
+
+
+def step__f(x, at_zero):
+    if x > lit(0.0, x):
+        return lit(1.0, x)
+    if x < lit(0.0, x):
+        return lit(0.0, x)
+    return at_zero if x == lit(0.0, x) else x
+step__f = _device(step__f)
+
+
+def step__dfdx(x, at_zero):
+    return lit(0.0, x) if x == x else x
+step__dfdx = _device(step__dfdx)
+
+
+def step__dfdy(y, at_zero):
+    return lit(0.0, y) if y == y else y
+step__dfdy = _device(step__dfdy)
 
 
 @cuda.jit(cache=True)
@@ -224,9 +298,21 @@ def step__backward_y__cuda(out, dy, y, at_zero):
 
 
 # --- identity ----------------------------------------------------------------------------
-identity__f = cuda.jit(device=True)(_d.identity.f)
-identity__dfdx = cuda.jit(device=True)(_d.identity.dfdx)
-identity__dfdy = cuda.jit(device=True)(_d.identity.dfdy)
+
+
+def identity__f(x):
+    return x
+identity__f = _device(identity__f)
+
+
+def identity__dfdx(x):
+    return lit(1.0, x) if x == x else x
+identity__dfdx = _device(identity__dfdx)
+
+
+def identity__dfdy(y):
+    return lit(1.0, y) if y == y else y
+identity__dfdy = _device(identity__dfdy)
 
 
 @cuda.jit(cache=True)
@@ -254,12 +340,36 @@ def identity__backward_y__cuda(out, dy, y):
 
 
 # --- softmax -----------------------------------------------------------------------------
-softmax__key = cuda.jit(device=True)(_d.softmax.key)
-softmax__term = cuda.jit(device=True)(_d.softmax.term)
-softmax__out = cuda.jit(device=True)(_d.softmax.out)
-softmax__bterm = cuda.jit(device=True)(_d.softmax.bterm)
-softmax__bout = cuda.jit(device=True)(_d.softmax.bout)
-softmax__finish = cuda.jit(device=True)(_d.softmax.finish)
+
+
+def softmax__key(x):
+    return x
+softmax__key = _device(softmax__key)
+
+
+def softmax__term(x, m):
+    return math.exp(x - m)
+softmax__term = _device(softmax__term)
+
+
+def softmax__out(x, m, s):
+    return math.exp(x - m) / s
+softmax__out = _device(softmax__out)
+
+
+def softmax__bterm(dy, y):
+    return dy * y
+softmax__bterm = _device(softmax__bterm)
+
+
+def softmax__bout(dy, y, d):
+    return y * (dy - d)
+softmax__bout = _device(softmax__bout)
+
+
+def softmax__finish(t, s):
+    return t / s
+softmax__finish = _device(softmax__finish)
 
 
 @cuda.jit(device=True)

@@ -18,7 +18,8 @@ import numpy as np
 #: dtypes the kernels are compiled for; float16 is computed in float32 by the dispatch.
 DTYPES = ("float32", "float64")
 
-__all__ = ["DTYPES", "Param", "ElementwiseSpec", "RowwiseSpec", "elementwise", "rowwise", "REGISTRY"]
+__all__ = ["DTYPES", "Param", "ElementwiseSpec", "RowwiseSpec", "elementwise", "rowwise", "helper", "double",
+           "REGISTRY", "HELPERS"]
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,26 @@ class RowwiseSpec(_Parametrised):
 
 #: name -> spec, in declaration order.
 REGISTRY: dict[str, ElementwiseSpec | RowwiseSpec] = {}
+
+#: name -> scalar helper function shared by declarations, in declaration order.
+HELPERS: dict[str, Callable] = {}
+
+
+def helper(fn: Callable) -> Callable:
+    """Declare a scalar function that several declarations call (``softplus`` inside
+    ``mish``, say).  It is compiled for every target like the declared functions, with
+    the same rules (literals in the type of its first argument)."""
+    if fn.__name__ in HELPERS:
+        raise ValueError(f"helper {fn.__name__!r} is declared twice")
+    HELPERS[fn.__name__] = fn
+    return fn
+
+
+def double(v):
+    """``v`` in double precision, whatever the kernel's dtype: in a declaration, the
+    explicit request for float64 arithmetic where float32 would lose what matters (say
+    why beside it).  In Python, ``float(v)``."""
+    return float(v)
 
 
 def _register(spec):

@@ -12,14 +12,16 @@ Conventions every declaration follows:
   false, so each function ends in a branch that returns the NaN input itself.
 * Infinities give the exact limits, and no expression overflows for finite input
   (sigmoid takes ``exp`` of ``-|x|`` only, a non-positive argument).
-* Literals are Python floats, so arithmetic that meets one is done in double precision
-  and rounded once at the end, which keeps float32 results within an ULP or two and,
-  measured, costs nothing (the kernels are bound by memory or by ``exp``).  A math
-  function of a float32 value returns a float32; where that rounding would lose
-  precision (subnormal results of ``exp``), write ``math.exp(1.0 * x)``.
-* Prefer straight-line code: on the CPU, ``math.exp`` and ``math.expm1`` compile to
-  :mod:`fastact._vmath`'s branch-free versions, and a function without calls or
-  data-dependent work in its branches is compiled into vector instructions.
+* A literal takes the type of the function's first argument (the code generator
+  rewrites ``0.5`` into the element's dtype, :mod:`fastact._rewrite`), so float32 kernels
+  compute in float32: twice the vector lanes of double precision.  Where float32 would
+  lose what matters, ``double(e)`` computes ``e`` in float64, with the reason written
+  beside it.
+* Prefer straight-line code: on the CPU, ``math.exp``, ``expm1``, ``log``, ``log1p``,
+  ``tanh``, ``erf`` and ``erfc`` compile to :mod:`fastact._vmath`'s branch-free
+  versions, and a function without calls or data-dependent work in its branches is
+  compiled into vector instructions.
+* A scalar function that several declarations share is declared once with ``@helper``.
 * A derivative at a kink follows PyTorch unless a parameter says otherwise.
 * ``work=`` says how much one element costs next to relu's (``exp`` makes it about 16 on
   2 cores, measured with ``bench/``): ``target="auto"`` starts the threads that many
@@ -33,7 +35,7 @@ To add an activation, add one declaration here (and its docstring) and re-run
 
 import math
 
-from fastact._spec import Param, elementwise, rowwise
+from fastact._spec import Param, double, elementwise, helper, rowwise  # noqa: F401
 
 # Each docstring is the public documentation of ``fastact.<name>``; its examples run as
 # tests.
@@ -173,11 +175,10 @@ class elu:
     def f(x, alpha):
         return x if x > 0.0 else alpha * math.expm1(x)
 
-    # 1.0 * x: math.exp of a float32 is evaluated in float32 (Numba's float() too), and
-    # its subnormal results (x < -87) would lose the precision that backward's
-    # dy * f'(x) needs (dy = 1e30, x = -100).  f itself is fine in float32.
+    # double: in float32, exp(x) is subnormal for x < -87 and would lose the precision
+    # that backward's dy * f'(x) needs (dy = 1e30, x = -100).  f is fine in float32.
     def dfdx(x, alpha):
-        return 1.0 if x > 0.0 else alpha * math.exp(1.0 * x)
+        return 1.0 if x > 0.0 else alpha * math.exp(double(x))
 
     def dfdy(y, alpha):
         return 1.0 if y > 0.0 else y + alpha
@@ -218,9 +219,9 @@ class sigmoid:
         e = math.exp(-abs(x))
         return (1.0 if x >= 0.0 else e) / (1.0 + e)
 
-    # 1.0 * x: exp in double for float32 input too (see elu.dfdx).
+    # double: subnormal exp(-|x|) in float32 (see elu.dfdx).
     def dfdx(x):
-        t = math.exp(-abs(1.0 * x))
+        t = math.exp(-abs(double(x)))
         d = 1.0 + t
         return t / (d * d)
 
