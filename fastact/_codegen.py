@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from fastact import declarations  # noqa: F401  (fills the registry)
-from fastact._rewrite import function_source
+from fastact._rewrite import function_source, shape_of
 from fastact._spec import DTYPES, HELPERS, REGISTRY, ElementwiseSpec, RowwiseSpec
 
 PACKAGE = Path(__file__).resolve().parent
@@ -39,8 +39,15 @@ ELEMENTWISE_OPS = {
     "backward_y": (("dy", "y"), "{dy} * {dfdy}({y}{p})"),
 }
 
-#: The scalar functions of a row-wise declaration (``finish`` is optional).
-ROW_FUNCTIONS = ("key", "term", "out", "bterm", "bout", "finish")
+#: The scalar functions of a row-wise declaration (``norm``, ``finish`` and ``out`` are
+#: optional; ``finish`` or ``out`` must be declared).
+ROW_FUNCTIONS = ("key", "term", "norm", "finish", "out", "bterm", "bout")
+
+#: Elements per block of a row's sums: a row is summed block by block, in order, each
+#: block by :mod:`fastact._lanes` (in 16 interleaved partial sums, combined pairwise).
+#: Fixed, so that every target, thread count and row split sums in the same order
+#: (bitwise-equal results).
+ROW_BLOCK = 2048
 
 #: Row-wise operations: name -> input names (each a row; the output row comes last).
 ROWWISE_OPS = {
@@ -52,7 +59,7 @@ ROWWISE_OPS = {
 
 #: The sources of the math the generated kernels compile: a change to either must change
 #: the generated modules, whose own files are what Numba's disk cache keys on.
-MATH_SOURCES = (DECLARATIONS, PACKAGE / "_vmath.py", PACKAGE / "_loops.py", PACKAGE / "_literal.py")
+MATH_SOURCES = tuple(PACKAGE / f for f in ("declarations.py", "_vmath.py", "_loops.py", "_literal.py", "_lanes.py"))
 
 
 def declarations_digest() -> str:
@@ -168,109 +175,205 @@ def _elementwise(spec: ElementwiseSpec) -> list[str]:
     return lines
 
 
-def _row_bodies(spec: RowwiseSpec, scratch: bool = False) -> dict[str, list[str]]:
-    """Source lines of the sequential row loop of each row-wise operation, over 1-d rows
-    named by ``ROWWISE_OPS`` and ``out``: shared by the CPU kernels and the one-thread-per-row
-    CUDA kernels, so both sum in the same order.  ``scratch``: the target can allocate a
-    row (the CPU; a CUDA thread cannot)."""
+def _row_reductions(spec: RowwiseSpec) -> list[str]:
+    """Per declaration: the row maximum of ``key`` and the sum of ``bterm`` over
+    ``[start, stop)``, as the lane-blocked reductions of :mod:`fastact._lanes`."""
     n = spec.name
-    row_max = [
-        "    n = out.shape[0]",
-        "    m = -math.inf",
-        "    for j in range(n):",
-        f"        k = {n}__key(x[j])",
-        "        if k > m or k != k:  # a NaN anywhere makes the row NaN",
-        "            m = k",
-    ]
-    stats = row_max + [
-        "    s = 0.0",
-        "    for j in range(n):",
-        f"        s += {n}__term(x[j], m)",
-    ]
-    if spec.finish is None:
-        forward = stats + ["    for j in range(n):", f"        out[j] = {n}__out(x[j], m, s)"]
+    key = shape_of(spec.key)
+    if key != ("arg", 0):
+        raise NotImplementedError(f"{n}: the CPU kernels need key(x) = x")
+    bterm = shape_of(spec.bterm)
+    if bterm == ("product", 0, 1):
+        bsum = "_lane_dot(dy, y, start, stop)"
+    elif bterm in (("arg", 0), ("arg", 1)):
+        bsum = f"_lane_sum({('dy', 'y')[bterm[1]]}, start, stop)"
     else:
-        # Terms stored, summed, finished in place: each loop but the sum vectorises, and
-        # out aliasing x is safe (element j of x is read before element j of out is written).
-        forward = row_max + [
-            "    for j in range(n):",
-            f"        out[j] = {n}__term(x[j], m)",
-            "    s = 0.0",
-            "    for j in range(n):",
-            "        s += out[j]",
-            "    for j in range(n):",
-            f"        out[j] = {n}__finish(out[j], s)",
-        ]
-    bodies = {
-        "forward": forward,
-        "backward_y": [
+        raise NotImplementedError(f"{n}: the CPU kernels need bterm(dy, y) = dy * y, dy or y")
+    return [
+        "",
+        "",
+        "@njit(nogil=True, error_model='numpy', forceinline=True)",
+        f"def {n}__rowmax(x, start, stop):",
+        "    return _lane_max(x, start, stop)",
+        "",
+        "",
+        "@njit(nogil=True, error_model='numpy', forceinline=True)",
+        f"def {n}__bsum(dy, y, start, stop):",
+        f"    return {bsum}",
+    ]
+
+
+def _out_expr(spec: RowwiseSpec, x: str, t: str | None = None, r: str = "r") -> str:
+    """The output element from ``x`` (or from its stored term ``t``), the row's ``m`` and
+    the row's factor ``r``."""
+    n = spec.name
+    if spec.finish is not None:
+        return f"{n}__finish({t or f'{n}__term({x}, m)'}, {r})"
+    return f"{n}__out({x}, m, {r})"
+
+
+def _norm_expr(spec: RowwiseSpec) -> str:
+    return f"{spec.name}__norm(s, m)" if spec.norm is not None else "s"
+
+
+def _row_functions(spec: RowwiseSpec) -> list[str]:
+    """The row operations on one 1-d row, and a block-parallel version of each for rows
+    long enough to split between threads; both sum in ``ROW_BLOCK`` order."""
+    n = spec.name
+    if spec.finish is None:
+        raise NotImplementedError(f"{n}: the CPU kernels need finish(t, r) (terms stored in the output)")
+    # Block by block: the block's terms stored, then summed while in cache.  Slices, so
+    # that LLVM sees each block's loop from 0 (it vectorises those and not a range(b0, b1)).
+    terms_then_sum = [
+        "    s = 0.0",
+        "    b0 = 0",
+        "    while b0 < n:",
+        f"        b1 = min(b0 + {ROW_BLOCK}, n)",
+        "        xb, ob = x[b0:b1], out[b0:b1]",
+        "        for j in range(b1 - b0):",
+        f"            ob[j] = {n}__term(xb[j], m)",
+        "        s += _lane_sum(ob, 0, b1 - b0)",
+        "        b0 = b1",
+        f"    r = {_norm_expr(spec)}",
+        "    for j in range(n):",
+        f"        out[j] = {_out_expr(spec, 'x[j]', 'out[j]')}",
+    ]
+    row = {
+        # Terms stored in out, summed block by block while in cache, finished in place;
+        # out may be x (element j of x is read before element j of out is written).
+        "forward": (["x", "out"], ["    n = out.shape[0]", f"    m = {n}__rowmax(x, 0, n)", *terms_then_sum]),
+        "backward_y": (["dy", "y", "out"], [
             "    n = out.shape[0]",
             "    d = 0.0",
-            "    for j in range(n):",
-            f"        d += {n}__bterm(dy[j], y[j])",
+            f"    for b0 in range(0, n, {ROW_BLOCK}):",
+            f"        d += {n}__bsum(dy, y, b0, min(b0 + {ROW_BLOCK}, n))",
             "    for j in range(n):",
             f"        out[j] = {n}__bout(dy[j], y[j], d)",
-        ],
-        "backward_x": stats
-        + [
-            "    d = 0.0",
-            "    for j in range(n):",
-            f"        d += {n}__bterm(dy[j], {n}__out(x[j], m, s))",
-            "    for j in range(n):",
-            f"        out[j] = {n}__bout(dy[j], {n}__out(x[j], m, s), d)",
-        ],
+        ]),
+        # y computed once into scratch (out may be dy or x, so it cannot hold y): the same
+        # operations as forward and backward_y, so the same bits.
+        "backward_x": (["dy", "x", "out", "scratch"], [
+            f"    {n}__forward__row(x, scratch)",
+            f"    {n}__backward_y__row(dy, scratch, out)",
+        ]),
     }
-    if spec.finish is not None and scratch:
-        # y computed once into a scratch row (out may alias dy, so it cannot hold y):
-        # one exp per element instead of three, in loops that vectorise.  The same
-        # operations as above, so the same result.
-        bodies["backward_x"] = row_max + [
-            "    y = np.empty(n, np.float64)",
-            "    for j in range(n):",
-            f"        y[j] = {n}__term(x[j], m)",
-            "    s = 0.0",
-            "    for j in range(n):",
-            "        s += y[j]",
-            "    d = 0.0",
-            "    for j in range(n):",
-            f"        y[j] = {n}__finish(y[j], s)",
-            f"        d += {n}__bterm(dy[j], y[j])",
-            "    for j in range(n):",
-            f"        out[j] = {n}__bout(dy[j], y[j], d)",
+    lines = []
+    for op, (args, body) in row.items():
+        lines += ["", "", "@njit(nogil=True, error_model='numpy')", f"def {n}__{op}__row({', '.join(args)}):", *body]
+    return lines
+
+
+def _block_kernels(spec: RowwiseSpec) -> list[str]:
+    """Kernels that run each row's blocks on all threads: for a few long rows.  Every
+    block reduces as in the row functions, and the blocks' results combine in order, so
+    the bits are the row functions'."""
+    n = spec.name
+    # Scratch memory is allocated before anything is written.
+    blocks = [
+        f"    nb = (n + {ROW_BLOCK} - 1) // {ROW_BLOCK}",
+        "    partial = np.empty(nb, np.float64)",
+        "    peak = np.empty(nb, x.dtype)",
+    ]
+    each = ["        for b in prange(nb):", f"            b0 = b * {ROW_BLOCK}", f"            b1 = min(b0 + {ROW_BLOCK}, n)"]
+    forward_row = [
+        *each,
+        f"            peak[b] = {n}__rowmax(xi, b0, b1)",
+        "        m = peak[0]",
+        "        for b in range(1, nb):",
+        "            m = _max2(m, peak[b])",
+        *each,
+        "            xb, ob = xi[b0:b1], oi[b0:b1]",
+        "            for j in range(b1 - b0):",
+        f"                ob[j] = {n}__term(xb[j], m)",
+        "            partial[b] = _lane_sum(ob, 0, b1 - b0)",
+        "        s = 0.0",
+        "        for b in range(nb):",
+        "            s += partial[b]",
+        f"        r = {_norm_expr(spec)}",
+        *each,
+        "            xb, ob = xi[b0:b1], oi[b0:b1]",
+        "            for j in range(b1 - b0):",
+        f"                ob[j] = {_out_expr(spec, 'xb[j]', 'ob[j]')}",
+    ]
+    backward_row = [
+        *each,
+        f"            partial[b] = {n}__bsum(dyi, yi, b0, b1)",
+        "        d = 0.0",
+        "        for b in range(nb):",
+        "            d += partial[b]",
+        *each,
+        "            dyb, yb, ob = dyi[b0:b1], yi[b0:b1], oi[b0:b1]",
+        "            for j in range(b1 - b0):",
+        f"                ob[j] = {n}__bout(dyb[j], yb[j], d)",
+    ]
+    kernels = {
+        "forward": ("x", ["        xi, oi = x[i], out[i]", *forward_row]),
+        "backward_y": ("dy, y", ["        dyi, yi, oi = dy[i], y[i], out[i]", *backward_row]),
+        # y into a scratch row first, by the forward pass above.
+        "backward_x": ("dy, x", [
+            "        xi, oi = x[i], scratch",
+            *forward_row,
+            "        dyi, yi, oi = dy[i], scratch, out[i]",
+            *backward_row,
+        ]),
+    }
+    lines = []
+    for op, (args, body) in kernels.items():
+        peak = blocks if op != "backward_y" else blocks[:2]
+        alloc = ["    scratch = np.empty(n, x.dtype)"] if op == "backward_x" else []
+        lines += [
+            "",
+            "",
+            "@njit(parallel=True, cache=True, nogil=True, error_model='numpy')",
+            f"def {n}__{op}__blocks(out, {args}):",
+            "    n = out.shape[1]",
+            *peak,
+            *alloc,
+            "    for i in range(out.shape[0]):",
+            *body,
         ]
-    return bodies
+    return lines
 
 
 def _rowwise(spec: RowwiseSpec) -> list[str]:
     n = spec.name
     lines = [f"# --- {n} " + "-" * (84 - len(n))]
     lines += scalar_functions(n, {fn: getattr(spec, fn) for fn in ROW_FUNCTIONS}, "_scalar")
-    bodies = _row_bodies(spec, scratch=True)
+    lines += _row_reductions(spec)
+    lines += _row_functions(spec)
     for op, args in ROWWISE_OPS.items():
         arglist = ", ".join(args)
+        rows = rows_args = ", ".join(a + "[i]" for a in args)
+        scratch = op == "backward_x"
         lines += [
             "",
             "",
-            "@njit(nogil=True, error_model='numpy')",
-            f"def {n}__{op}__row({arglist}, out):",
-            *bodies[op],
-            "",
-            "",
             f"def {n}__{op}({arglist}, out):",
-            f"    {n}__{op}__row({arglist}, out)",
+            *([f"    {n}__{op}__row({arglist}, out, np.empty(out.shape[0], out.dtype))"] if scratch
+              else [f"    {n}__{op}__row({arglist}, out)"]),
             "",
             "",
-            "@njit(cache=True, nogil=True)",
+            "@njit(cache=True, nogil=True, error_model='numpy')",
             f"def {n}__{op}__rows(out, {arglist}):",
+            *(["    scratch = np.empty(out.shape[1], x.dtype)"] if scratch else []),
             "    for i in range(out.shape[0]):",
-            f"        {n}__{op}__row({', '.join(a + '[i]' for a in args)}, out[i])",
+            f"        {n}__{op}__row({rows}, out[i]{', scratch' if scratch else ''})",
             "",
             "",
-            "@njit(parallel=True, cache=True, nogil=True)",
-            f"def {n}__{op}__parallel(out, {arglist}):",
-            "    for i in prange(out.shape[0]):",
-            f"        {n}__{op}__row({', '.join(a + '[i]' for a in args)}, out[i])",
+            "@njit(parallel=True, cache=True, nogil=True, error_model='numpy')",
+            *([f"def {n}__{op}__parallel(out, {arglist}, scratch):",
+               # The rows in as many chunks as the caller gave scratch rows (a few per
+               # thread), each chunk with its own.
+               "    chunks = scratch.shape[0]",
+               "    rows = out.shape[0]",
+               "    for c in prange(chunks):",
+               "        for i in range(c * rows // chunks, (c + 1) * rows // chunks):",
+               f"            {n}__{op}__row({rows_args}, out[i], scratch[c])"] if scratch else
+              [f"def {n}__{op}__parallel(out, {arglist}):",
+               "    for i in prange(out.shape[0]):",
+               f"        {n}__{op}__row({rows_args}, out[i])"]),
         ]
+    lines += _block_kernels(spec)
     return lines
 
 
@@ -308,13 +411,21 @@ from numba import njit, prange
 
 from fastact import _loops
 from fastact import _vmath as math
+from fastact._lanes import lane_dot as _lane_dot
+from fastact._lanes import lane_max as _lane_max
+from fastact._lanes import lane_sum as _lane_sum
 from fastact._literal import lit
 
 DECLARATIONS_SHA256 = "{digest}"
 
 
 def _scalar(fn):
-    return njit(fn, error_model="numpy", nogil=True)
+    return njit(fn, error_model="numpy", nogil=True, forceinline=True)
+
+
+@njit(nogil=True, error_model="numpy")
+def _max2(a, b):
+    return b if b > a else a
 '''
 
 
@@ -384,23 +495,58 @@ def _cuda_elementwise(spec: ElementwiseSpec) -> list[str]:
     return lines
 
 
-def _cuda_block_bodies(n: str) -> dict[str, list[str]]:
+def _cuda_serial_bodies(spec: RowwiseSpec) -> dict[str, list[str]]:
+    """Row loops of the one-thread-per-row kernels, over 1-d rows named by ``ROWWISE_OPS``
+    and ``out`` (a CUDA thread has no scratch row: y is recomputed where needed)."""
+    n = spec.name
+    stats = [
+        "    n = out.shape[0]",
+        f"    m = {n}__key(x[0])",
+        "    for j in range(1, n):",
+        f"        m = _max2(m, {n}__key(x[j]))",
+        "    s = 0.0",
+        "    for j in range(n):",
+        f"        s += {n}__term(x[j], m)",
+        f"    r = {_norm_expr(spec)}",
+    ]
+    y_of_x = _out_expr(spec, "x[j]")
+    return {
+        "forward": stats + ["    for j in range(n):", f"        out[j] = {y_of_x}"],
+        "backward_y": [
+            "    n = out.shape[0]",
+            "    d = 0.0",
+            "    for j in range(n):",
+            f"        d += {n}__bterm(dy[j], y[j])",
+            "    for j in range(n):",
+            f"        out[j] = {n}__bout(dy[j], y[j], d)",
+        ],
+        "backward_x": stats + [
+            "    d = 0.0",
+            "    for j in range(n):",
+            f"        d += {n}__bterm(dy[j], {y_of_x})",
+            "    for j in range(n):",
+            f"        out[j] = {n}__bout(dy[j], {y_of_x}, d)",
+        ],
+    }
+
+
+def _cuda_block_bodies(spec: RowwiseSpec) -> dict[str, list[str]]:
     """Row loops of the block kernels: the threads of a block stride over the row, each
     keeps a partial result, and ``_block_max``/``_block_sum`` combine the partials."""
+    n = spec.name
     each = "        for j in range(t, n, nt):"
     stats = [
-        "        m = -math.inf",
+        f"        m = {n}__key(x[r, 0])",
         each,
-        f"            k = {n}__key(x[r, j])",
-        "            if k > m or k != k:  # a NaN anywhere makes the row NaN",
-        "                m = k",
+        f"            m = _max2(m, {n}__key(x[r, j]))",
         "        m = _block_max(sh, m)",
         "        s = 0.0",
         each,
         f"            s += {n}__term(x[r, j], m)",
         "        s = _block_sum(sh, s)",
+        f"        rr = {_norm_expr(spec)}",
     ]
-    y_of_x = f"{n}__out(x[r, j], m, s)"
+    y_of_x = _out_expr(spec, "x[r, j]", r="rr")
     return {
         "forward": stats + [each, f"            out[r, j] = {y_of_x}"],
         "backward_y": [
@@ -427,8 +573,8 @@ def _cuda_rowwise(spec: RowwiseSpec) -> list[str]:
     n = spec.name
     lines = [f"# --- {n} " + "-" * (84 - len(n))]
     lines += scalar_functions(n, {fn: getattr(spec, fn) for fn in ROW_FUNCTIONS}, "_device")
-    serial = _row_bodies(spec)
-    block = _cuda_block_bodies(n)
+    serial = _cuda_serial_bodies(spec)
+    block = _cuda_block_bodies(spec)
     for op, args in ROWWISE_OPS.items():
         arglist = ", ".join(args)
         lines += [
@@ -494,6 +640,11 @@ _device = cuda.jit(device=True)
 
 #: Threads of a ``__cuda_block`` kernel at most: a launch uses a power of two up to this.
 ROW_THREADS = {row_threads}
+
+
+@cuda.jit(device=True)
+def _max2(a, b):
+    return b if b > a else a
 
 
 @cuda.jit(device=True)

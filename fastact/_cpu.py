@@ -82,9 +82,10 @@ def check_current(mod) -> None:
         return
     if current != mod.DECLARATIONS_SHA256:
         path = "/".join(mod.__name__.split("."))
+        sources = ", ".join(f"fastact/{p.name}" for p in _codegen.MATH_SOURCES)
         raise StaleKernelsError(
-            f"{path}.py was generated from another version of "
-            "fastact/declarations.py or fastact/_vmath.py; run `python -m fastact._codegen`"
+            f"{path}.py was generated from other versions of its sources ({sources}); "
+            "run `python -m fastact._codegen`"
         )
 
 
@@ -96,6 +97,12 @@ def rows(name: str, op: str):
 def parallel(name: str, op: str):
     """The multi-threaded loop of an operation: ``kernel(out, *inputs, *params)``."""
     return getattr(kernels(), f"{name}__{op}__parallel")
+
+
+def blocks(name: str, op: str):
+    """The multi-threaded loop of a row-wise operation over the blocks of each row, for a
+    few long rows: ``kernel(out, *inputs)``."""
+    return getattr(kernels(), f"{name}__{op}__blocks")
 
 
 # --- robustness of the compile cache -------------------------------------------------------

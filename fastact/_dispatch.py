@@ -41,6 +41,9 @@ _FAST_TARGETS = ("auto", "cpu", "parallel")
 # buffer for one thread, and enough work per block for the threads to pay off.
 _CONVERT_BLOCK = 1 << 13
 _CONVERT_BLOCK_PARALLEL = 1 << 18
+# Rows longer than this are split between the threads when there are fewer rows than
+# threads (four blocks of the row sums per thread at least).
+_ROW_SPLIT = 8 * 2048
 
 
 # NumPy checks the floating-point status flags after every ufunc loop.  Vectorised
@@ -677,8 +680,19 @@ class Rowwise(_Function):
         inputs = [np.broadcast_to(a if a.dtype == cdt else a.astype(cdt), shape).reshape(shape or (1,)) for a in arrays]
         res = result.reshape(1) if result.ndim == 0 else result
         rows = result.size // res.shape[axis]
-        if use_parallel(target, result.size, self.spec) and rows > 1:
-            _run_rowwise_parallel(_cpu.parallel(self.spec.name, op), inputs, res, axis, cdt)
+        if use_parallel(target, result.size, self.spec):
+            # Rows to the threads where there are enough of them, otherwise each row's
+            # blocks: the same bits either way (the row kernels sum block by block).
+            threads = _threads.num_threads()
+            n = res.shape[axis]
+            extra = ()
+            if rows < threads and n > _ROW_SPLIT:
+                kernel = _cpu.blocks(self.spec.name, op)
+            else:
+                kernel = _cpu.parallel(self.spec.name, op)
+                if op == "backward_x":  # a scratch row for each chunk of rows
+                    extra = (np.empty((min(rows, 4 * threads), n), cdt),)
+            _run_rowwise_parallel(kernel, inputs, res, axis, cdt, extra)
         elif (views := _row_views(inputs, res, axis, cdt)) is not None:
             _cpu.rows(self.spec.name, op)(*views)
         else:
@@ -732,7 +746,7 @@ def _gufunc_into(gu, inputs, res, axis, block=8192):
         _quiet(gu, *(r[i : i + step] for r in rows_in), out=rows_out[i : i + step])
 
 
-def _run_rowwise_parallel(kernel, inputs, result, axis, cdt):
+def _run_rowwise_parallel(kernel, inputs, result, axis, cdt, extra=()):
     rows_out = None if _needs_scratch(result, inputs, cdt) else _rows(result, axis)
     scratch = None
     if rows_out is None:
@@ -744,6 +758,6 @@ def _run_rowwise_parallel(kernel, inputs, result, axis, cdt):
         if r is None:
             r = np.ascontiguousarray(np.moveaxis(a, axis, -1)).reshape(rows_out.shape)
         rows_in.append(r)
-    kernel(rows_out, *rows_in)
+    kernel(rows_out, *rows_in, *extra)
     if scratch is not None:
         _quiet(np.copyto, result, np.moveaxis(scratch, -1, axis), casting="unsafe")

@@ -31,14 +31,35 @@ from numba import njit, prange
 
 from fastact import _loops
 from fastact import _vmath as math
+from fastact._lanes import lane_dot as _lane_dot
+from fastact._lanes import lane_max as _lane_max
+from fastact._lanes import lane_sum as _lane_sum
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "fabeb72f3fe61e2f582825989ff84579108d0d2c5e6e2f522d8d0eae23ba2810"
+DECLARATIONS_SHA256 = "2527c6ff1c86258116b708454721977b4addae79936e7abacf50d597c1379ee9"
 
 
 def _scalar(fn):
-    return njit(fn, error_model="numpy", nogil=True)
+    return njit(fn, error_model="numpy", nogil=True, forceinline=True)
 
+
+@njit(nogil=True, error_model="numpy")
+def _max2(a, b):
+    return b if b > a else a
+
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def helper__exp_diff(a, b):
+    d = a - b
+    v = d - a
+    err = a - (d - v) - (b + v)
+    t = math.exp(d)
+    c = t * err
+    return t + (c if c == c else lit(0.0, a))
+helper__exp_diff = _scalar(helper__exp_diff)
 
 
 # --- relu --------------------------------------------------------------------------------
@@ -1569,13 +1590,18 @@ softmax__key = _scalar(softmax__key)
 
 
 def softmax__term(x, m):
-    return math.exp(x - m)
+    return lit(1.0, x) if x == m else helper__exp_diff(x, m)
 softmax__term = _scalar(softmax__term)
 
 
-def softmax__out(x, m, s):
-    return math.exp(x - m) / s
-softmax__out = _scalar(softmax__out)
+def softmax__norm(s, m):
+    return lit(1.0, s) / s if m > -math.inf and (m < math.inf or s == lit(1.0, s)) else math.nan
+softmax__norm = _scalar(softmax__norm)
+
+
+def softmax__finish(t, r):
+    return t * r
+softmax__finish = _scalar(softmax__finish)
 
 
 def softmax__bterm(dy, y):
@@ -1588,103 +1614,202 @@ def softmax__bout(dy, y, d):
 softmax__bout = _scalar(softmax__bout)
 
 
-def softmax__finish(t, s):
-    return t / s
-softmax__finish = _scalar(softmax__finish)
+@njit(nogil=True, error_model='numpy', forceinline=True)
+def softmax__rowmax(x, start, stop):
+    return _lane_max(x, start, stop)
+
+
+@njit(nogil=True, error_model='numpy', forceinline=True)
+def softmax__bsum(dy, y, start, stop):
+    return _lane_dot(dy, y, start, stop)
 
 
 @njit(nogil=True, error_model='numpy')
 def softmax__forward__row(x, out):
     n = out.shape[0]
-    m = -math.inf
-    for j in range(n):
-        k = softmax__key(x[j])
-        if k > m or k != k:  # a NaN anywhere makes the row NaN
-            m = k
-    for j in range(n):
-        out[j] = softmax__term(x[j], m)
+    m = softmax__rowmax(x, 0, n)
     s = 0.0
+    b0 = 0
+    while b0 < n:
+        b1 = min(b0 + 2048, n)
+        xb, ob = x[b0:b1], out[b0:b1]
+        for j in range(b1 - b0):
+            ob[j] = softmax__term(xb[j], m)
+        s += _lane_sum(ob, 0, b1 - b0)
+        b0 = b1
+    r = softmax__norm(s, m)
     for j in range(n):
-        s += out[j]
-    for j in range(n):
-        out[j] = softmax__finish(out[j], s)
-
-
-def softmax__forward(x, out):
-    softmax__forward__row(x, out)
-
-
-@njit(cache=True, nogil=True)
-def softmax__forward__rows(out, x):
-    for i in range(out.shape[0]):
-        softmax__forward__row(x[i], out[i])
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def softmax__forward__parallel(out, x):
-    for i in prange(out.shape[0]):
-        softmax__forward__row(x[i], out[i])
-
-
-@njit(nogil=True, error_model='numpy')
-def softmax__backward_x__row(dy, x, out):
-    n = out.shape[0]
-    m = -math.inf
-    for j in range(n):
-        k = softmax__key(x[j])
-        if k > m or k != k:  # a NaN anywhere makes the row NaN
-            m = k
-    y = np.empty(n, np.float64)
-    for j in range(n):
-        y[j] = softmax__term(x[j], m)
-    s = 0.0
-    for j in range(n):
-        s += y[j]
-    d = 0.0
-    for j in range(n):
-        y[j] = softmax__finish(y[j], s)
-        d += softmax__bterm(dy[j], y[j])
-    for j in range(n):
-        out[j] = softmax__bout(dy[j], y[j], d)
-
-
-def softmax__backward_x(dy, x, out):
-    softmax__backward_x__row(dy, x, out)
-
-
-@njit(cache=True, nogil=True)
-def softmax__backward_x__rows(out, dy, x):
-    for i in range(out.shape[0]):
-        softmax__backward_x__row(dy[i], x[i], out[i])
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def softmax__backward_x__parallel(out, dy, x):
-    for i in prange(out.shape[0]):
-        softmax__backward_x__row(dy[i], x[i], out[i])
+        out[j] = softmax__finish(out[j], r)
 
 
 @njit(nogil=True, error_model='numpy')
 def softmax__backward_y__row(dy, y, out):
     n = out.shape[0]
     d = 0.0
-    for j in range(n):
-        d += softmax__bterm(dy[j], y[j])
+    for b0 in range(0, n, 2048):
+        d += softmax__bsum(dy, y, b0, min(b0 + 2048, n))
     for j in range(n):
         out[j] = softmax__bout(dy[j], y[j], d)
+
+
+@njit(nogil=True, error_model='numpy')
+def softmax__backward_x__row(dy, x, out, scratch):
+    softmax__forward__row(x, scratch)
+    softmax__backward_y__row(dy, scratch, out)
+
+
+def softmax__forward(x, out):
+    softmax__forward__row(x, out)
+
+
+@njit(cache=True, nogil=True, error_model='numpy')
+def softmax__forward__rows(out, x):
+    for i in range(out.shape[0]):
+        softmax__forward__row(x[i], out[i])
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def softmax__forward__parallel(out, x):
+    for i in prange(out.shape[0]):
+        softmax__forward__row(x[i], out[i])
+
+
+def softmax__backward_x(dy, x, out):
+    softmax__backward_x__row(dy, x, out, np.empty(out.shape[0], out.dtype))
+
+
+@njit(cache=True, nogil=True, error_model='numpy')
+def softmax__backward_x__rows(out, dy, x):
+    scratch = np.empty(out.shape[1], x.dtype)
+    for i in range(out.shape[0]):
+        softmax__backward_x__row(dy[i], x[i], out[i], scratch)
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def softmax__backward_x__parallel(out, dy, x, scratch):
+    chunks = scratch.shape[0]
+    rows = out.shape[0]
+    for c in prange(chunks):
+        for i in range(c * rows // chunks, (c + 1) * rows // chunks):
+            softmax__backward_x__row(dy[i], x[i], out[i], scratch[c])
 
 
 def softmax__backward_y(dy, y, out):
     softmax__backward_y__row(dy, y, out)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model='numpy')
 def softmax__backward_y__rows(out, dy, y):
     for i in range(out.shape[0]):
         softmax__backward_y__row(dy[i], y[i], out[i])
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
 def softmax__backward_y__parallel(out, dy, y):
     for i in prange(out.shape[0]):
         softmax__backward_y__row(dy[i], y[i], out[i])
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def softmax__forward__blocks(out, x):
+    n = out.shape[1]
+    nb = (n + 2048 - 1) // 2048
+    partial = np.empty(nb, np.float64)
+    peak = np.empty(nb, x.dtype)
+    for i in range(out.shape[0]):
+        xi, oi = x[i], out[i]
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            peak[b] = softmax__rowmax(xi, b0, b1)
+        m = peak[0]
+        for b in range(1, nb):
+            m = _max2(m, peak[b])
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            xb, ob = xi[b0:b1], oi[b0:b1]
+            for j in range(b1 - b0):
+                ob[j] = softmax__term(xb[j], m)
+            partial[b] = _lane_sum(ob, 0, b1 - b0)
+        s = 0.0
+        for b in range(nb):
+            s += partial[b]
+        r = softmax__norm(s, m)
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            xb, ob = xi[b0:b1], oi[b0:b1]
+            for j in range(b1 - b0):
+                ob[j] = softmax__finish(ob[j], r)
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def softmax__backward_y__blocks(out, dy, y):
+    n = out.shape[1]
+    nb = (n + 2048 - 1) // 2048
+    partial = np.empty(nb, np.float64)
+    for i in range(out.shape[0]):
+        dyi, yi, oi = dy[i], y[i], out[i]
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            partial[b] = softmax__bsum(dyi, yi, b0, b1)
+        d = 0.0
+        for b in range(nb):
+            d += partial[b]
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            dyb, yb, ob = dyi[b0:b1], yi[b0:b1], oi[b0:b1]
+            for j in range(b1 - b0):
+                ob[j] = softmax__bout(dyb[j], yb[j], d)
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def softmax__backward_x__blocks(out, dy, x):
+    n = out.shape[1]
+    nb = (n + 2048 - 1) // 2048
+    partial = np.empty(nb, np.float64)
+    peak = np.empty(nb, x.dtype)
+    scratch = np.empty(n, x.dtype)
+    for i in range(out.shape[0]):
+        xi, oi = x[i], scratch
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            peak[b] = softmax__rowmax(xi, b0, b1)
+        m = peak[0]
+        for b in range(1, nb):
+            m = _max2(m, peak[b])
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            xb, ob = xi[b0:b1], oi[b0:b1]
+            for j in range(b1 - b0):
+                ob[j] = softmax__term(xb[j], m)
+            partial[b] = _lane_sum(ob, 0, b1 - b0)
+        s = 0.0
+        for b in range(nb):
+            s += partial[b]
+        r = softmax__norm(s, m)
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            xb, ob = xi[b0:b1], oi[b0:b1]
+            for j in range(b1 - b0):
+                ob[j] = softmax__finish(ob[j], r)
+        dyi, yi, oi = dy[i], scratch, out[i]
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            partial[b] = softmax__bsum(dyi, yi, b0, b1)
+        d = 0.0
+        for b in range(nb):
+            d += partial[b]
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            dyb, yb, ob = dyi[b0:b1], yi[b0:b1], oi[b0:b1]
+            for j in range(b1 - b0):
+                ob[j] = softmax__bout(dyb[j], yb[j], d)

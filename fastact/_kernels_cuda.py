@@ -25,12 +25,17 @@ from numba import cuda, float64
 
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "fabeb72f3fe61e2f582825989ff84579108d0d2c5e6e2f522d8d0eae23ba2810"
+DECLARATIONS_SHA256 = "2527c6ff1c86258116b708454721977b4addae79936e7abacf50d597c1379ee9"
 
 _device = cuda.jit(device=True)
 
 #: Threads of a ``__cuda_block`` kernel at most: a launch uses a power of two up to this.
 ROW_THREADS = 256
+
+
+@cuda.jit(device=True)
+def _max2(a, b):
+    return b if b > a else a
 
 
 @cuda.jit(device=True)
@@ -74,6 +79,19 @@ def cast__cuda(out, x):
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
         out[i] = x[i]
 
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def helper__exp_diff(a, b):
+    d = a - b
+    v = d - a
+    err = a - (d - v) - (b + v)
+    t = math.exp(d)
+    c = t * err
+    return t + (c if c == c else lit(0.0, a))
+helper__exp_diff = _device(helper__exp_diff)
 
 
 # --- relu --------------------------------------------------------------------------------
@@ -348,13 +366,18 @@ softmax__key = _device(softmax__key)
 
 
 def softmax__term(x, m):
-    return math.exp(x - m)
+    return lit(1.0, x) if x == m else helper__exp_diff(x, m)
 softmax__term = _device(softmax__term)
 
 
-def softmax__out(x, m, s):
-    return math.exp(x - m) / s
-softmax__out = _device(softmax__out)
+def softmax__norm(s, m):
+    return lit(1.0, s) / s if m > -math.inf and (m < math.inf or s == lit(1.0, s)) else math.nan
+softmax__norm = _device(softmax__norm)
+
+
+def softmax__finish(t, r):
+    return t * r
+softmax__finish = _device(softmax__finish)
 
 
 def softmax__bterm(dy, y):
@@ -367,26 +390,18 @@ def softmax__bout(dy, y, d):
 softmax__bout = _device(softmax__bout)
 
 
-def softmax__finish(t, s):
-    return t / s
-softmax__finish = _device(softmax__finish)
-
-
 @cuda.jit(device=True)
 def softmax__forward__row(x, out):
     n = out.shape[0]
-    m = -math.inf
-    for j in range(n):
-        k = softmax__key(x[j])
-        if k > m or k != k:  # a NaN anywhere makes the row NaN
-            m = k
-    for j in range(n):
-        out[j] = softmax__term(x[j], m)
+    m = softmax__key(x[0])
+    for j in range(1, n):
+        m = _max2(m, softmax__key(x[j]))
     s = 0.0
     for j in range(n):
-        s += out[j]
+        s += softmax__term(x[j], m)
+    r = softmax__norm(s, m)
     for j in range(n):
-        out[j] = softmax__finish(out[j], s)
+        out[j] = softmax__finish(softmax__term(x[j], m), r)
 
 
 @cuda.jit(cache=True)
@@ -405,36 +420,34 @@ def softmax__forward__cuda_block(out, x):
     nt = cuda.blockDim.x
     n = out.shape[1]
     for r in range(cuda.blockIdx.x, out.shape[0], cuda.gridDim.x):
-        m = -math.inf
+        m = softmax__key(x[r, 0])
         for j in range(t, n, nt):
-            k = softmax__key(x[r, j])
-            if k > m or k != k:  # a NaN anywhere makes the row NaN
-                m = k
+            m = _max2(m, softmax__key(x[r, j]))
         m = _block_max(sh, m)
         s = 0.0
         for j in range(t, n, nt):
             s += softmax__term(x[r, j], m)
         s = _block_sum(sh, s)
+        rr = softmax__norm(s, m)
         for j in range(t, n, nt):
-            out[r, j] = softmax__out(x[r, j], m, s)
+            out[r, j] = softmax__finish(softmax__term(x[r, j], m), rr)
 
 
 @cuda.jit(device=True)
 def softmax__backward_x__row(dy, x, out):
     n = out.shape[0]
-    m = -math.inf
-    for j in range(n):
-        k = softmax__key(x[j])
-        if k > m or k != k:  # a NaN anywhere makes the row NaN
-            m = k
+    m = softmax__key(x[0])
+    for j in range(1, n):
+        m = _max2(m, softmax__key(x[j]))
     s = 0.0
     for j in range(n):
         s += softmax__term(x[j], m)
+    r = softmax__norm(s, m)
     d = 0.0
     for j in range(n):
-        d += softmax__bterm(dy[j], softmax__out(x[j], m, s))
+        d += softmax__bterm(dy[j], softmax__finish(softmax__term(x[j], m), r))
     for j in range(n):
-        out[j] = softmax__bout(dy[j], softmax__out(x[j], m, s), d)
+        out[j] = softmax__bout(dy[j], softmax__finish(softmax__term(x[j], m), r), d)
 
 
 @cuda.jit(cache=True)
@@ -453,22 +466,21 @@ def softmax__backward_x__cuda_block(out, dy, x):
     nt = cuda.blockDim.x
     n = out.shape[1]
     for r in range(cuda.blockIdx.x, out.shape[0], cuda.gridDim.x):
-        m = -math.inf
+        m = softmax__key(x[r, 0])
         for j in range(t, n, nt):
-            k = softmax__key(x[r, j])
-            if k > m or k != k:  # a NaN anywhere makes the row NaN
-                m = k
+            m = _max2(m, softmax__key(x[r, j]))
         m = _block_max(sh, m)
         s = 0.0
         for j in range(t, n, nt):
             s += softmax__term(x[r, j], m)
         s = _block_sum(sh, s)
+        rr = softmax__norm(s, m)
         d = 0.0
         for j in range(t, n, nt):
-            d += softmax__bterm(dy[r, j], softmax__out(x[r, j], m, s))
+            d += softmax__bterm(dy[r, j], softmax__finish(softmax__term(x[r, j], m), rr))
         d = _block_sum(sh, d)
         for j in range(t, n, nt):
-            out[r, j] = softmax__bout(dy[r, j], softmax__out(x[r, j], m, s), d)
+            out[r, j] = softmax__bout(dy[r, j], softmax__finish(softmax__term(x[r, j], m), rr), d)
 
 
 @cuda.jit(device=True)

@@ -2,7 +2,8 @@
 
 Over C-contiguous rows of logits ``x`` (n, k), one row at a time:
 
-* forward: ``m = x[a]`` at the row's first argmax ``a``; ``t_j = exp(x_j - m)``, stored in
+* forward: ``m = x[a]`` at the row's first argmax ``a``; ``t_j = exp(x_j - m)`` (the
+  difference taken exactly, as in softmax), stored in
   ``y``; ``rest = sum_{j != a} t_j`` (``t_a`` is exactly 1); ``y_j = t_j / (1 + rest)``;
   and the loss ``-log y_c = (m - x_c) + log1p(rest)``, whose terms keep full relative
   precision even where the loss is tiny.  One ``exp`` per element, one ``log1p`` per row.
@@ -18,7 +19,11 @@ import math
 
 from numba import njit, prange
 
-from fastact import _vmath
+from fastact import _cpu
+
+# e**(a - b) with the difference taken exactly, as softmax computes it (the declarations'
+# helper, compiled with the CPU kernels).
+exp_diff = _cpu.kernels().helper__exp_diff
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 
@@ -35,8 +40,7 @@ def _row_stats(x, y):
             m = v
             a = j
     for j in range(n):
-        # 1.0 *: in double, where the difference of two float32 values is exact.
-        y[j] = _vmath.exp(1.0 * x[j] - m)
+        y[j] = exp_diff(x[j], m)
     # Every term but t_a (exactly 1): adding it first would round a tiny rest away.
     rest = 0.0
     for j in range(a):

@@ -80,3 +80,20 @@ def function_source(fn, name: str, helpers: dict[str, str]) -> str:
     node = _Rewriter(args.args[0].arg, helpers).visit(node)
     ast.fix_missing_locations(node)
     return ast.unparse(node)
+
+
+def shape_of(fn) -> tuple:
+    """What a one-line scalar function is, where the code generator can use that:
+    ``("arg", k)`` for ``return <argument k>``, ``("product", i, j)`` for
+    ``return <argument i> * <argument j>``, else ``("other",)``."""
+    node = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
+    names = [a.arg for a in node.args.args]
+    body = [b for b in node.body if not (isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant))]
+    if len(body) == 1 and isinstance(body[0], ast.Return):
+        v = body[0].value
+        if isinstance(v, ast.Name) and v.id in names:
+            return ("arg", names.index(v.id))
+        if (isinstance(v, ast.BinOp) and isinstance(v.op, ast.Mult) and isinstance(v.left, ast.Name)
+                and isinstance(v.right, ast.Name) and v.left.id in names and v.right.id in names):
+            return ("product", names.index(v.left.id), names.index(v.right.id))
+    return ("other",)

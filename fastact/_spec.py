@@ -83,21 +83,22 @@ class RowwiseSpec(_Parametrised):
     Forward, for a row ``x`` (``key`` is the quantity whose row maximum is subtracted for
     stability)::
 
-        m = max(key(x_j))            s = sum(term(x_j, m))            y_j = out(x_j, m, s)
+        m = max(key(x_j))      s = sum(term(x_j, m))      r = norm(s, m)
+        y_j = finish(term(x_j, m), r)        (or y_j = out(x_j, m, r))
+
+    ``norm`` is optional (``r = s``).  Declaring ``finish`` lets the forward pass store
+    each term in the output row and finish it in place: one ``exp`` per element and loops
+    the compiler vectorises; ``out`` is needed only where the output is not a function of
+    the term (``log_softmax``).
 
     Backward from the output (vector-Jacobian product)::
 
         d = sum(bterm(dy_j, y_j))    dx_j = bout(dy_j, y_j, d)
 
-    Where the output is a function of the term, ``out(x_j, m, s) == finish(term(x_j, m), s)``
-    (softmax: ``t / s``), declaring ``finish`` lets the forward pass store each term in the
-    output row and finish it in place: one ``exp`` per element instead of two, and loops
-    the compiler vectorises.
-
-    Backward from the input recomputes ``y_j`` (on the fly, or, on the CPU where
-    ``finish`` is declared, once into a scratch row), never in ``out``, so ``out`` may
-    alias ``dy`` or ``x``.  Every target builds its kernels from these scalar functions:
-    a sequential row loop on the CPU, a block reduction on CUDA.
+    Backward from the input recomputes ``y`` (once, into a scratch row, on the CPU; on the
+    fly on CUDA), never in ``out``, so ``out`` may alias ``dy`` or ``x``.  Every target
+    builds its kernels from these scalar functions: lane-blocked row loops on the CPU
+    (:mod:`fastact._codegen`), a block reduction on CUDA.
     """
 
     name: str
@@ -105,11 +106,12 @@ class RowwiseSpec(_Parametrised):
     formula: str
     key: Callable
     term: Callable
-    out: Callable
     bterm: Callable
     bout: Callable
     params: tuple[Param, ...] = ()
+    norm: Callable | None = None
     finish: Callable | None = None
+    out: Callable | None = None
     work: int = 1
     layer: str = ""
     kind: str = field(default="rowwise", init=False)
@@ -203,13 +205,15 @@ def elementwise(*params: Param, formula: str, derivative: str, dfdy_requires: st
 
 
 def rowwise(*params: Param, formula: str, work: int = 1, layer: str | None = None):
-    """Declare a row-wise normalisation (softmax and kin) from ``key``, ``term``, ``out``,
-    ``bterm``, ``bout`` and optionally ``finish``; see :class:`RowwiseSpec`.  ``work`` and
-    ``layer`` as for :func:`elementwise`."""
+    """Declare a row-wise normalisation (softmax and kin) from ``key``, ``term``, ``bterm``,
+    ``bout``, ``finish`` or ``out``, and optionally ``norm``; see :class:`RowwiseSpec`.
+    ``work`` and ``layer`` as for :func:`elementwise`."""
 
     def declare(cls) -> RowwiseSpec:
         _check_work(cls.__name__, work)
-        fns = _functions(cls, ("key", "term", "out", "bterm", "bout"), optional=("finish",))
+        fns = _functions(cls, ("key", "term", "bterm", "bout"), optional=("norm", "finish", "out"))
+        if fns["finish"] is None and fns["out"] is None:
+            raise TypeError(f"declaration {cls.__name__!r} lacks finish or out")
         return _register(
             RowwiseSpec(
                 name=cls.__name__, doc=cls.__doc__ or "", formula=formula, params=tuple(params), work=work,

@@ -59,6 +59,13 @@ def parallel_allowed(target: str) -> bool:
     return policy is _ALWAYS
 
 
+def num_threads() -> int:
+    """The threads a parallel kernel runs on (Numba's setting for the calling thread)."""
+    import numba
+
+    return numba.get_num_threads()
+
+
 def status() -> dict:
     """The threading layer the parallel kernels use and when they run (for diagnostics
     and tests): ``{"layer": ..., "policy": ..., "reason": ...}``."""

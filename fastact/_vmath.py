@@ -137,9 +137,9 @@ def _fma(typingctx, a, b, c):
 # "contract" lets LLVM fuse a multiply and an add into one FMA where the CPU has it: one
 # rounding instead of two, and a third fewer instructions in the polynomials.
 _JIT = {"error_model": "numpy", "nogil": True, "fastmath": {"contract"}}
-# Inlined where they are called (as Numba IR): LLVM would leave the larger ones as calls,
-# which keeps the caller's loop from being vectorised.
-_INLINE = {**_JIT, "inline": "always"}
+# Inlined where they are called (LLVM's alwaysinline): LLVM would leave the larger ones as
+# calls, which keeps the caller's loop from being vectorised.
+_INLINE = {**_JIT, "forceinline": True}
 
 F32, F64, I32 = np.float32, np.float64, np.int32
 _INF_F32, _NAN_F32 = F32(np.inf), F32(np.nan)
@@ -234,11 +234,26 @@ def _expm1_poly(r):
     return r + _expm1_tail(r)
 
 
-@njit(**_JIT)
-def _scale_f32(p, k):
-    """``p * 2**k`` for ``-151 <= k <= 128``, rounded once (in two exact halves)."""
-    half = k >> 1
-    return (p * _pow2_f32(half)) * _pow2_f32(k - half)
+@intrinsic
+def _scale_f32(typingctx, p, k):
+    """``p * 2**k`` for ``-151 <= k <= 128``, rounded once: ``2**k`` in two halves, each a
+    normal float32, built from the exponent bits in 32-bit integer arithmetic (Numba would
+    widen ``k`` to 64 bits, which halves the lanes of that part of the loop)."""
+    if p != types.float32 or not isinstance(k, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        pv, kv = args
+        i32 = ir.IntType(32)
+        k32 = builder.trunc(kv, i32) if kv.type.width > 32 else kv
+        half = builder.ashr(k32, ir.Constant(i32, 1))
+        bias, mant = ir.Constant(i32, 127), ir.Constant(i32, 23)
+        e1 = builder.shl(builder.add(half, bias), mant)
+        e2 = builder.shl(builder.add(builder.sub(k32, half), bias), mant)
+        f32 = ir.FloatType()
+        return builder.fmul(builder.fmul(pv, builder.bitcast(e1, f32)), builder.bitcast(e2, f32))
+
+    return types.float32(p, k), codegen
 
 
 @njit(**_JIT)
@@ -676,7 +691,7 @@ _THIS = sys.modules[__name__]
 
 # --- overloads -----------------------------------------------------------------------------------
 def _overload(py_fn, f32, f64):
-    @overload(py_fn, jit_options=_JIT, inline="always")
+    @overload(py_fn, jit_options={**_JIT, "forceinline": True})
     def impl(x):
         if x == types.float32:
             return lambda x: f32(x)

@@ -302,6 +302,21 @@ class identity:
         return 1.0 if y == y else y
 
 
+@helper
+def exp_diff(a, b):
+    """``e**(a - b)`` with the difference taken exactly: ``a - b`` is rounded, and its
+    rounding error (TwoSum) is added back to first order, ``e**d (1 + err)``.  Without
+    it, the rounding of ``x - max(x)`` is an error of ``|x - max(x)|`` ULP in the result
+    (20 ULP at a difference of 20 in float32)."""
+    d = a - b
+    v = d - a
+    err = (a - (d - v)) - (b + v)
+    t = math.exp(d)
+    c = t * err
+    # Where d is infinite, err is NaN and the correction is dropped: e**-inf = 0.
+    return t + (c if c == c else 0.0)
+
+
 @rowwise(formula="exp(x - max(x)) / sum(exp(x - max(x)))", work=8)
 class softmax:
     r"""Softmax along one axis.
@@ -311,13 +326,16 @@ class softmax:
         \mathrm{softmax}(x)_i = \frac{e^{x_i - m}}{\sum_j e^{x_j - m}}, \qquad m = \max_j x_j
 
     Subtracting the row maximum makes it exact for any finite input (no overflow at
-    ``x = 1e4``).  A row of all ``-inf`` gives NaN, as in PyTorch; a NaN anywhere in a row
-    makes the whole row NaN.
+    ``x = 1e4``), and the difference :math:`x_i - m` is taken exactly.  Infinities give the
+    limit: a row with exactly one ``+inf`` gives 1 there and 0 elsewhere (PyTorch and JAX
+    give NaN); a row with several ``+inf``, or of ``-inf`` only, or with a NaN anywhere, is
+    NaN.  Sums are in double precision, in a fixed order (so every target gives the same
+    bits).
 
     ``softmax.backward(dy, y=y)`` is the vector-Jacobian product
     :math:`y \odot (dy - \langle dy, y \rangle)` along the axis; ``backward(dy, x=x)``
-    recomputes ``y`` on the fly.  There is no ``softmax.grad``: the derivative is a full
-    Jacobian, not an elementwise function.
+    recomputes ``y``.  At a row with one ``+inf`` it is 0.  There is no ``softmax.grad``:
+    the derivative is a full Jacobian, not an elementwise function.
 
     Args:
         x: input array.
@@ -330,19 +348,24 @@ class softmax:
                [0.25, 0.75]])
         >>> fa.softmax(np.array([1e4, 0.0]))
         array([1., 0.])
+        >>> fa.softmax(np.array([np.inf, 0.0, -np.inf]))
+        array([1., 0., 0.])
     """
 
     def key(x):
         return x
 
+    # At the row's maximum the term is 1 exactly: a +inf included, whose limit that is.
     def term(x, m):
-        return math.exp(x - m)
+        return 1.0 if x == m else exp_diff(x, m)
 
-    def out(x, m, s):
-        return math.exp(x - m) / s
+    # m = +inf: s counts the +inf, and only a single one has a limit; m = -inf: every
+    # element is -inf.  Either way otherwise NaN.
+    def norm(s, m):
+        return 1.0 / s if m > -math.inf and (m < math.inf or s == 1.0) else math.nan
 
-    def finish(t, s):
-        return t / s
+    def finish(t, r):
+        return t * r
 
     def bterm(dy, y):
         return dy * y

@@ -115,8 +115,15 @@ identity_grad_y = identity_grad
 
 
 def softmax(x, axis=-1):
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True)
+    m = np.max(x, axis=axis, keepdims=True)
+    e = np.exp(x - m)
+    # The limits at +inf (fastact's contract): a row whose maximum is +inf is 1 at its
+    # single +inf and 0 elsewhere, NaN where it has several.
+    top = np.isposinf(x)
+    count = np.sum(top, axis=axis, keepdims=True)
+    e = np.where(np.isposinf(m), np.where(top, 1.0, 0.0).astype(e.dtype), e)
+    y = e / np.sum(e, axis=axis, keepdims=True)
+    return np.where(np.isposinf(m) & (count > 1), np.nan, y).astype(y.dtype)
 
 
 def softmax_backward_y(dy, y, axis=-1):

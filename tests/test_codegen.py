@@ -63,12 +63,28 @@ def test_work_must_be_a_positive_integer(work):
     assert "bogus" not in _spec.REGISTRY
 
 
-@pytest.mark.parametrize("name", [n for n, s in fa.REGISTRY.items() if s.kind == "rowwise" and s.finish is not None])
-def test_finish_of_the_term_is_the_output(name):
-    # The forward kernels store term(x, m) and finish it; the declaration promises that
-    # this is out(x, m, s), operation for operation.
-    spec = fa.REGISTRY[name]
-    rng = np.random.default_rng(0)
-    for x, m, s in zip(rng.normal(0, 10, 200), rng.normal(5, 10, 200), rng.uniform(1, 1e3, 200)):
-        m = max(m, x)
-        assert spec.finish(spec.term(x, m), s) == spec.out(x, m, s)
+def test_a_rowwise_declaration_needs_finish_or_out():
+    body = type("bogus", (), {"key": lambda x: x, "term": lambda x, m: x, "bterm": lambda dy, y: dy,
+                              "bout": lambda dy, y, d: dy})
+    with pytest.raises(TypeError, match=r"declaration 'bogus' lacks finish or out"):
+        _spec.rowwise(formula="x")(body)
+    assert "bogus" not in _spec.REGISTRY
+
+
+def test_literals_take_the_element_type_and_double_is_explicit():
+    from fastact._rewrite import function_source
+
+    def f(x, a):
+        return 2 * x + 0.5 if x > 0.0 else x**2 + double(x) * 1e-3  # noqa: F821
+
+    src = function_source(f, "g", {})
+    assert "lit(2, x) * x + lit(0.5, x)" in src and "x > lit(0.0, x)" in src
+    assert "x ** 2" in src  # an integer power stays an integer power
+    assert "np.float64(x) * lit(0.001, x)" in src
+    assert src.startswith("def g(x, a):")
+    # The generated kernels compute float32 in float32: no conversion to double in a
+    # relu loop over float32.
+    kernels = _cpu.kernels()
+    from pathlib import Path
+
+    assert "lit(0.0, x)" in Path(kernels.__file__).read_text()

@@ -43,12 +43,21 @@ def _reference(name, op, x, dy, axis):
             scale = np.abs(y)
         else:
             dyr = dy64.reshape(xr.shape)
-            y_in = y
+            # backward from x computes y in the kernel's dtype (float32 for float16): a y
+            # that underflows there is 0, and 0 * inf is NaN, where the float64 y may not
+            # underflow.  The reference takes y rounded the same way.
+            cdt = np.float32 if x.dtype == np.float16 else x.dtype
+            y_in = y.astype(cdt).astype(np.float64)
             if op == "backward_y":
                 y_in = np.asarray(fa.FUNCTIONS[name](x, axis=axis, target="cpu")).astype(np.float64).reshape(xr.shape)
             expected = ref.backward(dyr, y=y_in, axis=ax)
-            scale = np.abs(y_in) * (np.abs(dyr) + np.sum(np.abs(dyr * y_in), axis=ax, keepdims=True))
-    tol = 4 * eps * (n + 1) * np.nan_to_num(scale, nan=0.0, posinf=0.0)
+            # In long double, where NumPy has it: near float64's largest dy the bound
+            # itself would overflow (and an infinite bound is dropped below).
+            wide = np.longdouble
+            yw, dyw = y_in.astype(wide), dyr.astype(wide)
+            scale = np.abs(yw) * (np.abs(dyw) + np.sum(np.abs(dyw * yw), axis=ax, keepdims=True))
+    tol = np.minimum(4 * eps * (n + 1) * np.nan_to_num(scale, nan=0.0, posinf=0.0), np.finfo(np.float64).max)
+    tol = tol.astype(np.float64)
     return expected.reshape(x.shape), tol.reshape(x.shape)
 
 
@@ -151,6 +160,28 @@ def test_softmax_is_stable_for_large_input(dtype, target):
     if dtype is not np.float16:  # 1e4 - 1 is 1e4 in float16
         np.testing.assert_allclose(y[4], fa.softmax(np.array([1.0, 0.0], dtype)),
                                    rtol=4 * float(np.finfo(dtype).eps))
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("target", CPU_TARGETS)
+def test_softmax_limits_at_plus_inf(target, dtype):
+    inf = np.inf
+    x = np.array([[inf, 0.0, -inf, 5.0], [inf, inf, 0.0, 0.0], [inf, np.nan, 0.0, 1.0], [inf, -inf, -inf, -inf]], dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = fa.softmax(x, target=target)
+        g = fa.softmax.backward(np.full_like(x, 2.0), x=x, target=target)
+        gy = fa.softmax.backward(np.full_like(x, 2.0), y=y, target=target)
+    np.testing.assert_array_equal(y[0], [1.0, 0.0, 0.0, 0.0])  # a single +inf: the limit
+    assert np.isnan(y[1]).all(), "several +inf have no limit"
+    assert np.isnan(y[2]).all(), "a NaN anywhere makes the row NaN"
+    np.testing.assert_array_equal(y[3], [1.0, 0.0, 0.0, 0.0])
+    for grad in (g, gy):
+        np.testing.assert_array_equal(grad[[0, 3]], 0.0)  # backward at such rows is 0
+        assert np.isnan(grad[1:3]).all()
+    # Along another axis, with the parallel kernels, and [[inf]] alone.
+    np.testing.assert_array_equal(fa.softmax(x[[0, 3]].T, axis=0, target=target), y[[0, 3]].T)
+    np.testing.assert_array_equal(fa.softmax(np.array([[inf]], dtype), target=target), [[1.0]])
 
 
 @pytest.mark.parametrize("target", CPU_TARGETS)

@@ -1,0 +1,184 @@
+"""Vectorised row reductions in a fixed, documented order: ``lane_sum``, ``lane_dot``
+and ``lane_max``.
+
+A sum in IEEE arithmetic depends on its order, and LLVM keeps a loop's order unless told
+it may reassociate (``fastmath``), in which case the order becomes whatever vector width
+and interleave its cost model picks.  fastact's row reductions (softmax's row sum and its
+backward's) must vectorise *and* give the same bits on every target and thread count, so
+the order is written out here, as LLVM IR:
+
+* element ``j`` of ``a[start:stop]`` goes into lane ``(j - start) % 16`` of a vector of 16
+  partial results, in increasing ``j`` (a sum in float64, a maximum in the element type);
+* the 16 lanes are then combined pairwise: ``((l0 + l1) + (l2 + l3)) + ...``.
+
+Contiguous arrays are read 16 elements at a time (one vector load and one vector
+operation); any other stride, and the last ``(stop - start) % 16`` elements, go into
+their lanes one at a time, which gives the same result.  The maximum ignores NaN (a NaN
+element makes its row NaN through the row's other reductions); its order cannot change
+its value, and lanes only let it vectorise.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+__all__ = ["lane_sum", "lane_dot", "lane_max", "LANES"]
+
+#: The number of partial results.
+LANES = 16
+
+
+def _reduction(context, builder, arrays, start, stop, acc_type, initial, combine, element):
+    """LLVM IR for the lane-blocked reduction over ``[start, stop)`` of 1-d ``arrays``
+    (``(type, value)`` pairs): ``element(vals, ty)`` maps the arrays' elements (or vectors
+    of them) to the accumulator's type ``ty``, ``combine(acc, v)`` folds that in."""
+    i64 = ir.IntType(64)
+    vec = ir.VectorType(acc_type, LANES)
+    views = []
+    for aty, value in arrays:
+        arr = context.make_array(aty)(context, builder, value)
+        elem = context.get_data_type(aty.dtype)
+        views.append((arr, elem, builder.extract_value(arr.strides, 0), context.get_abi_sizeof(elem)))
+
+    acc = cgutils.alloca_once_value(builder, ir.Constant(vec, [initial] * LANES))
+    j = cgutils.alloca_once_value(builder, start)
+    full = builder.sub(stop, builder.srem(builder.sub(stop, start), ir.Constant(i64, LANES)))
+
+    # LANES at a time where every array's elements are contiguous.
+    contiguous = ir.Constant(ir.IntType(1), 1)
+    for _, _, stride, size in views:
+        contiguous = builder.and_(contiguous, builder.icmp_signed("==", stride, ir.Constant(i64, size)))
+    with builder.if_then(contiguous):
+        with cgutils.for_range_slice(builder, start, full, ir.Constant(i64, LANES)) as (index, _):
+            vals = []
+            for arr, elem, _, _ in views:
+                ptr = builder.gep(builder.bitcast(arr.data, elem.as_pointer()), [index])
+                vals.append(builder.load(builder.bitcast(ptr, ir.VectorType(elem, LANES).as_pointer()), align=1))
+            builder.store(combine(builder.load(acc), element(vals, vec)), acc)
+        builder.store(full, j)
+
+    # The rest (all of it where strided) one element at a time, each into its lane.
+    with cgutils.for_range_slice(builder, builder.load(j), stop, ir.Constant(i64, 1)) as (index, _):
+        lane = builder.srem(builder.sub(index, start), ir.Constant(i64, LANES))
+        vals = []
+        for arr, elem, stride, _ in views:
+            base = builder.bitcast(arr.data, ir.IntType(8).as_pointer())
+            ptr = builder.bitcast(builder.gep(base, [builder.mul(index, stride)]), elem.as_pointer())
+            vals.append(builder.load(ptr))
+        cur = builder.load(acc)
+        value = combine(builder.extract_element(cur, lane), element(vals, acc_type))
+        builder.store(builder.insert_element(cur, value, lane), acc)
+
+    # Pairwise: adjacent lanes first.
+    v = builder.load(acc)
+    width = LANES
+    while width > 1:
+        half = width // 2
+        pick = [ir.Constant(ir.VectorType(ir.IntType(32), half), list(range(k, width, 2))) for k in (0, 1)]
+        v = combine(builder.shuffle_vector(v, v, pick[0]), builder.shuffle_vector(v, v, pick[1]))
+        width = half
+    return builder.extract_element(v, ir.Constant(ir.IntType(32), 0))
+
+
+def _typed(*arrays_then_bounds):
+    *arrays, start, stop = arrays_then_bounds
+    return (all(isinstance(a, types.Array) and a.ndim == 1 and isinstance(a.dtype, types.Float) for a in arrays)
+            and isinstance(start, types.Integer) and isinstance(stop, types.Integer))
+
+
+def _bounds(context, builder, sig, args):
+    return (context.cast(builder, args[-2], sig.args[-2], types.int64),
+            context.cast(builder, args[-1], sig.args[-1], types.int64))
+
+
+def _widen(builder, v, ty):
+    """``v`` (a float or a vector of them) converted to the float type ``ty``'s element."""
+    return v if v.type == ty else builder.fpext(v, ty)
+
+
+@intrinsic
+def lane_sum(typingctx, a, start, stop):
+    """``sum(a[start:stop])`` in float64, in the order described in the module."""
+    if not _typed(a, start, stop):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return _reduction(context, builder, [(sig.args[0], args[0])], *_bounds(context, builder, sig, args),
+                          ir.DoubleType(), 0.0, builder.fadd, lambda vals, ty: _widen(builder, vals[0], ty))
+
+    return types.float64(a, start, stop), codegen
+
+
+@intrinsic
+def lane_dot(typingctx, a, b, start, stop):
+    """``sum(a[j] * b[j] for j in range(start, stop))``, each product and the sum in
+    float64, in the order described in the module."""
+    if not _typed(a, b, start, stop):
+        return None
+
+    def codegen(context, builder, sig, args):
+        def product(vals, ty):
+            return builder.fmul(_widen(builder, vals[0], ty), _widen(builder, vals[1], ty))
+
+        return _reduction(context, builder, [(sig.args[0], args[0]), (sig.args[1], args[1])],
+                          *_bounds(context, builder, sig, args), ir.DoubleType(), 0.0, builder.fadd, product)
+
+    return types.float64(a, b, start, stop), codegen
+
+
+@intrinsic
+def lane_max(typingctx, a, start, stop):
+    """``max(a[start:stop])`` ignoring NaN (``-inf`` where there is nothing else), in the
+    element type."""
+    if not _typed(a, start, stop):
+        return None
+
+    def codegen(context, builder, sig, args):
+        def combine(acc, v):
+            return builder.select(builder.fcmp_ordered(">", v, acc), v, acc)
+
+        return _reduction(context, builder, [(sig.args[0], args[0])], *_bounds(context, builder, sig, args),
+                          context.get_data_type(sig.args[0].dtype), float("-inf"), combine, lambda vals, ty: vals[0])
+
+    return a.dtype(a, start, stop), codegen
+
+
+def _python_reduction(values, initial, combine):
+    lanes = [initial] * LANES
+    for k, v in enumerate(values):
+        lanes[k % LANES] = combine(lanes[k % LANES], v)
+    while len(lanes) > 1:
+        lanes = [combine(lanes[k], lanes[k + 1]) for k in range(0, len(lanes), 2)]
+    return lanes[0]
+
+
+def _python_versions():
+    """The three in plain Python, in the same order (under ``NUMBA_DISABLE_JIT=1``,
+    where an intrinsic cannot run)."""
+    import numpy as np
+
+    def lane_sum(a, start, stop):
+        return _python_reduction((float(v) for v in a[start:stop]), 0.0, lambda s, v: s + v)
+
+    def lane_dot(a, b, start, stop):
+        return _python_reduction((float(u) * float(v) for u, v in zip(a[start:stop], b[start:stop])), 0.0,
+                                 lambda s, v: s + v)
+
+    def lane_max(a, start, stop):
+        m = _python_reduction(a[start:stop], a.dtype.type(-np.inf), lambda s, v: v if v > s else s)
+        return a.dtype.type(m)
+
+    return lane_sum, lane_dot, lane_max
+
+
+def _jit_disabled() -> bool:
+    from numba.core import config
+
+    return bool(config.DISABLE_JIT)
+
+
+if _jit_disabled():
+    lane_sum, lane_dot, lane_max = _python_versions()
