@@ -37,8 +37,8 @@ def describe(grid: str) -> dict:
         "numba_threads": numba.get_num_threads(),
         "threading_layer": _threading_layer(),
         "fastact": fastact.__version__,
-        "parallel_threshold": getattr(_dispatch, "PARALLEL_THRESHOLD", None),
-        "parallel_thresholds": {name: _dispatch.threshold(spec) for name, spec in fastact.REGISTRY.items()},
+        "parallel_bytes": getattr(_dispatch, "PARALLEL_BYTES", None),
+        "parallel_thresholds": {name: _dispatch.threshold(spec, 4) for name, spec in fastact.REGISTRY.items()},
         "peers": {},
     }
     # Peers are described only when the run imported them (importing PyTorch takes seconds).

@@ -448,7 +448,7 @@ def render(run: Run, out_dir: Path, source: str = "") -> Path:
 
 
 def _thresholds(m: dict) -> str:
-    """``auto``'s thresholds, grouped: "131072 (relu, step), 8192 (sigmoid)"."""
+    """``auto``'s thresholds in float32 elements, grouped: "131072 (relu, step), 43690 (sigmoid)"."""
     per = m.get("parallel_thresholds")
     if not per:  # a run saved before thresholds were per function
         return str(m.get("parallel_threshold", "?"))

@@ -23,7 +23,6 @@ import numpy as np
 import fastact as fa
 from fastact import layers
 
-
 # --- the network -----------------------------------------------------------------------------
 
 

@@ -23,16 +23,16 @@ import inspect
 import numpy as np
 
 from fastact import _config, _cpu, _cuda, _threads
-from fastact._cuda import CudaUnavailableError
+from fastact._cuda import CudaUnavailableError  # noqa: F401  (re-exported by fastact)
 from fastact._spec import ElementwiseSpec, RowwiseSpec, check_params, dfdy_allowed
 
 TARGETS = ("auto", "cpu", "parallel", "cuda")
 
-#: ``auto`` runs the multi-threaded kernels of a memory-bound function (relu) from this
-#: many elements on, and those of a function that declares ``work=w`` from this many
-#: divided by ``w``.  Measured on 2 cores: below it, waking the thread pool (~15 us)
-#: costs more than it saves.
-PARALLEL_THRESHOLD = 1 << 17
+#: ``auto`` runs the multi-threaded kernels of a memory-bound function (relu) from a
+#: result of this many bytes on, and those of a function that declares ``work=w`` from
+#: this many divided by ``w``.  Measured on 2 cores (relu crosses over at 2**17 float32
+#: and 2**16 float64 elements): below it, waking the thread pool costs more than it saves.
+PARALLEL_BYTES = 1 << 19
 
 _F16, _F32, _F64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
 _KERNEL_DTYPES = (_F32, _F64)
@@ -173,15 +173,16 @@ def check_out(func: str, out, shape: tuple, dtype: np.dtype) -> None:
         raise ValueError(f"{func}(): out is read-only")
 
 
-def threshold(spec) -> int:
-    """The size from which ``auto`` runs ``spec``'s multi-threaded kernels."""
-    return max(1, PARALLEL_THRESHOLD // spec.work)
+def threshold(spec, itemsize: int = 4) -> int:
+    """The number of elements from which ``auto`` runs ``spec``'s multi-threaded kernels
+    on elements of ``itemsize`` bytes."""
+    return max(1, PARALLEL_BYTES // itemsize // spec.work)
 
 
-def use_parallel(target: str, size: int, spec) -> bool:
+def use_parallel(target: str, size: int, spec, itemsize: int = 4) -> bool:
     if target == "cpu":
         return False
-    if target == "auto" and size < threshold(spec):
+    if target == "auto" and size < threshold(spec, itemsize):
         return False
     return _threads.parallel_allowed(target)
 
@@ -471,7 +472,7 @@ class Elementwise(_Function):
             return None
         if b is not None and (type(b) is not np.ndarray or b.dtype is not dt or b.shape != a.shape):
             return None
-        if target == "parallel" or (target == "auto" and a.size >= threshold(self.spec)):
+        if target == "parallel" or (target == "auto" and a.size >= threshold(self.spec, dt.itemsize)):
             # Where the threading layer is unsafe here, the general path decides.
             return self._small_parallel(op, a, b, out) if _threads.parallel_allowed(target) else None
         if out is None:
@@ -527,7 +528,7 @@ class Elementwise(_Function):
         size = result.size
         if size == 0:
             return finish(result, out)
-        parallel = use_parallel(target, size, self.spec)
+        parallel = use_parallel(target, size, self.spec, cdt.itemsize)
         if result.dtype != cdt or any(a.dtype != cdt for a in arrays):
             self._run_converted(op, arrays, pvals, result, cdt, parallel)
             return finish(result, out)
@@ -630,9 +631,9 @@ class Rowwise(_Function):
         them.  Returns None for anything else, which then takes the general path."""
         if type(a) is not np.ndarray or a.ndim == 0 or not a.flags.c_contiguous or a.size == 0:
             return None
-        if target != "cpu" and (target != "auto" or a.size >= threshold(self.spec)):
-            return None
         dt = a.dtype
+        if target != "cpu" and (target != "auto" or a.size >= threshold(self.spec, dt.itemsize)):
+            return None
         if (dt is not _F32 and dt is not _F64) or type(axis) is not int or (axis != -1 and axis != a.ndim - 1):
             return None
         if b is not None and (type(b) is not np.ndarray or b.dtype is not dt or b.shape != a.shape
@@ -680,7 +681,7 @@ class Rowwise(_Function):
         inputs = [np.broadcast_to(a if a.dtype == cdt else a.astype(cdt), shape).reshape(shape or (1,)) for a in arrays]
         res = result.reshape(1) if result.ndim == 0 else result
         rows = result.size // res.shape[axis]
-        if use_parallel(target, result.size, self.spec):
+        if use_parallel(target, result.size, self.spec, cdt.itemsize):
             # Rows to the threads where there are enough of them, otherwise each row's
             # blocks: the same bits either way (the row kernels sum block by block).
             threads = _threads.num_threads()

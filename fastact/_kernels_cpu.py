@@ -36,7 +36,7 @@ from fastact._lanes import lane_max as _lane_max
 from fastact._lanes import lane_sum as _lane_sum
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "2527c6ff1c86258116b708454721977b4addae79936e7abacf50d597c1379ee9"
+DECLARATIONS_SHA256 = "f28f08c86005dbacffc67bce0bbff76a16feea7c6fc2afe4f2fadaffe288d4aa"
 
 
 def _scalar(fn):

@@ -25,7 +25,7 @@ from numba import cuda, float64
 
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "2527c6ff1c86258116b708454721977b4addae79936e7abacf50d597c1379ee9"
+DECLARATIONS_SHA256 = "f28f08c86005dbacffc67bce0bbff76a16feea7c6fc2afe4f2fadaffe288d4aa"
 
 _device = cuda.jit(device=True)
 

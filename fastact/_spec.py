@@ -175,7 +175,7 @@ def elementwise(*params: Param, formula: str, derivative: str, dfdy_requires: st
 
     ``work``: the cost of an element relative to a memory-bound kernel such as relu's
     (measured with ``bench/``); ``target="auto"`` goes multi-threaded from
-    ``PARALLEL_THRESHOLD // work`` elements, since threads pay off sooner where each
+    ``PARALLEL_BYTES // work`` bytes of result, since threads pay off sooner where each
     element costs more.  ``layer``: the name of its class in :mod:`fastact.layers`
     (default: the name in CamelCase).  ``kinks``: the points where ``f`` or ``f'`` jumps
     or bends, as expressions over the parameters (``("0",)``, ``("min_val", "max_val")``):

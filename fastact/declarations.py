@@ -23,9 +23,9 @@ Conventions every declaration follows:
   compiled into vector instructions.
 * A scalar function that several declarations share is declared once with ``@helper``.
 * A derivative at a kink follows PyTorch unless a parameter says otherwise.
-* ``work=`` says how much one element costs next to relu's (``exp`` makes it about 16 on
-  2 cores, measured with ``bench/``): ``target="auto"`` starts the threads that many
-  times sooner.
+* ``work=`` says how much one element costs next to relu's (``exp`` makes it about 3 on
+  2 cores, measured as the sizes where the threads start to pay): ``target="auto"``
+  starts the threads that many times sooner.
 * ``dfdy(y)`` is declared only where it equals ``dfdx(x)`` for ``y = f(x)``; when that
   holds only for some parameters, ``dfdy_requires`` says for which.
 
@@ -140,7 +140,7 @@ class leaky_relu:
     formula="x if x > 0 else alpha * (exp(x) - 1)",
     derivative="1 if x > 0; alpha * exp(x) if x <= 0",
     dfdy_requires="alpha > 0",
-    work=16,
+    work=3,
     layer="ELU",
     kinks=("0",),
 )
@@ -187,7 +187,7 @@ class elu:
 @elementwise(
     formula="1 / (1 + exp(-x))",
     derivative="sigmoid(x) * (1 - sigmoid(x))",
-    work=16,
+    work=3,
 )
 class sigmoid:
     r"""Logistic sigmoid.
@@ -317,7 +317,7 @@ def exp_diff(a, b):
     return t + (c if c == c else 0.0)
 
 
-@rowwise(formula="exp(x - max(x)) / sum(exp(x - max(x)))", work=8)
+@rowwise(formula="exp(x - max(x)) / sum(exp(x - max(x)))", work=2)
 class softmax:
     r"""Softmax along one axis.
 

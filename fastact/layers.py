@@ -121,7 +121,10 @@ class Activation:
                 return None
             return a
         if not ok:
-            what = type(a).__name__ if not isinstance(a, np.ndarray) else f"{'read-only ' if a.dtype.kind == 'f' else ''}{a.dtype} array"
+            if not isinstance(a, np.ndarray):
+                what = type(a).__name__
+            else:
+                what = f"{'read-only ' if a.dtype.kind == 'f' else ''}{a.dtype} array"
             raise TypeError(
                 f"{self._repr()}.{method}(): {name} must be a writeable float16, float32 or float64 ndarray "
                 f"to be computed in place, got {what}"
@@ -194,7 +197,8 @@ class SoftmaxCrossEntropy:
     :math:`x_{ia} - x_{it_i} + \\operatorname{log1p}(\\sum_{j \\ne a} y_{ij} / y_{ia})`,
     which neither overflows nor loses relative precision for any finite logits, a tiny
     loss included (the textbook ``-log(softmax(x)[t] + 1e-7)`` overflows and clips).
-    With probabilities ``t`` (one-hot or soft labels) in place of class indices, :math:`\\ell_i = -\\sum_j t_{ij} \\log \\mathrm{softmax}(x_i)_j`.
+    With probabilities ``t`` (one-hot or soft labels) in place of class indices,
+    :math:`\\ell_i = -\\sum_j t_{ij} \\log \\mathrm{softmax}(x_i)_j`.
 
     ``backward(dout=1.0)`` is :math:`(\\mathrm{softmax}(x) - \\mathrm{onehot}(t)) \\cdot
     dout / n` for the mean (:math:`n` rows), without the :math:`1/n` for the sum, and

@@ -192,10 +192,12 @@ def main(argv=None) -> int:
     import fastact
 
     parser = argparse.ArgumentParser(prog="python -m fastact.plot", description=__doc__.splitlines()[0])
-    parser.add_argument("function", nargs="?", help="the function to draw (one of: " + ", ".join(fastact.FUNCTIONS) + ")")
+    names = ", ".join(fastact.FUNCTIONS)
+    parser.add_argument("function", nargs="?", help=f"the function to draw (one of: {names})")
     parser.add_argument("output", help="the image file to write (.png, .svg, .pdf)")
     parser.add_argument("--all", action="store_true", help="draw every function, one panel each")
-    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a parameter, e.g. alpha=0.5")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="a parameter, e.g. alpha=0.5")
     parser.add_argument("--dpi", type=int, default=80)
     args = parser.parse_intermixed_args(argv)
     if args.all == (args.function is not None):

@@ -292,13 +292,14 @@ def random_dy(rng, n, dtype) -> np.ndarray:
 
 @contextlib.contextmanager
 def parallel_threshold(value):
-    """Temporarily move the size from which ``auto`` runs the multi-threaded kernels."""
-    old = _dispatch.PARALLEL_THRESHOLD
-    _dispatch.PARALLEL_THRESHOLD = value
+    """Temporarily move the size (in bytes) from which ``auto`` runs the multi-threaded
+    kernels."""
+    old = _dispatch.PARALLEL_BYTES
+    _dispatch.PARALLEL_BYTES = value
     try:
         yield
     finally:
-        _dispatch.PARALLEL_THRESHOLD = old
+        _dispatch.PARALLEL_BYTES = old
 
 
 # --- hypothesis: arrays of every layout ------------------------------------------------------

@@ -4,7 +4,6 @@ keep the promises the generated code relies on."""
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 import fastact as fa
@@ -39,7 +38,6 @@ def test_changed_declarations_are_detected(monkeypatch, capsys):
 
 
 def test_every_declaration_has_its_kernels():
-    import fastact as fa
 
     kernels = _cpu.kernels()
     for name in fa.ELEMENTWISE:

@@ -15,6 +15,7 @@ from _helpers import (
     case_id,
     edge_values,
     elementwise_cases,
+    parallel_threshold,
     param_sets,
     params_id,
     random_dy,
@@ -25,16 +26,18 @@ from _helpers import (
 )
 
 import fastact as fa
-from fastact import _dispatch
 from fastact.reference import REFERENCE
 
 CASES = elementwise_cases()
-# The reference tests run above the size threshold, so that "auto" takes the parallel path.
-N_RANDOM = _dispatch.PARALLEL_THRESHOLD + 101
+# The reference tests run "auto" above its size threshold, pinned here, so that it takes
+# the parallel path for every dtype (float16 has the most elements per byte).
+THRESHOLD_BYTES = 1 << 16
+N_RANDOM = THRESHOLD_BYTES // 2 + 101
 
 
 def _check_against_reference(name, op, params, x, dy, target):
-    got = call(name, op, x, dy, params=params, target=target)
+    with parallel_threshold(THRESHOLD_BYTES):
+        got = call(name, op, x, dy, params=params, target=target)
     assert got.dtype == x.dtype and got.shape == x.shape
     x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
     y64 = None
@@ -70,7 +73,7 @@ def test_edge_values_match_reference(case, dtype, target):
     # Every edge value against every edge dy (0, inf and NaN dy included), and enough
     # copies that "auto" and "parallel" run the multi-threaded kernel.
     x, dy = (a.ravel() for a in np.meshgrid(e, e, indexing="ij"))
-    reps = -(-_dispatch.PARALLEL_THRESHOLD // x.size)
+    reps = -(-(THRESHOLD_BYTES // 2) // x.size)
     x, dy = np.tile(x, reps), np.tile(dy, reps)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no FP warnings for NaN/inf input

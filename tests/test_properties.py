@@ -68,7 +68,7 @@ def test_elementwise_layouts_targets_and_in_place(name, data, ops):
     if shape == ():
         return
     for target in CPU_TARGETS:
-        with parallel_threshold(1 if target == "auto" else _dispatch.PARALLEL_THRESHOLD):
+        with parallel_threshold(1 if target == "auto" else _dispatch.PARALLEL_BYTES):
             # In place into the input (for backward_y the input is y; see ``call``).
             if op != "backward_y":
                 xi = make_layout(xv, layout)
@@ -155,7 +155,7 @@ def test_rowwise_layouts_targets_and_in_place(name, data, ops):
         assert_bitwise(r, expected, f"{name} {op} {layout} axis={axis} {t} vs cpu")
     assert_bitwise(x, xv, "input x changed")
     for target in CPU_TARGETS:
-        with parallel_threshold(1 if target == "auto" else _dispatch.PARALLEL_THRESHOLD):
+        with parallel_threshold(1 if target == "auto" else _dispatch.PARALLEL_BYTES):
             if op != "backward_y":
                 xi = make_layout(xv, layout)
                 assert _run(name, op, {}, xi, dy, target, out=xi, axis=axis) is xi
@@ -187,9 +187,9 @@ def test_rowwise_partial_overlap(name, target, data, dtype, rows, n, shift, forw
 
 @pytest.mark.parametrize("name", fa.REGISTRY)
 def test_auto_runs_parallel_kernels_from_the_threshold(name, monkeypatch):
-    """Below its threshold (``PARALLEL_THRESHOLD`` divided by the declared work per
-    element) ``auto`` runs the single-threaded kernel; from it on, the multi-threaded one
-    (with the same bits)."""
+    """Below its threshold (``PARALLEL_BYTES`` divided by the element's size and the
+    declared work per element) ``auto`` runs the single-threaded kernel; from it on, the
+    multi-threaded one (with the same bits)."""
     used = []
     real = _dispatch._cpu.parallel
 
@@ -198,8 +198,9 @@ def test_auto_runs_parallel_kernels_from_the_threshold(name, monkeypatch):
         return real(*args)
 
     monkeypatch.setattr(_dispatch._cpu, "parallel", spy)
-    n = _dispatch.threshold(fa.REGISTRY[name])
-    assert n == _dispatch.PARALLEL_THRESHOLD // fa.REGISTRY[name].work
+    n = _dispatch.threshold(fa.REGISTRY[name], 8)
+    assert n == _dispatch.PARALLEL_BYTES // 8 // fa.REGISTRY[name].work
+    assert _dispatch.threshold(fa.REGISTRY[name], 4) == 2 * n
     fn = fa.FUNCTIONS[name]
     small = np.linspace(-3, 3, 2 * ((n - 1) // 2)).reshape(2, -1)  # two rows, under the threshold
     fn(small)

@@ -652,10 +652,10 @@ class _threshold:
         self.value = value
 
     def __enter__(self):
-        self.old, _dispatch.PARALLEL_THRESHOLD = _dispatch.PARALLEL_THRESHOLD, self.value
+        self.old, _dispatch.PARALLEL_BYTES = _dispatch.PARALLEL_BYTES, self.value
 
     def __exit__(self, *exc):
-        _dispatch.PARALLEL_THRESHOLD = self.old
+        _dispatch.PARALLEL_BYTES = self.old
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))

@@ -80,7 +80,7 @@ def names():
 
 def size() -> int:
     """Large enough that ``auto`` picks the multi-threaded kernels."""
-    return 2 * _dispatch.PARALLEL_THRESHOLD
+    return _dispatch.PARALLEL_BYTES  # elements: twice the threshold of float16
 
 
 def check_against_reference(results, table):

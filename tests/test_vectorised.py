@@ -1,0 +1,148 @@
+"""Every generated CPU kernel compiles to vector instructions and calls no C math library.
+
+For every function, operation and float dtype: the single-threaded ufunc's inner loop
+(its contiguous path), the multi-threaded loop, and for row-wise functions the row loops.
+Each is compiled afresh (cached code cannot be inspected) and its assembly read: some
+loop in it must be made of packed floating-point instructions, and no call may go to
+``exp``, ``log`` and their kin, which would leave one call per element.
+"""
+
+import platform
+import re
+import warnings
+
+import numpy as np
+import pytest
+from numba import njit
+
+import fastact as fa
+from fastact import _codegen, _cpu, _loops
+from fastact._spec import DTYPES
+
+pytestmark = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="reads x86 assembly")
+
+LIBM = re.compile(r"\$(?:exp|expf|expm1|expm1f|log|logf|log1p|log1pf|tanh|tanhf|erf|erff|erfc|erfcf|pow|powf|"
+                  r"fma|fmaf|sin|sinf|cos|cosf)\b")
+#: A packed floating-point instruction (vaddps, vfmadd231pd, vmulps, vcvtps2pd, ...).
+PACKED = re.compile(r"^\s+v\w*p[sd]\s+.*%[xyz]mm", re.MULTILINE)
+
+
+def _loops_in(asm: str) -> list[str]:
+    """The bodies of the loops in ``asm``: from a label to a jump back to it."""
+    lines = asm.splitlines()
+    labels = {m.group(1): i for i, line in enumerate(lines) if (m := re.match(r"^(\.LBB\w+):", line))}
+    bodies = []
+    for i, line in enumerate(lines):
+        m = re.match(r"^\s+j\w+\s+(\.LBB\w+)$", line)
+        if m and m.group(1) in labels and labels[m.group(1)] < i:
+            bodies.append("\n".join(lines[labels[m.group(1)]:i + 1]))
+    return bodies
+
+
+def _check(asm: str, what: str):
+    assert not LIBM.search(asm), f"{what}: calls the C math library ({LIBM.search(asm).group(0)})"
+    if re.search(r"\$(?:memcpy|memmove)\b", asm):
+        return  # a plain copy (identity), which LLVM hands to the C library's vectorised memcpy
+    best = max((len(PACKED.findall(body)) for body in _loops_in(asm)), default=0)
+    assert best >= 2, f"{what}: no loop of packed floating-point instructions"
+
+
+def _elementwise_cases():
+    out = []
+    for name in fa.ELEMENTWISE:
+        spec = fa.REGISTRY[name]
+        for op in _codegen.elementwise_ops(spec):
+            for t in DTYPES:
+                out.append((name, op, t))
+    return out
+
+
+@pytest.mark.parametrize("case", _elementwise_cases(), ids=lambda c: "-".join(c))
+def test_elementwise_kernels_are_vectorised(case):
+    name, op, t = case
+    kernels = _cpu.kernels()
+    loops = [f"{name}__{op}__loop_{t}"] + ([f"{name}__{op}__{t}__loop_{t}"] if fa.REGISTRY[name].params else [])
+    for loop in loops:
+        compiled = _loops.loop(getattr(kernels, loop), cache=False)
+        _check(compiled._library.get_asm_str(), loop)
+    parallel = njit(parallel=True, nogil=True)(getattr(kernels, f"{name}__{op}__parallel").py_func)
+    dt = np.dtype(t)
+    nin = 1 if op in ("forward", "grad") else 2
+    x = np.linspace(-3, 3, 64).astype(dt)
+    params = [dt.type(v) for v in fa.REGISTRY[name].defaults.values()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parallel(np.empty_like(x), *([x] * nin), *params)
+    _check(parallel.inspect_asm(parallel.signatures[0]), f"{name}__{op}__parallel {t}")
+
+
+@pytest.mark.parametrize("t", DTYPES)
+@pytest.mark.parametrize("op", list(_codegen.ROWWISE_OPS))
+@pytest.mark.parametrize("name", fa.ROWWISE)
+def test_rowwise_kernels_are_vectorised(name, op, t):
+    kernels = _cpu.kernels()
+    dt = np.dtype(t)
+    x = np.linspace(-3, 3, 4 * 64).astype(dt).reshape(4, 64)
+    inputs = [x] * len(_codegen.ROWWISE_OPS[op])
+    for kind, extra in (("rows", ()), ("parallel", (np.empty((2, 64), dt),) if op == "backward_x" else ()),
+                        ("blocks", ())):
+        py = getattr(kernels, f"{name}__{op}__{kind}").py_func
+        kernel = njit(parallel=kind != "rows", nogil=True, error_model="numpy")(py)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kernel(np.empty_like(x), *inputs, *extra)
+        _check(kernel.inspect_asm(kernel.signatures[0]), f"{name}__{op}__{kind} {t}")
+
+
+@pytest.mark.parametrize("t", DTYPES)
+@pytest.mark.parametrize("name", fa.ROWWISE)
+def test_rowwise_element_loops_are_vectorised(name, t):
+    # A row kernel has several loops, some of them scalar by design (remainders), so the
+    # kernels above are only checked for one vectorised loop; here each of the loops over
+    # a row's elements, as the row functions write them, is checked alone.
+    kernels = _cpu.kernels()
+    spec = fa.REGISTRY[name]
+    term, bout = getattr(kernels, f"{name}__term"), getattr(kernels, f"{name}__bout")
+    finish = getattr(kernels, f"{name}__finish")
+
+    @njit(error_model="numpy")
+    def terms(x, out, m):
+        for j in range(x.shape[0]):
+            out[j] = term(x[j], m)
+
+    @njit(error_model="numpy")
+    def finished(t, out, r):
+        for j in range(t.shape[0]):
+            out[j] = finish(t[j], r)
+
+    @njit(error_model="numpy")
+    def backward(dy, y, out, d):
+        for j in range(dy.shape[0]):
+            out[j] = bout(dy[j], y[j], d)
+
+    dt = np.dtype(t)
+    x = np.linspace(-3, 3, 64).astype(dt)
+    out = np.empty_like(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        terms(x, out, dt.type(3))
+        finished(x, out, 0.5)
+        backward(x, x, out, 0.5)
+    assert spec.finish is not None
+    for probe in (terms, finished, backward):
+        _check(probe.inspect_asm(probe.signatures[0]), f"{name} {probe.__name__} {t}")
+
+
+def test_a_scalar_loop_is_detected():
+    # The check itself: a loop over the C library's exp fails it.
+    import math
+
+    @njit
+    def scalar(x, out):
+        for i in range(x.shape[0]):
+            out[i] = math.exp(x[i])
+
+    x = np.ones(8)
+    scalar(x, np.empty_like(x))
+    with pytest.raises(AssertionError, match="calls the C math library"):
+        _check(scalar.inspect_asm(scalar.signatures[0]), "scalar")
