@@ -1,21 +1,19 @@
-"""What is benchmarked: the grid of cases, the implementations, and the data they run on.
+"""What is benchmarked: the grid of cases, the arrays they run on, and fastact's and NumPy's
+implementations (the peers' are in :mod:`bench.peers`).
 
 Everything here is derived from ``fastact.REGISTRY``: a newly declared activation gets its
-fastact and NumPy-reference benchmarks with no edit in this package.  Peers (PyTorch,
-numexpr, SciPy, NumPy's own one-liners) are written out per function, the way their users
-write them, and cover the functions they have.
+fastact and NumPy benchmarks with no edit in this package.
 
 A case is one (function, operation, dtype, size, mode, implementation); its pytest id is
-``function-op-dtype-size-mode-impl`` (e.g. ``relu-forward-float32-16M-out-fastact.auto``)
+``function-op-dtype-size-mode-impl`` (e.g. ``relu-forward-float32-16M-new-fastact.cpu``)
 and its pytest-benchmark group holds every implementation of the same
 (function, op, dtype, size, mode), so pytest-benchmark's own table compares them side by
-side.  Every result carries ``extra_info`` (see :meth:`Case.extra_info`) from which
+side.  Every result carries ``extra_info`` (:meth:`Case.extra_info`) from which
 ``python -m bench`` builds its report.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from functools import partial
 from types import SimpleNamespace
@@ -27,14 +25,17 @@ from fastact.reference import REFERENCE
 
 # --- the grid ----------------------------------------------------------------------------------
 
-#: Array sizes (number of elements) and their labels.
+#: Array sizes of the elementwise functions (elements) and their labels.  With float32 on
+#: the development machine they sit in L1, L2, the last-level cache and memory; the report
+#: says which level each measures on the machine it ran on.
 SIZES = {"1e3": 1_000, "1e5": 100_000, "1e6": 1_000_000, "16M": 16_000_000}
+#: Shapes of the row-wise functions: classifier outputs, rows of 1000, long rows, and the
+#: rows of 1000 that make up 16M elements.
+ROW_SHAPES = {"512x10": (512, 10), "4096x1000": (4096, 1000), "64x65536": (64, 65536), "16000x1000": (16000, 1000)}
 DTYPES = ("float32", "float64")
 #: How the result is stored: a new array each call, a preallocated ``out``, or over the input.
 MODES = ("new", "out", "inplace")
 MODE_LABELS = {"new": "new array", "out": "preallocated out", "inplace": "in place"}
-#: Row length of the row-wise functions: an array of n elements is (n // ROW, ROW).
-ROW = 1_000
 
 ELEMENTWISE_OPS = ("forward", "grad", "backward", "backward_y")
 ROWWISE_OPS = ("forward", "backward", "backward_y")
@@ -42,11 +43,18 @@ ROWWISE_OPS = ("forward", "backward", "backward_y")
 OPERANDS = {"forward": 2, "grad": 2, "backward": 3, "backward_y": 3}
 
 FASTACT_TARGETS = ("cpu", "parallel", "auto")
+#: Every implementation, in the order of the report's columns.  ``.1``: the peer on one
+#: thread (compared with ``target="cpu"``); without it, on its default thread pool.
 IMPLEMENTATIONS = (
     *(f"fastact.{t}" for t in FASTACT_TARGETS),
     "numpy",
-    "numpy.ufunc",
+    "numpy.nansafe",
+    "torch.1",
     "torch",
+    "jax",
+    "onnxruntime.1",
+    "onnxruntime",
+    "numexpr.1",
     "numexpr",
     "scipy",
 )
@@ -56,12 +64,41 @@ IMPL_LABELS = {
     "fastact.auto": "fastact auto",
     "fastact.cuda": "fastact cuda",
     "numpy": "NumPy",
-    "numpy.ufunc": "NumPy ufunc",
+    "numpy.nansafe": "NumPy, NaN-safe",
+    "torch.1": "PyTorch, 1 thread",
     "torch": "PyTorch",
+    "jax": "JAX",
+    "onnxruntime.1": "ONNX Runtime, 1 thread",
+    "onnxruntime": "ONNX Runtime",
+    "numexpr.1": "numexpr, 1 thread",
     "numexpr": "numexpr",
     "scipy": "SciPy",
     "copy": "parallel copy",
 }
+#: One line on what each column is (the report prints them).
+IMPL_NOTES = {
+    "fastact.cpu": '`target="cpu"`: the single-threaded kernels',
+    "fastact.parallel": '`target="parallel"`: the multi-threaded kernels on all of Numba\'s threads',
+    "fastact.auto": '`target="auto"` (the default): one thread below a size threshold, all above',
+    "numpy": "the NumPy one-liner a NumPy user writes: `np.maximum(x, 0)`, `1 / (1 + np.exp(-x))`, "
+    "`np.where(x > 0, x, alpha * np.expm1(x))`, the textbook softmax with the row maximum (warnings silenced)",
+    "numpy.nansafe": "`fastact.reference`: NumPy formulas that keep NaN and infinities exact "
+    "(`np.where` on every branch), the test suite's oracle",
+    "torch.1": "`torch.nn.functional` on CPU tensors sharing the NumPy buffers, `torch.set_num_threads(1)`; "
+    "backward: the ATen kernel autograd runs",
+    "torch": "the same on PyTorch's default thread pool",
+    "jax": "`jax.nn` under `jax.jit`, XLA's default threads; grad: `vmap(grad(f))`, backward: `vjp`",
+    "onnxruntime.1": "a one-node ONNX graph on the CPU execution provider, `intra_op_num_threads=1` "
+    "(its output comes from the session's memory arena; attributes such as LeakyRelu's slope are float32 "
+    "even in float64 graphs)",
+    "onnxruntime": "the same on its default thread pool",
+    "numexpr.1": "`numexpr.evaluate`, constants typed like the array, one thread",
+    "numexpr": "the same on numexpr's default threads",
+    "scipy": "`scipy.special.expit`, `scipy.special.softmax`",
+}
+#: Implementations measured on one thread, and on all: the two halves of the summary.
+ONE_THREAD = ("numpy", "numpy.nansafe", "torch.1", "onnxruntime.1", "numexpr.1", "scipy")
+ALL_THREADS = ("numpy", "numpy.nansafe", "torch", "jax", "onnxruntime", "numexpr", "scipy")
 
 
 def op_label(function: str, op: str) -> str:
@@ -76,11 +113,13 @@ def op_label(function: str, op: str) -> str:
 
 @dataclass(frozen=True)
 class Grid:
-    """A selection of the grid: which dtypes, sizes, modes and operations run."""
+    """A selection of the grid: which dtypes, sizes, modes and operations run, and which
+    implementations where."""
 
     name: str
     dtypes: tuple[str, ...]
     sizes: tuple[str, ...]
+    row_shapes: tuple[str, ...]
     modes: tuple[str, ...]
     ops: tuple[str, ...]
     # Subprocess rounds of the compile-time measurements: (import, cold, warm).
@@ -88,45 +127,69 @@ class Grid:
     compile_targets: tuple[str, ...]
     # Functions whose first call is timed: the first elementwise and the first row-wise.
     compile_functions: tuple[str, ...] = tuple(fastact.ELEMENTWISE[:1] + fastact.ROWWISE[:1])
-    # Implementations measured in the modes other than "new" (None: all of them).
-    other_mode_impls: tuple[str, ...] | None = None
+    # Implementations measured at every size (None: all of them); the others run at the
+    # largest size (the summary's) and on every row shape.
+    everywhere: tuple[str, ...] | None = None
+    # Implementations measured in the modes other than "new" at every size, and at the
+    # largest size (None: all that have the mode).
+    other_modes_everywhere: tuple[str, ...] | None = None
+    other_modes_largest: tuple[str, ...] | None = None
+    # The thread-scaling section: (functions, size) or None.
+    scaling: tuple[tuple[str, ...], str] | None = None
+
+    def runs(self, impl: str, mode: str, largest: bool, rowwise: bool) -> bool:
+        """Whether ``impl`` is measured in ``mode`` at this size."""
+        if mode != "new":
+            allowed = self.other_modes_largest if largest else self.other_modes_everywhere
+            return allowed is None or impl in allowed
+        return largest or rowwise or self.everywhere is None or impl in self.everywhere
 
 
 GRIDS = {
-    # What the report's summary, roofline, tables and plots need, in under 3 minutes on
-    # 2 cores: every implementation with a new array each call, and fastact's auto target
-    # (and NumPy's one-ufunc spellings) into a preallocated out.
+    # What the report's summary, roofline, tables and plots need, in under 5 minutes on
+    # 2 cores: float32 and float64, every size; fastact and NumPy at every size, every peer
+    # at the largest size and on every row shape; a new array each call, and
+    # into a preallocated out (every implementation that can at the largest size, fastact's
+    # auto target at every size).
     "default": Grid(
         "default",
-        dtypes=("float32",),
+        dtypes=DTYPES,
         sizes=tuple(SIZES),
+        row_shapes=tuple(ROW_SHAPES),
         modes=("new", "out"),
         ops=("forward", "grad", "backward"),
         compile_rounds=(2, 1, 2),
         compile_targets=("cpu", "parallel"),
         compile_functions=fastact.ELEMENTWISE[:1],
-        other_mode_impls=("fastact.auto", "numpy.ufunc"),
+        everywhere=(*(f"fastact.{t}" for t in FASTACT_TARGETS), "numpy"),
+        other_modes_everywhere=("fastact.auto",),
+        other_modes_largest=(*(f"fastact.{t}" for t in FASTACT_TARGETS), "numpy", "onnxruntime.1", "onnxruntime"),
+        scaling=(("relu", "sigmoid"), "16M"),
     ),
     "full": Grid(
         "full",
         dtypes=DTYPES,
         sizes=tuple(SIZES),
+        row_shapes=tuple(ROW_SHAPES),
         modes=MODES,
         ops=ELEMENTWISE_OPS,
         compile_rounds=(5, 3, 5),
         compile_targets=("cpu", "parallel"),
+        scaling=(("relu", "sigmoid", "softmax"), "16M"),
     ),
-    # Every implementation, operation, dtype and mode once, on tiny arrays: keeps the suite
-    # from rotting, and checks every implementation against the NumPy reference.
+    # Every implementation, operation, dtype and mode once, on small arrays: keeps the
+    # suite from rotting, and checks every implementation against the NumPy reference.
     "smoke": Grid(
         "smoke",
         dtypes=DTYPES,
         sizes=("1e3",),
+        row_shapes=("512x10",),
         modes=MODES,
         ops=ELEMENTWISE_OPS,
         compile_rounds=(1, 1, 1),
         compile_targets=("cpu",),
         compile_functions=fastact.ELEMENTWISE[:1],
+        scaling=(("relu",), "1e3"),
     ),
 }
 
@@ -138,12 +201,12 @@ def ops_of(name: str) -> tuple[str, ...]:
     if spec.kind == "rowwise":
         return ROWWISE_OPS
     ops = ["forward", "grad", "backward"]
-    if spec.dfdy is not None and _dfdy_by_default(spec):
+    if spec.dfdy is not None and dfdy_by_default(spec):
         ops.append("backward_y")
     return tuple(ops)
 
 
-def _dfdy_by_default(spec) -> bool:
+def dfdy_by_default(spec) -> bool:
     from fastact._spec import dfdy_allowed
 
     return dfdy_allowed(spec, dict(spec.defaults))
@@ -154,17 +217,21 @@ class Case:
     function: str
     op: str
     dtype: str
-    size: str  # a key of SIZES
+    size: str  # a key of SIZES, or of ROW_SHAPES for row-wise functions
     mode: str
     impl: str
 
     @property
-    def n(self) -> int:
-        return SIZES[self.size]
-
-    @property
     def kind(self) -> str:
         return fastact.REGISTRY[self.function].kind
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return ROW_SHAPES[self.size] if self.kind == "rowwise" else (SIZES[self.size],)
+
+    @property
+    def n(self) -> int:
+        return int(np.prod(self.shape))
 
     @property
     def id(self) -> str:
@@ -187,51 +254,54 @@ class Case:
             "dtype": self.dtype,
             "size": self.n,
             "size_label": self.size,
-            "shape": list(shape_of(self.kind, self.n)),
+            "shape": list(self.shape),
             "mode": self.mode,
             "impl": self.impl,
             "bytes": self.nbytes,
         }
 
 
-def shape_of(kind: str, n: int) -> tuple[int, ...]:
-    return (n // ROW, ROW) if kind == "rowwise" and n >= ROW else (n,)
-
-
 def kernel_cases(grid: Grid, impls=IMPLEMENTATIONS, functions=None) -> list[Case]:
     """Every case of ``grid`` that ``impls`` can express, ordered so that consecutive
     cases share their data (dtype and size outermost) and one group's implementations run
     one after the other."""
+    from bench import peers
+
     functions = tuple(fastact.REGISTRY) if functions is None else functions
     cases = []
     for dtype in grid.dtypes:
-        for size in grid.sizes:
-            for function in functions:
-                for op in ops_of(function):
-                    if op not in grid.ops:
+        for rowwise in (False, True):
+            sizes = grid.row_shapes if rowwise else grid.sizes
+            for size in sizes:
+                largest = size == sizes[-1]
+                for function in functions:
+                    if (fastact.REGISTRY[function].kind == "rowwise") != rowwise:
                         continue
-                    for mode in grid.modes:
-                        for impl in impls:
-                            if (
-                                mode != "new"
-                                and grid.other_mode_impls is not None
-                                and impl not in grid.other_mode_impls
-                            ):
-                                continue
-                            if supports(impl, function, op, mode):
-                                cases.append(Case(function, op, dtype, size, mode, impl))
+                    for op in ops_of(function):
+                        if op not in grid.ops and not (op == "backward_y" and rowwise and "backward" in grid.ops):
+                            continue
+                        for mode in grid.modes:
+                            for impl in impls:
+                                if grid.runs(impl, mode, largest, rowwise) and supports(impl, function, op, mode,
+                                                                                       peers):
+                                    cases.append(Case(function, op, dtype, size, mode, impl))
     return cases
 
 
-def supports(impl: str, function: str, op: str, mode: str) -> bool:
+def supports(impl: str, function: str, op: str, mode: str, peers=None) -> bool:
     """Whether ``impl`` has a way to write this operation in this mode (known without
     importing the peer, so that a missing peer shows up as skipped benchmarks)."""
     if impl.startswith("fastact."):
         return True
+    if impl == "numpy.nansafe":
+        # The reference allocates its result.
+        return mode == "new" and (op != "backward_y" or REFERENCE[function].kind == "rowwise"
+                                  or REFERENCE[function].grad_y is not None)
     if impl == "numpy":
-        # The reference allocates its result; it is the baseline of every mode.
-        return mode == "new"
-    return mode in PEERS[impl].get((function, op), {})
+        return mode in NUMPY.get((function, op), {})
+    if peers is None:
+        from bench import peers
+    return peers.supports(impl, function, op, mode)
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -253,8 +323,8 @@ class Data:
         self._y = {}
 
     def arrays(self, case: Case) -> SimpleNamespace:
-        """Views of the arrays in the case's shape (rows of ``ROW`` for row-wise functions)."""
-        shape = shape_of(case.kind, self.n)
+        """Views of the arrays in the case's shape."""
+        shape = case.shape
         ns = SimpleNamespace(
             x=self.x.reshape(shape),
             dy=self.dy.reshape(shape),
@@ -264,7 +334,7 @@ class Data:
             restore=None,
         )
         if case.op == "backward_y":
-            ns.y = self.y(case.function).reshape(shape)
+            ns.y = self.y(case.function, shape)
         if case.mode == "inplace":
             # The in-place operand: the input of forward/grad, dy of backward.
             src = self.x if case.op in ("forward", "grad") else self.dy
@@ -276,15 +346,19 @@ class Data:
             ns.restore = restore
         return ns
 
-    def y(self, function: str) -> np.ndarray:
+    def y(self, function: str, shape) -> np.ndarray:
         """The forward output ``f(x)`` (for backward from the output)."""
-        if function not in self._y:
+        key = (function, tuple(shape))
+        if key not in self._y:
             if len(self._y) >= 2:  # 16M float64 outputs are 128 MB each
                 self._y.pop(next(iter(self._y)))
-            spec = fastact.REGISTRY[function]
-            x = self.x.reshape(shape_of(spec.kind, self.n))
-            self._y[function] = np.ascontiguousarray(fastact.FUNCTIONS[function](x)).reshape(-1)
-        return self._y[function]
+            self._y[key] = np.ascontiguousarray(fastact.FUNCTIONS[function](self.x.reshape(shape)))
+        return self._y[key]
+
+
+def data_size(dtype: str, size: str) -> int:
+    """Elements of the shared buffers for a size label (of SIZES or ROW_SHAPES)."""
+    return SIZES[size] if size in SIZES else int(np.prod(ROW_SHAPES[size]))
 
 
 # --- implementations ---------------------------------------------------------------------------
@@ -295,15 +369,17 @@ class Unavailable(Exception):
 
 
 def build(case: Case, a: SimpleNamespace):
-    """A zero-argument callable that performs the case once (a ``functools.partial``, so
-    that every implementation pays the same, minimal, call overhead)."""
+    """A zero-argument callable that performs the case once (a ``functools.partial`` where
+    possible, so that every implementation pays the same, minimal, call overhead)."""
     if case.impl.startswith("fastact."):
         return _fastact(case, a)
-    if case.impl == "numpy":
+    if case.impl == "numpy.nansafe":
         return _numpy_reference(case, a)
-    peer = PEERS[case.impl]
-    module = _import(peer["__module__"])
-    return peer[(case.function, case.op)][case.mode](module, _adapt(case.impl, module, a))
+    if case.impl == "numpy":
+        return NUMPY[(case.function, case.op)][case.mode](a)
+    from bench import peers
+
+    return peers.build(case, a)
 
 
 def _fastact(case: Case, a):
@@ -332,7 +408,7 @@ def _numpy_reference(case: Case, a):
 
     def plain(fn):
         # The reference guards against NaN/inf warnings with np.errstate, which costs
-        # ~2 us a call: a NumPy user does not write it, and the benchmark data is finite.
+        # ~2 us a call: the benchmark process silences NumPy's warnings once instead.
         return getattr(fn, "__wrapped__", fn)
 
     if case.op == "forward":
@@ -341,172 +417,78 @@ def _numpy_reference(case: Case, a):
         return partial(plain(ref.grad), a.x)
     if case.op == "backward":
         return partial(plain(ref.backward), a.dy, x=a.x)
-    if ref.kind == "elementwise" and ref.grad_y is None:
-        raise Unavailable(f"fastact.reference has no derivative of {case.function} from its output")
     return partial(plain(ref.backward), a.dy, y=a.y)
 
 
-def _import(module: str):
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise Unavailable(f"{module} is not installed ({e})") from None
+# NumPy as its users write each function: the one-liner of the tutorials and of Stack
+# Overflow, with constants as Python scalars (weak in NumPy 2: the result keeps x's dtype).
+def _softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
-def available(impl: str) -> str | None:
-    """None if ``impl`` can run here, else why not."""
-    if impl.startswith("fastact.") or impl == "numpy":
-        return None
-    try:
-        _import(PEERS[impl]["__module__"])
-    except Unavailable as e:
-        return str(e)
-    return None
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
 
 
-def _adapt(impl, module, a):
-    """The arrays as the peer's users hold them."""
-    if impl == "torch":
-        t = SimpleNamespace(
-            **{k: (module.from_numpy(v) if isinstance(v, np.ndarray) else v) for k, v in vars(a).items()}
-        )
-        t.zero = module.tensor(0.0, dtype=t.x.dtype)
-        return t
-    if impl == "numexpr":
-        dt = a.x.dtype.type
-        # Typed constants: a Python float literal would make numexpr compute in float64.
-        a.const = {"zero": dt(0), "one": dt(1), "slope": dt(0.01)}
-    return a
+def _numpy_entries():
+    def new(fn, *names):
+        return {"new": lambda a: partial(fn, *(getattr(a, n) for n in names))}
 
+    def sig_grad(x):
+        s = _sigmoid(x)
+        return s * (1 - s)
 
-# PyTorch, as a PyTorch user writes each function on CPU tensors (torch.from_numpy shares
-# the NumPy buffers).  Backward: the ATen kernel autograd runs for the function, from the
-# tensor autograd saves (the input, or the output where PyTorch saves that).
-def _torch_entries():
-    def F(m):
-        return m.nn.functional
+    def sig_backward(dy, x):
+        s = _sigmoid(x)
+        return dy * s * (1 - s)
 
-    def aten(m):
-        return m.ops.aten
+    def softmax_backward_y(dy, y):
+        return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
 
     return {
         ("relu", "forward"): {
-            "new": lambda m, t: partial(F(m).relu, t.x),
-            "inplace": lambda m, t: partial(F(m).relu, t.work, inplace=True),
+            "new": lambda a: partial(np.maximum, a.x, 0),
+            "out": lambda a: partial(np.maximum, a.x, 0, out=a.out),
+            "inplace": lambda a: partial(np.maximum, a.work, 0, out=a.work),
         },
-        ("relu", "backward"): {"new": lambda m, t: partial(aten(m).threshold_backward, t.dy, t.x, 0)},
-        ("relu", "backward_y"): {"new": lambda m, t: partial(aten(m).threshold_backward, t.dy, t.y, 0)},
-        ("leaky_relu", "forward"): {
-            "new": lambda m, t: partial(F(m).leaky_relu, t.x),
-            "inplace": lambda m, t: partial(F(m).leaky_relu, t.work, inplace=True),
-        },
-        ("leaky_relu", "backward"): {
-            "new": lambda m, t: partial(aten(m).leaky_relu_backward, t.dy, t.x, 0.01, False)
-        },
-        ("leaky_relu", "backward_y"): {
-            "new": lambda m, t: partial(aten(m).leaky_relu_backward, t.dy, t.y, 0.01, True)
-        },
-        ("elu", "forward"): {
-            "new": lambda m, t: partial(F(m).elu, t.x),
-            "inplace": lambda m, t: partial(F(m).elu, t.work, inplace=True),
-        },
-        ("elu", "backward"): {"new": lambda m, t: partial(aten(m).elu_backward, t.dy, 1.0, 1, 1, False, t.x)},
-        ("elu", "backward_y"): {
-            "new": lambda m, t: partial(aten(m).elu_backward, t.dy, 1.0, 1, 1, True, t.y)
-        },
+        ("relu", "grad"): new(lambda x: (x > 0).astype(x.dtype), "x"),
+        ("relu", "backward"): new(lambda dy, x: dy * (x > 0), "dy", "x"),
+        ("relu", "backward_y"): new(lambda dy, y: dy * (y > 0), "dy", "y"),
+        ("leaky_relu", "forward"): new(lambda x: np.where(x > 0, x, 0.01 * x), "x"),
+        ("leaky_relu", "grad"): new(lambda x: np.where(x > 0, 1, 0.01).astype(x.dtype), "x"),
+        ("leaky_relu", "backward"): new(lambda dy, x: np.where(x > 0, dy, 0.01 * dy), "dy", "x"),
+        ("leaky_relu", "backward_y"): new(lambda dy, y: np.where(y > 0, dy, 0.01 * dy), "dy", "y"),
+        ("elu", "forward"): new(lambda x: np.where(x > 0, x, np.expm1(x)), "x"),
+        ("elu", "grad"): new(lambda x: np.where(x > 0, 1, np.exp(x)), "x"),
+        ("elu", "backward"): new(lambda dy, x: dy * np.where(x > 0, 1, np.exp(x)), "dy", "x"),
+        ("elu", "backward_y"): new(lambda dy, y: dy * np.where(y > 0, 1, y + 1), "dy", "y"),
         ("sigmoid", "forward"): {
-            "new": lambda m, t: partial(m.sigmoid, t.x),
-            "out": lambda m, t: partial(m.sigmoid, t.x, out=t.out),
-            "inplace": lambda m, t: partial(m.sigmoid_, t.work),
+            "new": lambda a: partial(_sigmoid, a.x),
         },
-        ("sigmoid", "backward_y"): {"new": lambda m, t: partial(aten(m).sigmoid_backward, t.dy, t.y)},
+        ("sigmoid", "grad"): new(sig_grad, "x"),
+        ("sigmoid", "backward"): new(sig_backward, "dy", "x"),
+        ("sigmoid", "backward_y"): new(lambda dy, y: dy * y * (1 - y), "dy", "y"),
         ("step", "forward"): {
-            "new": lambda m, t: partial(m.heaviside, t.x, t.zero),
-            "out": lambda m, t: partial(m.heaviside, t.x, t.zero, out=t.out),
-            "inplace": lambda m, t: partial(m.Tensor.heaviside_, t.work, t.zero),
+            "new": lambda a: partial(np.heaviside, a.x, 0),
+            "out": lambda a: partial(np.heaviside, a.x, 0, out=a.out),
+            "inplace": lambda a: partial(np.heaviside, a.work, 0, out=a.work),
         },
+        ("step", "grad"): new(np.zeros_like, "x"),
+        ("step", "backward"): new(lambda dy, x: np.zeros_like(dy), "dy", "x"),
+        ("step", "backward_y"): new(lambda dy, y: np.zeros_like(dy), "dy", "y"),
         ("identity", "forward"): {
-            "new": lambda m, t: partial(m.clone, t.x),
-            "out": lambda m, t: partial(t.out.copy_, t.x),
+            "new": lambda a: a.x.copy,
+            "out": lambda a: partial(np.copyto, a.out, a.x),
         },
-        ("softmax", "forward"): {"new": lambda m, t: partial(F(m).softmax, t.x, dim=-1)},
-        ("softmax", "backward_y"): {
-            "new": lambda m, t: partial(aten(m)._softmax_backward_data, t.dy, t.y, -1, t.x.dtype)
-        },
+        ("identity", "grad"): new(np.ones_like, "x"),
+        ("identity", "backward"): new(lambda dy, x: dy.copy(), "dy", "x"),
+        ("identity", "backward_y"): new(lambda dy, y: dy.copy(), "dy", "y"),
+        ("softmax", "forward"): new(_softmax, "x"),
+        ("softmax", "backward"): new(lambda dy, x: softmax_backward_y(dy, _softmax(x)), "dy", "x"),
+        ("softmax", "backward_y"): new(softmax_backward_y, "dy", "y"),
     }
 
 
-# numexpr, as its users write expressions; out= and in place through ``out``.
-_NUMEXPR = {
-    ("relu", "forward"): ("x", "where(x > 0, x, zero)"),
-    ("relu", "grad"): ("x", "where(x > 0, one, zero)"),
-    ("relu", "backward"): ("dy", "where(x > 0, dy, zero)"),
-    ("relu", "backward_y"): ("dy", "where(y > 0, dy, zero)"),
-    ("leaky_relu", "forward"): ("x", "where(x > 0, x, slope * x)"),
-    ("leaky_relu", "grad"): ("x", "where(x > 0, one, slope)"),
-    ("leaky_relu", "backward"): ("dy", "where(x > 0, dy, slope * dy)"),
-    ("leaky_relu", "backward_y"): ("dy", "where(y > 0, dy, slope * dy)"),
-    ("elu", "forward"): ("x", "where(x > 0, x, expm1(x))"),
-    ("elu", "grad"): ("x", "where(x > 0, one, exp(x))"),
-    ("elu", "backward"): ("dy", "where(x > 0, dy, dy * exp(x))"),
-    ("elu", "backward_y"): ("dy", "where(y > 0, dy, dy * (y + one))"),
-    ("sigmoid", "forward"): ("x", "1 / (1 + exp(-x))"),
-    ("sigmoid", "grad"): ("x", "exp(-x) / (1 + exp(-x))**2"),
-    ("sigmoid", "backward"): ("dy", "dy * exp(-x) / (1 + exp(-x))**2"),
-    ("sigmoid", "backward_y"): ("dy", "dy * y * (1 - y)"),
-    ("step", "forward"): ("x", "where(x > 0, one, zero)"),
-}
-
-
-def _numexpr_entry(inplace_operand, expr):
-    def make(mode):
-        def builder(ne, a):
-            names = {"x": a.x, "dy": a.dy, "y": a.y, **a.const}
-            kw = {}
-            if mode == "out":
-                kw["out"] = a.out
-            elif mode == "inplace":
-                names[inplace_operand] = a.work
-                kw["out"] = a.work
-            local = {k: v for k, v in names.items() if v is not None}
-            return partial(ne.evaluate, expr, local_dict=local, **kw)
-
-        return builder
-
-    return {mode: make(mode) for mode in MODES}
-
-
-# NumPy's own one-call spellings, where a single ufunc is the whole function.
-_NUMPY_UFUNC = {
-    ("relu", "forward"): {
-        "new": lambda np_, a: partial(np_.maximum, a.x, 0),
-        "out": lambda np_, a: partial(np_.maximum, a.x, 0, out=a.out),
-        "inplace": lambda np_, a: partial(np_.maximum, a.work, 0, out=a.work),
-    },
-    ("step", "forward"): {
-        "new": lambda np_, a: partial(np_.heaviside, a.x, 0.0),
-        "out": lambda np_, a: partial(np_.heaviside, a.x, 0.0, out=a.out),
-        "inplace": lambda np_, a: partial(np_.heaviside, a.work, 0.0, out=a.work),
-    },
-    ("identity", "forward"): {
-        "new": lambda np_, a: a.x.copy,
-        "out": lambda np_, a: partial(np_.copyto, a.out, a.x),
-    },
-}
-
-_SCIPY = {
-    ("sigmoid", "forward"): {
-        "new": lambda sp, a: partial(sp.expit, a.x),
-        "out": lambda sp, a: partial(sp.expit, a.x, out=a.out),
-        "inplace": lambda sp, a: partial(sp.expit, a.work, out=a.work),
-    },
-    ("softmax", "forward"): {"new": lambda sp, a: partial(sp.softmax, a.x, axis=-1)},
-}
-
-#: impl -> {(function, op): {mode: builder(module, arrays) -> callable}, "__module__": name}
-PEERS = {
-    "numpy.ufunc": {"__module__": "numpy", **_NUMPY_UFUNC},
-    "torch": {"__module__": "torch", **_torch_entries()},
-    "numexpr": {"__module__": "numexpr", **{k: _numexpr_entry(*v) for k, v in _NUMEXPR.items()}},
-    "scipy": {"__module__": "scipy.special", **_SCIPY},
-}
+#: (function, op) -> {mode: builder(arrays) -> callable}: the idiomatic NumPy baseline.
+NUMPY = _numpy_entries()

@@ -1,7 +1,9 @@
 """``python -m bench``: run the benchmark suite and write its report.
 
 Runs pytest-benchmark on ``bench/`` (as a child process, with its progress on the
-terminal), saves the JSON, and renders ``report.md`` and PNG plots into ``--out``.
+terminal), saves the JSON, and renders ``report.md`` and PNG plots into ``--out``;
+``--csv`` adds every result as CSV, ``--compare OLD.json [NEW.json]`` a table of ratios
+between two runs (``--fail-above 10%`` makes it a regression gate).
 """
 
 from __future__ import annotations
@@ -18,24 +20,27 @@ README = ROOT / "README.md"
 MARK_START = "<!-- bench-summary:start -->"
 MARK_END = "<!-- bench-summary:end -->"
 
-# pytest-benchmark settings per selection: (--benchmark-max-time, --benchmark-min-rounds).
+# pytest-benchmark settings per selection: (--benchmark-max-time, --benchmark-min-rounds):
+# the time each case gets (the rounds follow from it), and the fewest rounds a case gets.
 # Rounds of at least 20 us, so that the timer's resolution is below 1 %.
-_TIMING = {"default": ("0.05", "3"), "full": ("0.25", "5"), "smoke": ("0", "1")}
+_TIMING = {"default": ("0.06", "7"), "full": ("0.5", "15"), "smoke": ("0", "1")}
 _MIN_TIME = "0.00002"
 
 _EPILOG = """\
 examples:
-  python -m bench                       the default selection (about 3 minutes on 2 cores)
-  python -m bench --full                every dtype, size, mode and operation
+  python -m bench                       the default selection (about 5 minutes on 2 cores)
+  python -m bench --full                every mode and operation, longer timings
   python -m bench --filter "sigmoid and float32"
-  python -m bench --from-json bench-report/benchmark.json --out elsewhere/
+  python -m bench --from-json bench-report/benchmark.json --out elsewhere/ --csv
+  python -m bench --compare old.json new.json --fail-above 10%
+  python -m bench --compare old.json    run now, then compare with old.json
   python -m bench --update-readme       ...and write the summary into README.md
   python -m bench -- --benchmark-max-time=1    options after -- go to pytest
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bench.report import STATS
+    from bench.results import STATS
 
     p = argparse.ArgumentParser(
         prog="python -m bench",
@@ -65,7 +70,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the report goes (default: %(default)s)",
     )
     p.add_argument(
-        "--stat", choices=STATS, default="min", help="statistic of the timed rounds (default: %(default)s)"
+        "--stat", choices=STATS, default="median", help="statistic of the timed rounds (default: %(default)s)"
+    )
+    p.add_argument("--csv", action="store_true", help="also write every result to results.csv in --out")
+    p.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="JSON",
+        help="OLD.json [NEW.json]: a table of new time over old for every result both runs have "
+        "(written to compare.md in --out); without NEW, this run (or --from-json's) is the new one",
+    )
+    p.add_argument(
+        "--threshold",
+        type=_percent,
+        default=0.10,
+        metavar="PCT",
+        help="--compare flags changes beyond this (default: 10%%)",
+    )
+    p.add_argument(
+        "--fail-above",
+        type=_percent,
+        metavar="PCT",
+        help="--compare exits with status 1 if a result is slower by more than this (e.g. 10%%), "
+        "with interquartile ranges apart: a regression gate",
     )
     p.add_argument(
         "--update-readme",
@@ -78,6 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _percent(text: str) -> float:
+    try:
+        value = float(text.rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a percentage: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a percentage must not be negative, got {text!r}")
+    return value / 100
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     pytest_args = []
@@ -87,10 +124,18 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
 
-    from bench import report
+    from bench import report, results
 
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out {args.out}: exists and is not a directory")
+    if args.compare is not None and len(args.compare) > 2:
+        parser.error("--compare takes OLD.json and at most one NEW.json")
+    if args.fail_above is not None and args.compare is None:
+        parser.error("--fail-above is for --compare")
+    if args.compare is not None and len(args.compare) == 2:
+        if args.full or args.smoke or args.filter or pytest_args or args.from_json or args.update_readme:
+            parser.error("--compare OLD NEW compares two saved runs: it runs nothing")
+        return _compare(parser, args, Path(args.compare[0]), Path(args.compare[1]))
     if args.from_json is not None:
         if args.full or args.smoke or args.filter or pytest_args:
             parser.error(
@@ -99,8 +144,8 @@ def main(argv=None) -> int:
             )
         json_path = args.from_json
         try:
-            run = report.load(json_path, args.stat)
-        except report.ReportError as e:
+            run = results.load(json_path, args.stat)
+        except results.ReportError as e:
             parser.error(f"--from-json: {e}")
     else:
         if args.update_readme and (args.smoke or args.filter):
@@ -112,8 +157,8 @@ def main(argv=None) -> int:
         if code != 0:
             return code
         try:
-            run = report.load(json_path, args.stat)
-        except report.ReportError as e:
+            run = results.load(json_path, args.stat)
+        except results.ReportError as e:
             print(f"python -m bench: error: {e}", file=sys.stderr)
             return 1
 
@@ -121,6 +166,8 @@ def main(argv=None) -> int:
     print()
     print(report.summary(run))
     print(f"\nReport: {path}\nPlots:  {args.out / 'plots'}/\nJSON:   {json_path}")
+    if args.csv:
+        print(f"CSV:    {results.write_csv(run, args.out / 'results.csv')}")
     if args.update_readme:
         try:
             update_readme(args.update_readme, report.readme_block(run))
@@ -128,6 +175,34 @@ def main(argv=None) -> int:
             print(f"python -m bench: error: --update-readme: {e}", file=sys.stderr)
             return 1
         print(f"README: summary written into {args.update_readme}")
+    if args.compare is not None:
+        return _compare(parser, args, Path(args.compare[0]), json_path)
+    return 0
+
+
+def _compare(parser, args, old_path: Path, new_path: Path) -> int:
+    from bench import report, results
+
+    runs = []
+    for path in (old_path, new_path):
+        try:
+            runs.append(results.load(path, args.stat))
+        except results.ReportError as e:
+            parser.error(f"--compare: {e}")
+    comparison = results.compare(*runs)
+    threshold = args.fail_above if args.fail_above is not None else args.threshold
+    text = report.compare_report(comparison, threshold, str(old_path), str(new_path))
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / "compare.md"
+    out.write_text(text)
+    print(text)
+    print(f"Comparison: {out}")
+    if args.fail_above is not None:
+        slower = comparison.slower(args.fail_above)
+        if slower:
+            print(f"python -m bench: {len(slower)} results slower by more than {args.fail_above:.0%}",
+                  file=sys.stderr)
+            return 1
     return 0
 
 

@@ -18,9 +18,13 @@ its own ``impl`` name, e.g. ``"fastact.cuda"``, so the report picks it up):
 ``bench_data(dtype, size_label)``
     the shared :class:`bench.cases.Data` arrays;
 ``bench_measure(benchmark, fn, setup=None)``
-    warm up (compile, fault pages in), then time ``fn`` with rounds and iterations
-    chosen from pytest-benchmark's ``--benchmark-min-rounds/-max-time/-min-time``;
-    one round under ``--smoke``.
+    warm up (compile, fault pages in), then time ``fn``: as many rounds as fit in
+    ``--benchmark-max-time`` seconds (a time per case, not a fixed count), at least
+    ``--benchmark-min-rounds``, each of enough iterations to last
+    ``--benchmark-min-time``; one round under ``--smoke``.
+
+NumPy's floating-point warnings are silenced for the whole run (``np.seterr``), once:
+NumPy's own baselines are timed as users run them, without a per-call ``np.errstate``.
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ def grid_of(config) -> cases.Grid:
 
 def pytest_configure(config):
     grid_of(config)  # reject --smoke --full before collecting anything
+    import numpy as np
+
+    np.seterr(all="ignore")
 
 
 def pytest_collection_modifyitems(items):
@@ -79,7 +86,8 @@ def pytest_collection_modifyitems(items):
 
 def _block(key):
     dtype, size = key
-    return (cases.DTYPES.index(dtype) if dtype in cases.DTYPES else 99, cases.SIZES.get(size, 0))
+    rowwise = size in cases.ROW_SHAPES
+    return (cases.DTYPES.index(dtype) if dtype in cases.DTYPES else 99, rowwise, cases.data_size(dtype, size))
 
 
 def pytest_generate_tests(metafunc):
@@ -90,6 +98,15 @@ def pytest_generate_tests(metafunc):
     if "copy_case" in metafunc.fixturenames:
         found = [(d, s) for d in grid.dtypes for s in grid.sizes]
         metafunc.parametrize("copy_case", found, ids=[f"{d}-{s}" for d, s in found])
+    if "scaling_case" in metafunc.fixturenames:
+        import numba
+
+        found = []
+        if grid.scaling is not None:
+            functions, size = grid.scaling
+            for threads in range(1, numba.config.NUMBA_NUM_THREADS + 1):
+                found += [(f, size, threads) for f in ("copy", *functions)]
+        metafunc.parametrize("scaling_case", found, ids=[f"{f}-{s}-{t}threads" for f, s, t in found])
     if "first_call_case" in metafunc.fixturenames:
         found = [
             (cache, name, target)
@@ -115,9 +132,10 @@ def bench_data():
     made = {}
 
     def get(dtype: str, size: str) -> cases.Data:
-        key = (dtype, size)
+        key = (dtype, cases.data_size(dtype, size))
         if key not in made:
-            made[key] = cases.Data(dtype, cases.SIZES[size])
+            made.clear()  # one dtype and size at a time: 16M float64 arrays are 128 MB each
+            made[key] = cases.Data(dtype, key[1])
         return made[key]
 
     return get
@@ -157,10 +175,11 @@ def _measure(benchmark, fn, setup, smoke):
     if smoke:
         rounds, iterations = 1, 1
     else:
-        # Options of pytest-benchmark (--benchmark-min-rounds, -max-time, -min-time).
+        # A time per case (--benchmark-max-time), at least --benchmark-min-rounds rounds,
+        # each of enough iterations to last --benchmark-min-time (the timer's resolution).
         min_rounds, max_time, min_time = benchmark._min_rounds, benchmark._max_time, benchmark._min_time
         iterations = 1 if setup is not None else max(1, math.ceil(min_time / best))
-        rounds = max(min_rounds, min(100_000, math.ceil(max_time / (best * iterations))))
+        rounds = max(min_rounds, min(100_000, math.floor(max_time / (best * iterations))))
     benchmark.pedantic(fn, setup=setup, rounds=rounds, iterations=iterations, warmup_rounds=0)
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import platform
-import sys
 
 
 def cpu_model() -> str:
@@ -18,18 +18,65 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+def caches() -> dict:
+    """Data cache sizes in bytes, per core for L1 and L2 and in all for the last level:
+    ``{"L1": ..., "L2": ..., "L3": ...}`` (what Linux reports; empty elsewhere)."""
+    out = {}
+    for index in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
+        try:
+            with open(f"{index}/level") as f:
+                level = int(f.read())
+            with open(f"{index}/type") as f:
+                kind = f.read().strip()
+            with open(f"{index}/size") as f:
+                text = f.read().strip()
+        except (OSError, ValueError):
+            continue
+        if kind == "Instruction":
+            continue
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+        out[f"L{level}"] = int(text.rstrip("KMG")) * scale
+    return out
+
+
+def level(nbytes: int, cache_sizes: dict) -> str:
+    """The memory level a working set of ``nbytes`` (every operand) fits in: ``"L1"``,
+    ``"L2"``, ``"LLC"`` or ``"memory"`` (``"?"`` where the caches are unknown)."""
+    if not cache_sizes:
+        return "?"
+    last = max(cache_sizes)
+    for name in sorted(cache_sizes):
+        if nbytes <= cache_sizes[name]:
+            return "LLC" if name == last else name
+    return "memory"
+
+
+def label(m: dict) -> str:
+    """One line naming the machine of a run's ``machine`` record."""
+    if not m:
+        return "unknown machine"
+    cores = m.get("usable_cpus") or m.get("logical_cpus")
+    return (
+        f"{m.get('cpu', '?')} ({cores} cores), {m.get('os', '?')}, Python {m.get('python', '?')}, "
+        f"NumPy {m.get('numpy', '?')}, Numba {m.get('numba', '?')} "
+        f"({m.get('threading_layer', '?')} threading layer, {m.get('numba_threads', '?')} threads)"
+    )
+
+
 def describe(grid: str) -> dict:
     import numba
     import numpy as np
 
     import fastact
+    from bench import peers
     from fastact import _dispatch
 
-    info = {
+    return {
         "grid": grid,
         "cpu": cpu_model(),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "caches": caches(),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -39,18 +86,9 @@ def describe(grid: str) -> dict:
         "fastact": fastact.__version__,
         "parallel_bytes": getattr(_dispatch, "PARALLEL_BYTES", None),
         "parallel_thresholds": {name: _dispatch.threshold(spec, 4) for name, spec in fastact.REGISTRY.items()},
-        "peers": {},
+        # Peers are described only when the run imported them (importing PyTorch takes seconds).
+        "peers": peers.describe(),
     }
-    # Peers are described only when the run imported them (importing PyTorch takes seconds).
-    if "torch" in sys.modules:
-        torch = sys.modules["torch"]
-        info["peers"]["torch"] = {"version": torch.__version__, "threads": torch.get_num_threads()}
-    if "numexpr" in sys.modules:
-        ne = sys.modules["numexpr"]
-        info["peers"]["numexpr"] = {"version": ne.__version__, "threads": ne.get_num_threads()}
-    if "scipy.special" in sys.modules:
-        info["peers"]["scipy"] = {"version": sys.modules["scipy"].__version__}
-    return info
 
 
 def _threading_layer() -> str:

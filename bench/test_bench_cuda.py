@@ -38,7 +38,7 @@ def _cases():
     for name, spec in fastact.REGISTRY.items():
         ops = ("forward", "backward_x", "backward_y")
         if spec.kind == "elementwise":
-            ops = ("forward", "grad", "backward_x") + (("backward_y",) if cases._dfdy_by_default(spec) else ())
+            ops = ("forward", "grad", "backward_x") + (("backward_y",) if cases.dfdy_by_default(spec) else ())
         for op in ops:
             for dtype in ("float32", "float64"):
                 out.append(pytest.param(name, op, dtype, id=f"{name}-{OPS[op]}-{dtype}-cuda"))
