@@ -224,16 +224,18 @@ def _row_functions(spec: RowwiseSpec) -> list[str]:
         raise NotImplementedError(f"{n}: the CPU kernels need finish(t, r) (terms stored in the output)")
     # Block by block: the block's terms stored, then summed while in cache.  Slices, so
     # that LLVM sees each block's loop from 0 (it vectorises those and not a range(b0, b1)).
+    # The blocks' sums are added with compensation (_add), in block order.
     terms_then_sum = [
-        "    s = 0.0",
+        "    s = c = 0.0",
         "    b0 = 0",
         "    while b0 < n:",
         f"        b1 = min(b0 + {ROW_BLOCK}, n)",
         "        xb, ob = x[b0:b1], out[b0:b1]",
         "        for j in range(b1 - b0):",
         f"            ob[j] = {n}__term(xb[j], m)",
-        "        s += _lane_sum(ob, 0, b1 - b0)",
+        "        s, c = _add(s, c, _lane_sum(ob, 0, b1 - b0))",
         "        b0 = b1",
+        "    s = _total(s, c)",
         f"    r = {_norm_expr(spec)}",
         "    for j in range(n):",
         f"        out[j] = {_out_expr(spec, 'x[j]', 'out[j]')}",
@@ -244,9 +246,10 @@ def _row_functions(spec: RowwiseSpec) -> list[str]:
         "forward": (["x", "out"], ["    n = out.shape[0]", f"    m = {n}__rowmax(x, 0, n)", *terms_then_sum]),
         "backward_y": (["dy", "y", "out"], [
             "    n = out.shape[0]",
-            "    d = 0.0",
+            "    d = c = 0.0",
             f"    for b0 in range(0, n, {ROW_BLOCK}):",
-            f"        d += {n}__bsum(dy, y, b0, min(b0 + {ROW_BLOCK}, n))",
+            f"        d, c = _add(d, c, {n}__bsum(dy, y, b0, min(b0 + {ROW_BLOCK}, n)))",
+            "    d = _total(d, c)",
             "    for j in range(n):",
             f"        out[j] = {n}__bout(dy[j], y[j], d)",
         ]),
@@ -286,9 +289,10 @@ def _block_kernels(spec: RowwiseSpec) -> list[str]:
         "            for j in range(b1 - b0):",
         f"                ob[j] = {n}__term(xb[j], m)",
         "            partial[b] = _lane_sum(ob, 0, b1 - b0)",
-        "        s = 0.0",
+        "        s = c = 0.0",
         "        for b in range(nb):",
-        "            s += partial[b]",
+        "            s, c = _add(s, c, partial[b])",
+        "        s = _total(s, c)",
         f"        r = {_norm_expr(spec)}",
         *each,
         "            xb, ob = xi[b0:b1], oi[b0:b1]",
@@ -298,9 +302,10 @@ def _block_kernels(spec: RowwiseSpec) -> list[str]:
     backward_row = [
         *each,
         f"            partial[b] = {n}__bsum(dyi, yi, b0, b1)",
-        "        d = 0.0",
+        "        d = c = 0.0",
         "        for b in range(nb):",
-        "            d += partial[b]",
+        "            d, c = _add(d, c, partial[b])",
+        "        d = _total(d, c)",
         *each,
         "            dyb, yb, ob = dyi[b0:b1], yi[b0:b1], oi[b0:b1]",
         "            for j in range(b1 - b0):",
@@ -348,14 +353,9 @@ def _rowwise(spec: RowwiseSpec) -> list[str]:
         lines += [
             "",
             "",
-            f"def {n}__{op}({arglist}, out):",
-            *([f"    {n}__{op}__row({arglist}, out, np.empty(out.shape[0], out.dtype))"] if scratch
-              else [f"    {n}__{op}__row({arglist}, out)"]),
-            "",
-            "",
             "@njit(cache=True, nogil=True, error_model='numpy')",
-            f"def {n}__{op}__rows(out, {arglist}):",
-            *(["    scratch = np.empty(out.shape[1], x.dtype)"] if scratch else []),
+            # backward_x: the caller's scratch row, allocated before anything is written.
+            f"def {n}__{op}__rows(out, {arglist}{', scratch' if scratch else ''}):",
             "    for i in range(out.shape[0]):",
             f"        {n}__{op}__row({rows}, out[i]{', scratch' if scratch else ''})",
             "",
@@ -389,9 +389,8 @@ raising, so no branch keeps a loop from being vectorised).
 
 For each activation and operation ``op``:
 
-* ``<name>__<op>`` is the scalar kernel (elementwise), or the row kernel of the
-  single-threaded gufunc (row-wise), which :mod:`fastact._cpu` builds with
-  ``numba.guvectorize`` on first use;
+* ``<name>__<op>`` (elementwise) is the scalar kernel, and ``<name>__<op>__row``
+  (row-wise) the operation on one row;
 * ``<name>__<op>__loop_<dtype>`` is the inner loop of the single-threaded ufunc over
   operands of that dtype, parameters included (see :mod:`fastact._loops`), and
   ``<name>__<op>__<dtype>__loop_<dtype>`` (activations with parameters) the same loop
@@ -399,9 +398,10 @@ For each activation and operation ``op``:
   (``<name>__<op>__<dtype>`` is its scalar kernel);
 * ``<name>__<op>__parallel(out, *inputs, *params)`` is the multi-threaded loop over
   1-d (elementwise) or 2-d row-major (row-wise) arrays;
-* ``<name>__<op>__rows(out, *inputs)`` (row-wise) is the same loop over rows on one
-  thread, which the ``cpu`` target runs where the rows are 2-d views of the arrays: the
-  compiler sees the rows' layout, which a gufunc hides.
+* ``<name>__<op>__rows(out, *inputs)`` (row-wise) is the same loop over the rows of 2-d
+  arrays on one thread, and ``<name>__<op>__blocks(out, *inputs)`` the multi-threaded
+  loop over the blocks of each row, for a few long rows (``backward_x`` takes a scratch
+  row, or one per chunk of rows, from the caller as a last argument).
 
 Both call the same scalar functions, so the two targets agree bit for bit.
 """
@@ -426,6 +426,21 @@ def _scalar(fn):
 @njit(nogil=True, error_model="numpy")
 def _max2(a, b):
     return b if b > a else a
+
+
+@njit(nogil=True, error_model="numpy", forceinline=True)
+def _add(s, c, v):
+    """(s + v, c plus its rounding error): the blocks' sums of a row added with
+    compensation (TwoSum), so that a row of millions is as accurate as a row of thousands."""
+    t = s + v
+    bp = t - s
+    return t, c + ((s - (t - bp)) + (v - bp))
+
+
+@njit(nogil=True, error_model="numpy", forceinline=True)
+def _total(s, c):
+    """The compensated sum: s + c, or s where c is not finite (a sum that is inf or NaN)."""
+    return s + c if abs(c) < np.inf else s
 '''
 
 
@@ -504,9 +519,10 @@ def _cuda_serial_bodies(spec: RowwiseSpec) -> dict[str, list[str]]:
         f"    m = {n}__key(x[0])",
         "    for j in range(1, n):",
         f"        m = _max2(m, {n}__key(x[j]))",
-        "    s = 0.0",
+        "    s = c = 0.0",
         "    for j in range(n):",
-        f"        s += {n}__term(x[j], m)",
+        f"        s, c = _add(s, c, {n}__term(x[j], m))",
+        "    s = _total(s, c)",
         f"    r = {_norm_expr(spec)}",
     ]
     y_of_x = _out_expr(spec, "x[j]")
@@ -514,16 +530,18 @@ def _cuda_serial_bodies(spec: RowwiseSpec) -> dict[str, list[str]]:
         "forward": stats + ["    for j in range(n):", f"        out[j] = {y_of_x}"],
         "backward_y": [
             "    n = out.shape[0]",
-            "    d = 0.0",
+            "    d = c = 0.0",
             "    for j in range(n):",
-            f"        d += {n}__bterm(dy[j], y[j])",
+            f"        d, c = _add(d, c, {n}__bterm(dy[j], y[j]))",
+            "    d = _total(d, c)",
             "    for j in range(n):",
             f"        out[j] = {n}__bout(dy[j], y[j], d)",
         ],
         "backward_x": stats + [
-            "    d = 0.0",
+            "    d = c = 0.0",
             "    for j in range(n):",
-            f"        d += {n}__bterm(dy[j], {y_of_x})",
+            f"        d, c = _add(d, c, {n}__bterm(dy[j], {y_of_x}))",
+            "    d = _total(d, c)",
             "    for j in range(n):",
             f"        out[j] = {n}__bout(dy[j], {y_of_x}, d)",
         ],
@@ -540,29 +558,29 @@ def _cuda_block_bodies(spec: RowwiseSpec) -> dict[str, list[str]]:
         each,
         f"            m = _max2(m, {n}__key(x[r, j]))",
         "        m = _block_max(sh, m)",
-        "        s = 0.0",
+        "        s = c = 0.0",
         each,
-        f"            s += {n}__term(x[r, j], m)",
-        "        s = _block_sum(sh, s)",
+        f"            s, c = _add(s, c, {n}__term(x[r, j], m))",
+        "        s = _block_sum(sh, _total(s, c))",
         f"        rr = {_norm_expr(spec)}",
     ]
     y_of_x = _out_expr(spec, "x[r, j]", r="rr")
     return {
         "forward": stats + [each, f"            out[r, j] = {y_of_x}"],
         "backward_y": [
-            "        d = 0.0",
+            "        d = c = 0.0",
             each,
-            f"            d += {n}__bterm(dy[r, j], y[r, j])",
-            "        d = _block_sum(sh, d)",
+            f"            d, c = _add(d, c, {n}__bterm(dy[r, j], y[r, j]))",
+            "        d = _block_sum(sh, _total(d, c))",
             each,
             f"            out[r, j] = {n}__bout(dy[r, j], y[r, j], d)",
         ],
         "backward_x": stats
         + [
-            "        d = 0.0",
+            "        d = c = 0.0",
             each,
-            f"            d += {n}__bterm(dy[r, j], {y_of_x})",
-            "        d = _block_sum(sh, d)",
+            f"            d, c = _add(d, c, {n}__bterm(dy[r, j], {y_of_x}))",
+            "        d = _block_sum(sh, _total(d, c))",
             each,
             f"            out[r, j] = {n}__bout(dy[r, j], {y_of_x}, d)",
         ],
@@ -645,6 +663,20 @@ ROW_THREADS = {row_threads}
 @cuda.jit(device=True)
 def _max2(a, b):
     return b if b > a else a
+
+
+@cuda.jit(device=True)
+def _add(s, c, v):
+    """(s + v, c plus its rounding error): a row's terms added with compensation (TwoSum)."""
+    t = s + v
+    bp = t - s
+    return t, c + ((s - (t - bp)) + (v - bp))
+
+
+@cuda.jit(device=True)
+def _total(s, c):
+    """The compensated sum: s + c, or s where c is not finite (a sum that is inf or NaN)."""
+    return s + c if abs(c) < math.inf else s
 
 
 @cuda.jit(device=True)

@@ -9,8 +9,9 @@ never see each other's blocks), else from :func:`set_config`, else ``"auto"``.
 from __future__ import annotations
 
 import contextvars
-import threading
 from contextlib import contextmanager
+
+from fastact._locks import ForkSafeLock
 
 __all__ = ["config", "set_config", "get_config"]
 
@@ -18,7 +19,7 @@ __all__ = ["config", "set_config", "get_config"]
 DEFAULTS = {"target": "auto"}
 
 _process = dict(DEFAULTS)  # set_config: the whole process
-_lock = threading.Lock()
+_lock = ForkSafeLock()
 # config(): this context only.  None, not a dict, while no block is active: one lookup.
 _scoped: contextvars.ContextVar[dict | None] = contextvars.ContextVar("fastact_config", default=None)
 

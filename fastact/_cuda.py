@@ -23,9 +23,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
-import threading
 
 import numpy as np
+
+from fastact._locks import ForkSafeLock
 
 
 class CudaUnavailableError(RuntimeError):
@@ -41,7 +42,7 @@ GPU_HINT = (
     "toolkit or `pip install \"numba-cuda[cu13]\"` (`[cu12]` for a CUDA 12 driver)"
 )
 
-_lock = threading.RLock()
+_lock = ForkSafeLock(reentrant=True)
 _loaded = None  # (numba.cuda, generated kernel module) once loaded
 _reason = None  # why the CUDA target cannot run, once known
 
@@ -318,7 +319,7 @@ class Launch:
         cuda, stream = self.cuda, self.stream
         inputs = [d for _, d in self.device.values()]
         target = self.device_out
-        if target is None and any_device:
+        if target is None and any_device and self.returned_out is None:  # a host out: copied back
             target = cuda.device_array(shape, rdt, order=order, stream=stream)
         if target is not None:
             tv = view(target)
@@ -427,7 +428,7 @@ class Launch:
     def _to_host_result(self, host, rdt, finish):
         out = self.returned_out
         if out is not None:  # a host out: the device out was handled by _result
-            np.copyto(out, host, casting="unsafe")
+            np.copyto(out, host, casting="unsafe")  # the caller silences float16 overflow
             return out
         return finish(host if host.dtype == rdt else host.astype(rdt), None)
 

@@ -9,11 +9,11 @@ written nothing:
 4. the result's shape and dtype are derived and ``out`` is checked against them;
 5. only then does a kernel run.
 
-The ``cpu`` target calls the ufunc (or gufunc), which handles strides, broadcasting and
-overlap itself.  The ``parallel`` target runs a ``prange`` loop over 1-d views (rows for
-row-wise functions); operands that cannot be viewed that way are copied, and an ``out``
-that partially overlaps an input is computed in scratch memory first, so every target
-gives the same bits for every layout.
+The ``cpu`` target calls the ufunc, which handles strides, broadcasting and overlap
+itself (row-wise functions: a loop over 2-d views of the rows).  The ``parallel`` target
+runs a ``prange`` loop over 1-d views (rows for row-wise functions); operands that cannot
+be viewed that way are copied, and an ``out`` that partially overlaps an input is
+computed in scratch memory first, so every target gives the same bits for every layout.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 
 from fastact import _config, _cpu, _cuda, _threads
 from fastact._cuda import CudaUnavailableError  # noqa: F401  (re-exported by fastact)
-from fastact._spec import ElementwiseSpec, RowwiseSpec, check_params, dfdy_allowed
+from fastact._spec import ElementwiseSpec, RowwiseSpec, check_param_range, check_params, dfdy_allowed
 
 TARGETS = ("auto", "cpu", "parallel", "cuda")
 
@@ -130,7 +130,7 @@ def result_dtype(arrays, named=None) -> tuple[np.dtype, np.dtype]:
 
 
 def check_target(func: str, target) -> str:
-    if target in TARGETS:
+    if isinstance(target, str) and target in TARGETS:
         return target
     raise ValueError(f"{func}(): target must be one of {', '.join(map(repr, TARGETS))}, got {target!r}")
 
@@ -161,16 +161,75 @@ def resolve_target(func: str, target, named, out, stream):
     return target, named, out, None
 
 
-def check_out(func: str, out, shape: tuple, dtype: np.dtype) -> None:
-    if not isinstance(out, np.ndarray) or isinstance(out, np.ma.MaskedArray):
-        # A masked out would keep a mask that no longer describes its data.
+def check_out(func: str, out, shape: tuple, dtype: np.dtype, distinct: bool = True) -> np.ndarray:
+    """``out`` checked, as the plain ndarray to write (the call still returns ``out``).
+
+    One rule for subclasses, on every target: one that only adds attributes or methods
+    (``np.memmap``, a user's ``ndarray`` subclass) is written through its memory; one that
+    defines what operations on it mean (``__array_ufunc__`` or ``__array_function__``:
+    units, masks, lazy arrays) is refused, since fastact cannot honour its rules.
+    With ``distinct``, an ``out`` whose elements share memory is refused (the CUDA
+    target's stand-ins for device arrays are checked otherwise).
+    """
+    if not isinstance(out, np.ndarray):
         raise TypeError(f"{func}(): out must be a numpy.ndarray, got {type(out).__name__}")
+    cls = type(out)
+    if cls is not np.ndarray:
+        if isinstance(out, np.ma.MaskedArray):
+            raise TypeError(
+                f"{func}(): out must be a numpy.ndarray, got MaskedArray (its mask would no longer "
+                "describe its data); write into out.data and set the mask yourself"
+            )
+        overrides = [m for m in ("__array_ufunc__", "__array_function__")
+                     if getattr(cls, m, None) is not getattr(np.ndarray, m)]
+        if overrides:
+            raise TypeError(
+                f"{func}(): out must be a numpy.ndarray or a subclass that keeps NumPy's semantics; "
+                f"got {cls.__module__}.{cls.__qualname__}, which overrides {' and '.join(overrides)} "
+                "(write into a plain array and convert)"
+            )
     if out.dtype != dtype:
         raise TypeError(f"{func}(): out must have dtype {dtype} (the result's), got {out.dtype}")
     if out.shape != shape:
         raise ValueError(f"{func}(): out must have shape {shape} (the result's), got {out.shape}")
     if not out.flags.writeable:
         raise ValueError(f"{func}(): out is read-only")
+    if distinct and has_internal_overlap(out):
+        raise ValueError(
+            f"{func}(): out has elements that share memory with each other (strides {out.strides} "
+            f"for shape {out.shape}), so the result would depend on the order of writes; pass an "
+            "array whose elements are distinct"
+        )
+    return out if cls is np.ndarray else out.view(np.ndarray)
+
+
+def has_internal_overlap(a: np.ndarray) -> bool:
+    """Whether two elements of ``a`` share memory (a zero stride; rows that overlap)."""
+    if a.flags.c_contiguous or a.flags.f_contiguous or a.size <= 1:
+        return False
+    dims = sorted((abs(st), n) for n, st in zip(a.shape, a.strides) if n > 1)
+    extent = a.itemsize  # bytes spanned by the axes of smaller strides
+    for stride, n in dims:
+        if stride < extent:
+            return _overlaps_exactly(a)
+        extent += stride * (n - 1)
+    return False  # each stride steps past everything the smaller ones reach
+
+
+def _overlaps_exactly(a: np.ndarray) -> bool:
+    """The exact answer where the quick sufficient test of :func:`has_internal_overlap`
+    cannot tell (interleaved strides): NumPy's solver, else every element's offset."""
+    try:
+        from numpy._core._multiarray_tests import internal_overlap
+    except ImportError:  # pragma: no cover - other NumPy versions
+        internal_overlap = None
+    if internal_overlap is not None:
+        return bool(internal_overlap(a))
+    offsets = np.zeros((), np.int64)
+    for n, st in zip(a.shape, a.strides):
+        offsets = np.add.outer(offsets, np.arange(n, dtype=np.int64) * st)
+    offsets = np.sort(offsets, axis=None)
+    return bool(np.any(offsets[1:] - offsets[:-1] < a.itemsize))
 
 
 def threshold(spec, itemsize: int = 4) -> int:
@@ -202,6 +261,34 @@ def _new_result(arrays, shape, dtype) -> np.ndarray:
         if a.shape == shape:
             return np.empty_like(a, dtype)
     return np.empty(shape, dtype)
+
+
+def broadcast_shape(func: str, named, arrays) -> tuple:
+    """The broadcast shape of the operands, or a ``ValueError`` naming them (any number of
+    dimensions: NumPy's own helpers stop at 32)."""
+    shapes = [a.shape for a in arrays]
+    if all(sh == shapes[0] for sh in shapes):
+        return shapes[0]
+    nd = max(len(sh) for sh in shapes)
+    out = []
+    for k in range(1, nd + 1):
+        sizes = {sh[-k] for sh in shapes if len(sh) >= k} - {1}
+        if len(sizes) > 1:
+            desc = " and ".join(f"{n} {a.shape}" for (n, _), a in zip(named, arrays))
+            raise ValueError(f"{func}(): cannot broadcast {desc} together")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(reversed(out))
+
+
+def broadcast_to(a: np.ndarray, shape: tuple) -> np.ndarray:
+    """A read-only view of ``a`` broadcast to ``shape`` (any number of dimensions)."""
+    if a.shape == shape:
+        return a
+    if len(shape) <= 32:
+        return np.broadcast_to(a, shape)
+    lead = len(shape) - a.ndim
+    strides = (0,) * lead + tuple(0 if n == 1 and m != 1 else st for n, m, st in zip(a.shape, shape[lead:], a.strides))
+    return np.lib.stride_tricks.as_strided(a, shape, strides, writeable=False)
 
 
 def finish(result: np.ndarray, out):
@@ -378,7 +465,7 @@ class Elementwise(_Function):
             self._positional(self.spec.name, "x", args)
         if target is None:
             target = _config.target()
-        if target in _FAST_TARGETS and not params and stream is None:
+        if type(target) is str and target in _FAST_TARGETS and not params and stream is None:
             r = self._small("forward", x, None, out, target)
             if r is not None:
                 return r
@@ -393,7 +480,7 @@ class Elementwise(_Function):
             self._positional(f"{self.spec.name}.grad", "x", args)
         if target is None:
             target = _config.target()
-        if target in _FAST_TARGETS and not params and stream is None:
+        if type(target) is str and target in _FAST_TARGETS and not params and stream is None:
             r = self._small("grad", x, None, out, target)
             if r is not None:
                 return r
@@ -414,12 +501,12 @@ class Elementwise(_Function):
         if target is None:
             target = _config.target()
         if y is None:
-            if target in _FAST_TARGETS and not params and stream is None:
+            if type(target) is str and target in _FAST_TARGETS and not params and stream is None:
                 r = self._small("backward_x", dy, x, out, target)
                 if r is not None:
                     return r
             return self._run("backward_x", func, (("dy", dy), ("x", x)), out, target, params, stream)
-        if target in _FAST_TARGETS and not params and stream is None and self._dfdy_by_default:
+        if type(target) is str and target in _FAST_TARGETS and not params and stream is None and self._dfdy_by_default:
             r = self._small("backward_y", dy, y, out, target)
             if r is not None:
                 return r
@@ -499,7 +586,7 @@ class Elementwise(_Function):
         elif (type(out) is not np.ndarray or out.dtype is not a.dtype or out.shape != a.shape
               or not out.flags.writeable or not out.flags.c_contiguous):
             return None
-        elif out is not a and out is not b and (np.may_share_memory(out, a) or (b is not None and np.may_share_memory(out, b))):
+        elif _overlaps_partially(out, a, b):
             return None
         params = tuple(a.dtype.type(p) for p in self._defaults)
         flat = (a.reshape(-1),) if b is None else (a.reshape(-1), b.reshape(-1))
@@ -511,20 +598,16 @@ class Elementwise(_Function):
         target, named, out, launch = resolve_target(func, target, named, out, stream)
         arrays = [as_input(func, name, value) for name, value in named]
         rdt, cdt = result_dtype(arrays, named)
-        if len(arrays) == 1:
-            shape = arrays[0].shape
-        else:
-            try:
-                shape = np.broadcast_shapes(*(a.shape for a in arrays))
-            except ValueError:
-                shapes = " and ".join(f"{n} {a.shape}" for (n, _), a in zip(named, arrays))
-                raise ValueError(f"{func}(): cannot broadcast {shapes} together") from None
+        shape = broadcast_shape(func, named, arrays)
+        if pvals is not self._defaults:
+            check_param_range(func, self.spec, pvals, cdt)
         if out is not None:
-            check_out(func, out, shape, rdt)
+            dest = check_out(func, out, shape, rdt, distinct=launch is None or launch.device_out is None)
         if launch is not None:
-            return launch.elementwise(self.spec.name, op, arrays, shape, rdt, cdt, pvals, finish)
+            with np.errstate(all="ignore"):  # float16 overflow: inf, silently, as on the host
+                return launch.elementwise(self.spec.name, op, arrays, shape, rdt, cdt, pvals, finish)
 
-        result = out if out is not None else _new_result(arrays, shape, rdt)
+        result = dest if out is not None else _new_result(arrays, shape, rdt)
         size = result.size
         if size == 0:
             return finish(result, out)
@@ -534,7 +617,7 @@ class Elementwise(_Function):
             return finish(result, out)
         inputs = arrays
         if parallel:
-            inputs = [a if a.shape == shape else np.broadcast_to(a, shape) for a in inputs]
+            inputs = [broadcast_to(a, shape) for a in inputs]
             params = tuple(cdt.type(p) for p in pvals)
             _run_elementwise_parallel(_cpu.parallel(self.spec.name, op), inputs, params, result, cdt)
         else:
@@ -629,7 +712,7 @@ class Rowwise(_Function):
         arrays of one dtype and shape, the last axis, target ``cpu`` (or ``auto`` below the
         parallel threshold), and an ``out`` that is new, one of the inputs or apart from
         them.  Returns None for anything else, which then takes the general path."""
-        if type(a) is not np.ndarray or a.ndim == 0 or not a.flags.c_contiguous or a.size == 0:
+        if type(a) is not np.ndarray or a.ndim == 0 or not a.flags.c_contiguous or a.size == 0 or type(target) is not str:
             return None
         dt = a.dtype
         if target != "cpu" and (target != "auto" or a.size >= threshold(self.spec, dt.itemsize)):
@@ -644,10 +727,12 @@ class Rowwise(_Function):
         elif (type(out) is not np.ndarray or out.dtype is not dt or out.shape != a.shape or not out.flags.writeable
               or not out.flags.c_contiguous):
             return None
-        elif out is not a and out is not b and (np.may_share_memory(out, a) or (b is not None and np.may_share_memory(out, b))):
+        elif _overlaps_partially(out, a, b):
             return None
         n = a.shape[-1]
         rows = [out.reshape(-1, n), a.reshape(-1, n)] + ([] if b is None else [b.reshape(-1, n)])
+        if op == "backward_x":
+            rows.append(np.empty(n, dt))  # the scratch row, before anything is written
         _cpu.rows(self.spec.name, op)(*rows)
         return out
 
@@ -663,22 +748,19 @@ class Rowwise(_Function):
         target, named, out, launch = resolve_target(func, target, named, out, stream)
         arrays = [as_input(func, name, value) for name, value in named]
         rdt, cdt = result_dtype(arrays, named)
-        try:
-            shape = np.broadcast_shapes(*(a.shape for a in arrays))
-        except ValueError:
-            shapes = " and ".join(f"{n} {a.shape}" for (n, _), a in zip(named, arrays))
-            raise ValueError(f"{func}(): cannot broadcast {shapes} together") from None
+        shape = broadcast_shape(func, named, arrays)
         axis = _check_axis(func, axis, len(shape))
         if out is not None:
-            check_out(func, out, shape, rdt)
+            dest = check_out(func, out, shape, rdt, distinct=launch is None or launch.device_out is None)
         if launch is not None:
-            return launch.rowwise(self.spec.name, op, arrays, shape, axis, rdt, cdt, finish)
+            with np.errstate(all="ignore"):  # float16 overflow: inf, silently, as on the host
+                return launch.rowwise(self.spec.name, op, arrays, shape, axis, rdt, cdt, finish)
 
-        result = out if out is not None else _new_result(arrays, shape, rdt)
+        result = dest if out is not None else _new_result(arrays, shape, rdt)
         if result.size == 0:
             return finish(result, out)
         # A 0-d input is a row of one element.
-        inputs = [np.broadcast_to(a if a.dtype == cdt else a.astype(cdt), shape).reshape(shape or (1,)) for a in arrays]
+        inputs = [broadcast_to(a if a.dtype == cdt else a.astype(cdt), shape).reshape(shape or (1,)) for a in arrays]
         res = result.reshape(1) if result.ndim == 0 else result
         rows = result.size // res.shape[axis]
         if use_parallel(target, result.size, self.spec, cdt.itemsize):
@@ -694,14 +776,8 @@ class Rowwise(_Function):
                 if op == "backward_x":  # a scratch row for each chunk of rows
                     extra = (np.empty((min(rows, 4 * threads), n), cdt),)
             _run_rowwise_parallel(kernel, inputs, res, axis, cdt, extra)
-        elif (views := _row_views(inputs, res, axis, cdt)) is not None:
-            _cpu.rows(self.spec.name, op)(*views)
         else:
-            gu = _cpu.gufunc(self.spec.name, op, len(inputs))
-            if res.dtype == cdt and _ufunc_can_write(res):
-                _gufunc_into(gu, inputs, res, axis)
-            else:
-                _quiet(np.copyto, res, _quiet(gu, *inputs, axis=axis), casting="unsafe")
+            _run_rows(_cpu.rows(self.spec.name, op), op, inputs, res, axis, cdt)
         return finish(result, out)
 
 
@@ -723,28 +799,38 @@ def _rows(a: np.ndarray, axis: int):
         return None
 
 
-def _row_views(inputs, result, axis, cdt):
-    """``(out_rows, *input_rows)``: 2-d views with the rows along ``axis``, for the row
-    loop to write ``result`` directly; None when that would need a copy or a scratch."""
-    if _needs_scratch(result, inputs, cdt):
-        return None
-    views = [_rows(a, axis) for a in (result, *inputs)]
-    return None if any(v is None for v in views) else views
+def _row_parts(arrays, axis):
+    """``[(rows of arrays[0], rows of arrays[1], ...), ...]``: the arrays split into parts
+    whose rows along ``axis`` are 2-d views (a Python loop over the outer axes that cannot
+    be merged; one part where the layout allows)."""
+    views = [_rows(a, axis) for a in arrays]
+    if all(v is not None for v in views):
+        return [views]
+    d = 0 if axis != 0 else 1
+    sub_axis = axis - 1 if d < axis else axis
+    index = (slice(None),) * d
+    parts = []
+    for i in range(arrays[0].shape[d]):
+        parts += _row_parts([a[(*index, i)] for a in arrays], sub_axis)
+    return parts
 
 
-def _gufunc_into(gu, inputs, res, axis, block=8192):
-    """``gu(*inputs, out=res, axis=axis)`` without a copy of the whole input when ``res`` is
-    one of the inputs (``out=x``, ``out=dy``).  NumPy copies a gufunc operand that overlaps
-    the output; the row kernels read each element before writing it, so exact aliasing is
-    safe, and running blocks of rows bounds NumPy's copy to one block."""
-    rows_out = _rows(res, axis) if any(_same_view(a, res) for a in inputs) else None
-    rows_in = [_rows(a, axis) for a in inputs] if rows_out is not None else []
-    if rows_out is None or any(r is None for r in rows_in) or res.size <= block:
-        _quiet(gu, *inputs, out=res, axis=axis)
-        return
-    step = max(1, block // rows_out.shape[1])
-    for i in range(0, rows_out.shape[0], step):
-        _quiet(gu, *(r[i : i + step] for r in rows_in), out=rows_out[i : i + step])
+def _run_rows(kernel, op, inputs, result, axis, cdt):
+    """The single-threaded row loop over any layout: on 2-d row views of the operands,
+    split where their outer axes cannot be merged; into scratch memory where ``result`` has
+    another dtype or partially overlaps an input.  Scratch is allocated before anything
+    is written."""
+    target = np.empty(result.shape, cdt) if _needs_scratch(result, inputs, cdt) else result
+    extra = (np.empty(result.shape[axis], cdt),) if op == "backward_x" else ()
+    for views in _row_parts([target, *inputs], axis):
+        kernel(*views, *extra)
+    if target is not result:
+        _quiet(np.copyto, result, target, casting="unsafe")
+
+
+def _overlaps_partially(out, a, b) -> bool:
+    """Whether ``out`` shares memory with ``a`` or ``b`` other than by being the same view."""
+    return any(v is not None and np.may_share_memory(out, v) and not _same_view(out, v) for v in (a, b))
 
 
 def _run_rowwise_parallel(kernel, inputs, result, axis, cdt, extra=()):

@@ -9,9 +9,8 @@ raising, so no branch keeps a loop from being vectorised).
 
 For each activation and operation ``op``:
 
-* ``<name>__<op>`` is the scalar kernel (elementwise), or the row kernel of the
-  single-threaded gufunc (row-wise), which :mod:`fastact._cpu` builds with
-  ``numba.guvectorize`` on first use;
+* ``<name>__<op>`` (elementwise) is the scalar kernel, and ``<name>__<op>__row``
+  (row-wise) the operation on one row;
 * ``<name>__<op>__loop_<dtype>`` is the inner loop of the single-threaded ufunc over
   operands of that dtype, parameters included (see :mod:`fastact._loops`), and
   ``<name>__<op>__<dtype>__loop_<dtype>`` (activations with parameters) the same loop
@@ -19,9 +18,10 @@ For each activation and operation ``op``:
   (``<name>__<op>__<dtype>`` is its scalar kernel);
 * ``<name>__<op>__parallel(out, *inputs, *params)`` is the multi-threaded loop over
   1-d (elementwise) or 2-d row-major (row-wise) arrays;
-* ``<name>__<op>__rows(out, *inputs)`` (row-wise) is the same loop over rows on one
-  thread, which the ``cpu`` target runs where the rows are 2-d views of the arrays: the
-  compiler sees the rows' layout, which a gufunc hides.
+* ``<name>__<op>__rows(out, *inputs)`` (row-wise) is the same loop over the rows of 2-d
+  arrays on one thread, and ``<name>__<op>__blocks(out, *inputs)`` the multi-threaded
+  loop over the blocks of each row, for a few long rows (``backward_x`` takes a scratch
+  row, or one per chunk of rows, from the caller as a last argument).
 
 Both call the same scalar functions, so the two targets agree bit for bit.
 """
@@ -46,6 +46,21 @@ def _scalar(fn):
 @njit(nogil=True, error_model="numpy")
 def _max2(a, b):
     return b if b > a else a
+
+
+@njit(nogil=True, error_model="numpy", forceinline=True)
+def _add(s, c, v):
+    """(s + v, c plus its rounding error): the blocks' sums of a row added with
+    compensation (TwoSum), so that a row of millions is as accurate as a row of thousands."""
+    t = s + v
+    bp = t - s
+    return t, c + ((s - (t - bp)) + (v - bp))
+
+
+@njit(nogil=True, error_model="numpy", forceinline=True)
+def _total(s, c):
+    """The compensated sum: s + c, or s where c is not finite (a sum that is inf or NaN)."""
+    return s + c if abs(c) < np.inf else s
 
 
 
@@ -671,7 +686,7 @@ elu__f = _scalar(elu__f)
 
 
 def elu__dfdx(x, alpha):
-    return lit(1.0, x) if x > lit(0.0, x) else alpha * math.exp(np.float64(x))
+    return lit(1.0, x) if x > lit(0.0, x) else alpha * np.float64(math.exp(np.float64(x)))
 elu__dfdx = _scalar(elu__dfdx)
 
 
@@ -970,7 +985,7 @@ sigmoid__f = _scalar(sigmoid__f)
 
 
 def sigmoid__dfdx(x):
-    t = math.exp(-abs(np.float64(x)))
+    t = np.float64(math.exp(-abs(np.float64(x))))
     d = lit(1.0, x) + t
     return t / (d * d)
 sigmoid__dfdx = _scalar(sigmoid__dfdx)
@@ -1628,15 +1643,16 @@ def softmax__bsum(dy, y, start, stop):
 def softmax__forward__row(x, out):
     n = out.shape[0]
     m = softmax__rowmax(x, 0, n)
-    s = 0.0
+    s = c = 0.0
     b0 = 0
     while b0 < n:
         b1 = min(b0 + 2048, n)
         xb, ob = x[b0:b1], out[b0:b1]
         for j in range(b1 - b0):
             ob[j] = softmax__term(xb[j], m)
-        s += _lane_sum(ob, 0, b1 - b0)
+        s, c = _add(s, c, _lane_sum(ob, 0, b1 - b0))
         b0 = b1
+    s = _total(s, c)
     r = softmax__norm(s, m)
     for j in range(n):
         out[j] = softmax__finish(out[j], r)
@@ -1645,9 +1661,10 @@ def softmax__forward__row(x, out):
 @njit(nogil=True, error_model='numpy')
 def softmax__backward_y__row(dy, y, out):
     n = out.shape[0]
-    d = 0.0
+    d = c = 0.0
     for b0 in range(0, n, 2048):
-        d += softmax__bsum(dy, y, b0, min(b0 + 2048, n))
+        d, c = _add(d, c, softmax__bsum(dy, y, b0, min(b0 + 2048, n)))
+    d = _total(d, c)
     for j in range(n):
         out[j] = softmax__bout(dy[j], y[j], d)
 
@@ -1656,10 +1673,6 @@ def softmax__backward_y__row(dy, y, out):
 def softmax__backward_x__row(dy, x, out, scratch):
     softmax__forward__row(x, scratch)
     softmax__backward_y__row(dy, scratch, out)
-
-
-def softmax__forward(x, out):
-    softmax__forward__row(x, out)
 
 
 @njit(cache=True, nogil=True, error_model='numpy')
@@ -1674,13 +1687,8 @@ def softmax__forward__parallel(out, x):
         softmax__forward__row(x[i], out[i])
 
 
-def softmax__backward_x(dy, x, out):
-    softmax__backward_x__row(dy, x, out, np.empty(out.shape[0], out.dtype))
-
-
 @njit(cache=True, nogil=True, error_model='numpy')
-def softmax__backward_x__rows(out, dy, x):
-    scratch = np.empty(out.shape[1], x.dtype)
+def softmax__backward_x__rows(out, dy, x, scratch):
     for i in range(out.shape[0]):
         softmax__backward_x__row(dy[i], x[i], out[i], scratch)
 
@@ -1692,10 +1700,6 @@ def softmax__backward_x__parallel(out, dy, x, scratch):
     for c in prange(chunks):
         for i in range(c * rows // chunks, (c + 1) * rows // chunks):
             softmax__backward_x__row(dy[i], x[i], out[i], scratch[c])
-
-
-def softmax__backward_y(dy, y, out):
-    softmax__backward_y__row(dy, y, out)
 
 
 @njit(cache=True, nogil=True, error_model='numpy')
@@ -1732,9 +1736,10 @@ def softmax__forward__blocks(out, x):
             for j in range(b1 - b0):
                 ob[j] = softmax__term(xb[j], m)
             partial[b] = _lane_sum(ob, 0, b1 - b0)
-        s = 0.0
+        s = c = 0.0
         for b in range(nb):
-            s += partial[b]
+            s, c = _add(s, c, partial[b])
+        s = _total(s, c)
         r = softmax__norm(s, m)
         for b in prange(nb):
             b0 = b * 2048
@@ -1755,9 +1760,10 @@ def softmax__backward_y__blocks(out, dy, y):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
             partial[b] = softmax__bsum(dyi, yi, b0, b1)
-        d = 0.0
+        d = c = 0.0
         for b in range(nb):
-            d += partial[b]
+            d, c = _add(d, c, partial[b])
+        d = _total(d, c)
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
@@ -1789,9 +1795,10 @@ def softmax__backward_x__blocks(out, dy, x):
             for j in range(b1 - b0):
                 ob[j] = softmax__term(xb[j], m)
             partial[b] = _lane_sum(ob, 0, b1 - b0)
-        s = 0.0
+        s = c = 0.0
         for b in range(nb):
-            s += partial[b]
+            s, c = _add(s, c, partial[b])
+        s = _total(s, c)
         r = softmax__norm(s, m)
         for b in prange(nb):
             b0 = b * 2048
@@ -1804,9 +1811,10 @@ def softmax__backward_x__blocks(out, dy, x):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
             partial[b] = softmax__bsum(dyi, yi, b0, b1)
-        d = 0.0
+        d = c = 0.0
         for b in range(nb):
-            d += partial[b]
+            d, c = _add(d, c, partial[b])
+        d = _total(d, c)
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)

@@ -39,6 +39,20 @@ def _max2(a, b):
 
 
 @cuda.jit(device=True)
+def _add(s, c, v):
+    """(s + v, c plus its rounding error): a row's terms added with compensation (TwoSum)."""
+    t = s + v
+    bp = t - s
+    return t, c + ((s - (t - bp)) + (v - bp))
+
+
+@cuda.jit(device=True)
+def _total(s, c):
+    """The compensated sum: s + c, or s where c is not finite (a sum that is inf or NaN)."""
+    return s + c if abs(c) < math.inf else s
+
+
+@cuda.jit(device=True)
 def _block_max(sh, v):
     t = cuda.threadIdx.x
     sh[t] = v
@@ -191,7 +205,7 @@ elu__f = _device(elu__f)
 
 
 def elu__dfdx(x, alpha):
-    return lit(1.0, x) if x > lit(0.0, x) else alpha * math.exp(np.float64(x))
+    return lit(1.0, x) if x > lit(0.0, x) else alpha * np.float64(math.exp(np.float64(x)))
 elu__dfdx = _device(elu__dfdx)
 
 
@@ -234,7 +248,7 @@ sigmoid__f = _device(sigmoid__f)
 
 
 def sigmoid__dfdx(x):
-    t = math.exp(-abs(np.float64(x)))
+    t = np.float64(math.exp(-abs(np.float64(x))))
     d = lit(1.0, x) + t
     return t / (d * d)
 sigmoid__dfdx = _device(sigmoid__dfdx)
@@ -396,9 +410,10 @@ def softmax__forward__row(x, out):
     m = softmax__key(x[0])
     for j in range(1, n):
         m = _max2(m, softmax__key(x[j]))
-    s = 0.0
+    s = c = 0.0
     for j in range(n):
-        s += softmax__term(x[j], m)
+        s, c = _add(s, c, softmax__term(x[j], m))
+    s = _total(s, c)
     r = softmax__norm(s, m)
     for j in range(n):
         out[j] = softmax__finish(softmax__term(x[j], m), r)
@@ -424,10 +439,10 @@ def softmax__forward__cuda_block(out, x):
         for j in range(t, n, nt):
             m = _max2(m, softmax__key(x[r, j]))
         m = _block_max(sh, m)
-        s = 0.0
+        s = c = 0.0
         for j in range(t, n, nt):
-            s += softmax__term(x[r, j], m)
-        s = _block_sum(sh, s)
+            s, c = _add(s, c, softmax__term(x[r, j], m))
+        s = _block_sum(sh, _total(s, c))
         rr = softmax__norm(s, m)
         for j in range(t, n, nt):
             out[r, j] = softmax__finish(softmax__term(x[r, j], m), rr)
@@ -439,13 +454,15 @@ def softmax__backward_x__row(dy, x, out):
     m = softmax__key(x[0])
     for j in range(1, n):
         m = _max2(m, softmax__key(x[j]))
-    s = 0.0
+    s = c = 0.0
     for j in range(n):
-        s += softmax__term(x[j], m)
+        s, c = _add(s, c, softmax__term(x[j], m))
+    s = _total(s, c)
     r = softmax__norm(s, m)
-    d = 0.0
+    d = c = 0.0
     for j in range(n):
-        d += softmax__bterm(dy[j], softmax__finish(softmax__term(x[j], m), r))
+        d, c = _add(d, c, softmax__bterm(dy[j], softmax__finish(softmax__term(x[j], m), r)))
+    d = _total(d, c)
     for j in range(n):
         out[j] = softmax__bout(dy[j], softmax__finish(softmax__term(x[j], m), r), d)
 
@@ -470,15 +487,15 @@ def softmax__backward_x__cuda_block(out, dy, x):
         for j in range(t, n, nt):
             m = _max2(m, softmax__key(x[r, j]))
         m = _block_max(sh, m)
-        s = 0.0
+        s = c = 0.0
         for j in range(t, n, nt):
-            s += softmax__term(x[r, j], m)
-        s = _block_sum(sh, s)
+            s, c = _add(s, c, softmax__term(x[r, j], m))
+        s = _block_sum(sh, _total(s, c))
         rr = softmax__norm(s, m)
-        d = 0.0
+        d = c = 0.0
         for j in range(t, n, nt):
-            d += softmax__bterm(dy[r, j], softmax__finish(softmax__term(x[r, j], m), rr))
-        d = _block_sum(sh, d)
+            d, c = _add(d, c, softmax__bterm(dy[r, j], softmax__finish(softmax__term(x[r, j], m), rr)))
+        d = _block_sum(sh, _total(d, c))
         for j in range(t, n, nt):
             out[r, j] = softmax__bout(dy[r, j], softmax__finish(softmax__term(x[r, j], m), rr), d)
 
@@ -486,9 +503,10 @@ def softmax__backward_x__cuda_block(out, dy, x):
 @cuda.jit(device=True)
 def softmax__backward_y__row(dy, y, out):
     n = out.shape[0]
-    d = 0.0
+    d = c = 0.0
     for j in range(n):
-        d += softmax__bterm(dy[j], y[j])
+        d, c = _add(d, c, softmax__bterm(dy[j], y[j]))
+    d = _total(d, c)
     for j in range(n):
         out[j] = softmax__bout(dy[j], y[j], d)
 
@@ -509,9 +527,9 @@ def softmax__backward_y__cuda_block(out, dy, y):
     nt = cuda.blockDim.x
     n = out.shape[1]
     for r in range(cuda.blockIdx.x, out.shape[0], cuda.gridDim.x):
-        d = 0.0
+        d = c = 0.0
         for j in range(t, n, nt):
-            d += softmax__bterm(dy[r, j], y[r, j])
-        d = _block_sum(sh, d)
+            d, c = _add(d, c, softmax__bterm(dy[r, j], y[r, j]))
+        d = _block_sum(sh, _total(d, c))
         for j in range(t, n, nt):
             out[r, j] = softmax__bout(dy[r, j], y[r, j], d)

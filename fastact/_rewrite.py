@@ -11,7 +11,8 @@ function's source before it writes it into a generated module:
   kernels float64 (``lit`` folds to a constant; integer exponents of ``**`` stay
   integers, which Numba turns into multiplications);
 * ``double(e)`` becomes ``np.float64(e)``: a declaration's explicit request for double
-  precision, with its reason written beside it in the declaration;
+  precision, with its reason written beside it in the declaration (a ``math`` call of
+  such an argument is wrapped in ``np.float64`` too, for the CUDA simulator);
 * the function is renamed to its place in the generated module, and calls of the
   declarations' helpers (functions decorated with :func:`fastact._spec.helper`) to the
   helpers' generated names.
@@ -55,7 +56,23 @@ class _Rewriter(ast.NodeTransformer):
                 node.func = ast.Attribute(ast.Name("np", ast.Load()), "float64", ast.Load())
             elif node.func.id in self.helpers:
                 node.func = ast.Name(self.helpers[node.func.id], ast.Load())
+        elif _is_math_call(node) and any(_is_double(n) for arg in node.args for n in ast.walk(arg)):
+            # math.exp(double(x)) stays a float64 where Python evaluates it (the CUDA
+            # simulator: math returns a Python float, which NumPy 2 takes as weak, so
+            # alpha * math.exp(...) would round to alpha's float32); compiled, a no-op.
+            return ast.Call(ast.Attribute(ast.Name("np", ast.Load()), "float64", ast.Load()), [node], [])
         return node
+
+
+def _is_math_call(node) -> bool:
+    f = node.func
+    return isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "math"
+
+
+def _is_double(node) -> bool:
+    """``np.float64(...)``: what ``double(...)`` has become by the time its caller is seen."""
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "float64"
+            and isinstance(node.func.value, ast.Name) and node.func.value.id == "np")
 
 
 def function_source(fn, name: str, helpers: dict[str, str]) -> str:

@@ -256,10 +256,28 @@ def _real(func: str, name: str, value) -> float:
     # bool is an Integral, and arrays have __float__: accept neither silently.
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{func}(): {name} must be a real number, got {type(value).__name__} {value!r}")
-    as_float = float(value)
+    try:
+        as_float = float(value)
+    except OverflowError:  # an int beyond float64's range
+        raise ValueError(
+            f"{func}(): {name} must be within float64's range (about ±1.8e308), got an integer of "
+            f"{int(value).bit_length()} bits"
+        ) from None
     if not math.isfinite(as_float):
         raise ValueError(f"{func}(): {name} must be finite, got {as_float!r}")
     return as_float
+
+
+def check_param_range(func: str, spec, values, dtype: np.dtype) -> None:
+    """Raise ``ValueError`` if a parameter value (finite, as :func:`check_params` made sure)
+    overflows ``dtype``, the dtype the kernel computes in: it would become ``inf``."""
+    big = float(np.finfo(dtype).max)
+    for p, v in zip(spec.params, values):
+        if abs(v) > big:
+            raise ValueError(
+                f"{func}(): {p.name}={v!r} overflows {dtype}, the dtype this call computes in "
+                f"(largest finite value {big:.4g}); pass a smaller value, or float64 input"
+            )
 
 
 def kink_points(spec, params: dict[str, float]) -> list[float]:

@@ -33,6 +33,8 @@ import sys
 import threading
 import warnings
 
+from fastact._locks import ForkSafeLock
+
 # The policy for the current process, settled by the first parallel call (see _settle).
 _UNSETTLED = "unsettled"
 _ALWAYS = "always"  # tbb, or an OpenMP layer that is safe in this process
@@ -42,7 +44,7 @@ _NEVER = "never"  # no layer can run here: the single-threaded kernels only
 _policy = _UNSETTLED
 _reason = ""  # why the parallel kernels do not run (for `status()`)
 _layer: str | None = None
-_lock = threading.Lock()
+_lock = ForkSafeLock()
 
 
 def parallel_allowed(target: str) -> bool:
@@ -175,8 +177,7 @@ def _after_fork_in_child() -> None:
     """In a forked child: GNU OpenMP kills a process that enters a parallel region after
     its parent started the OpenMP thread pool, and its pool is unusable in any later
     descendant too; the child keeps to the single-threaded kernels."""
-    global _policy, _reason, _lock
-    _lock = threading.Lock()  # the parent's may have been held by another thread
+    global _policy, _reason
     parallel = sys.modules.get("numba.np.ufunc.parallel")
     if parallel is None or not getattr(parallel, "_is_initialized", False):
         return

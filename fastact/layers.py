@@ -178,8 +178,10 @@ def _kernels():
     """:mod:`fastact._losses`, imported (with Numba) on the first use of the loss."""
     global _losses
     if _losses is None:
+        from fastact import _cpu
         from fastact import _losses as mod
 
+        _cpu.protect_module(mod)
         _losses = mod
     return _losses
 

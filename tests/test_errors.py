@@ -148,6 +148,17 @@ def test_bad_target(entry, target):
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=ids)
+def test_target_that_is_not_a_string(entry):
+    """An array (or any non-string) as target gets fastact's message, not NumPy's
+    "truth value of an array is ambiguous"."""
+    _, func, run = entry
+    x, dy, out = _operands()
+    for target in (np.array(["cpu", "cpu"]), np.array("cpu"), ["cpu"], b"cpu"):
+        _raises(ValueError, rf"{re.escape(func)}\(\): target must be one of 'auto', 'cpu', 'parallel', 'cuda', got",
+                lambda: run(x, dy, out=out, target=target), x, dy, out)
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=ids)
 def test_cuda_unavailable(entry):
     if fa.cuda_available():
         pytest.skip("CUDA is available here")
@@ -199,6 +210,32 @@ def test_bad_parameter_values(entry, param):
     run(x, dy, **{param: np.float32(default)})
     if default == int(default):
         run(x, dy, **{param: int(default)})
+
+
+@pytest.mark.parametrize("entry,param", PARAM_CASES, ids=[f"{e[0]}-{p}" for e, p in PARAM_CASES])
+def test_parameter_beyond_the_compute_dtype(entry, param):
+    """A finite parameter that would overflow the dtype the call computes in (float32 for
+    float16 and float32 input) is refused, not turned into inf (and NaN at x = 0)."""
+    label, func, run = entry
+    sp = fa.REGISTRY[func.split(".")[0]]
+    for value in (1e300, -1e300, 1e39, 10**400):
+        try:
+            check_params(sp, func, {param: float(min(max(value, -1e308), 1e308))})
+        except ValueError:
+            continue  # breaks a declared requirement: that message comes first
+        for dtype in (np.float16, np.float32):
+            x, dy, out = _operands(dtype)
+            if isinstance(value, int):
+                match = rf"{re.escape(func)}\(\): {param} must be within float64's range"
+            else:
+                match = rf"{re.escape(func)}\(\): {param}={re.escape(repr(float(value)))} overflows float32"
+            if label.endswith("-y") and not isinstance(value, int):
+                match = rf"{re.escape(func)}\("  # y= with other parameters may be refused first
+            for target in ("cpu", "parallel", "auto"):
+                _raises(ValueError, match, lambda: run(x, dy, out=out, target=target, **{param: value}), x, dy, out)
+        if not isinstance(value, int) and not label.endswith("-y"):
+            x, dy, _ = _operands(np.float64)
+            run(x, dy, **{param: value})  # float64 holds it
 
 
 @pytest.mark.parametrize("name", fa.ELEMENTWISE)

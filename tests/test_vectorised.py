@@ -84,7 +84,9 @@ def test_rowwise_kernels_are_vectorised(name, op, t):
     dt = np.dtype(t)
     x = np.linspace(-3, 3, 4 * 64).astype(dt).reshape(4, 64)
     inputs = [x] * len(_codegen.ROWWISE_OPS[op])
-    for kind, extra in (("rows", ()), ("parallel", (np.empty((2, 64), dt),) if op == "backward_x" else ()),
+    scratch = op == "backward_x"  # the caller's scratch: a row, or a row per chunk of rows
+    for kind, extra in (("rows", (np.empty(64, dt),) if scratch else ()),
+                        ("parallel", (np.empty((2, 64), dt),) if scratch else ()),
                         ("blocks", ())):
         py = getattr(kernels, f"{name}__{op}__{kind}").py_func
         kernel = njit(parallel=kind != "rows", nogil=True, error_model="numpy")(py)

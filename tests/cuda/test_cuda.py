@@ -366,3 +366,38 @@ def test_any_cuda_array_interface_object():
     out = Foreign(cuda.device_array_like(x))
     assert fa.sigmoid.backward(Foreign(on_device(dy)), x=fx, out=out) is out
     assert_close(out.d.copy_to_host(), fa.sigmoid.backward(dy, x=x, target="cpu"), "sigmoid.backward")
+
+
+# --- faults -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(fa.REGISTRY))
+def test_host_out_with_device_inputs_gets_the_result(name):
+    """Device inputs and a NumPy ``out``: the result is copied into ``out`` (never a device
+    array returned beside an untouched ``out``)."""
+    f = fa.FUNCTIONS[name]
+    for dtype in (np.float32, np.float16):
+        x, dy = (a.astype(dtype) for a in elementwise_data(np.float32, 5, shape=(4, 16)))
+        out = np.full(x.shape, 7, dtype)
+        r = f(on_device(x), out=out)
+        assert r is out
+        assert_close(out, f(x, target="cpu"), name)
+        out = np.full(x.shape, 7, dtype)
+        assert f.backward(on_device(dy), x=on_device(x), out=out) is out
+        assert_close(out, f.backward(dy, x=x, target="cpu"), f"{name}.backward")
+
+
+def test_float16_overflow_is_inf_without_floating_point_errors():
+    """float16 results beyond its range are inf, as on the CPU targets, even where the
+    caller asks NumPy to raise on floating-point errors."""
+    x = np.array([-60000, -3, 0, 2, 60000], np.float16)
+    with np.errstate(all="raise"):
+        for f, kw in [(fa.elu, {"alpha": 1e5}), (fa.sigmoid, {}), (fa.identity, {}), (fa.softmax, {})]:
+            expected = f(x, target="cpu", **kw)
+            got = [f(x, target="cuda", **kw), f(on_device(x), **kw).copy_to_host()]
+            out = np.zeros_like(x)
+            f(on_device(x), out=out, **kw)
+            got.append(out)
+            for g in got:
+                np.testing.assert_array_equal(g, expected)
+    assert np.isinf(fa.elu(x, alpha=1e5, target="cuda")[0])

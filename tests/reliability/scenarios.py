@@ -254,6 +254,209 @@ def scenario_cache():
     print(json.dumps({"file": fa.__file__, "warnings": [f"{w.category.__name__}: {w.message}" for w in caught]}))
 
 
+def scenario_cache_race(order: str = "0"):
+    """Kernels compiled for float32 and float64 in an order that differs between the
+    processes started together on one empty cache (``order``: 0 or 1): each multi-threaded
+    dispatcher's index gets one entry from each of two processes at about the same time,
+    the race that poisons Numba's own numbered cache files.  Every result is checked."""
+    dtypes = [np.float32, np.float64][:: 1 if order == "0" else -1]
+    rng = np.random.default_rng(int(order))
+    for dtype in dtypes:
+        for name in ("relu", "sigmoid", "softmax"):
+            if name not in fa.FUNCTIONS:
+                continue
+            fn, ref = fa.FUNCTIONS[name], REFERENCE[name]
+            x = (rng.standard_normal((64, 64)) * 3).astype(dtype)
+            dy = rng.standard_normal((64, 64)).astype(dtype)
+            tol = 1e-5 if dtype == np.float32 else 1e-12
+            for target in ("parallel", "cpu"):
+                got = fn(x, target=target)
+                assert np.allclose(got, ref.forward(x.astype(np.float64)), rtol=tol, atol=tol), f"{name} {target}"
+                got = fn.backward(dy, x=x, target=target)
+                want = ref.backward(dy.astype(np.float64), x=x.astype(np.float64))
+                assert np.allclose(got, want, rtol=tol, atol=tol), f"{name}.backward {target}"
+    print("ok")
+
+
+def scenario_cache_file_saves(directory: str, ident: str):
+    """200 entries saved into one shared index through fastact's cache file, as fast as
+    possible, while other processes do the same (the test checks every entry after)."""
+    from fastact import _cache
+
+    f = _cache._safe_cache_file_class()(directory, "kernel", ("stamp", 1))
+    k = int(ident)
+    for i in range(200):
+        f.save((k, i), {"who": (k, i), "pad": b"x" * (1000 + 37 * i + k)})
+    print("ok")
+
+
+def scenario_fork_while_compiling(delay: str):
+    """A thread compiles (a first call, with an empty cache) while the main thread forks
+    after ``delay`` seconds; the child's own first calls must finish (no lock inherited
+    held), and so must the parent's."""
+    import faulthandler
+    import time
+
+    x = np.linspace(-3, 3, 4096)
+    started = threading.Event()
+
+    def first_calls():
+        started.set()
+        fa.elu.backward(x, x=x, target="cpu")
+        fa.softmax(x.reshape(64, 64), target="parallel")
+
+    t = threading.Thread(target=first_calls)
+    t.start()
+    started.wait()
+    time.sleep(float(delay))
+    pid = os.fork()
+    if pid == 0:
+        faulthandler.dump_traceback_later(60, exit=True)  # a hang: tracebacks, then exit 1
+        try:
+            ok = np.allclose(fa.sigmoid(x, target="cpu"), REFERENCE["sigmoid"].forward(x))
+            ok &= np.allclose(fa.elu.backward(x, x=x, target="cpu"), REFERENCE["elu"].backward(x, x=x))
+            os._exit(0 if ok else 3)
+        except BaseException:  # noqa: BLE001
+            import traceback
+
+            traceback.print_exc()
+            os._exit(4)
+    t.join(120)
+    assert not t.is_alive(), "the parent's compiling thread hung"
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    assert code == 0, f"the forked child failed (exit {code})"
+    print("ok")
+
+
+class _InterruptImport:
+    """A meta-path finder that raises KeyboardInterrupt the first time ``module`` is
+    imported: Ctrl-C at that point of Numba's import."""
+
+    def __init__(self, module):
+        self.module, self.fired = module, False
+
+    def find_spec(self, name, path=None, target=None):
+        if name == self.module and not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt
+        return None
+
+
+def scenario_interrupt(how: str):
+    """KeyboardInterrupt during the first call, then fastact must work: ``how`` is
+    ``import:<module>`` (Ctrl-C while Numba imports that module), ``compile`` (while
+    Numba lowers a kernel) or ``signal:<seconds>`` (a real SIGINT after that long; the
+    outcome is printed, since the first call may finish first)."""
+    import signal
+    import time
+
+    x = np.linspace(-3, 3, 1000)
+    timer = None
+    if how.startswith("import:"):
+        hook = _InterruptImport(how.split(":", 1)[1])
+        sys.meta_path.insert(0, hook)
+    elif how == "compile":
+        from numba.core import typed_passes
+
+        real = typed_passes.NativeLowering.run_pass
+        fired = []
+
+        def run_pass(self, state):
+            if not fired:
+                fired.append(1)
+                raise KeyboardInterrupt
+            return real(self, state)
+
+        typed_passes.NativeLowering.run_pass = run_pass
+    else:
+        timer = threading.Timer(float(how.split(":", 1)[1]), os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+    interrupted = False
+    try:
+        fa.relu(x)
+        fa.softmax(x.reshape(10, 100))
+    except KeyboardInterrupt:
+        interrupted = True
+    if timer is not None:
+        timer.cancel()
+        try:
+            time.sleep(0.2)  # a SIGINT that arrives just after the first calls finished
+        except KeyboardInterrupt:
+            pass
+    elif not interrupted:
+        raise AssertionError(f"the interrupt ({how}) did not happen")
+    for target in ("cpu", "parallel"):
+        assert np.array_equal(fa.relu(x, target=target), np.maximum(x, 0)), target
+        got = fa.softmax(x.reshape(10, 100), target=target)
+        assert np.allclose(got, REFERENCE["softmax"].forward(x.reshape(10, 100)), rtol=1e-12), target
+        assert np.allclose(fa.sigmoid(x, target=target), REFERENCE["sigmoid"].forward(x), rtol=1e-12), target
+    print(json.dumps({"interrupted": interrupted}))
+
+
+def scenario_memory(target: str):
+    """Under an address-space limit that holds the operands but not a second copy of
+    them: every call either raises MemoryError having written nothing, or gives the right
+    result (what fails is an allocation, never a half-written ``out``)."""
+    import resource
+
+    rows, n = 4096, 1000
+    rng = np.random.default_rng(0)
+    x, dy = rng.standard_normal((rows, n)), rng.standard_normal((rows, n))
+    out = np.empty((rows, n))
+    shifted = np.empty(rows * n + 1)  # out overlapping x by one element: needs scratch
+    calls = {
+        "softmax.backward(x=) into out": lambda: fa.softmax.backward(dy, x=x, out=out, target=target),
+        "softmax into out": lambda: fa.softmax(x, out=out, target=target),
+        "softmax.backward(x=) new": lambda: fa.softmax.backward(dy, x=x, target=target),
+        "elu.backward new": lambda: fa.elu.backward(dy, x=x, target=target),
+        "softmax overlapping out": lambda: fa.softmax(shifted[1:].reshape(rows, n), out=shifted[:-1].reshape(rows, n),
+                                                      target=target),
+        "elu.backward float16 into out": lambda: fa.elu.backward(dy, x=x.astype(np.float16), out=out, target=target),
+    }
+    pattern = np.arange(shifted.size) % 7 - 3.0
+    expected = {}
+    for label, run in calls.items():  # compiled, and the thread pool started, before the limit
+        shifted[:] = pattern
+        expected[label] = np.array(run(), copy=True)
+
+    def vm_bytes():
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmSize")
+
+    try:
+        vm = vm_bytes()
+    except (OSError, RuntimeError):
+        print("no /proc/self/status here")
+        sys.exit(SKIP)
+    half = x.nbytes // 2  # room for small allocations, not for a whole operand
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (vm + half, hard))
+    outcomes = {}
+    try:
+        for label, run in calls.items():
+            out.fill(12345.0)
+            shifted[:] = pattern
+            before = pattern if "overlapping" in label else None
+            try:
+                r = run()
+            except MemoryError:
+                if before is not None:
+                    assert np.array_equal(shifted, before), f"{label}: written before MemoryError"
+                else:
+                    assert np.all(out == 12345.0), f"{label}: written before MemoryError"
+                outcomes[label] = "MemoryError"
+                continue
+            assert np.array_equal(r, expected[label]), f"{label}: wrong result under the memory limit"
+            outcomes[label] = "ok"
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    print(json.dumps(outcomes))
+
+
 def scenario_nojit():
     """Under NUMBA_DISABLE_JIT=1 every operation still computes the right values."""
     from numba.core import config
@@ -296,6 +499,11 @@ SCENARIOS = {
     "fork": scenario_fork,
     "spawn": scenario_spawn,
     "cache": scenario_cache,
+    "cache_race": scenario_cache_race,
+    "cache_file_saves": scenario_cache_file_saves,
+    "fork_while_compiling": scenario_fork_while_compiling,
+    "interrupt": scenario_interrupt,
+    "memory": scenario_memory,
     "nojit": scenario_nojit,
     "huge": scenario_huge,
 }
