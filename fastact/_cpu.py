@@ -5,9 +5,11 @@ imported by the first call that needs a kernel, and each ufunc is built the firs
 its activation and operation are used, from inner loops that are loaded from Numba's
 disk cache (:mod:`fastact._loops`, :mod:`fastact._cache`).
 
-The first import can be interrupted (``KeyboardInterrupt`` while Numba is being imported,
-say): every module it had imported is then forgotten again, so that the next call starts
-the import afresh instead of finding a half-initialised Numba.
+A ``KeyboardInterrupt`` (Ctrl-C) that arrives while Numba is imported or a kernel is
+compiled or loaded waits until that step is done (:mod:`fastact._interrupts`): Numba's
+global state would not survive it.  A first import that fails anyway (another exception,
+an interrupt in a thread other than the main one) forgets every module it had imported, so
+that the next call starts the import afresh instead of finding a half-initialised Numba.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from functools import lru_cache
 import numpy as np
 
 from fastact import _cache
+from fastact._interrupts import defer_compiles, deferred
 from fastact._locks import ForkSafeLock, wait_for_compiles_at_fork
 from fastact._spec import DTYPES
 
@@ -35,7 +38,7 @@ def kernels():
     """The generated kernel module, checked against the declarations it was made from."""
     global _module
     if _module is None:
-        with _lock:
+        with _lock, deferred():
             if _module is None:
                 mod = _import_kernels()
                 wait_for_compiles_at_fork()
@@ -66,10 +69,7 @@ def _import_kernels():
         raise
     finally:
         _importing = None
-    for obj in vars(mod).values():
-        cache = getattr(obj, "_cache", None)
-        if cache is not None and hasattr(cache, "load_overload"):
-            _cache.protect(cache)
+    protect_module(mod)
     return mod
 
 
@@ -107,12 +107,14 @@ if hasattr(os, "register_at_fork"):
 
 
 def protect_module(mod) -> None:
-    """Protect the disk cache of every cached dispatcher of another fastact module (the
-    loss layer's kernels)."""
+    """Protect the disk cache of every cached dispatcher of a kernel module (this one's, the
+    loss layer's) and build its specialisations with Ctrl-C held off."""
     for obj in vars(mod).values():
         cache = getattr(obj, "_cache", None)
         if cache is not None and hasattr(cache, "load_overload"):
             _cache.protect(cache)
+        if hasattr(obj, "_compile_for_args"):
+            defer_compiles(obj)
 
 
 @lru_cache(maxsize=None)
@@ -126,7 +128,7 @@ def ufunc(kernel: str, nargs: int, dtypes: tuple[str, ...] = DTYPES) -> np.ufunc
     from fastact import _loops
 
     fns = [getattr(mod, f"{kernel}__loop_{t}") for t in dtypes]
-    with _lock:  # compiling the same loop twice from two threads is wasted work
+    with _lock, deferred():  # compiling the same loop twice from two threads is wasted work
         loops = [_build(lambda cache, fn=fn: _loops.loop(fn, cache, _cache.protect), fn) for fn in fns]
         return _loops.ufunc(kernel, None, loops, dtypes, nargs)
 

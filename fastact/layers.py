@@ -179,10 +179,13 @@ def _kernels():
     global _losses
     if _losses is None:
         from fastact import _cpu
-        from fastact import _losses as mod
+        from fastact._interrupts import deferred
 
-        _cpu.protect_module(mod)
-        _losses = mod
+        with deferred():
+            from fastact import _losses as mod
+
+            _cpu.protect_module(mod)
+            _losses = mod
     return _losses
 
 

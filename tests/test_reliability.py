@@ -14,6 +14,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 import tracemalloc
 import warnings
 from pathlib import Path
@@ -373,10 +374,30 @@ def test_sigint_at_any_moment_of_the_first_call(tmp_path):
     """A real SIGINT at several moments of the first call (empty cache): whatever it
     interrupted, later calls work; at least one of the runs was interrupted."""
     interrupted = []
-    for delay in ("0.05", "0.4", "0.9", "1.6"):
+    for delay in ("0.05", "0.2", "0.3", "0.4", "0.6", "0.9", "1.3", "1.8"):
         proc = run_scenario("interrupt", f"signal:{delay}", env={"NUMBA_CACHE_DIR": str(tmp_path / delay)})
         interrupted.append(json.loads(proc.stdout.strip().splitlines()[-1])["interrupted"])
     assert any(interrupted), "no run was interrupted: the scenario tested nothing"
+
+
+def test_interrupt_waits_for_the_step_in_progress():
+    """A SIGINT inside :func:`fastact._interrupts.deferred` raises KeyboardInterrupt when
+    the block ends, not inside it; the handler installed before is back afterwards."""
+    import signal
+
+    from fastact._interrupts import deferred
+
+    before = signal.getsignal(signal.SIGINT)
+    finished = []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler runs here, between bytecodes
+            finished.append(True)
+    assert finished == [True]
+    assert signal.getsignal(signal.SIGINT) is before
+    with deferred():  # no signal: nothing raised
+        pass
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc are Linux's")
