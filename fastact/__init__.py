@@ -33,6 +33,9 @@ def _build():
 
 FUNCTIONS = _build()
 globals().update(FUNCTIONS)
+#: Other names of some functions (``swish`` is ``silu``): the same objects.
+ALIASES = {alias: name for name, spec in REGISTRY.items() for alias in getattr(spec, "aliases", ())}
+globals().update({alias: FUNCTIONS[name] for alias, name in ALIASES.items()})
 
 #: Names of the elementwise activations and of the row-wise functions, in declaration order.
 ELEMENTWISE = tuple(n for n, s in REGISTRY.items() if isinstance(s, ElementwiseSpec))
@@ -51,7 +54,9 @@ def cuda_available() -> bool:
 
 __all__ = [
     *FUNCTIONS,
+    *ALIASES,
     "FUNCTIONS",
+    "ALIASES",
     "ELEMENTWISE",
     "ROWWISE",
     "REGISTRY",

@@ -32,12 +32,20 @@ PACKAGE = Path(__file__).resolve().parent
 DECLARATIONS = PACKAGE / "declarations.py"
 
 #: Elementwise operations: name -> (input names, scalar expression template).
+#: ``*_acc`` add the product into their last operand (``backward(..., accumulate=True)``,
+#: where that operand is ``out`` itself).
 ELEMENTWISE_OPS = {
     "forward": (("x",), "{f}({x}{p})"),
     "grad": (("x",), "{dfdx}({x}{p})"),
+    "grad2": (("x",), "{d2fdx2}({x}{p})"),
     "backward_x": (("dy", "x"), "{dy} * {dfdx}({x}{p})"),
     "backward_y": (("dy", "y"), "{dy} * {dfdy}({y}{p})"),
+    "backward_x_acc": (("dy", "x", "acc"), "{acc} + {dy} * {dfdx}({x}{p})"),
+    "backward_y_acc": (("dy", "y", "acc"), "{acc} + {dy} * {dfdy}({y}{p})"),
 }
+
+#: The scalar functions of an elementwise declaration (``dfdy`` and ``d2fdx2`` optional).
+ELEMENTWISE_FUNCTIONS = ("f", "dfdx", "dfdy", "d2fdx2")
 
 #: The scalar functions of a row-wise declaration (``norm``, ``finish`` and ``out`` are
 #: optional; ``finish`` or ``out`` must be declared).
@@ -93,7 +101,9 @@ def helpers_source(compile_as: str) -> list[str]:
 
 
 def elementwise_ops(spec: ElementwiseSpec) -> list[str]:
-    return [op for op in ELEMENTWISE_OPS if op != "backward_y" or spec.dfdy is not None]
+    """The operations generated for ``spec``: those whose scalar functions it declares."""
+    needs = {"grad2": spec.d2fdx2, "backward_y": spec.dfdy, "backward_y_acc": spec.dfdy}
+    return [op for op in ELEMENTWISE_OPS if needs.get(op, True) is not None]
 
 
 def _ufunc_loop(fname: str, template: str, fns: dict, args, params, consts, t: str) -> list[str]:
@@ -138,11 +148,11 @@ def _ufunc_loop(fname: str, template: str, fns: dict, args, params, consts, t: s
 def _elementwise(spec: ElementwiseSpec) -> list[str]:
     n = spec.name
     lines = [f"# --- {n} " + "-" * (84 - len(n))]
-    lines += scalar_functions(n, {fn: getattr(spec, fn) for fn in ("f", "dfdx", "dfdy")}, "_scalar")
+    lines += scalar_functions(n, {fn: getattr(spec, fn) for fn in ELEMENTWISE_FUNCTIONS}, "_scalar")
     p = "".join(", " + name for name in spec.param_names)
     for op in elementwise_ops(spec):
         args, template = ELEMENTWISE_OPS[op]
-        fns = {fn: f"{n}__{fn}" for fn in ("f", "dfdx", "dfdy")}
+        fns = {fn: f"{n}__{fn}" for fn in ELEMENTWISE_FUNCTIONS}
         scalar = template.format(p=p, **fns, **{a: a for a in args})
         indexed = template.format(p=p, **fns, **{a: f"{a}[i]" for a in args})
         arglist = ", ".join(args) + p
@@ -460,21 +470,23 @@ TABLE_START, TABLE_END = "<!-- functions-table:start -->", "<!-- functions-table
 def functions_table() -> str:
     """The README's table of functions, rendered from the declarations."""
     rows = [
-        "| function | f(x) | f'(x), with the convention at kinks | parameters (defaults) | `backward(dy, y=)` |",
-        "|---|---|---|---|---|",
+        "| function | f(x) | f'(x), with the convention at kinks | f''(x) (`grad2`) | parameters (defaults) "
+        "| `backward(dy, y=)` |",
+        "|---|---|---|---|---|---|",
     ]
     for spec in REGISTRY.values():
         params = ", ".join(f"`{p.name}={p.default!r}`" for p in spec.params) or "none"
         if isinstance(spec, RowwiseSpec):
-            rows.append(f"| `{spec.name}(x, axis=-1)` | `{spec.formula}` | Jacobian: use `backward` | {params} | yes |")
+            rows.append(f"| `{spec.name}(x, axis=-1)` | `{spec.formula}` | Jacobian: use `backward` | | {params} | yes |")
             continue
+        second = f"`{spec.second_derivative}`" if spec.second_derivative else ("yes" if spec.d2fdx2 else "no")
         if spec.dfdy is None:
             from_y = "no"
         elif spec.dfdy_requires:
             from_y = f"if `{spec.dfdy_requires}`"
         else:
             from_y = "yes"
-        rows.append(f"| `{spec.name}` | `{spec.formula}` | `{spec.derivative}` | {params} | {from_y} |")
+        rows.append(f"| `{spec.name}` | `{spec.formula}` | `{spec.derivative}` | {second} | {params} | {from_y} |")
     return "\n".join(rows)
 
 
@@ -493,9 +505,9 @@ CUDA_ROW_THREADS = 256
 def _cuda_elementwise(spec: ElementwiseSpec) -> list[str]:
     n = spec.name
     lines = [f"# --- {n} " + "-" * (84 - len(n))]
-    lines += scalar_functions(n, {fn: getattr(spec, fn) for fn in ("f", "dfdx", "dfdy")}, "_device")
+    lines += scalar_functions(n, {fn: getattr(spec, fn) for fn in ELEMENTWISE_FUNCTIONS}, "_device")
     p = "".join(", " + name for name in spec.param_names)
-    fns = {fn: f"{n}__{fn}" for fn in ("f", "dfdx", "dfdy")}
+    fns = {fn: f"{n}__{fn}" for fn in ELEMENTWISE_FUNCTIONS}
     for op in elementwise_ops(spec):
         args, template = ELEMENTWISE_OPS[op]
         indexed = template.format(p=p, **fns, **{a: f"{a}[i]" for a in args})

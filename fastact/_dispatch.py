@@ -360,7 +360,7 @@ def methods(spec) -> tuple[str, ...]:
     """The operations a declaration's callable offers: ``__call__`` and its methods."""
     if isinstance(spec, RowwiseSpec):
         return ("__call__", "backward")
-    return ("__call__", "grad", "backward")
+    return ("__call__", "grad", *(("grad2",) if spec.d2fdx2 is not None else ()), "backward")
 
 
 def signature(spec, method: str) -> inspect.Signature:
@@ -373,8 +373,10 @@ def signature(spec, method: str) -> inspect.Signature:
         kw += [P("x", P.KEYWORD_ONLY, default=None), P("y", P.KEYWORD_ONLY, default=None)]
     if isinstance(spec, RowwiseSpec):
         kw.append(P("axis", P.KEYWORD_ONLY, default=-1))
-    kw += [P("out", P.KEYWORD_ONLY, default=None), P("target", P.KEYWORD_ONLY, default=None),
-           P("stream", P.KEYWORD_ONLY, default=None)]
+    kw.append(P("out", P.KEYWORD_ONLY, default=None))
+    if method == "backward" and not isinstance(spec, RowwiseSpec):
+        kw.append(P("accumulate", P.KEYWORD_ONLY, default=False))
+    kw += [P("target", P.KEYWORD_ONLY, default=None), P("stream", P.KEYWORD_ONLY, default=None)]
     kw += [P(p.name, P.KEYWORD_ONLY, default=p.default) for p in spec.params]
     return inspect.Signature(pos + kw)
 
@@ -486,12 +488,33 @@ class Elementwise(_Function):
                 return r
         return self._run("grad", f"{self.spec.name}.grad", (("x", x),), out, target, params, stream)
 
-    def backward(self, dy, *args, x=None, y=None, out=None, target=None, stream=None, **params):
+    def grad2(self, x, *args, out=None, target=None, stream=None, **params):
+        """Elementwise second derivative ``f''(x)``, with the same parameters as the
+        function (for Hessian-vector products: ``dy * f''(x) * v``).
+
+        At a kink the declared convention applies (see the function's docstring).
+        """
+        func = f"{self.spec.name}.grad2"
+        if self.spec.d2fdx2 is None:
+            raise AttributeError(f"{self.spec.name} declares no second derivative")
+        if args:
+            self._positional(func, "x", args)
+        if target is None:
+            target = _config.target()
+        if type(target) is str and target in _FAST_TARGETS and not params and stream is None:
+            r = self._small("grad2", x, None, out, target)
+            if r is not None:
+                return r
+        return self._run("grad2", func, (("x", x),), out, target, params, stream)
+
+    def backward(self, dy, *args, x=None, y=None, out=None, accumulate=False, target=None, stream=None, **params):
         """Fused vector-Jacobian product ``dy * f'(x)`` in one pass, without temporaries.
 
         Give exactly one of ``x=`` (the forward input) or ``y=`` (the forward output, where
         the derivative is a function of it), by keyword.  The result has the broadcast
-        shape of ``dy`` and ``x`` (or ``y``); ``out=dy`` computes it in place.
+        shape of ``dy`` and ``x`` (or ``y``); ``out=dy`` computes it in place.  With
+        ``accumulate=True`` the product is added into ``out`` (``out += dy * f'(x)``, one
+        pass, no temporary), as a loop that sums gradients over batches needs.
         """
         func = f"{self.spec.name}.backward"
         if args:
@@ -500,6 +523,8 @@ class Elementwise(_Function):
             raise TypeError(f"{func}() takes exactly one of x= (the forward input) or y= (the forward output)")
         if target is None:
             target = _config.target()
+        if accumulate is not False:
+            return self._accumulate(func, dy, x, y, out, accumulate, target, params, stream)
         if y is None:
             if type(target) is str and target in _FAST_TARGETS and not params and stream is None:
                 r = self._small("backward_x", dy, x, out, target)
@@ -510,6 +535,25 @@ class Elementwise(_Function):
             r = self._small("backward_y", dy, y, out, target)
             if r is not None:
                 return r
+        self._check_y(func, params)
+        return self._run("backward_y", func, (("dy", dy), ("y", y)), out, target, params, stream)
+
+    def _accumulate(self, func, dy, x, y, out, accumulate, target, params, stream):
+        """``out += dy * f'(x)`` (or ``f'`` from ``y``): the ``*_acc`` kernels, which read
+        ``out`` as their last operand and write it in the same pass."""
+        if accumulate is not True:
+            raise TypeError(f"{func}(): accumulate must be True or False, got {accumulate!r}")
+        if out is None:
+            raise TypeError(f"{func}(): accumulate=True adds into out=, which was not given")
+        if y is not None:
+            self._check_y(func, params)
+            op, named = "backward_y_acc", (("dy", dy), ("y", y))
+        else:
+            op, named = "backward_x_acc", (("dy", dy), ("x", x))
+        return self._run(op, func, named, out, target, params, stream, accumulate=True)
+
+    def _check_y(self, func, params):
+        """Raise unless ``backward(dy, y=)`` is exact for these parameters."""
         if self.spec.dfdy is None:
             raise ValueError(
                 f"{func}(dy, y=...) is not supported: the derivative of {self.spec.name} "
@@ -523,7 +567,6 @@ class Elementwise(_Function):
                     + ", ".join(f"{k}={v!r}" for k, v in checked.items())
                     + "; pass the forward input x instead"
                 )
-        return self._run("backward_y", func, (("dy", dy), ("y", y)), out, target, params, stream)
 
     def _ufunc(self, op, dtype, params):
         """(ufunc, trailing scalar operands) that compute ``op`` for ``dtype`` inputs.
@@ -535,8 +578,8 @@ class Elementwise(_Function):
         key = (op, dtype) if params == self._defaults else op
         uf = self._ufuncs.get(key)
         if uf is None:
-            nin = 1 if op in ("forward", "grad") else 2
             kernel = f"{self.spec.name}__{op}"
+            nin = {"forward": 1, "grad": 1, "grad2": 1, "backward_x": 2, "backward_y": 2}.get(op, 3)
             if not self._defaults:
                 uf = _cpu.ufunc(kernel, nin)
             elif key == op:
@@ -593,16 +636,20 @@ class Elementwise(_Function):
         _cpu.parallel(self.spec.name, op)(out.reshape(-1), *flat, *params)
         return out
 
-    def _run(self, op, func, named, out, target, params, stream=None):
+    def _run(self, op, func, named, out, target, params, stream=None, accumulate=False):
         pvals = self._params(func, params)
+        if accumulate:  # out is also the last operand
+            named = (*named, ("out", out))
         target, named, out, launch = resolve_target(func, target, named, out, stream)
         arrays = [as_input(func, name, value) for name, value in named]
-        rdt, cdt = result_dtype(arrays, named)
+        rdt, cdt = result_dtype(arrays[:-1] if accumulate else arrays, named)
         shape = broadcast_shape(func, named, arrays)
         if pvals is not self._defaults:
             check_param_range(func, self.spec, pvals, cdt)
         if out is not None:
             dest = check_out(func, out, shape, rdt, distinct=launch is None or launch.device_out is None)
+        if accumulate:
+            arrays[-1] = dest if launch is None else arrays[-1]
         if launch is not None:
             with np.errstate(all="ignore"):  # float16 overflow: inf, silently, as on the host
                 return launch.elementwise(self.spec.name, op, arrays, shape, rdt, cdt, pvals, finish)

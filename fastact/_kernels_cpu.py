@@ -36,7 +36,7 @@ from fastact._lanes import lane_max as _lane_max
 from fastact._lanes import lane_sum as _lane_sum
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "f28f08c86005dbacffc67bce0bbff76a16feea7c6fc2afe4f2fadaffe288d4aa"
+DECLARATIONS_SHA256 = "95fbbc6e8f048a6fe27221b71bbac6176b17eb6552f580a40a5f8f1bafb6a34c"
 
 
 def _scalar(fn):
@@ -97,6 +97,11 @@ relu__dfdx = _scalar(relu__dfdx)
 def relu__dfdy(y, at_zero):
     return lit(1.0, y) if y > lit(0.0, y) else lit(0.0, y) if y <= lit(0.0, y) else y
 relu__dfdy = _scalar(relu__dfdy)
+
+
+def relu__d2fdx2(x, at_zero):
+    return lit(0.0, x) if x == x else x
+relu__d2fdx2 = _scalar(relu__d2fdx2)
 
 
 def relu__forward(x, at_zero):
@@ -233,6 +238,74 @@ def relu__grad__float64__loop_float64(args, dims, steps, data):
 def relu__grad__parallel(out, x, at_zero):
     for i in prange(out.shape[0]):
         out[i] = relu__dfdx(x[i], at_zero)
+
+
+def relu__grad2(x, at_zero):
+    return relu__d2fdx2(x, at_zero)
+
+
+def relu__grad2__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[2] == 4 and steps[1] == 0:
+        x = _loops.contiguous(args[0], n, np.float32)
+        at_zero = _loops.load(args[1], 0, np.float32)
+        out = _loops.contiguous(args[2], n, np.float32)
+        for i in range(n):
+            out[i] = relu__d2fdx2(x[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float32, relu__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
+
+
+def relu__grad2__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[2] == 8 and steps[1] == 0:
+        x = _loops.contiguous(args[0], n, np.float64)
+        at_zero = _loops.load(args[1], 0, np.float64)
+        out = _loops.contiguous(args[2], n, np.float64)
+        for i in range(n):
+            out[i] = relu__d2fdx2(x[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float64, relu__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
+
+
+def relu__grad2__float32(x):
+    return relu__d2fdx2(x, np.float32(0.0))
+
+
+def relu__grad2__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4:
+        x = _loops.contiguous(args[0], n, np.float32)
+        out = _loops.contiguous(args[1], n, np.float32)
+        for i in range(n):
+            out[i] = relu__d2fdx2(x[i], np.float32(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float32, relu__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.0)))
+
+
+def relu__grad2__float64(x):
+    return relu__d2fdx2(x, np.float64(0.0))
+
+
+def relu__grad2__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8:
+        x = _loops.contiguous(args[0], n, np.float64)
+        out = _loops.contiguous(args[1], n, np.float64)
+        for i in range(n):
+            out[i] = relu__d2fdx2(x[i], np.float64(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float64, relu__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.0)))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def relu__grad2__parallel(out, x, at_zero):
+    for i in prange(out.shape[0]):
+        out[i] = relu__d2fdx2(x[i], at_zero)
 
 
 def relu__backward_x(dy, x, at_zero):
@@ -379,6 +452,158 @@ def relu__backward_y__parallel(out, dy, y, at_zero):
         out[i] = dy[i] * relu__dfdy(y[i], at_zero)
 
 
+def relu__backward_x_acc(dy, x, acc, at_zero):
+    return acc + dy * relu__dfdx(x, at_zero)
+
+
+def relu__backward_x_acc__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4 and steps[4] == 4 and steps[3] == 0:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        x = _loops.contiguous(args[1], n, np.float32)
+        acc = _loops.contiguous(args[2], n, np.float32)
+        at_zero = _loops.load(args[3], 0, np.float32)
+        out = _loops.contiguous(args[4], n, np.float32)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * relu__dfdx(x[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * relu__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
+
+
+def relu__backward_x_acc__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8 and steps[4] == 8 and steps[3] == 0:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        x = _loops.contiguous(args[1], n, np.float64)
+        acc = _loops.contiguous(args[2], n, np.float64)
+        at_zero = _loops.load(args[3], 0, np.float64)
+        out = _loops.contiguous(args[4], n, np.float64)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * relu__dfdx(x[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * relu__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
+
+
+def relu__backward_x_acc__float32(dy, x, acc):
+    return acc + dy * relu__dfdx(x, np.float32(0.0))
+
+
+def relu__backward_x_acc__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4 and steps[3] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        x = _loops.contiguous(args[1], n, np.float32)
+        acc = _loops.contiguous(args[2], n, np.float32)
+        out = _loops.contiguous(args[3], n, np.float32)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * relu__dfdx(x[i], np.float32(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * relu__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.0)))
+
+
+def relu__backward_x_acc__float64(dy, x, acc):
+    return acc + dy * relu__dfdx(x, np.float64(0.0))
+
+
+def relu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8 and steps[3] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        x = _loops.contiguous(args[1], n, np.float64)
+        acc = _loops.contiguous(args[2], n, np.float64)
+        out = _loops.contiguous(args[3], n, np.float64)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * relu__dfdx(x[i], np.float64(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * relu__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.0)))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def relu__backward_x_acc__parallel(out, dy, x, acc, at_zero):
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * relu__dfdx(x[i], at_zero)
+
+
+def relu__backward_y_acc(dy, y, acc, at_zero):
+    return acc + dy * relu__dfdy(y, at_zero)
+
+
+def relu__backward_y_acc__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4 and steps[4] == 4 and steps[3] == 0:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        y = _loops.contiguous(args[1], n, np.float32)
+        acc = _loops.contiguous(args[2], n, np.float32)
+        at_zero = _loops.load(args[3], 0, np.float32)
+        out = _loops.contiguous(args[4], n, np.float32)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * relu__dfdy(y[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * relu__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
+
+
+def relu__backward_y_acc__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8 and steps[4] == 8 and steps[3] == 0:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        y = _loops.contiguous(args[1], n, np.float64)
+        acc = _loops.contiguous(args[2], n, np.float64)
+        at_zero = _loops.load(args[3], 0, np.float64)
+        out = _loops.contiguous(args[4], n, np.float64)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * relu__dfdy(y[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * relu__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
+
+
+def relu__backward_y_acc__float32(dy, y, acc):
+    return acc + dy * relu__dfdy(y, np.float32(0.0))
+
+
+def relu__backward_y_acc__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4 and steps[3] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        y = _loops.contiguous(args[1], n, np.float32)
+        acc = _loops.contiguous(args[2], n, np.float32)
+        out = _loops.contiguous(args[3], n, np.float32)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * relu__dfdy(y[i], np.float32(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * relu__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.0)))
+
+
+def relu__backward_y_acc__float64(dy, y, acc):
+    return acc + dy * relu__dfdy(y, np.float64(0.0))
+
+
+def relu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8 and steps[3] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        y = _loops.contiguous(args[1], n, np.float64)
+        acc = _loops.contiguous(args[2], n, np.float64)
+        out = _loops.contiguous(args[3], n, np.float64)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * relu__dfdy(y[i], np.float64(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * relu__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.0)))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def relu__backward_y_acc__parallel(out, dy, y, acc, at_zero):
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * relu__dfdy(y[i], at_zero)
+
+
 # --- leaky_relu --------------------------------------------------------------------------
 
 
@@ -395,6 +620,11 @@ leaky_relu__dfdx = _scalar(leaky_relu__dfdx)
 def leaky_relu__dfdy(y, negative_slope):
     return lit(1.0, y) if y > lit(0.0, y) else negative_slope if y <= lit(0.0, y) else y
 leaky_relu__dfdy = _scalar(leaky_relu__dfdy)
+
+
+def leaky_relu__d2fdx2(x, negative_slope):
+    return lit(0.0, x) if x == x else x
+leaky_relu__d2fdx2 = _scalar(leaky_relu__d2fdx2)
 
 
 def leaky_relu__forward(x, negative_slope):
@@ -531,6 +761,74 @@ def leaky_relu__grad__float64__loop_float64(args, dims, steps, data):
 def leaky_relu__grad__parallel(out, x, negative_slope):
     for i in prange(out.shape[0]):
         out[i] = leaky_relu__dfdx(x[i], negative_slope)
+
+
+def leaky_relu__grad2(x, negative_slope):
+    return leaky_relu__d2fdx2(x, negative_slope)
+
+
+def leaky_relu__grad2__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[2] == 4 and steps[1] == 0:
+        x = _loops.contiguous(args[0], n, np.float32)
+        negative_slope = _loops.load(args[1], 0, np.float32)
+        out = _loops.contiguous(args[2], n, np.float32)
+        for i in range(n):
+            out[i] = leaky_relu__d2fdx2(x[i], negative_slope)
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float32, leaky_relu__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
+
+
+def leaky_relu__grad2__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[2] == 8 and steps[1] == 0:
+        x = _loops.contiguous(args[0], n, np.float64)
+        negative_slope = _loops.load(args[1], 0, np.float64)
+        out = _loops.contiguous(args[2], n, np.float64)
+        for i in range(n):
+            out[i] = leaky_relu__d2fdx2(x[i], negative_slope)
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float64, leaky_relu__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
+
+
+def leaky_relu__grad2__float32(x):
+    return leaky_relu__d2fdx2(x, np.float32(0.01))
+
+
+def leaky_relu__grad2__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4:
+        x = _loops.contiguous(args[0], n, np.float32)
+        out = _loops.contiguous(args[1], n, np.float32)
+        for i in range(n):
+            out[i] = leaky_relu__d2fdx2(x[i], np.float32(0.01))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float32, leaky_relu__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.01)))
+
+
+def leaky_relu__grad2__float64(x):
+    return leaky_relu__d2fdx2(x, np.float64(0.01))
+
+
+def leaky_relu__grad2__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8:
+        x = _loops.contiguous(args[0], n, np.float64)
+        out = _loops.contiguous(args[1], n, np.float64)
+        for i in range(n):
+            out[i] = leaky_relu__d2fdx2(x[i], np.float64(0.01))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float64, leaky_relu__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.01)))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def leaky_relu__grad2__parallel(out, x, negative_slope):
+    for i in prange(out.shape[0]):
+        out[i] = leaky_relu__d2fdx2(x[i], negative_slope)
 
 
 def leaky_relu__backward_x(dy, x, negative_slope):
@@ -677,6 +975,158 @@ def leaky_relu__backward_y__parallel(out, dy, y, negative_slope):
         out[i] = dy[i] * leaky_relu__dfdy(y[i], negative_slope)
 
 
+def leaky_relu__backward_x_acc(dy, x, acc, negative_slope):
+    return acc + dy * leaky_relu__dfdx(x, negative_slope)
+
+
+def leaky_relu__backward_x_acc__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4 and steps[4] == 4 and steps[3] == 0:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        x = _loops.contiguous(args[1], n, np.float32)
+        acc = _loops.contiguous(args[2], n, np.float32)
+        negative_slope = _loops.load(args[3], 0, np.float32)
+        out = _loops.contiguous(args[4], n, np.float32)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * leaky_relu__dfdx(x[i], negative_slope)
+    else:
+        for i in range(n):
+            _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * leaky_relu__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
+
+
+def leaky_relu__backward_x_acc__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8 and steps[4] == 8 and steps[3] == 0:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        x = _loops.contiguous(args[1], n, np.float64)
+        acc = _loops.contiguous(args[2], n, np.float64)
+        negative_slope = _loops.load(args[3], 0, np.float64)
+        out = _loops.contiguous(args[4], n, np.float64)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * leaky_relu__dfdx(x[i], negative_slope)
+    else:
+        for i in range(n):
+            _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * leaky_relu__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
+
+
+def leaky_relu__backward_x_acc__float32(dy, x, acc):
+    return acc + dy * leaky_relu__dfdx(x, np.float32(0.01))
+
+
+def leaky_relu__backward_x_acc__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4 and steps[3] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        x = _loops.contiguous(args[1], n, np.float32)
+        acc = _loops.contiguous(args[2], n, np.float32)
+        out = _loops.contiguous(args[3], n, np.float32)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * leaky_relu__dfdx(x[i], np.float32(0.01))
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * leaky_relu__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.01)))
+
+
+def leaky_relu__backward_x_acc__float64(dy, x, acc):
+    return acc + dy * leaky_relu__dfdx(x, np.float64(0.01))
+
+
+def leaky_relu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8 and steps[3] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        x = _loops.contiguous(args[1], n, np.float64)
+        acc = _loops.contiguous(args[2], n, np.float64)
+        out = _loops.contiguous(args[3], n, np.float64)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * leaky_relu__dfdx(x[i], np.float64(0.01))
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * leaky_relu__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.01)))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def leaky_relu__backward_x_acc__parallel(out, dy, x, acc, negative_slope):
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * leaky_relu__dfdx(x[i], negative_slope)
+
+
+def leaky_relu__backward_y_acc(dy, y, acc, negative_slope):
+    return acc + dy * leaky_relu__dfdy(y, negative_slope)
+
+
+def leaky_relu__backward_y_acc__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4 and steps[4] == 4 and steps[3] == 0:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        y = _loops.contiguous(args[1], n, np.float32)
+        acc = _loops.contiguous(args[2], n, np.float32)
+        negative_slope = _loops.load(args[3], 0, np.float32)
+        out = _loops.contiguous(args[4], n, np.float32)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * leaky_relu__dfdy(y[i], negative_slope)
+    else:
+        for i in range(n):
+            _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * leaky_relu__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
+
+
+def leaky_relu__backward_y_acc__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8 and steps[4] == 8 and steps[3] == 0:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        y = _loops.contiguous(args[1], n, np.float64)
+        acc = _loops.contiguous(args[2], n, np.float64)
+        negative_slope = _loops.load(args[3], 0, np.float64)
+        out = _loops.contiguous(args[4], n, np.float64)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * leaky_relu__dfdy(y[i], negative_slope)
+    else:
+        for i in range(n):
+            _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * leaky_relu__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
+
+
+def leaky_relu__backward_y_acc__float32(dy, y, acc):
+    return acc + dy * leaky_relu__dfdy(y, np.float32(0.01))
+
+
+def leaky_relu__backward_y_acc__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4 and steps[3] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        y = _loops.contiguous(args[1], n, np.float32)
+        acc = _loops.contiguous(args[2], n, np.float32)
+        out = _loops.contiguous(args[3], n, np.float32)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * leaky_relu__dfdy(y[i], np.float32(0.01))
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * leaky_relu__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.01)))
+
+
+def leaky_relu__backward_y_acc__float64(dy, y, acc):
+    return acc + dy * leaky_relu__dfdy(y, np.float64(0.01))
+
+
+def leaky_relu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8 and steps[3] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        y = _loops.contiguous(args[1], n, np.float64)
+        acc = _loops.contiguous(args[2], n, np.float64)
+        out = _loops.contiguous(args[3], n, np.float64)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * leaky_relu__dfdy(y[i], np.float64(0.01))
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * leaky_relu__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.01)))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def leaky_relu__backward_y_acc__parallel(out, dy, y, acc, negative_slope):
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * leaky_relu__dfdy(y[i], negative_slope)
+
+
 # --- elu ---------------------------------------------------------------------------------
 
 
@@ -693,6 +1143,11 @@ elu__dfdx = _scalar(elu__dfdx)
 def elu__dfdy(y, alpha):
     return lit(1.0, y) if y > lit(0.0, y) else y + alpha
 elu__dfdy = _scalar(elu__dfdy)
+
+
+def elu__d2fdx2(x, alpha):
+    return lit(0.0, x) if x > lit(0.0, x) else alpha * np.float64(math.exp(np.float64(x)))
+elu__d2fdx2 = _scalar(elu__d2fdx2)
 
 
 def elu__forward(x, alpha):
@@ -829,6 +1284,74 @@ def elu__grad__float64__loop_float64(args, dims, steps, data):
 def elu__grad__parallel(out, x, alpha):
     for i in prange(out.shape[0]):
         out[i] = elu__dfdx(x[i], alpha)
+
+
+def elu__grad2(x, alpha):
+    return elu__d2fdx2(x, alpha)
+
+
+def elu__grad2__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[2] == 4 and steps[1] == 0:
+        x = _loops.contiguous(args[0], n, np.float32)
+        alpha = _loops.load(args[1], 0, np.float32)
+        out = _loops.contiguous(args[2], n, np.float32)
+        for i in range(n):
+            out[i] = elu__d2fdx2(x[i], alpha)
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float32, elu__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
+
+
+def elu__grad2__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[2] == 8 and steps[1] == 0:
+        x = _loops.contiguous(args[0], n, np.float64)
+        alpha = _loops.load(args[1], 0, np.float64)
+        out = _loops.contiguous(args[2], n, np.float64)
+        for i in range(n):
+            out[i] = elu__d2fdx2(x[i], alpha)
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float64, elu__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
+
+
+def elu__grad2__float32(x):
+    return elu__d2fdx2(x, np.float32(1.0))
+
+
+def elu__grad2__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4:
+        x = _loops.contiguous(args[0], n, np.float32)
+        out = _loops.contiguous(args[1], n, np.float32)
+        for i in range(n):
+            out[i] = elu__d2fdx2(x[i], np.float32(1.0))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float32, elu__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), np.float32(1.0)))
+
+
+def elu__grad2__float64(x):
+    return elu__d2fdx2(x, np.float64(1.0))
+
+
+def elu__grad2__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8:
+        x = _loops.contiguous(args[0], n, np.float64)
+        out = _loops.contiguous(args[1], n, np.float64)
+        for i in range(n):
+            out[i] = elu__d2fdx2(x[i], np.float64(1.0))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float64, elu__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), np.float64(1.0)))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def elu__grad2__parallel(out, x, alpha):
+    for i in prange(out.shape[0]):
+        out[i] = elu__d2fdx2(x[i], alpha)
 
 
 def elu__backward_x(dy, x, alpha):
@@ -975,6 +1498,158 @@ def elu__backward_y__parallel(out, dy, y, alpha):
         out[i] = dy[i] * elu__dfdy(y[i], alpha)
 
 
+def elu__backward_x_acc(dy, x, acc, alpha):
+    return acc + dy * elu__dfdx(x, alpha)
+
+
+def elu__backward_x_acc__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4 and steps[4] == 4 and steps[3] == 0:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        x = _loops.contiguous(args[1], n, np.float32)
+        acc = _loops.contiguous(args[2], n, np.float32)
+        alpha = _loops.load(args[3], 0, np.float32)
+        out = _loops.contiguous(args[4], n, np.float32)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * elu__dfdx(x[i], alpha)
+    else:
+        for i in range(n):
+            _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * elu__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
+
+
+def elu__backward_x_acc__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8 and steps[4] == 8 and steps[3] == 0:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        x = _loops.contiguous(args[1], n, np.float64)
+        acc = _loops.contiguous(args[2], n, np.float64)
+        alpha = _loops.load(args[3], 0, np.float64)
+        out = _loops.contiguous(args[4], n, np.float64)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * elu__dfdx(x[i], alpha)
+    else:
+        for i in range(n):
+            _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * elu__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
+
+
+def elu__backward_x_acc__float32(dy, x, acc):
+    return acc + dy * elu__dfdx(x, np.float32(1.0))
+
+
+def elu__backward_x_acc__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4 and steps[3] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        x = _loops.contiguous(args[1], n, np.float32)
+        acc = _loops.contiguous(args[2], n, np.float32)
+        out = _loops.contiguous(args[3], n, np.float32)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * elu__dfdx(x[i], np.float32(1.0))
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * elu__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(1.0)))
+
+
+def elu__backward_x_acc__float64(dy, x, acc):
+    return acc + dy * elu__dfdx(x, np.float64(1.0))
+
+
+def elu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8 and steps[3] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        x = _loops.contiguous(args[1], n, np.float64)
+        acc = _loops.contiguous(args[2], n, np.float64)
+        out = _loops.contiguous(args[3], n, np.float64)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * elu__dfdx(x[i], np.float64(1.0))
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * elu__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(1.0)))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def elu__backward_x_acc__parallel(out, dy, x, acc, alpha):
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * elu__dfdx(x[i], alpha)
+
+
+def elu__backward_y_acc(dy, y, acc, alpha):
+    return acc + dy * elu__dfdy(y, alpha)
+
+
+def elu__backward_y_acc__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4 and steps[4] == 4 and steps[3] == 0:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        y = _loops.contiguous(args[1], n, np.float32)
+        acc = _loops.contiguous(args[2], n, np.float32)
+        alpha = _loops.load(args[3], 0, np.float32)
+        out = _loops.contiguous(args[4], n, np.float32)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * elu__dfdy(y[i], alpha)
+    else:
+        for i in range(n):
+            _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * elu__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
+
+
+def elu__backward_y_acc__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8 and steps[4] == 8 and steps[3] == 0:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        y = _loops.contiguous(args[1], n, np.float64)
+        acc = _loops.contiguous(args[2], n, np.float64)
+        alpha = _loops.load(args[3], 0, np.float64)
+        out = _loops.contiguous(args[4], n, np.float64)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * elu__dfdy(y[i], alpha)
+    else:
+        for i in range(n):
+            _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * elu__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
+
+
+def elu__backward_y_acc__float32(dy, y, acc):
+    return acc + dy * elu__dfdy(y, np.float32(1.0))
+
+
+def elu__backward_y_acc__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4 and steps[3] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        y = _loops.contiguous(args[1], n, np.float32)
+        acc = _loops.contiguous(args[2], n, np.float32)
+        out = _loops.contiguous(args[3], n, np.float32)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * elu__dfdy(y[i], np.float32(1.0))
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * elu__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(1.0)))
+
+
+def elu__backward_y_acc__float64(dy, y, acc):
+    return acc + dy * elu__dfdy(y, np.float64(1.0))
+
+
+def elu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8 and steps[3] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        y = _loops.contiguous(args[1], n, np.float64)
+        acc = _loops.contiguous(args[2], n, np.float64)
+        out = _loops.contiguous(args[3], n, np.float64)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * elu__dfdy(y[i], np.float64(1.0))
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * elu__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(1.0)))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def elu__backward_y_acc__parallel(out, dy, y, acc, alpha):
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * elu__dfdy(y[i], alpha)
+
+
 # --- sigmoid -----------------------------------------------------------------------------
 
 
@@ -994,6 +1669,15 @@ sigmoid__dfdx = _scalar(sigmoid__dfdx)
 def sigmoid__dfdy(y):
     return y * (lit(1.0, y) - y)
 sigmoid__dfdy = _scalar(sigmoid__dfdy)
+
+
+def sigmoid__d2fdx2(x):
+    a = -abs(np.float64(x))
+    t = math.exp(a)
+    d = lit(1.0, x) + t
+    r = t * math.expm1(a) / (d * d * d)
+    return r if x >= lit(0.0, x) else -r
+sigmoid__d2fdx2 = _scalar(sigmoid__d2fdx2)
 
 
 def sigmoid__forward(x):
@@ -1062,6 +1746,40 @@ def sigmoid__grad__loop_float64(args, dims, steps, data):
 def sigmoid__grad__parallel(out, x):
     for i in prange(out.shape[0]):
         out[i] = sigmoid__dfdx(x[i])
+
+
+def sigmoid__grad2(x):
+    return sigmoid__d2fdx2(x)
+
+
+def sigmoid__grad2__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4:
+        x = _loops.contiguous(args[0], n, np.float32)
+        out = _loops.contiguous(args[1], n, np.float32)
+        for i in range(n):
+            out[i] = sigmoid__d2fdx2(x[i])
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float32, sigmoid__d2fdx2(_loops.load(args[0], i * steps[0], np.float32)))
+
+
+def sigmoid__grad2__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8:
+        x = _loops.contiguous(args[0], n, np.float64)
+        out = _loops.contiguous(args[1], n, np.float64)
+        for i in range(n):
+            out[i] = sigmoid__d2fdx2(x[i])
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float64, sigmoid__d2fdx2(_loops.load(args[0], i * steps[0], np.float64)))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def sigmoid__grad2__parallel(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = sigmoid__d2fdx2(x[i])
 
 
 def sigmoid__backward_x(dy, x):
@@ -1136,6 +1854,82 @@ def sigmoid__backward_y__parallel(out, dy, y):
         out[i] = dy[i] * sigmoid__dfdy(y[i])
 
 
+def sigmoid__backward_x_acc(dy, x, acc):
+    return acc + dy * sigmoid__dfdx(x)
+
+
+def sigmoid__backward_x_acc__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4 and steps[3] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        x = _loops.contiguous(args[1], n, np.float32)
+        acc = _loops.contiguous(args[2], n, np.float32)
+        out = _loops.contiguous(args[3], n, np.float32)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * sigmoid__dfdx(x[i])
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * sigmoid__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
+
+
+def sigmoid__backward_x_acc__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8 and steps[3] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        x = _loops.contiguous(args[1], n, np.float64)
+        acc = _loops.contiguous(args[2], n, np.float64)
+        out = _loops.contiguous(args[3], n, np.float64)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * sigmoid__dfdx(x[i])
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * sigmoid__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def sigmoid__backward_x_acc__parallel(out, dy, x, acc):
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * sigmoid__dfdx(x[i])
+
+
+def sigmoid__backward_y_acc(dy, y, acc):
+    return acc + dy * sigmoid__dfdy(y)
+
+
+def sigmoid__backward_y_acc__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4 and steps[3] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        y = _loops.contiguous(args[1], n, np.float32)
+        acc = _loops.contiguous(args[2], n, np.float32)
+        out = _loops.contiguous(args[3], n, np.float32)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * sigmoid__dfdy(y[i])
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * sigmoid__dfdy(_loops.load(args[1], i * steps[1], np.float32)))
+
+
+def sigmoid__backward_y_acc__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8 and steps[3] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        y = _loops.contiguous(args[1], n, np.float64)
+        acc = _loops.contiguous(args[2], n, np.float64)
+        out = _loops.contiguous(args[3], n, np.float64)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * sigmoid__dfdy(y[i])
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * sigmoid__dfdy(_loops.load(args[1], i * steps[1], np.float64)))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def sigmoid__backward_y_acc__parallel(out, dy, y, acc):
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * sigmoid__dfdy(y[i])
+
+
 # --- step --------------------------------------------------------------------------------
 
 
@@ -1156,6 +1950,11 @@ step__dfdx = _scalar(step__dfdx)
 def step__dfdy(y, at_zero):
     return lit(0.0, y) if y == y else y
 step__dfdy = _scalar(step__dfdy)
+
+
+def step__d2fdx2(x, at_zero):
+    return lit(0.0, x) if x == x else x
+step__d2fdx2 = _scalar(step__d2fdx2)
 
 
 def step__forward(x, at_zero):
@@ -1292,6 +2091,74 @@ def step__grad__float64__loop_float64(args, dims, steps, data):
 def step__grad__parallel(out, x, at_zero):
     for i in prange(out.shape[0]):
         out[i] = step__dfdx(x[i], at_zero)
+
+
+def step__grad2(x, at_zero):
+    return step__d2fdx2(x, at_zero)
+
+
+def step__grad2__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[2] == 4 and steps[1] == 0:
+        x = _loops.contiguous(args[0], n, np.float32)
+        at_zero = _loops.load(args[1], 0, np.float32)
+        out = _loops.contiguous(args[2], n, np.float32)
+        for i in range(n):
+            out[i] = step__d2fdx2(x[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float32, step__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
+
+
+def step__grad2__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[2] == 8 and steps[1] == 0:
+        x = _loops.contiguous(args[0], n, np.float64)
+        at_zero = _loops.load(args[1], 0, np.float64)
+        out = _loops.contiguous(args[2], n, np.float64)
+        for i in range(n):
+            out[i] = step__d2fdx2(x[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float64, step__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
+
+
+def step__grad2__float32(x):
+    return step__d2fdx2(x, np.float32(0.0))
+
+
+def step__grad2__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4:
+        x = _loops.contiguous(args[0], n, np.float32)
+        out = _loops.contiguous(args[1], n, np.float32)
+        for i in range(n):
+            out[i] = step__d2fdx2(x[i], np.float32(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float32, step__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.0)))
+
+
+def step__grad2__float64(x):
+    return step__d2fdx2(x, np.float64(0.0))
+
+
+def step__grad2__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8:
+        x = _loops.contiguous(args[0], n, np.float64)
+        out = _loops.contiguous(args[1], n, np.float64)
+        for i in range(n):
+            out[i] = step__d2fdx2(x[i], np.float64(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float64, step__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.0)))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def step__grad2__parallel(out, x, at_zero):
+    for i in prange(out.shape[0]):
+        out[i] = step__d2fdx2(x[i], at_zero)
 
 
 def step__backward_x(dy, x, at_zero):
@@ -1438,6 +2305,158 @@ def step__backward_y__parallel(out, dy, y, at_zero):
         out[i] = dy[i] * step__dfdy(y[i], at_zero)
 
 
+def step__backward_x_acc(dy, x, acc, at_zero):
+    return acc + dy * step__dfdx(x, at_zero)
+
+
+def step__backward_x_acc__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4 and steps[4] == 4 and steps[3] == 0:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        x = _loops.contiguous(args[1], n, np.float32)
+        acc = _loops.contiguous(args[2], n, np.float32)
+        at_zero = _loops.load(args[3], 0, np.float32)
+        out = _loops.contiguous(args[4], n, np.float32)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * step__dfdx(x[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * step__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
+
+
+def step__backward_x_acc__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8 and steps[4] == 8 and steps[3] == 0:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        x = _loops.contiguous(args[1], n, np.float64)
+        acc = _loops.contiguous(args[2], n, np.float64)
+        at_zero = _loops.load(args[3], 0, np.float64)
+        out = _loops.contiguous(args[4], n, np.float64)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * step__dfdx(x[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * step__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
+
+
+def step__backward_x_acc__float32(dy, x, acc):
+    return acc + dy * step__dfdx(x, np.float32(0.0))
+
+
+def step__backward_x_acc__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4 and steps[3] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        x = _loops.contiguous(args[1], n, np.float32)
+        acc = _loops.contiguous(args[2], n, np.float32)
+        out = _loops.contiguous(args[3], n, np.float32)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * step__dfdx(x[i], np.float32(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * step__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.0)))
+
+
+def step__backward_x_acc__float64(dy, x, acc):
+    return acc + dy * step__dfdx(x, np.float64(0.0))
+
+
+def step__backward_x_acc__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8 and steps[3] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        x = _loops.contiguous(args[1], n, np.float64)
+        acc = _loops.contiguous(args[2], n, np.float64)
+        out = _loops.contiguous(args[3], n, np.float64)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * step__dfdx(x[i], np.float64(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * step__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.0)))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def step__backward_x_acc__parallel(out, dy, x, acc, at_zero):
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * step__dfdx(x[i], at_zero)
+
+
+def step__backward_y_acc(dy, y, acc, at_zero):
+    return acc + dy * step__dfdy(y, at_zero)
+
+
+def step__backward_y_acc__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4 and steps[4] == 4 and steps[3] == 0:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        y = _loops.contiguous(args[1], n, np.float32)
+        acc = _loops.contiguous(args[2], n, np.float32)
+        at_zero = _loops.load(args[3], 0, np.float32)
+        out = _loops.contiguous(args[4], n, np.float32)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * step__dfdy(y[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * step__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
+
+
+def step__backward_y_acc__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8 and steps[4] == 8 and steps[3] == 0:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        y = _loops.contiguous(args[1], n, np.float64)
+        acc = _loops.contiguous(args[2], n, np.float64)
+        at_zero = _loops.load(args[3], 0, np.float64)
+        out = _loops.contiguous(args[4], n, np.float64)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * step__dfdy(y[i], at_zero)
+    else:
+        for i in range(n):
+            _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * step__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
+
+
+def step__backward_y_acc__float32(dy, y, acc):
+    return acc + dy * step__dfdy(y, np.float32(0.0))
+
+
+def step__backward_y_acc__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4 and steps[3] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        y = _loops.contiguous(args[1], n, np.float32)
+        acc = _loops.contiguous(args[2], n, np.float32)
+        out = _loops.contiguous(args[3], n, np.float32)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * step__dfdy(y[i], np.float32(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * step__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.0)))
+
+
+def step__backward_y_acc__float64(dy, y, acc):
+    return acc + dy * step__dfdy(y, np.float64(0.0))
+
+
+def step__backward_y_acc__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8 and steps[3] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        y = _loops.contiguous(args[1], n, np.float64)
+        acc = _loops.contiguous(args[2], n, np.float64)
+        out = _loops.contiguous(args[3], n, np.float64)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * step__dfdy(y[i], np.float64(0.0))
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * step__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.0)))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def step__backward_y_acc__parallel(out, dy, y, acc, at_zero):
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * step__dfdy(y[i], at_zero)
+
+
 # --- identity ----------------------------------------------------------------------------
 
 
@@ -1454,6 +2473,11 @@ identity__dfdx = _scalar(identity__dfdx)
 def identity__dfdy(y):
     return lit(1.0, y) if y == y else y
 identity__dfdy = _scalar(identity__dfdy)
+
+
+def identity__d2fdx2(x):
+    return lit(0.0, x) if x == x else x
+identity__d2fdx2 = _scalar(identity__d2fdx2)
 
 
 def identity__forward(x):
@@ -1522,6 +2546,40 @@ def identity__grad__loop_float64(args, dims, steps, data):
 def identity__grad__parallel(out, x):
     for i in prange(out.shape[0]):
         out[i] = identity__dfdx(x[i])
+
+
+def identity__grad2(x):
+    return identity__d2fdx2(x)
+
+
+def identity__grad2__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4:
+        x = _loops.contiguous(args[0], n, np.float32)
+        out = _loops.contiguous(args[1], n, np.float32)
+        for i in range(n):
+            out[i] = identity__d2fdx2(x[i])
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float32, identity__d2fdx2(_loops.load(args[0], i * steps[0], np.float32)))
+
+
+def identity__grad2__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8:
+        x = _loops.contiguous(args[0], n, np.float64)
+        out = _loops.contiguous(args[1], n, np.float64)
+        for i in range(n):
+            out[i] = identity__d2fdx2(x[i])
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float64, identity__d2fdx2(_loops.load(args[0], i * steps[0], np.float64)))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def identity__grad2__parallel(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = identity__d2fdx2(x[i])
 
 
 def identity__backward_x(dy, x):
@@ -1594,6 +2652,82 @@ def identity__backward_y__loop_float64(args, dims, steps, data):
 def identity__backward_y__parallel(out, dy, y):
     for i in prange(out.shape[0]):
         out[i] = dy[i] * identity__dfdy(y[i])
+
+
+def identity__backward_x_acc(dy, x, acc):
+    return acc + dy * identity__dfdx(x)
+
+
+def identity__backward_x_acc__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4 and steps[3] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        x = _loops.contiguous(args[1], n, np.float32)
+        acc = _loops.contiguous(args[2], n, np.float32)
+        out = _loops.contiguous(args[3], n, np.float32)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * identity__dfdx(x[i])
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * identity__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
+
+
+def identity__backward_x_acc__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8 and steps[3] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        x = _loops.contiguous(args[1], n, np.float64)
+        acc = _loops.contiguous(args[2], n, np.float64)
+        out = _loops.contiguous(args[3], n, np.float64)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * identity__dfdx(x[i])
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * identity__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def identity__backward_x_acc__parallel(out, dy, x, acc):
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * identity__dfdx(x[i])
+
+
+def identity__backward_y_acc(dy, y, acc):
+    return acc + dy * identity__dfdy(y)
+
+
+def identity__backward_y_acc__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4 and steps[3] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        y = _loops.contiguous(args[1], n, np.float32)
+        acc = _loops.contiguous(args[2], n, np.float32)
+        out = _loops.contiguous(args[3], n, np.float32)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * identity__dfdy(y[i])
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * identity__dfdy(_loops.load(args[1], i * steps[1], np.float32)))
+
+
+def identity__backward_y_acc__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8 and steps[3] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        y = _loops.contiguous(args[1], n, np.float64)
+        acc = _loops.contiguous(args[2], n, np.float64)
+        out = _loops.contiguous(args[3], n, np.float64)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * identity__dfdy(y[i])
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * identity__dfdy(_loops.load(args[1], i * steps[1], np.float64)))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def identity__backward_y_acc__parallel(out, dy, y, acc):
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * identity__dfdy(y[i])
 
 
 # --- softmax -----------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from numba import cuda, float64
 
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "f28f08c86005dbacffc67bce0bbff76a16feea7c6fc2afe4f2fadaffe288d4aa"
+DECLARATIONS_SHA256 = "95fbbc6e8f048a6fe27221b71bbac6176b17eb6552f580a40a5f8f1bafb6a34c"
 
 _device = cuda.jit(device=True)
 
@@ -130,6 +130,11 @@ def relu__dfdy(y, at_zero):
 relu__dfdy = _device(relu__dfdy)
 
 
+def relu__d2fdx2(x, at_zero):
+    return lit(0.0, x) if x == x else x
+relu__d2fdx2 = _device(relu__d2fdx2)
+
+
 @cuda.jit(cache=True)
 def relu__forward__cuda(out, x, at_zero):
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
@@ -143,6 +148,12 @@ def relu__grad__cuda(out, x, at_zero):
 
 
 @cuda.jit(cache=True)
+def relu__grad2__cuda(out, x, at_zero):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = relu__d2fdx2(x[i], at_zero)
+
+
+@cuda.jit(cache=True)
 def relu__backward_x__cuda(out, dy, x, at_zero):
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
         out[i] = dy[i] * relu__dfdx(x[i], at_zero)
@@ -152,6 +163,18 @@ def relu__backward_x__cuda(out, dy, x, at_zero):
 def relu__backward_y__cuda(out, dy, y, at_zero):
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
         out[i] = dy[i] * relu__dfdy(y[i], at_zero)
+
+
+@cuda.jit(cache=True)
+def relu__backward_x_acc__cuda(out, dy, x, acc, at_zero):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = acc[i] + dy[i] * relu__dfdx(x[i], at_zero)
+
+
+@cuda.jit(cache=True)
+def relu__backward_y_acc__cuda(out, dy, y, acc, at_zero):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = acc[i] + dy[i] * relu__dfdy(y[i], at_zero)
 
 
 # --- leaky_relu --------------------------------------------------------------------------
@@ -172,6 +195,11 @@ def leaky_relu__dfdy(y, negative_slope):
 leaky_relu__dfdy = _device(leaky_relu__dfdy)
 
 
+def leaky_relu__d2fdx2(x, negative_slope):
+    return lit(0.0, x) if x == x else x
+leaky_relu__d2fdx2 = _device(leaky_relu__d2fdx2)
+
+
 @cuda.jit(cache=True)
 def leaky_relu__forward__cuda(out, x, negative_slope):
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
@@ -185,6 +213,12 @@ def leaky_relu__grad__cuda(out, x, negative_slope):
 
 
 @cuda.jit(cache=True)
+def leaky_relu__grad2__cuda(out, x, negative_slope):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = leaky_relu__d2fdx2(x[i], negative_slope)
+
+
+@cuda.jit(cache=True)
 def leaky_relu__backward_x__cuda(out, dy, x, negative_slope):
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
         out[i] = dy[i] * leaky_relu__dfdx(x[i], negative_slope)
@@ -194,6 +228,18 @@ def leaky_relu__backward_x__cuda(out, dy, x, negative_slope):
 def leaky_relu__backward_y__cuda(out, dy, y, negative_slope):
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
         out[i] = dy[i] * leaky_relu__dfdy(y[i], negative_slope)
+
+
+@cuda.jit(cache=True)
+def leaky_relu__backward_x_acc__cuda(out, dy, x, acc, negative_slope):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = acc[i] + dy[i] * leaky_relu__dfdx(x[i], negative_slope)
+
+
+@cuda.jit(cache=True)
+def leaky_relu__backward_y_acc__cuda(out, dy, y, acc, negative_slope):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = acc[i] + dy[i] * leaky_relu__dfdy(y[i], negative_slope)
 
 
 # --- elu ---------------------------------------------------------------------------------
@@ -214,6 +260,11 @@ def elu__dfdy(y, alpha):
 elu__dfdy = _device(elu__dfdy)
 
 
+def elu__d2fdx2(x, alpha):
+    return lit(0.0, x) if x > lit(0.0, x) else alpha * np.float64(math.exp(np.float64(x)))
+elu__d2fdx2 = _device(elu__d2fdx2)
+
+
 @cuda.jit(cache=True)
 def elu__forward__cuda(out, x, alpha):
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
@@ -227,6 +278,12 @@ def elu__grad__cuda(out, x, alpha):
 
 
 @cuda.jit(cache=True)
+def elu__grad2__cuda(out, x, alpha):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = elu__d2fdx2(x[i], alpha)
+
+
+@cuda.jit(cache=True)
 def elu__backward_x__cuda(out, dy, x, alpha):
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
         out[i] = dy[i] * elu__dfdx(x[i], alpha)
@@ -236,6 +293,18 @@ def elu__backward_x__cuda(out, dy, x, alpha):
 def elu__backward_y__cuda(out, dy, y, alpha):
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
         out[i] = dy[i] * elu__dfdy(y[i], alpha)
+
+
+@cuda.jit(cache=True)
+def elu__backward_x_acc__cuda(out, dy, x, acc, alpha):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = acc[i] + dy[i] * elu__dfdx(x[i], alpha)
+
+
+@cuda.jit(cache=True)
+def elu__backward_y_acc__cuda(out, dy, y, acc, alpha):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = acc[i] + dy[i] * elu__dfdy(y[i], alpha)
 
 
 # --- sigmoid -----------------------------------------------------------------------------
@@ -259,6 +328,15 @@ def sigmoid__dfdy(y):
 sigmoid__dfdy = _device(sigmoid__dfdy)
 
 
+def sigmoid__d2fdx2(x):
+    a = -abs(np.float64(x))
+    t = math.exp(a)
+    d = lit(1.0, x) + t
+    r = t * math.expm1(a) / (d * d * d)
+    return r if x >= lit(0.0, x) else -r
+sigmoid__d2fdx2 = _device(sigmoid__d2fdx2)
+
+
 @cuda.jit(cache=True)
 def sigmoid__forward__cuda(out, x):
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
@@ -272,6 +350,12 @@ def sigmoid__grad__cuda(out, x):
 
 
 @cuda.jit(cache=True)
+def sigmoid__grad2__cuda(out, x):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = sigmoid__d2fdx2(x[i])
+
+
+@cuda.jit(cache=True)
 def sigmoid__backward_x__cuda(out, dy, x):
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
         out[i] = dy[i] * sigmoid__dfdx(x[i])
@@ -281,6 +365,18 @@ def sigmoid__backward_x__cuda(out, dy, x):
 def sigmoid__backward_y__cuda(out, dy, y):
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
         out[i] = dy[i] * sigmoid__dfdy(y[i])
+
+
+@cuda.jit(cache=True)
+def sigmoid__backward_x_acc__cuda(out, dy, x, acc):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = acc[i] + dy[i] * sigmoid__dfdx(x[i])
+
+
+@cuda.jit(cache=True)
+def sigmoid__backward_y_acc__cuda(out, dy, y, acc):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = acc[i] + dy[i] * sigmoid__dfdy(y[i])
 
 
 # --- step --------------------------------------------------------------------------------
@@ -305,6 +401,11 @@ def step__dfdy(y, at_zero):
 step__dfdy = _device(step__dfdy)
 
 
+def step__d2fdx2(x, at_zero):
+    return lit(0.0, x) if x == x else x
+step__d2fdx2 = _device(step__d2fdx2)
+
+
 @cuda.jit(cache=True)
 def step__forward__cuda(out, x, at_zero):
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
@@ -318,6 +419,12 @@ def step__grad__cuda(out, x, at_zero):
 
 
 @cuda.jit(cache=True)
+def step__grad2__cuda(out, x, at_zero):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = step__d2fdx2(x[i], at_zero)
+
+
+@cuda.jit(cache=True)
 def step__backward_x__cuda(out, dy, x, at_zero):
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
         out[i] = dy[i] * step__dfdx(x[i], at_zero)
@@ -327,6 +434,18 @@ def step__backward_x__cuda(out, dy, x, at_zero):
 def step__backward_y__cuda(out, dy, y, at_zero):
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
         out[i] = dy[i] * step__dfdy(y[i], at_zero)
+
+
+@cuda.jit(cache=True)
+def step__backward_x_acc__cuda(out, dy, x, acc, at_zero):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = acc[i] + dy[i] * step__dfdx(x[i], at_zero)
+
+
+@cuda.jit(cache=True)
+def step__backward_y_acc__cuda(out, dy, y, acc, at_zero):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = acc[i] + dy[i] * step__dfdy(y[i], at_zero)
 
 
 # --- identity ----------------------------------------------------------------------------
@@ -347,6 +466,11 @@ def identity__dfdy(y):
 identity__dfdy = _device(identity__dfdy)
 
 
+def identity__d2fdx2(x):
+    return lit(0.0, x) if x == x else x
+identity__d2fdx2 = _device(identity__d2fdx2)
+
+
 @cuda.jit(cache=True)
 def identity__forward__cuda(out, x):
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
@@ -360,6 +484,12 @@ def identity__grad__cuda(out, x):
 
 
 @cuda.jit(cache=True)
+def identity__grad2__cuda(out, x):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = identity__d2fdx2(x[i])
+
+
+@cuda.jit(cache=True)
 def identity__backward_x__cuda(out, dy, x):
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
         out[i] = dy[i] * identity__dfdx(x[i])
@@ -369,6 +499,18 @@ def identity__backward_x__cuda(out, dy, x):
 def identity__backward_y__cuda(out, dy, y):
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
         out[i] = dy[i] * identity__dfdy(y[i])
+
+
+@cuda.jit(cache=True)
+def identity__backward_x_acc__cuda(out, dy, x, acc):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = acc[i] + dy[i] * identity__dfdx(x[i])
+
+
+@cuda.jit(cache=True)
+def identity__backward_y_acc__cuda(out, dy, y, acc):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = acc[i] + dy[i] * identity__dfdy(y[i])
 
 
 # --- softmax -----------------------------------------------------------------------------

@@ -66,6 +66,9 @@ class ElementwiseSpec(_Parametrised):
     f: Callable
     dfdx: Callable
     dfdy: Callable | None
+    # The second derivative f''(x), where declared (``f.grad2``), and its formula.
+    d2fdx2: Callable | None = None
+    second_derivative: str = ""
     # Expression over the params under which dfdy(y) equals dfdx(x): f must be invertible
     # where its derivative changes, or the kink convention must not depend on the branch.
     dfdy_requires: str | None = None
@@ -73,6 +76,8 @@ class ElementwiseSpec(_Parametrised):
     layer: str = ""
     # Where f or f' is not differentiable: expressions over the params ("0", "min_val").
     kinks: tuple[str, ...] = ()
+    # Other names the function is exported under (``swish`` for ``silu``).
+    aliases: tuple[str, ...] = ()
     kind: str = field(default="elementwise", init=False)
 
 
@@ -168,10 +173,12 @@ def layer_name(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
 
 
-def elementwise(*params: Param, formula: str, derivative: str, dfdy_requires: str | None = None, work: int = 1,
-                layer: str | None = None, kinks: tuple[str, ...] = ()):
-    """Declare an elementwise activation from a class body holding ``f``, ``dfdx`` and,
-    where the derivative is a function of the output, ``dfdy``.
+def elementwise(*params: Param, formula: str, derivative: str, second_derivative: str = "",
+                dfdy_requires: str | None = None, work: int = 1,
+                layer: str | None = None, kinks: tuple[str, ...] = (), aliases: tuple[str, ...] = ()):
+    """Declare an elementwise activation from a class body holding ``f``, ``dfdx``, where
+    the derivative is a function of the output ``dfdy``, and where the second derivative
+    exists ``d2fdx2`` (``f.grad2``).
 
     ``work``: the cost of an element relative to a memory-bound kernel such as relu's
     (measured with ``bench/``); ``target="auto"`` goes multi-threaded from
@@ -179,11 +186,12 @@ def elementwise(*params: Param, formula: str, derivative: str, dfdy_requires: st
     element costs more.  ``layer``: the name of its class in :mod:`fastact.layers`
     (default: the name in CamelCase).  ``kinks``: the points where ``f`` or ``f'`` jumps
     or bends, as expressions over the parameters (``("0",)``, ``("min_val", "max_val")``):
-    the plots mark them, and the tests check the declared convention there."""
+    the plots mark them, and the tests check the declared convention there.  ``aliases``:
+    other names under which ``fastact`` exports the same function."""
 
     def declare(cls) -> ElementwiseSpec:
         _check_work(cls.__name__, work)
-        fns = _functions(cls, ("f", "dfdx"), optional=("dfdy",))
+        fns = _functions(cls, ("f", "dfdx"), optional=("dfdy", "d2fdx2"))
         if dfdy_requires is not None and fns["dfdy"] is None:
             raise TypeError(f"{cls.__name__}: dfdy_requires given without dfdy")
         return _register(
@@ -192,11 +200,13 @@ def elementwise(*params: Param, formula: str, derivative: str, dfdy_requires: st
                 doc=cls.__doc__ or "",
                 formula=formula,
                 derivative=derivative,
+                second_derivative=second_derivative,
                 params=tuple(params),
                 dfdy_requires=dfdy_requires,
                 work=work,
                 layer=layer or layer_name(cls.__name__),
                 kinks=tuple(kinks),
+                aliases=tuple(aliases),
                 **fns,
             )
         )

@@ -20,11 +20,18 @@ def _operations(fn):
     spec = fn.spec
     name = spec.name
     ops = [(name, lambda x, t: fn(x, target=t), None)]
-    if "grad" in methods(spec):
-        ops.append((f"{name}.grad", lambda x, t: fn.grad(x, target=t), None))
-    ops.append((f"{name}.backward", lambda x, t: fn.backward(x, x=x, target=t), None))
-    if isinstance(spec, RowwiseSpec) or dfdy_allowed(spec, spec.defaults):
-        ops.append((f"{name}.backward(y=)", lambda x, t: fn.backward(x, y=x, target=t), None))
+    for method in ("grad", "grad2"):
+        if method in methods(spec):
+            ops.append((f"{name}.{method}", lambda x, t, m=getattr(fn, method): m(x, target=t), None))
+    rowwise = isinstance(spec, RowwiseSpec)
+    froms = ("x", "y") if rowwise or dfdy_allowed(spec, spec.defaults) else ("x",)
+    for operand in froms:
+        label = f"{name}.backward" + ("(y=)" if operand == "y" else "")
+        ops.append((label, lambda x, t, k=operand: fn.backward(x, **{k: x}, target=t), None))
+        if not rowwise:  # backward(..., accumulate=True): its own kernels
+            ops.append((f"{label} accumulate",
+                        lambda x, t, k=operand: fn.backward(x, **{k: x}, out=x.copy(), accumulate=True, target=t),
+                        None))
     if spec.params and not isinstance(spec, RowwiseSpec):
         from fastact._codegen import elementwise_ops
 
@@ -76,7 +83,7 @@ def warmup(names=None, *, dtypes=("float32", "float64"), targets=("cpu", "parall
     Example:
         >>> import fastact as fa
         >>> fa.warmup(["relu"], dtypes=["float32"], targets=["cpu"], progress=False)
-        8
+        14
     """
     import fastact
     from fastact._dispatch import TARGETS

@@ -45,6 +45,7 @@ from fastact._spec import Param, double, elementwise, helper, rowwise  # noqa: F
     Param("at_zero", 0.0, "Subgradient used by ``grad``/``backward`` at exactly ``x == 0``."),
     formula="max(x, 0)",
     derivative="1 if x > 0; at_zero if x == 0; 0 if x < 0",
+    second_derivative="0",
     dfdy_requires="at_zero == 0",
     layer="ReLU",
     kinks=("0",),
@@ -89,11 +90,16 @@ class relu:
     def dfdy(y, at_zero):
         return 1.0 if y > 0.0 else (0.0 if y <= 0.0 else y)
 
+    # 0 on either side of the kink (and taken as 0 at it).
+    def d2fdx2(x, at_zero):
+        return 0.0 if x == x else x
+
 
 @elementwise(
     Param("negative_slope", 0.01, "Slope for ``x <= 0``."),
     formula="x if x > 0 else negative_slope * x",
     derivative="1 if x > 0; negative_slope if x <= 0",
+    second_derivative="0",
     dfdy_requires="negative_slope > 0",
     layer="LeakyReLU",
     kinks=("0",),
@@ -134,11 +140,15 @@ class leaky_relu:
     def dfdy(y, negative_slope):
         return 1.0 if y > 0.0 else (negative_slope if y <= 0.0 else y)
 
+    def d2fdx2(x, negative_slope):
+        return 0.0 if x == x else x
+
 
 @elementwise(
     Param("alpha", 1.0, "Scale of the negative saturation value."),
     formula="x if x > 0 else alpha * (exp(x) - 1)",
     derivative="1 if x > 0; alpha * exp(x) if x <= 0",
+    second_derivative="0 if x > 0; alpha * exp(x) if x <= 0",
     dfdy_requires="alpha > 0",
     work=3,
     layer="ELU",
@@ -183,10 +193,15 @@ class elu:
     def dfdy(y, alpha):
         return 1.0 if y > 0.0 else y + alpha
 
+    # From the left at 0, as dfdx; double as in dfdx.
+    def d2fdx2(x, alpha):
+        return 0.0 if x > 0.0 else alpha * math.exp(double(x))
+
 
 @elementwise(
     formula="1 / (1 + exp(-x))",
     derivative="sigmoid(x) * (1 - sigmoid(x))",
+    second_derivative="sigmoid'(x) * (1 - 2 sigmoid(x))",
     work=3,
 )
 class sigmoid:
@@ -228,11 +243,21 @@ class sigmoid:
     def dfdy(y):
         return y * (1.0 - y)
 
+    # f' (1 - 2 f) = -sign(x) t (1 - t) / (1 + t)^3 with t = exp(-|x|) and 1 - t =
+    # -expm1(-|x|): full relative precision in both tails and near 0; double as in dfdx.
+    def d2fdx2(x):
+        a = -abs(double(x))
+        t = math.exp(a)
+        d = 1.0 + t
+        r = t * math.expm1(a) / (d * d * d)
+        return r if x >= 0.0 else -r
+
 
 @elementwise(
     Param("at_zero", 0.0, "Value of the step at exactly ``x == 0``."),
     formula="1 if x > 0; at_zero if x == 0; 0 if x < 0",
     derivative="0 (everywhere it exists; 0 is also used at x == 0)",
+    second_derivative="0",
     kinks=("0",),
 )
 class step:
@@ -273,8 +298,11 @@ class step:
     def dfdy(y, at_zero):
         return 0.0 if y == y else y
 
+    def d2fdx2(x, at_zero):
+        return 0.0 if x == x else x
 
-@elementwise(formula="x", derivative="1")
+
+@elementwise(formula="x", derivative="1", second_derivative="0")
 class identity:
     r"""Identity, :math:`f(x) = x`, with :math:`f'(x) = 1`.
 
@@ -300,6 +328,9 @@ class identity:
 
     def dfdy(y):
         return 1.0 if y == y else y
+
+    def d2fdx2(x):
+        return 0.0 if x == x else x
 
 
 @helper
@@ -372,3 +403,4 @@ class softmax:
 
     def bout(dy, y, d):
         return y * (dy - d)
+

@@ -5,7 +5,7 @@ they are the oracle of the test suite and the baseline of the benchmark suite.  
 function computes in the dtype of its input; pass float64 to get a float64 oracle.
 
 ``REFERENCE[name]`` has, for an elementwise activation, ``forward(x, **params)``,
-``grad(x, **params)``, ``grad_y(y, **params)`` (where declared) and ``backward(dy, x=None,
+``grad(x, **params)``, ``grad_y(y, **params)`` (where declared), ``grad2(x, **params)`` and ``backward(dy, x=None,
 y=None, **params)``; for a row-wise function, ``forward(x, axis)`` and
 ``backward(dy, x=None, y=None, axis=-1)``.
 """
@@ -50,6 +50,10 @@ def relu_grad_y(y, at_zero=0.0):
     return _nan_where(y, np.where(y > 0, 1, 0))
 
 
+def relu_grad2(x, at_zero=0.0):
+    return _nan_where(x, np.zeros_like(x))
+
+
 def leaky_relu(x, negative_slope=0.01):
     return np.where(x > 0, x, negative_slope * x)
 
@@ -59,6 +63,10 @@ def leaky_relu_grad(x, negative_slope=0.01):
 
 
 leaky_relu_grad_y = leaky_relu_grad
+
+
+def leaky_relu_grad2(x, negative_slope=0.01):
+    return _nan_where(x, np.zeros_like(x))
 
 
 def elu(x, alpha=1.0):
@@ -71,6 +79,10 @@ def elu_grad(x, alpha=1.0):
 
 def elu_grad_y(y, alpha=1.0):
     return np.where(y > 0, 1, y + alpha)
+
+
+def elu_grad2(x, alpha=1.0):
+    return np.where(x > 0, 0, alpha * np.exp(x))
 
 
 def sigmoid(x):
@@ -88,6 +100,12 @@ def sigmoid_grad_y(y):
     return y * (1 - y)
 
 
+def sigmoid_grad2(x):
+    # sigmoid' * (1 - 2 sigmoid), where 1 - 2 sigmoid = -tanh(x / 2)
+    z = np.exp(-np.abs(x))
+    return z / (1 + z) ** 2 * -np.tanh(x / 2)
+
+
 def step(x, at_zero=0.0):
     return np.heaviside(x, at_zero)
 
@@ -100,6 +118,10 @@ def step_grad_y(y, at_zero=0.0):
     return _nan_where(y, np.zeros_like(y))
 
 
+def step_grad2(x, at_zero=0.0):
+    return _nan_where(x, np.zeros_like(x))
+
+
 def identity(x):
     return np.array(x, copy=True)
 
@@ -109,6 +131,10 @@ def identity_grad(x):
 
 
 identity_grad_y = identity_grad
+
+
+def identity_grad2(x):
+    return _nan_where(x, np.zeros_like(x))
 
 
 # --- row-wise --------------------------------------------------------------------------------
@@ -133,7 +159,7 @@ def softmax_backward_y(dy, y, axis=-1):
 # --- the table the tests and benchmarks iterate over ----------------------------------------
 
 
-def _elementwise(forward, grad, grad_y=None):
+def _elementwise(forward, grad, grad_y=None, grad2=None):
     def backward(dy, x=None, y=None, **params):
         return dy * (grad(x, **params) if y is None else grad_y(y, **params))
 
@@ -142,6 +168,7 @@ def _elementwise(forward, grad, grad_y=None):
         forward=_quiet(forward),
         grad=_quiet(grad),
         grad_y=None if grad_y is None else _quiet(grad_y),
+        grad2=None if grad2 is None else _quiet(grad2),
         backward=_quiet(backward),
     )
 
@@ -154,11 +181,11 @@ def _rowwise(forward, backward_y):
 
 
 REFERENCE = {
-    "relu": _elementwise(relu, relu_grad, relu_grad_y),
-    "leaky_relu": _elementwise(leaky_relu, leaky_relu_grad, leaky_relu_grad_y),
-    "elu": _elementwise(elu, elu_grad, elu_grad_y),
-    "sigmoid": _elementwise(sigmoid, sigmoid_grad, sigmoid_grad_y),
-    "step": _elementwise(step, step_grad, step_grad_y),
-    "identity": _elementwise(identity, identity_grad, identity_grad_y),
+    "relu": _elementwise(relu, relu_grad, relu_grad_y, relu_grad2),
+    "leaky_relu": _elementwise(leaky_relu, leaky_relu_grad, leaky_relu_grad_y, leaky_relu_grad2),
+    "elu": _elementwise(elu, elu_grad, elu_grad_y, elu_grad2),
+    "sigmoid": _elementwise(sigmoid, sigmoid_grad, sigmoid_grad_y, sigmoid_grad2),
+    "step": _elementwise(step, step_grad, step_grad_y, step_grad2),
+    "identity": _elementwise(identity, identity_grad, identity_grad_y, identity_grad2),
     "softmax": _rowwise(softmax, softmax_backward_y),
 }

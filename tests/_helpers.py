@@ -16,7 +16,7 @@ from fastact.reference import REFERENCE
 
 FLOATS = (np.float16, np.float32, np.float64)
 CPU_TARGETS = ("cpu", "parallel", "auto")
-ELEMENTWISE_OPS = ("forward", "grad", "backward_x", "backward_y")
+ELEMENTWISE_OPS = ("forward", "grad", "grad2", "backward_x", "backward_y")
 ROWWISE_OPS = ("forward", "backward_x", "backward_y")
 
 #: ULP bound against the reference (see ``reference``) rounded to the result dtype.
@@ -24,6 +24,15 @@ ROWWISE_OPS = ("forward", "backward_x", "backward_y")
 #: rounded once or twice, so 1 ULP would do; float64 results go through fastact's
 #: ``exp`` (within 1 ULP) or ``expm1`` (within 2), then up to three more roundings.
 MAX_ULP = {np.dtype(np.float16): 1, np.dtype(np.float32): 2, np.dtype(np.float64): 4}
+#: float64 second derivatives combine two transcendental functions and a cube
+#: (sigmoid'' = -sign(x) t expm1(-|x|) / (1 + t)^3): up to 6 ULP.
+GRAD2_MAX_ULP_F64 = 6
+
+
+def max_ulp(dtype, op: str) -> int:
+    """The ULP bound of ``op`` in ``dtype`` against the reference."""
+    dtype = np.dtype(dtype)
+    return GRAD2_MAX_ULP_F64 if op == "grad2" and dtype == np.float64 else MAX_ULP[dtype]
 
 # Non-default values worth testing, by parameter name; parameters not listed here get
 # generic candidates (see ``param_sets``).
@@ -76,6 +85,8 @@ def elementwise_cases(ops=ELEMENTWISE_OPS):
             for op in ops:
                 if op == "backward_y" and not y_allowed(name, params):
                     continue
+                if op == "grad2" and spec(name).d2fdx2 is None:
+                    continue
                 out.append((name, op, params))
     return out
 
@@ -120,6 +131,8 @@ def call(name, op, x, dy=None, *, params=None, target="auto", out=None, axis=Non
         return fn(x, out=out, target=target, **kw)
     if op == "grad":
         return fn.grad(x, out=out, target=target, **kw)
+    if op == "grad2":
+        return fn.grad2(x, out=out, target=target, **kw)
     if op == "backward_x":
         return fn.backward(dy, x=x, out=out, target=target, **kw)
     if op == "backward_y":
@@ -152,6 +165,8 @@ def reference(name, op, x64, dy64=None, *, params=None, y64=None, axis=None):
             out = ref.forward(x, **kw)
         elif op == "grad":
             out = ref.grad(x, **kw)
+        elif op == "grad2":
+            out = ref.grad2(x, **kw)
         elif op == "backward_x":
             out = ref.backward(dy, x=x, **kw)
         elif op == "backward_y":

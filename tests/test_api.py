@@ -32,6 +32,7 @@ def _ops(name):
     ops = [("f", lambda x, **k: fn(x, **k)), ("backward", lambda x, **k: fn.backward(np.ones_like(x), x=x, **k))]
     if name in fa.ELEMENTWISE:
         ops.append(("grad", lambda x, **k: fn.grad(x, **k)))
+        ops.append(("grad2", lambda x, **k: fn.grad2(x, **k)))
     return ops
 
 

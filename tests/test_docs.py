@@ -32,7 +32,7 @@ def test_package_docstring_examples():
     assert _run(fa.__doc__, "fastact") >= 1
 
 
-@pytest.mark.parametrize("method", ["grad", "backward"])
+@pytest.mark.parametrize("method", ["grad", "grad2", "backward"])
 def test_method_docstrings(method):
     for name in fa.ELEMENTWISE:
         assert getattr(fa.FUNCTIONS[name], method).__doc__
@@ -51,8 +51,10 @@ def test_help_shows_the_call_signatures(name):
     params = "".join(f", {p.name}={p.default!r}" for p in fa.REGISTRY[name].params)
     axis = "axis=-1, " if name in fa.ROWWISE else ""
     assert f"{name}(x, /, *, {axis}out=None, target=None, stream=None{params})" in text
-    assert f"{name}.backward(dy, /, *, x=None, y=None, {axis}out=None, target=None, stream=None{params})" in text
+    acc = "" if axis else "accumulate=False, "
+    assert f"{name}.backward(dy, /, *, x=None, y=None, {axis}out=None, {acc}target=None, stream=None{params})" in text
     assert (f"{name}.grad(x, /" in text) == (name in fa.ELEMENTWISE)
+    assert (f"{name}.grad2(x, /" in text) == (name in fa.ELEMENTWISE)
     sig = inspect.signature(fn)
     assert list(sig.parameters)[:2] == ["x", *(["axis"] if axis else ["out"])]
     assert sig.parameters["target"].default is None

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from _helpers import (
     CPU_TARGETS,
+    assert_bitwise,
     FLOATS,
     MAX_ULP,
     assert_ulp,
@@ -15,6 +16,7 @@ from _helpers import (
     case_id,
     edge_values,
     elementwise_cases,
+    max_ulp,
     parallel_threshold,
     param_sets,
     params_id,
@@ -50,7 +52,7 @@ def _check_against_reference(name, op, params, x, dy, target):
         # subnormal, that costs up to half a subnormal spacing (2**-1075, and an oracle
         # in float64 as much again), which dy can scale far above an ULP of dy * f'(x).
         atol = np.abs(dy64) * 2.0**-1074
-    assert_ulp(got, expected, MAX_ULP[x.dtype], inputs={"x": x, "dy": dy}, atol=atol,
+    assert_ulp(got, expected, max_ulp(x.dtype, op), inputs={"x": x, "dy": dy}, atol=atol,
                what=f"{name} {op} {params_id(params)} {x.dtype} {target}")
 
 
@@ -103,6 +105,86 @@ def test_grad_matches_central_differences(params, rng):
     dy = rng.standard_normal(x.size)
     np.testing.assert_allclose(fn.backward(dy, x=x, **params)[smooth], dy[smooth] * fd[smooth],
                                rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+@pytest.mark.parametrize("params", [(n, p) for n in fa.ELEMENTWISE for p in param_sets(n)],
+                         ids=lambda c: f"{c[0]}-{params_id(c[1])}")
+def test_grad2_matches_central_differences_of_grad(params, rng):
+    name, params = params
+    fn = fa.FUNCTIONS[name]
+    if fn.spec.d2fdx2 is None:
+        pytest.skip(f"{name} declares no second derivative")
+    x = rng.uniform(-8, 8, 2000)
+    x = x[np.abs(x) > 0.05]
+    h = 1e-5 * np.maximum(1.0, np.abs(x))
+    g = lambda v: fn.grad(v, target="cpu", **params)  # noqa: E731
+    fd = (g(x + h) - g(x - h)) / (2 * h)
+    right, left = (g(x + h) - g(x)) / h, (g(x) - g(x - h)) / h
+    smooth = np.abs(right - left) <= 1e-3 * np.maximum(1.0, np.abs(fd))
+    assert smooth.mean() > 0.95, f"{name}: too many points where f' is not smooth"
+    np.testing.assert_allclose(fn.grad2(x, **params)[smooth], fd[smooth], rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+def test_every_elementwise_function_has_a_second_derivative():
+    missing = [n for n in fa.ELEMENTWISE if fa.REGISTRY[n].d2fdx2 is None]
+    assert not missing, f"declare d2fdx2 for {missing}"
+
+
+# --- accumulate=True ----------------------------------------------------------------------------
+
+ACC_CASES = [c for c in CASES if c[1] in ("backward_x", "backward_y")]
+
+
+@pytest.mark.parametrize("target", CPU_TARGETS)
+@pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case", ACC_CASES, ids=case_id)
+def test_backward_accumulates_into_out(case, dtype, target, rng):
+    """``backward(dy, x=, out=dx, accumulate=True)`` is ``dx + backward(dy, x=)`` rounded
+    once, and the same bits on every target."""
+    name, op, params = case
+    fn = fa.FUNCTIONS[name]
+    for n in (37, 300_000):  # the small-call path and the threads
+        x = (rng.standard_normal(n) * 3).astype(dtype)
+        dy = rng.standard_normal(n).astype(dtype)
+        acc = rng.standard_normal(n).astype(dtype)
+        kw = dict(params, target=target)
+        other = {"x": x} if op == "backward_x" else {"y": fn(x, target="cpu", **params)}
+        dx = acc.copy()
+        assert fn.backward(dy, **other, out=dx, accumulate=True, **kw) is dx
+        _assert_sum_close(dx, acc, fn.backward(dy, **other, **kw), f"{name} {op} accumulate {target}")
+        # dy as the accumulator itself: dy + dy * f'(x).
+        d2 = dy.copy()
+        fn.backward(d2, **other, out=d2, accumulate=True, **kw)
+        _assert_sum_close(d2, dy, fn.backward(dy, **other, **kw), f"{name} {op} accumulate into dy")
+        # The same bits on every target.
+        d3 = acc.copy()
+        fn.backward(dy, **other, out=d3, accumulate=True, **dict(kw, target="cpu"))
+        assert_bitwise(dx, d3, f"{name} {op} accumulate {target} vs cpu")
+
+
+def _assert_sum_close(got, acc, prod, what):
+    """``got`` is ``acc + prod`` rounded once, give or take the rounding of ``prod`` (the
+    kernel may keep ``dy * f'(x)`` in double precision before it adds): within an ULP of
+    the larger of the two terms."""
+    exact = acc.astype(np.float64) + prod.astype(np.float64)
+    eps = float(np.finfo(got.dtype).eps)
+    scale = np.maximum(np.abs(acc.astype(np.float64)), np.abs(prod.astype(np.float64)))
+    ok = np.abs(got.astype(np.float64) - exact) <= 2 * eps * scale + float(np.finfo(got.dtype).smallest_subnormal)
+    ok |= np.isnan(exact) & np.isnan(got) | (exact == got)
+    assert ok.all(), f"{what}: {np.flatnonzero(~ok)[:5]} got {got[~ok][:5]}, expected {exact[~ok][:5]}"
+
+
+@pytest.mark.parametrize("name", fa.ELEMENTWISE)
+def test_accumulate_needs_out(name):
+    fn = fa.FUNCTIONS[name]
+    x = np.ones(3)
+    with pytest.raises(TypeError, match=rf"{name}\.backward\(\): accumulate=True adds into out="):
+        fn.backward(x, x=x, accumulate=True)
+    with pytest.raises(TypeError, match=rf"{name}\.backward\(\): accumulate must be True or False"):
+        fn.backward(x, x=x, out=x.copy(), accumulate=1)
+    out = np.full(3, 5.0)
+    with pytest.raises(TypeError, match="out must have dtype float64"):
+        fn.backward(x, x=x, out=out.astype(np.float32), accumulate=True)
 
 
 # --- NaN, infinities and kinks ----------------------------------------------------------------

@@ -63,7 +63,9 @@ def test_kinks_are_marked_with_the_convention():
     fig = fa.plot(fa.step, at_zero=0.5)  # the function itself jumps
     assert (0.0, 0.5, True) in _markers(fig)
     assert _markers(fa.plot(fa.sigmoid)) == []  # smooth: nothing marked
-    assert _markers(fa.plot(fa.elu)) == []  # alpha = 1: f' is continuous
+    # alpha = 1: f' is continuous, f'' jumps from 1 to 0, and the value from the left is used.
+    got = [(x, round(y, 6), filled) for x, y, filled in _markers(fa.plot(fa.elu))]
+    assert got == [(0.0, 0.0, False), (0.0, 1.0, False), (0.0, 1.0, True)]
     assert (0.0, 0.5, True) in _markers(fa.plot(fa.elu, alpha=0.5))
     matplotlib.pyplot.close("all")
 

@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import fastact as fa
-from fastact import _dispatch, _threads
+from fastact import _codegen, _dispatch, _threads
 
 SCRIPT = Path(__file__).resolve().parent / "reliability" / "scenarios.py"
 SKIP = 77
@@ -200,6 +200,8 @@ def _in_place(fn, op, x, dy, y, target):
         return fn(x, out=x, target=target)
     if op == "grad":
         return fn.grad(x, out=x, target=target)
+    if op == "grad2":
+        return fn.grad2(x, out=x, target=target)
     if op == "backward_x":
         return fn.backward(dy, x=x, out=dy, target=target)
     return fn.backward(dy, y=y, out=dy, target=target)
@@ -224,7 +226,7 @@ def test_float16_is_cast_in_blocks(label, name, op, target):
     x, dy = (a.astype(np.float16) for a in _operands(name, op, np.float32, n))
     y = call(name, "forward", x, target="cpu") if op == "backward_y" else None
     fn = fa.FUNCTIONS[name]
-    nin = 1 if op in ("forward", "grad") else 2
+    nin = len(_codegen.ELEMENTWISE_OPS[op][0])
     bound = _cast_bound(nin, target)
     assert bound < n * 4
 
@@ -718,6 +720,8 @@ def _fuzz_one(case):
             return fn(a, out=out, target=target, **kw)
         if op == "grad":
             return fn.grad(a, out=out, target=target, **kw)
+        if op == "grad2":
+            return fn.grad2(a, out=out, target=target, **kw)
         if op == "backward_x":
             return fn.backward(a, x=b, out=out, target=target, **kw)
         return fn.backward(a, y=b, out=out, target=target, **kw)

@@ -11,15 +11,18 @@ from fastact import _cpu, _warmup
 
 def test_prepares_every_kernel_the_calls_use(monkeypatch):
     n = fa.warmup(["elu", fa.softmax], dtypes=["float32"], targets=["cpu", "parallel"], progress=False)
-    # elu: call, grad, backward, backward(y=) on two targets, and the four ufuncs with
-    # parameters as operands; softmax: call, backward, backward(y=) on two targets.
-    assert n == 4 * 2 + 4 + 3 * 2
+    # elu: call, grad, grad2, backward and backward(y=) with and without accumulate, on two
+    # targets, and the seven ufuncs with parameters as operands; softmax: call, backward,
+    # backward(y=) on two targets.
+    assert n == 7 * 2 + 7 + 3 * 2
     before = _cpu.ufunc.cache_info()
     x = np.linspace(-2, 2, 64, dtype=np.float32).reshape(8, 8)
     for target in ("cpu", "parallel"):
         fa.elu(x, target=target)
         fa.elu.grad(x, alpha=0.5, target=target)
         fa.elu.backward(x, y=x, target=target)
+        fa.elu.grad2(x, target=target)
+        fa.elu.backward(x, x=x, out=x.copy(), accumulate=True, target=target)
         fa.softmax.backward(x, x=x, target=target)
     after = _cpu.ufunc.cache_info()
     assert after.misses == before.misses, "a call after warmup built a new ufunc"

@@ -98,7 +98,7 @@ def assert_close_backward(got, expected, y, dy, axis, what, maxulp):
 def operands(name, op, x, dy, params):
     """The positional operands and the keywords of ``op`` (``y`` from the CPU target)."""
     fn = fa.FUNCTIONS[name]
-    if op in ("forward", "grad"):
+    if op in ("forward", "grad", "grad2"):
         return (x,), {}
     if op == "backward_x":
         return (dy,), {"x": x}
@@ -107,7 +107,7 @@ def operands(name, op, x, dy, params):
 
 def method(name, op):
     fn = fa.FUNCTIONS[name]
-    return {"forward": fn, "grad": getattr(fn, "grad", None)}.get(op) or fn.backward
+    return {"forward": fn, "grad": getattr(fn, "grad", None), "grad2": getattr(fn, "grad2", None)}.get(op) or fn.backward
 
 
 def run_mode(name, op, mode, args, kw, params, **extra):
@@ -170,6 +170,21 @@ def test_elementwise_matches_cpu(case, mode, dtype):
         # float64): a subnormal f'(x) then loses its digits, an error of |dy| * 2**-149.
         atol = 2 * np.abs(dy.astype(np.float64)) * float(np.finfo(np.float32).smallest_subnormal)
     assert_close(got, expected, f"{case_id(case)} {mode}", atol=atol)
+
+
+@pytest.mark.parametrize("name", list(fa.ELEMENTWISE))
+def test_backward_accumulates_on_device_and_into_host_out(name):
+    f = fa.FUNCTIONS[name]
+    x, dy = elementwise_data(np.float32, seed(name))
+    acc = np.linspace(-1, 1, x.size, dtype=np.float32).reshape(x.shape)
+    expected = acc.copy()
+    f.backward(dy, x=x, out=expected, accumulate=True, target="cpu")
+    d = on_device(acc)
+    assert f.backward(on_device(dy), x=on_device(x), out=d, accumulate=True) is d
+    assert_close(d.copy_to_host(), expected, f"{name} accumulate on device")
+    host = acc.copy()
+    assert f.backward(dy, x=x, out=host, accumulate=True, target="cuda") is host
+    assert_close(host, expected, f"{name} accumulate into a host out")
 
 
 @pytest.mark.parametrize("order", ["C", "F"])
