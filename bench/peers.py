@@ -62,7 +62,8 @@ def build(case, a):
     name, threads = _peer(case.impl)
     mod = module(case.impl)
     if name == "torch":
-        mod.set_num_threads(threads or _default_threads(mod))
+        default = _default_threads(mod)  # read before the first set_num_threads changes it
+        mod.set_num_threads(threads or default)
     elif name == "numexpr":
         mod.set_num_threads(threads or mod.detect_number_of_cores())
     entry = ENTRIES[name][(case.function, case.op)][case.mode]

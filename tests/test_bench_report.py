@@ -117,3 +117,33 @@ def test_report_renders_from_json(tmp_path):
         assert section in text
     assert "L1 32 KiB, L2 1024 KiB, L3 32768 KiB" in text
     assert (tmp_path / "report" / "plots" / "throughput_relu_float32.png").exists()
+
+
+def test_peer_default_threads_are_read_before_a_one_thread_case_sets_them(monkeypatch):
+    """PyTorch's default pool is what the "all threads" columns run on: it must be read
+    before a ``torch.1`` case sets the count to 1, whichever case is built first."""
+    import types
+
+    import numpy as np
+
+    from bench import cases, peers
+
+    class FakeTorch(types.SimpleNamespace):
+        threads = 8
+
+        def get_num_threads(self):
+            return self.threads
+
+        def set_num_threads(self, n):
+            self.threads = n
+
+    fake = FakeTorch(__version__="0", from_numpy=lambda v: v, tensor=lambda v, dtype=None: v,
+                     nn=types.SimpleNamespace(functional=types.SimpleNamespace(relu=lambda v: v)))
+    monkeypatch.setattr(peers, "module", lambda impl: fake)
+    monkeypatch.setattr(peers, "_TORCH_DEFAULT", None)
+    x = np.ones(4, np.float32)
+    arrays = types.SimpleNamespace(x=x, dy=x, y=x, out=np.empty_like(x))
+    for impl, expected in (("torch.1", 1), ("torch", 8)):
+        case = cases.Case("relu", "forward", "float32", "1e3", "new", impl)
+        peers.build(case, types.SimpleNamespace(**vars(arrays)))
+        assert fake.threads == expected, impl
