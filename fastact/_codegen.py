@@ -67,7 +67,8 @@ ROWWISE_OPS = {
 
 #: The sources of the math the generated kernels compile: a change to either must change
 #: the generated modules, whose own files are what Numba's disk cache keys on.
-MATH_SOURCES = tuple(PACKAGE / f for f in ("declarations.py", "_vmath.py", "_loops.py", "_literal.py", "_lanes.py"))
+MATH_SOURCES = tuple(PACKAGE / f for f in ("declarations.py", "_vmath.py", "_cudamath.py", "_loops.py", "_literal.py",
+                                            "_lanes.py"))
 
 
 def declarations_digest() -> str:
@@ -657,11 +658,10 @@ operation ``op``:
 Every kernel is cached on disk (``cache=True``).
 """
 
-import math
-
 import numpy as np
 from numba import cuda, float64
 
+from fastact import _cudamath as math
 from fastact._literal import lit
 
 DECLARATIONS_SHA256 = "{digest}"

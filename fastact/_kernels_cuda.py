@@ -18,14 +18,13 @@ operation ``op``:
 Every kernel is cached on disk (``cache=True``).
 """
 
-import math
-
 import numpy as np
 from numba import cuda, float64
 
+from fastact import _cudamath as math
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "95fbbc6e8f048a6fe27221b71bbac6176b17eb6552f580a40a5f8f1bafb6a34c"
+DECLARATIONS_SHA256 = "3ebc3e00a2a291a946f87bc5e48585af6e968228e80e4307ecb1a385e3c346ed"
 
 _device = cuda.jit(device=True)
 
@@ -251,7 +250,7 @@ elu__f = _device(elu__f)
 
 
 def elu__dfdx(x, alpha):
-    return lit(1.0, x) if x > lit(0.0, x) else alpha * np.float64(math.exp(np.float64(x)))
+    return lit(1.0, x) if x > lit(0.0, x) else alpha * math.exp_f64(x)
 elu__dfdx = _device(elu__dfdx)
 
 
@@ -261,7 +260,7 @@ elu__dfdy = _device(elu__dfdy)
 
 
 def elu__d2fdx2(x, alpha):
-    return lit(0.0, x) if x > lit(0.0, x) else alpha * np.float64(math.exp(np.float64(x)))
+    return lit(0.0, x) if x > lit(0.0, x) else alpha * math.exp_f64(x)
 elu__d2fdx2 = _device(elu__d2fdx2)
 
 
@@ -317,7 +316,7 @@ sigmoid__f = _device(sigmoid__f)
 
 
 def sigmoid__dfdx(x):
-    t = np.float64(math.exp(-abs(np.float64(x))))
+    t = math.exp_f64(-abs(x))
     d = lit(1.0, x) + t
     return t / (d * d)
 sigmoid__dfdx = _device(sigmoid__dfdx)

@@ -22,6 +22,9 @@ by Chebyshev interpolation in 50-digit arithmetic and reports their error):
   ``1 + r + r**2 P(r)`` (P of degree 4 in float32, a Taylor series of degree 13 in float64),
   and ``2**k`` built in the exponent bits, applied in two halves so that subnormal
   results are rounded once.
+* ``exp_f64``: for float32, ``exp``'s method with ``ln2`` in three parts (``k`` has 11
+  bits) and ``2**k`` applied in float64, so that the result is neither subnormal nor
+  infinite where a float32 product with it is normal; for float64, ``exp``.
 * ``expm1``: the same reduction; ``2**k expm1(r) + (2**k - 1)``, in which ``2**k - 1`` is
   exact, and ``expm1(r)`` itself where ``k = 0``, so that small arguments keep their
   relative precision; for large ``k``, ``exp``'s path.
@@ -42,7 +45,7 @@ by Chebyshev interpolation in 50-digit arithmetic and reports their error):
 Accuracy, measured by ``tests/test_vmath.py`` against an extended-precision oracle (long
 double, or mpmath for ``erf`` and ``erfc``) over the whole domain, subnormals and special
 values included: float32 ``exp``, ``expm1``, ``log``, ``log1p``, ``tanh`` within 1 ULP of
-the exact result, ``erf`` and ``erfc`` within 2; float64 ``exp`` within 1 ULP, the rest
+the exact result (``exp_f64``: within 1 float32 ULP, relative), ``erf`` and ``erfc`` within 2; float64 ``exp`` within 1 ULP, the rest
 within 2.  Special values are exact: ``exp(-inf) == 0``, ``exp(inf) == inf``,
 ``expm1(±0) == ±0``, ``expm1(-inf) == -1``, ``log(0) == -inf``, ``log(inf) == inf``,
 ``log(x < 0)`` and ``log1p(x < -1)`` are NaN, ``log1p(-1) == -inf``, ``tanh(±0) == ±0``,
@@ -64,11 +67,22 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-__all__ = ["exp", "expm1", "log", "log1p", "tanh", "erf", "erfc"]
+__all__ = ["exp", "exp_f64", "expm1", "log", "log1p", "tanh", "erf", "erfc"]
 
 
 def exp(x):
     """``e**x``; compiled, the branch-free implementation for float32 and float64."""
+    return math.exp(x)
+
+
+def exp_f64(x):
+    """``e**x`` as a float64, computed to the precision of ``x``'s type.
+
+    For a float32 ``x``: float32's method and accuracy (within 1 ULP of float32,
+    relative), but over float64's range: the result underflows and overflows where
+    ``exp(double(x))`` does, not where float32 would.  A declaration multiplies it into a float32 result
+    (``dy * alpha * exp_f64(x)``) that is then rounded once: the precision of
+    ``exp(double(x))`` at a fraction of its cost.  For a float64 ``x``: :func:`exp`."""
     return math.exp(x)
 
 
@@ -147,10 +161,13 @@ _INF_F32, _NAN_F32 = F32(np.inf), F32(np.nan)
 
 # --- exp and expm1 ----------------------------------------------------------------------------
 # ln 2 split so that k * LN2_HI is exact for every k the reductions produce: float32's
-# with 16 significant bits, float64's (fdlibm's split) with 32.
+# with 15 significant bits (exact for |k| < 2**9), float64's (fdlibm's split) with 32.
 _LN2_HI_F32, _LN2_LO_F32 = F32(0.69314575), F32(1.4286068e-06)
 _LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
 _LOG2E_F32, _LOG2E = F32(1.442695), 1.4426950408889634
+# ln 2 in three float32 parts for exp_f64, whose k has up to 11 bits: 5678 / 2**13, then
+# the rest rounded to float32, then what remains.
+_LN2_A_F32, _LN2_B_F32, _LN2_C_F32 = F32(0.693115234375), F32(3.1946183e-05), F32(1.646595e-12)
 # 1.5 * 2**23 (2**52): adding it rounds x / ln2 to an integer held in the low bits.
 _SHIFT_F32, _SHIFT_F32_BITS = F32(12582912.0), I32(0x4B400000)
 _SHIFT, _SHIFT_BITS = 6755399441055744.0, 0x4338000000000000
@@ -278,6 +295,20 @@ def _exp_f64(x):
     x = 710.0 if x > 710.0 else x
     k, r = _reduce(x)
     return _scale(1.0 + _expm1_poly(r), k)
+
+
+@njit(**_INLINE)
+def _exp_f64_of_f32(x):
+    # float64's whole range: k up to 1075 (11 bits) and ln2 in three float32 parts, the
+    # first with 13 significant bits so that k * _LN2_A_F32 is exact; the polynomial in
+    # float32, 2**k in float64 (in two halves, for subnormal doubles).
+    x = F32(-746.0) if x < F32(-746.0) else x
+    x = F32(710.0) if x > F32(710.0) else x
+    t = x * _LOG2E_F32 + _SHIFT_F32
+    k = _bits32(t) - _SHIFT_F32_BITS
+    kd = t - _SHIFT_F32
+    r = ((x - kd * _LN2_A_F32) - kd * _LN2_B_F32) - kd * _LN2_C_F32
+    return _scale(np.float64(F32(1.0) + _expm1_poly_f32(r)), np.int64(k))
 
 
 @njit(**_INLINE)
@@ -703,6 +734,7 @@ def _overload(py_fn, f32, f64):
 
 
 _overload(exp, _exp_f32, _exp_f64)
+_overload(exp_f64, _exp_f64_of_f32, _exp_f64)
 _overload(expm1, _expm1_f32, _expm1_f64)
 _overload(log, _log_f32, _log_f64)
 _overload(log1p, _log1p_f32, _log1p_f64)

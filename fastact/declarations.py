@@ -185,17 +185,18 @@ class elu:
     def f(x, alpha):
         return x if x > 0.0 else alpha * math.expm1(x)
 
-    # double: in float32, exp(x) is subnormal for x < -87 and would lose the precision
-    # that backward's dy * f'(x) needs (dy = 1e30, x = -100).  f is fine in float32.
+    # exp_f64: in float32, exp(x) is subnormal for x < -87 and would lose the precision
+    # that backward's dy * f'(x) needs (dy = 1e30, x = -100); exp_f64 keeps it, at the
+    # cost of float32's exp.  f is fine in float32.
     def dfdx(x, alpha):
-        return 1.0 if x > 0.0 else alpha * math.exp(double(x))
+        return 1.0 if x > 0.0 else alpha * math.exp_f64(x)
 
     def dfdy(y, alpha):
         return 1.0 if y > 0.0 else y + alpha
 
-    # From the left at 0, as dfdx; double as in dfdx.
+    # From the left at 0, as dfdx; exp_f64 as in dfdx.
     def d2fdx2(x, alpha):
-        return 0.0 if x > 0.0 else alpha * math.exp(double(x))
+        return 0.0 if x > 0.0 else alpha * math.exp_f64(x)
 
 
 @elementwise(
@@ -234,9 +235,9 @@ class sigmoid:
         e = math.exp(-abs(x))
         return (1.0 if x >= 0.0 else e) / (1.0 + e)
 
-    # double: subnormal exp(-|x|) in float32 (see elu.dfdx).
+    # exp_f64: exp(-|x|) is subnormal in float32 beyond |x| = 87 (see elu.dfdx).
     def dfdx(x):
-        t = math.exp(-abs(double(x)))
+        t = math.exp_f64(-abs(x))
         d = 1.0 + t
         return t / (d * d)
 

@@ -234,3 +234,52 @@ def test_a_loop_over_them_is_vectorised(name, dtype):
     assert not re.search(LIBM, asm), "the loop calls the C library"
     assert re.search(r"\bv\w+p" + ("s" if dtype == "float32" else "d") + r"\b", asm), "no packed arithmetic"
     np.testing.assert_allclose(out, np.vectorize(getattr(math, name))(x.astype(np.float64)), rtol=1e-6)
+
+
+# --- exp_f64 ------------------------------------------------------------------------------------
+
+
+@vectorize(["float64(float32)", "float64(float64)"])
+def _exp_f64(x):
+    return _vmath.exp_f64(x)
+
+
+def test_exp_f64_of_float32_keeps_float32_precision_beyond_float32_range(rng):
+    """float32 arguments: within 1 float32 ULP (relative 2**-23) of e**x over float64's
+    range, where e**x itself would be subnormal or infinite in float32; 0 and inf where
+    exp(double(x)) is, give or take the last float32 below those boundaries."""
+    x = np.concatenate([np.linspace(-745, 709.7, 3_000_001), rng.uniform(-745, 709.7, 500_000),
+                        [-200.0, 200.0, -103.97, -87.34, 88.73, 0.0, -0.0, 1e-45]]).astype(np.float32)
+    got = _exp_f64(x)
+    assert got.dtype == np.float64
+    exact = np.exp(x.astype(EXACT or np.float64))
+    normal = exact >= np.finfo(np.float64).tiny
+    rel = np.abs((got - exact) / exact).astype(np.float64)[normal]
+    assert rel.max() <= 2.0**-23, (rel.max() / 2.0**-24, x[normal][np.argmax(rel)])
+    sub = ~normal  # subnormal doubles: within an ULP of them as well
+    assert (np.abs(got[sub] - exact[sub].astype(np.float64)) <= 2.0**-23 * exact[sub] + 5e-324).all()
+    beyond = np.float32([np.inf, -np.inf, np.nan, -746.0, -1000.0, -3e38, 710.0, 1000.0, 3e38])
+    with np.errstate(all="ignore"):
+        got = _exp_f64(beyond)
+    np.testing.assert_array_equal(got, [np.inf, 0.0, np.nan, 0.0, 0.0, 0.0, np.inf, np.inf, np.inf])
+
+
+def test_exp_f64_of_float64_is_exp(rng):
+    x = _wide_sample(rng, "exp", np.float64, 20_000)
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(_exp_f64(x), COMPILED["exp"](x))
+
+
+def test_exp_f64_is_vectorised_in_float32():
+    @njit(error_model="numpy")
+    def loop(x, dy, out):
+        for i in range(x.shape[0]):
+            out[i] = dy[i] * _vmath.exp_f64(x[i])
+
+    x = np.linspace(-150, 0, 64).astype(np.float32)
+    out = np.empty_like(x)
+    loop(x, np.full_like(x, 1e30), out)
+    asm = loop.inspect_asm(loop.signatures[0])
+    assert not re.search(LIBM, asm), "the loop calls the C library"
+    assert re.search(r"\bv\w+ps\b", asm), "no packed float32 arithmetic"
+    np.testing.assert_allclose(out, 1e30 * np.exp(x.astype(np.float64)), rtol=2.0**-23)

@@ -179,12 +179,15 @@ def test_backward_accumulates_on_device_and_into_host_out(name):
     acc = np.linspace(-1, 1, x.size, dtype=np.float32).reshape(x.shape)
     expected = acc.copy()
     f.backward(dy, x=x, out=expected, accumulate=True, target="cpu")
+    # acc + dy * f'(x) may cancel: each target is within an ULP or two of the larger term.
+    prod = f.backward(dy, x=x, target="cpu")
+    atol = 4 * np.finfo(np.float32).eps * np.maximum(np.abs(acc), np.abs(prod))
     d = on_device(acc)
     assert f.backward(on_device(dy), x=on_device(x), out=d, accumulate=True) is d
-    assert_close(d.copy_to_host(), expected, f"{name} accumulate on device")
+    assert_close(d.copy_to_host(), expected, f"{name} accumulate on device", atol=atol)
     host = acc.copy()
     assert f.backward(dy, x=x, out=host, accumulate=True, target="cuda") is host
-    assert_close(host, expected, f"{name} accumulate into a host out")
+    assert_close(host, expected, f"{name} accumulate into a host out", atol=atol)
 
 
 @pytest.mark.parametrize("order", ["C", "F"])
