@@ -144,7 +144,7 @@ def check_current(mod) -> None:
         return
     if current != mod.DECLARATIONS_SHA256:
         path = "/".join(mod.__name__.split("."))
-        sources = ", ".join(f"fastact/{p.name}" for p in _codegen.MATH_SOURCES)
+        sources = ", ".join(str(p.relative_to(_codegen.PACKAGE.parent)) for p in _codegen.MATH_SOURCES)
         raise StaleKernelsError(
             f"{path}.py was generated from other versions of its sources ({sources}); "
             "run `python -m fastact._codegen`"

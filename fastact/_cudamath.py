@@ -18,3 +18,19 @@ def exp_f64(x):
     double precision.  ``float64`` around the result keeps it a float64 under the CUDA
     simulator, where ``math.exp`` returns a Python float that NumPy treats as weak."""
     return float64(math.exp(float64(x)))
+
+
+@cuda.jit(device=True)
+def fma(a, b, c):
+    """``a * b + c`` rounded once (:func:`fastact._vmath.fma`)."""
+    return cuda.fma(a, b, c)
+
+
+@cuda.jit(device=True)
+def ndtr(x):
+    """The standard normal distribution function (:func:`fastact._vmath.ndtr`), with the
+    argument ``-x / sqrt(2)`` corrected for its rounding to first order, as on the CPU."""
+    z = -x * 0.7071067811865476
+    dz = fma(-x, 0.7071067811865476, -z) - x * -4.833646656726457e-17
+    dz = 0.0 * dz if abs(x) == math.inf else dz
+    return 0.5 * (math.erfc(z) - 1.1283791670955126 * math.exp(-z * z) * dz)

@@ -411,7 +411,7 @@ class _Function:
         self.__module__ = "fastact"
         self.__signature__ = signature(spec, "__call__")
         self.__doc__ = _doc(spec)
-        self._defaults = tuple(spec.defaults.values())
+        self._defaults = tuple(spec.kernel_defaults.values())
 
     def __repr__(self):
         return f"<fastact.{self.spec.kind} {self.spec.name}>"
@@ -460,7 +460,7 @@ class Elementwise(_Function):
     def __init__(self, spec):
         super().__init__(spec)
         self._ufuncs = {}
-        self._dfdy_by_default = dfdy_allowed(spec, spec.defaults)
+        self._dfdy_by_default = dfdy_allowed(spec, spec.kernel_defaults)
 
     def __call__(self, x, *args, out=None, target=None, stream=None, **params):
         if args:

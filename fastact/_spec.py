@@ -24,16 +24,24 @@ __all__ = ["DTYPES", "Param", "ElementwiseSpec", "RowwiseSpec", "elementwise", "
 
 @dataclass(frozen=True)
 class Param:
-    """A keyword parameter of an activation (a real scalar).
+    """A keyword parameter of an activation: a real scalar, or one of a few ``choices``.
 
     ``requires`` is an optional Python expression over the parameter names that every
     accepted value must satisfy, e.g. ``"beta > 0"``; it doubles as the error message.
+    A parameter with ``choices`` (``approximate="none" | "tanh"``) takes one of those
+    strings; the scalar functions receive its index among them, as a number, so that a
+    declaration tests ``approximate == 1.0`` and every target passes numbers alike.
     """
 
     name: str
-    default: float
+    default: float | str
     doc: str
     requires: str | None = None
+    choices: tuple[str, ...] = ()
+
+    def encode(self, value) -> float:
+        """The number the kernels receive for the accepted ``value``."""
+        return float(self.choices.index(value)) if self.choices else value
 
 
 class _Parametrised:
@@ -46,8 +54,14 @@ class _Parametrised:
         return tuple(p.name for p in self.params)
 
     @property
-    def defaults(self) -> dict[str, float]:
+    def defaults(self) -> dict[str, float | str]:
+        """The default of each parameter, as a user passes it."""
         return {p.name: p.default for p in self.params}
+
+    @property
+    def kernel_defaults(self) -> dict[str, float]:
+        """The default of each parameter as the kernels receive it (a choice's index)."""
+        return {p.name: p.encode(p.default) for p in self.params}
 
 
 @dataclass(frozen=True)
@@ -235,12 +249,14 @@ def rowwise(*params: Param, formula: str, work: int = 1, layer: str | None = Non
 
 
 def check_params(spec, func: str, given: dict) -> dict[str, float]:
-    """Validate keyword parameters against ``spec``; return them complete, as floats.
+    """Validate keyword parameters against ``spec``; return them complete, as the numbers
+    the kernels receive (a choice as its index).
 
     Raises ``TypeError`` for an unknown name or a value that is not a real scalar and
     ``ValueError`` for a non-finite value or one that breaks the declared requirement.
     """
-    values = dict(spec.defaults)
+    values = dict(spec.kernel_defaults)
+    by_name = {p.name: p for p in spec.params}
     for name, value in given.items():
         if name not in values:
             known = ", ".join(spec.param_names) or "none"
@@ -248,7 +264,14 @@ def check_params(spec, func: str, given: dict) -> dict[str, float]:
             if name == "axis" and spec.kind != "rowwise":
                 hint = f"; {spec.name} is elementwise and has no axis"
             raise TypeError(f"{func}() got an unexpected keyword argument {name!r} (parameters: {known}){hint}")
-        values[name] = _real(func, name, value)
+        choices = by_name[name].choices
+        if choices:
+            if not isinstance(value, str) or value not in choices:
+                options = " or ".join(repr(c) for c in choices)
+                raise ValueError(f"{func}(): {name} must be {options}, got {value!r}")
+            values[name] = by_name[name].encode(value)
+        else:
+            values[name] = _real(func, name, value)
     for p in spec.params:
         if p.requires is not None and not eval(p.requires, {"__builtins__": {}}, dict(values)):  # noqa: S307
             raise ValueError(f"{func}(): {p.requires} is required, got {p.name}={values[p.name]!r}")

@@ -24,7 +24,7 @@ def _operations(fn):
         if method in methods(spec):
             ops.append((f"{name}.{method}", lambda x, t, m=getattr(fn, method): m(x, target=t), None))
     rowwise = isinstance(spec, RowwiseSpec)
-    froms = ("x", "y") if rowwise or dfdy_allowed(spec, spec.defaults) else ("x",)
+    froms = ("x", "y") if rowwise or dfdy_allowed(spec, spec.kernel_defaults) else ("x",)
     for operand in froms:
         label = f"{name}.backward" + ("(y=)" if operand == "y" else "")
         ops.append((label, lambda x, t, k=operand: fn.backward(x, **{k: x}, target=t), None))

@@ -70,11 +70,11 @@ class Activation:
             raise TypeError(f"{name}(): inplace must be True or False, got {type(inplace).__name__} {inplace!r}")
         if target is not None:
             check_target(name, target)
-        #: The parameters, complete (defaults included).
-        self.params = checked
+        #: The parameters, complete (defaults included), as numbers (a choice as its string).
+        self.params = {p.name: p.choices[int(checked[p.name])] if p.choices else checked[p.name] for p in spec.params}
         # Only what differs from the defaults is passed on: calls with default parameters
         # take the kernels' fastest path.
-        self._kwargs = {k: v for k, v in checked.items() if v != spec.defaults[k]}
+        self._kwargs = {k: self.params[k] for k, v in checked.items() if v != spec.kernel_defaults[k]}
         self._kwargs.update(self._options)
         self.inplace = bool(inplace)
         self.target = target

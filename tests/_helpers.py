@@ -29,10 +29,42 @@ MAX_ULP = {np.dtype(np.float16): 1, np.dtype(np.float32): 2, np.dtype(np.float64
 GRAD2_MAX_ULP_F64 = 6
 
 
-def max_ulp(dtype, op: str) -> int:
-    """The ULP bound of ``op`` in ``dtype`` against the reference."""
+def tolerance(name, op, x64, dy64, params, dtype, maxulp):
+    """The absolute tolerance beside the ULP bound (see :func:`assert_ulp`), for what no
+    evaluation in the element's precision avoids:
+
+    * a factor that is subnormal in the dtype it is computed in (float16: float32) loses
+      precision that the other factors scale up again: ``x * Phi(x)``, ``dy * f'(x)``,
+      ``s + x s (1 - s)`` with ``s`` subnormal: ``maxulp`` subnormal spacings times
+      ``max(1, |x|)`` (times ``|dy|`` in backward);
+    * terms that cancel (``silu'(x) = s + x s (1 - s)`` near its root), where the
+      reference declares their magnitudes (``REFERENCE[name].scale``): ``maxulp`` ULP of
+      that sum."""
+    compute = np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
+    sub = float(np.finfo(compute).smallest_subnormal)
+    eps = float(np.finfo(dtype).eps)
+    x64 = np.asarray(x64, dtype=np.float64)
+    scales = getattr(REFERENCE[name], "scale", {})
+    kw = dict(params or {})
+    with np.errstate(all="ignore"):
+        mult = scales["sub"](x64, **kw) if "sub" in scales else np.abs(x64)
+        atol = maxulp * sub * np.maximum(1.0, np.nan_to_num(mult))
+        if op.startswith("backward"):
+            atol = atol * np.abs(dy64)
+            if op == "backward_x" and "grad" in scales:
+                atol = atol + maxulp * eps * np.abs(dy64) * np.nan_to_num(scales["grad"](x64, **kw))
+        elif op in scales:
+            atol = atol + maxulp * eps * np.nan_to_num(scales[op](x64, **kw))
+    return atol
+
+
+def max_ulp(dtype, op: str, name: str | None = None) -> int:
+    """The ULP bound of ``op`` in ``dtype`` against the reference (a function's own,
+    where its docstring states one)."""
     dtype = np.dtype(dtype)
-    return GRAD2_MAX_ULP_F64 if op == "grad2" and dtype == np.float64 else MAX_ULP[dtype]
+    bound = GRAD2_MAX_ULP_F64 if op == "grad2" and dtype == np.float64 else MAX_ULP[dtype]
+    own = getattr(REFERENCE[name], "ulp", {}).get(dtype.name) if name else None
+    return max(bound, own or 0)
 
 # Non-default values worth testing, by parameter name; parameters not listed here get
 # generic candidates (see ``param_sets``).
@@ -40,6 +72,7 @@ _KNOWN_VALUES = {
     "negative_slope": (0.2, 1.5),
     "alpha": (0.5, 2.0),
     "at_zero": (1.0, 0.5),
+    "beta": (0.5, 2.0, -1.0),
 }
 
 
@@ -61,11 +94,14 @@ def param_sets(name) -> list[dict]:
     sp = spec(name)
     sets = [{}]
     for p in sp.params:
-        candidates = _KNOWN_VALUES.get(p.name) or (
-            p.default * 2 or 0.5,
-            p.default / 2 or -0.5,
-            p.default + 0.5,
-        )
+        if p.choices:
+            candidates = tuple(c for c in p.choices if c != p.default)
+        else:
+            candidates = _KNOWN_VALUES.get(p.name) or (
+                p.default * 2 or 0.5,
+                p.default / 2 or -0.5,
+                p.default + 0.5,
+            )
         for v in candidates:
             if v != p.default and _accepted(sp, {p.name: v}):
                 sets.append({p.name: v})

@@ -28,7 +28,7 @@ def test_render_embeds_the_declarations_digest():
 
 
 def test_changed_declarations_are_detected(monkeypatch, capsys):
-    """Editing declarations.py without regenerating: --check fails and kernels refuse to load."""
+    """Editing the declarations without regenerating: --check fails and kernels refuse to load."""
     monkeypatch.setattr(_codegen, "declarations_digest", lambda: "0" * 64)
     assert _codegen.main(["--check"]) == 1
     assert "out of date" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from _helpers import (
     elementwise_cases,
     max_ulp,
     parallel_threshold,
+    tolerance,
     param_sets,
     params_id,
     random_dy,
@@ -46,13 +47,9 @@ def _check_against_reference(name, op, params, x, dy, target):
     if op == "backward_y":
         y64 = np.asarray(fa.FUNCTIONS[name](x, target="cpu", **params)).astype(np.float64)
     expected = reference(name, op, x64, dy64, params=params, y64=y64)
-    atol = None
-    if x.dtype == np.float64 and op.startswith("backward"):
-        # The kernel rounds f'(x) to float64 before it multiplies: where f'(x) is
-        # subnormal, that costs up to half a subnormal spacing (2**-1075, and an oracle
-        # in float64 as much again), which dy can scale far above an ULP of dy * f'(x).
-        atol = np.abs(dy64) * 2.0**-1074
-    assert_ulp(got, expected, max_ulp(x.dtype, op), inputs={"x": x, "dy": dy}, atol=atol,
+    maxulp = max_ulp(x.dtype, op, name)
+    atol = tolerance(name, op, x64, dy64, params, x.dtype, maxulp)
+    assert_ulp(got, expected, maxulp, inputs={"x": x, "dy": dy}, atol=atol,
                what=f"{name} {op} {params_id(params)} {x.dtype} {target}")
 
 
@@ -169,7 +166,8 @@ def _assert_sum_close(got, acc, prod, what):
     exact = acc.astype(np.float64) + prod.astype(np.float64)
     eps = float(np.finfo(got.dtype).eps)
     scale = np.maximum(np.abs(acc.astype(np.float64)), np.abs(prod.astype(np.float64)))
-    ok = np.abs(got.astype(np.float64) - exact) <= 2 * eps * scale + float(np.finfo(got.dtype).smallest_subnormal)
+    with np.errstate(invalid="ignore"):  # inf - inf where both are infinite
+        ok = np.abs(got.astype(np.float64) - exact) <= 2 * eps * scale + float(np.finfo(got.dtype).smallest_subnormal)
     ok |= np.isnan(exact) & np.isnan(got) | (exact == got)
     assert ok.all(), f"{what}: {np.flatnonzero(~ok)[:5]} got {got[~ok][:5]}, expected {exact[~ok][:5]}"
 
@@ -301,12 +299,17 @@ def test_backward_from_y_equals_backward_from_x(case, dtype, target, rng):
         amplified = 4 * np.abs(dy.astype(np.float64)) * np.nan_to_num(jump, nan=0.0, posinf=0.0)
         eps_ulp = np.spacing(np.abs(from_x.astype(np.float64)).astype(dtype)).astype(np.float64)
     tol = 4 * eps_ulp + amplified
+    # Where the forward pass overflowed (y infinite, x not: exponential's e**89 in
+    # float32), y has lost what the derivative needs; the contract is about the others.
+    overflowed = np.isinf(y) & np.isfinite(x)
+    from_x, from_y = from_x[~overflowed], from_y[~overflowed]
+    x, dy, tol = x[~overflowed], dy[~overflowed], tol[~overflowed]
     nan_x, nan_y = np.isnan(from_x), np.isnan(from_y)
     np.testing.assert_array_equal(nan_x, nan_y, err_msg=f"{name}: NaN positions differ")
     ok = ~nan_x
     with np.errstate(all="ignore"):
         err = np.abs(from_y[ok].astype(np.float64) - from_x[ok].astype(np.float64))
     err = np.where(from_y[ok] == from_x[ok], 0.0, err)  # inf == inf
-    bad = np.flatnonzero(~(err <= tol[ok]))
+    bad = np.flatnonzero(~((err <= tol[ok]) | (from_y[ok] == from_x[ok])))  # tol is NaN at inf
     assert bad.size == 0, (f"{name} {params_id(params)}: from y {from_y[ok][bad[:5]]} vs from x "
                            f"{from_x[ok][bad[:5]]} at x={x[ok][bad[:5]]}")

@@ -283,3 +283,41 @@ def test_exp_f64_is_vectorised_in_float32():
     assert not re.search(LIBM, asm), "the loop calls the C library"
     assert re.search(r"\bv\w+ps\b", asm), "no packed float32 arithmetic"
     np.testing.assert_allclose(out, 1e30 * np.exp(x.astype(np.float64)), rtol=2.0**-23)
+
+
+# --- ndtr and fma -------------------------------------------------------------------------------
+
+
+@vectorize(["float32(float32)", "float64(float64)"])
+def _ndtr(x):
+    return _vmath.ndtr(x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+def test_ndtr_within_bound_over_the_whole_range(dtype, rng):
+    """Phi(x) against mpmath, the left tail included, where the argument -x/sqrt(2)
+    must be taken exactly: within 3 ULP (erfc's 2, and the argument's correction)."""
+    lo = -14.0 if dtype == np.float32 else -38.0
+    x = np.concatenate([rng.uniform(lo, 9, 6000), rng.uniform(-3, 3, 3000),
+                        rng.standard_normal(1000) * 10.0 ** rng.uniform(-30, 0, 1000),
+                        [-1.4142135, -0.70710677, 0.0, -0.0, 1.4142135, 0.70710677]]).astype(dtype)
+    got = _ndtr(x)
+    exact = np.array([float(mpmath.ncdf(mpmath.mpf(float(v)))) for v in x])
+    d = ulp_distance(got, exact.astype(dtype))
+    normal = exact >= np.finfo(dtype).tiny
+    assert d[normal].max() <= 3, (int(d[normal].max()), x[normal][np.argmax(d[normal])])
+    with np.errstate(all="ignore"):
+        special = _ndtr(np.array([np.inf, -np.inf, np.nan, -1e30, 1e30], dtype))
+    np.testing.assert_array_equal(special, [1.0, 0.0, np.nan, 0.0, 1.0])
+
+
+def test_fma_rounds_once():
+    @vectorize(["float32(float32, float32, float32)", "float64(float64, float64, float64)"])
+    def fma(a, b, c):
+        return _vmath.fma(a, b, c)
+
+    a32 = np.float32([1 + 2.0**-12])
+    assert fma(a32, np.float32([1 - 2.0**-12]), np.float32([-1]))[0] == -(2.0**-24)
+    a64 = np.array([1 + 2.0**-30])
+    assert fma(a64, np.array([1 - 2.0**-30]), np.array([-1.0]))[0] == -(2.0**-60)
+    assert _vmath.fma(1 + 2.0**-30, 1 - 2.0**-30, -1.0) == -(2.0**-60)  # the Python fallback
