@@ -480,15 +480,21 @@ def functions_table() -> str:
         if isinstance(spec, RowwiseSpec):
             rows.append(f"| `{spec.name}(x, axis=-1)` | `{spec.formula}` | Jacobian: use `backward` | | {params} | yes |")
             continue
-        second = f"`{spec.second_derivative}`" if spec.second_derivative else ("yes" if spec.d2fdx2 else "no")
+        second = _cell(spec.second_derivative) if spec.second_derivative else ("yes" if spec.d2fdx2 else "no")
         if spec.dfdy is None:
             from_y = "no"
         elif spec.dfdy_requires:
-            from_y = f"if `{spec.dfdy_requires}`"
+            from_y = f"if {_cell(spec.dfdy_requires)}"
         else:
             from_y = "yes"
-        rows.append(f"| `{spec.name}` | `{spec.formula}` | `{spec.derivative}` | {second} | {params} | {from_y} |")
+        name = f"`{spec.name}`" + "".join(f" (`{a}`)" for a in spec.aliases)
+        rows.append(f"| {name} | {_cell(spec.formula)} | {_cell(spec.derivative)} | {second} | {params} | {from_y} |")
     return "\n".join(rows)
+
+
+def _cell(text: str) -> str:
+    """``text`` as code in a Markdown table cell (whose ``|`` must be escaped)."""
+    return "`" + text.replace("|", "\\|") + "`"
 
 
 def render_readme() -> str:

@@ -24,7 +24,7 @@ from numba import cuda, float64
 from fastact import _cudamath as math
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "308fa47034ea6461c1190419cf4b4bc89768df2dd2744a4d65a30d7cb08470b5"
+DECLARATIONS_SHA256 = "7fd39e4ed6b9a2888efcb306d8a1deee799b0e849594aecb983c42afa97793b6"
 
 _device = cuda.jit(device=True)
 
@@ -916,12 +916,12 @@ hardswish__f = _device(hardswish__f)
 
 
 def hardswish__dfdx(x):
-    return lit(0.0, x) if x < -lit(3.0, x) else lit(1.0, x) if x > lit(3.0, x) else (lit(2.0, x) * x + lit(3.0, x)) / lit(6.0, x) if x == x else x
+    return lit(0.0, x) if x <= -lit(3.0, x) else lit(1.0, x) if x >= lit(3.0, x) else (lit(2.0, x) * x + lit(3.0, x)) / lit(6.0, x) if x == x else x
 hardswish__dfdx = _device(hardswish__dfdx)
 
 
 def hardswish__d2fdx2(x):
-    return lit(0.0, x) if x < -lit(3.0, x) else lit(0.0, x) if x > lit(3.0, x) else lit(1.0, x) / lit(3.0, x) if x == x else x
+    return lit(0.0, x) if x <= -lit(3.0, x) else lit(0.0, x) if x >= lit(3.0, x) else lit(1.0, x) / lit(3.0, x) if x == x else x
 hardswish__d2fdx2 = _device(hardswish__d2fdx2)
 
 

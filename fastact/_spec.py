@@ -266,8 +266,10 @@ def check_params(spec, func: str, given: dict) -> dict[str, float]:
             raise TypeError(f"{func}() got an unexpected keyword argument {name!r} (parameters: {known}){hint}")
         choices = by_name[name].choices
         if choices:
-            if not isinstance(value, str) or value not in choices:
-                options = " or ".join(repr(c) for c in choices)
+            options = " or ".join(repr(c) for c in choices)
+            if not isinstance(value, str):
+                raise TypeError(f"{func}(): {name} must be {options}, got {type(value).__name__} {value!r}")
+            if value not in choices:
                 raise ValueError(f"{func}(): {name} must be {options}, got {value!r}")
             values[name] = by_name[name].encode(value)
         else:

@@ -413,11 +413,11 @@ def hardswish(x):
 
 
 def hardswish_grad(x):
-    return np.where(x < -3, _nan_where(x, 0), np.where(x > 3, 1, (2 * x + 3) / 6))
+    return np.where(x <= -3, _nan_where(x, 0), np.where(x >= 3, 1, (2 * x + 3) / 6))
 
 
 def hardswish_grad2(x):
-    return _nan_where(x, np.where((x >= -3) & (x <= 3), 1 / 3, 0))
+    return _nan_where(x, np.where((x > -3) & (x < 3), 1 / 3, 0))
 
 
 def squareplus(x, b=4.0):

@@ -46,7 +46,9 @@ def test_forward_and_backward_are_the_functions(case, rng):
     np.testing.assert_array_equal(y, fn(x, **params))
     operand = {"x": x} if layer.keeps == "x" else {"y": y}
     np.testing.assert_array_equal(layer.backward(dout), fn.backward(dout, **operand, **params))
-    np.testing.assert_allclose(layer.backward(dout), fn.backward(dout, x=x, **params), rtol=1e-13, atol=1e-300)
+    # From a kept output the derivative carries y's rounding, amplified where f'(y) is
+    # steep in y (tanh's 1 - y^2 near |y| = 1): tests/test_elementwise.py bounds that.
+    np.testing.assert_allclose(layer.backward(dout), fn.backward(dout, x=x, **params), rtol=1e-9, atol=1e-300)
     # Out of place, nothing the caller owns is written.
     np.testing.assert_array_equal(x, kept_x)
     np.testing.assert_array_equal(dout, kept_dout)

@@ -69,7 +69,7 @@ def test_elementwise_kernels_are_vectorised(case):
     dt = np.dtype(t)
     nin = len(_codegen.ELEMENTWISE_OPS[op][0])
     x = np.linspace(-3, 3, 64).astype(dt)
-    params = [dt.type(v) for v in fa.REGISTRY[name].defaults.values()]
+    params = [dt.type(v) for v in fa.REGISTRY[name].kernel_defaults.values()]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         parallel(np.empty_like(x), *([x] * nin), *params)

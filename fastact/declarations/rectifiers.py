@@ -685,8 +685,8 @@ class mish:
 
 @elementwise(
     formula="0 if x <= -3; x if x >= 3; x (x + 3) / 6 otherwise",
-    derivative="0 if x < -3; 1 if x > 3; (2x + 3) / 6 otherwise (also at -3 and 3)",
-    second_derivative="1/3 if -3 <= x <= 3; 0 otherwise",
+    derivative="0 if x <= -3; 1 if x >= 3; (2x + 3) / 6 otherwise",
+    second_derivative="1/3 if -3 < x < 3; 0 otherwise",
     kinks=("-3", "3"),
 )
 class hardswish:
@@ -696,9 +696,9 @@ class hardswish:
 
         \mathrm{hardswish}(x) = x\,\frac{\mathrm{relu6}(x + 3)}{6}
 
-    The derivative is :math:`(2x + 3)/6` on :math:`[-3, 3]` (so :math:`-1/2` at -3 and
-    :math:`3/2` at 3, as in PyTorch), 0 below and 1 above.  ``jax.nn.hard_swish`` is the
-    same function.
+    The derivative is :math:`(2x + 3)/6` on :math:`(-3, 3)`, 0 from -3 down and 1 from 3
+    up (at the kinks, where it jumps, the outer values, as in PyTorch).
+    ``jax.nn.hard_swish`` is the same function.
 
     Args:
         x: input array.
@@ -715,10 +715,10 @@ class hardswish:
         return -0.0 if x <= -3.0 else (x if x >= 3.0 else x * (x + 3.0) / 6.0)
 
     def dfdx(x):
-        return 0.0 if x < -3.0 else (1.0 if x > 3.0 else ((2.0 * x + 3.0) / 6.0 if x == x else x))
+        return 0.0 if x <= -3.0 else (1.0 if x >= 3.0 else ((2.0 * x + 3.0) / 6.0 if x == x else x))
 
     def d2fdx2(x):
-        return 0.0 if x < -3.0 else (0.0 if x > 3.0 else (1.0 / 3.0 if x == x else x))
+        return 0.0 if x <= -3.0 else (0.0 if x >= 3.0 else (1.0 / 3.0 if x == x else x))
 
 
 @elementwise(
