@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from fastact import declarations  # noqa: F401  (fills the registry)
+from fastact._lanes import BLOCK as _LANES_BLOCK
 from fastact._rewrite import function_source, shape_of
 from fastact._spec import DTYPES, HELPERS, REGISTRY, ElementwiseSpec, RowwiseSpec
 
@@ -55,7 +56,7 @@ ROW_FUNCTIONS = ("key", "term", "norm", "finish", "out", "bterm", "bout")
 #: block by :mod:`fastact._lanes` (in 16 interleaved partial sums, combined pairwise).
 #: Fixed, so that every target, thread count and row split sums in the same order
 #: (bitwise-equal results).
-ROW_BLOCK = 2048
+ROW_BLOCK = _LANES_BLOCK
 
 #: Row-wise operations: name -> input names (each a row; the output row comes last).
 ROWWISE_OPS = {
@@ -191,8 +192,12 @@ def _row_reductions(spec: RowwiseSpec) -> list[str]:
     ``[start, stop)``, as the lane-blocked reductions of :mod:`fastact._lanes`."""
     n = spec.name
     key = shape_of(spec.key)
-    if key != ("arg", 0):
-        raise NotImplementedError(f"{n}: the CPU kernels need key(x) = x")
+    if key == ("arg", 0):
+        rowmax = "_lane_max(x, start, stop)"
+    elif key == ("neg", 0):  # max(-x) = -min(x)
+        rowmax = "-_lane_min(x, start, stop)"
+    else:
+        raise NotImplementedError(f"{n}: the CPU kernels need key(x) = x or -x")
     bterm = shape_of(spec.bterm)
     if bterm == ("product", 0, 1):
         bsum = "_lane_dot(dy, y, start, stop)"
@@ -205,7 +210,7 @@ def _row_reductions(spec: RowwiseSpec) -> list[str]:
         "",
         "@njit(nogil=True, error_model='numpy', forceinline=True)",
         f"def {n}__rowmax(x, start, stop):",
-        "    return _lane_max(x, start, stop)",
+        f"    return {rowmax}",
         "",
         "",
         "@njit(nogil=True, error_model='numpy', forceinline=True)",
@@ -231,17 +236,19 @@ def _row_functions(spec: RowwiseSpec) -> list[str]:
     """The row operations on one 1-d row, and a block-parallel version of each for rows
     long enough to split between threads; both sum in ``ROW_BLOCK`` order."""
     n = spec.name
-    if spec.finish is None:
-        raise NotImplementedError(f"{n}: the CPU kernels need finish(t, r) (terms stored in the output)")
     # Block by block: the block's terms stored, then summed while in cache.  Slices, so
     # that LLVM sees each block's loop from 0 (it vectorises those and not a range(b0, b1)).
-    # The blocks' sums are added with compensation (_add), in block order.
+    # The blocks' sums are added with compensation (_add), in block order.  With finish,
+    # the terms go into out and are finished in place; with out(x, m, r), which reads x
+    # again, into a block on the stack (out may be x).
+    store = "out[b0:b1]" if spec.finish is not None else "tb"
     terms_then_sum = [
         "    s = c = 0.0",
+        *(["    tb = _stack_block(x)"] if spec.finish is None else []),
         "    b0 = 0",
         "    while b0 < n:",
         f"        b1 = min(b0 + {ROW_BLOCK}, n)",
-        "        xb, ob = x[b0:b1], out[b0:b1]",
+        f"        xb, ob = x[b0:b1], {store}",
         "        for j in range(b1 - b0):",
         f"            ob[j] = {n}__term(xb[j], m)",
         "        s, c = _add(s, c, _lane_sum(ob, 0, b1 - b0))",
@@ -296,7 +303,7 @@ def _block_kernels(spec: RowwiseSpec) -> list[str]:
         "        for b in range(1, nb):",
         "            m = _max2(m, peak[b])",
         *each,
-        "            xb, ob = xi[b0:b1], oi[b0:b1]",
+        "            xb, ob = xi[b0:b1], " + ("oi[b0:b1]" if spec.finish is not None else "_stack_block(xi)"),
         "            for j in range(b1 - b0):",
         f"                ob[j] = {n}__term(xb[j], m)",
         "            partial[b] = _lane_sum(ob, 0, b1 - b0)",
@@ -424,6 +431,8 @@ from fastact import _loops
 from fastact import _vmath as math
 from fastact._lanes import lane_dot as _lane_dot
 from fastact._lanes import lane_max as _lane_max
+from fastact._lanes import lane_min as _lane_min
+from fastact._lanes import stack_block as _stack_block
 from fastact._lanes import lane_sum as _lane_sum
 from fastact._literal import lit
 

@@ -33,10 +33,12 @@ from fastact import _loops
 from fastact import _vmath as math
 from fastact._lanes import lane_dot as _lane_dot
 from fastact._lanes import lane_max as _lane_max
+from fastact._lanes import lane_min as _lane_min
+from fastact._lanes import stack_block as _stack_block
 from fastact._lanes import lane_sum as _lane_sum
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "7fd39e4ed6b9a2888efcb306d8a1deee799b0e849594aecb983c42afa97793b6"
+DECLARATIONS_SHA256 = "1bf253d1f22ddc886f5385867301118d1c8ffe85a1bde4429e9074dd625e1601"
 
 
 def _scalar(fn):
@@ -10108,3 +10110,462 @@ def softmax__backward_x__blocks(out, dy, x):
             dyb, yb, ob = dyi[b0:b1], yi[b0:b1], oi[b0:b1]
             for j in range(b1 - b0):
                 ob[j] = softmax__bout(dyb[j], yb[j], d)
+
+
+# --- log_softmax -------------------------------------------------------------------------
+
+
+def log_softmax__key(x):
+    return x
+log_softmax__key = _scalar(log_softmax__key)
+
+
+def log_softmax__term(x, m):
+    return lit(1.0, x) if x == m else helper__exp_diff(x, m)
+log_softmax__term = _scalar(log_softmax__term)
+
+
+def log_softmax__norm(s, m):
+    return math.log(s) if m > -math.inf and (m < math.inf or s == lit(1.0, s)) else math.nan
+log_softmax__norm = _scalar(log_softmax__norm)
+
+
+def log_softmax__out(x, m, r):
+    d = x - m
+    v = d - x
+    err = x - (d - v) - (m + v)
+    y = d - r + (err if err == err else lit(0.0, x))
+    return lit(0.0, x) - r if x == m else y
+log_softmax__out = _scalar(log_softmax__out)
+
+
+def log_softmax__bterm(dy, y):
+    return dy
+log_softmax__bterm = _scalar(log_softmax__bterm)
+
+
+def log_softmax__bout(dy, y, d):
+    return dy - math.exp_f64(y) * d
+log_softmax__bout = _scalar(log_softmax__bout)
+
+
+@njit(nogil=True, error_model='numpy', forceinline=True)
+def log_softmax__rowmax(x, start, stop):
+    return _lane_max(x, start, stop)
+
+
+@njit(nogil=True, error_model='numpy', forceinline=True)
+def log_softmax__bsum(dy, y, start, stop):
+    return _lane_sum(dy, start, stop)
+
+
+@njit(nogil=True, error_model='numpy')
+def log_softmax__forward__row(x, out):
+    n = out.shape[0]
+    m = log_softmax__rowmax(x, 0, n)
+    s = c = 0.0
+    tb = _stack_block(x)
+    b0 = 0
+    while b0 < n:
+        b1 = min(b0 + 2048, n)
+        xb, ob = x[b0:b1], tb
+        for j in range(b1 - b0):
+            ob[j] = log_softmax__term(xb[j], m)
+        s, c = _add(s, c, _lane_sum(ob, 0, b1 - b0))
+        b0 = b1
+    s = _total(s, c)
+    r = log_softmax__norm(s, m)
+    for j in range(n):
+        out[j] = log_softmax__out(x[j], m, r)
+
+
+@njit(nogil=True, error_model='numpy')
+def log_softmax__backward_y__row(dy, y, out):
+    n = out.shape[0]
+    d = c = 0.0
+    for b0 in range(0, n, 2048):
+        d, c = _add(d, c, log_softmax__bsum(dy, y, b0, min(b0 + 2048, n)))
+    d = _total(d, c)
+    for j in range(n):
+        out[j] = log_softmax__bout(dy[j], y[j], d)
+
+
+@njit(nogil=True, error_model='numpy')
+def log_softmax__backward_x__row(dy, x, out, scratch):
+    log_softmax__forward__row(x, scratch)
+    log_softmax__backward_y__row(dy, scratch, out)
+
+
+@njit(cache=True, nogil=True, error_model='numpy')
+def log_softmax__forward__rows(out, x):
+    for i in range(out.shape[0]):
+        log_softmax__forward__row(x[i], out[i])
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def log_softmax__forward__parallel(out, x):
+    for i in prange(out.shape[0]):
+        log_softmax__forward__row(x[i], out[i])
+
+
+@njit(cache=True, nogil=True, error_model='numpy')
+def log_softmax__backward_x__rows(out, dy, x, scratch):
+    for i in range(out.shape[0]):
+        log_softmax__backward_x__row(dy[i], x[i], out[i], scratch)
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def log_softmax__backward_x__parallel(out, dy, x, scratch):
+    chunks = scratch.shape[0]
+    rows = out.shape[0]
+    for c in prange(chunks):
+        for i in range(c * rows // chunks, (c + 1) * rows // chunks):
+            log_softmax__backward_x__row(dy[i], x[i], out[i], scratch[c])
+
+
+@njit(cache=True, nogil=True, error_model='numpy')
+def log_softmax__backward_y__rows(out, dy, y):
+    for i in range(out.shape[0]):
+        log_softmax__backward_y__row(dy[i], y[i], out[i])
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def log_softmax__backward_y__parallel(out, dy, y):
+    for i in prange(out.shape[0]):
+        log_softmax__backward_y__row(dy[i], y[i], out[i])
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def log_softmax__forward__blocks(out, x):
+    n = out.shape[1]
+    nb = (n + 2048 - 1) // 2048
+    partial = np.empty(nb, np.float64)
+    peak = np.empty(nb, x.dtype)
+    for i in range(out.shape[0]):
+        xi, oi = x[i], out[i]
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            peak[b] = log_softmax__rowmax(xi, b0, b1)
+        m = peak[0]
+        for b in range(1, nb):
+            m = _max2(m, peak[b])
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            xb, ob = xi[b0:b1], _stack_block(xi)
+            for j in range(b1 - b0):
+                ob[j] = log_softmax__term(xb[j], m)
+            partial[b] = _lane_sum(ob, 0, b1 - b0)
+        s = c = 0.0
+        for b in range(nb):
+            s, c = _add(s, c, partial[b])
+        s = _total(s, c)
+        r = log_softmax__norm(s, m)
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            xb, ob = xi[b0:b1], oi[b0:b1]
+            for j in range(b1 - b0):
+                ob[j] = log_softmax__out(xb[j], m, r)
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def log_softmax__backward_y__blocks(out, dy, y):
+    n = out.shape[1]
+    nb = (n + 2048 - 1) // 2048
+    partial = np.empty(nb, np.float64)
+    for i in range(out.shape[0]):
+        dyi, yi, oi = dy[i], y[i], out[i]
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            partial[b] = log_softmax__bsum(dyi, yi, b0, b1)
+        d = c = 0.0
+        for b in range(nb):
+            d, c = _add(d, c, partial[b])
+        d = _total(d, c)
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            dyb, yb, ob = dyi[b0:b1], yi[b0:b1], oi[b0:b1]
+            for j in range(b1 - b0):
+                ob[j] = log_softmax__bout(dyb[j], yb[j], d)
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def log_softmax__backward_x__blocks(out, dy, x):
+    n = out.shape[1]
+    nb = (n + 2048 - 1) // 2048
+    partial = np.empty(nb, np.float64)
+    peak = np.empty(nb, x.dtype)
+    scratch = np.empty(n, x.dtype)
+    for i in range(out.shape[0]):
+        xi, oi = x[i], scratch
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            peak[b] = log_softmax__rowmax(xi, b0, b1)
+        m = peak[0]
+        for b in range(1, nb):
+            m = _max2(m, peak[b])
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            xb, ob = xi[b0:b1], _stack_block(xi)
+            for j in range(b1 - b0):
+                ob[j] = log_softmax__term(xb[j], m)
+            partial[b] = _lane_sum(ob, 0, b1 - b0)
+        s = c = 0.0
+        for b in range(nb):
+            s, c = _add(s, c, partial[b])
+        s = _total(s, c)
+        r = log_softmax__norm(s, m)
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            xb, ob = xi[b0:b1], oi[b0:b1]
+            for j in range(b1 - b0):
+                ob[j] = log_softmax__out(xb[j], m, r)
+        dyi, yi, oi = dy[i], scratch, out[i]
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            partial[b] = log_softmax__bsum(dyi, yi, b0, b1)
+        d = c = 0.0
+        for b in range(nb):
+            d, c = _add(d, c, partial[b])
+        d = _total(d, c)
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            dyb, yb, ob = dyi[b0:b1], yi[b0:b1], oi[b0:b1]
+            for j in range(b1 - b0):
+                ob[j] = log_softmax__bout(dyb[j], yb[j], d)
+
+
+# --- softmin -----------------------------------------------------------------------------
+
+
+def softmin__key(x):
+    return -x
+softmin__key = _scalar(softmin__key)
+
+
+def softmin__term(x, m):
+    return lit(1.0, x) if -x == m else helper__exp_diff(-x, m)
+softmin__term = _scalar(softmin__term)
+
+
+def softmin__norm(s, m):
+    return lit(1.0, s) / s if m > -math.inf and (m < math.inf or s == lit(1.0, s)) else math.nan
+softmin__norm = _scalar(softmin__norm)
+
+
+def softmin__finish(t, r):
+    return t * r
+softmin__finish = _scalar(softmin__finish)
+
+
+def softmin__bterm(dy, y):
+    return dy * y
+softmin__bterm = _scalar(softmin__bterm)
+
+
+def softmin__bout(dy, y, d):
+    return y * (d - dy)
+softmin__bout = _scalar(softmin__bout)
+
+
+@njit(nogil=True, error_model='numpy', forceinline=True)
+def softmin__rowmax(x, start, stop):
+    return -_lane_min(x, start, stop)
+
+
+@njit(nogil=True, error_model='numpy', forceinline=True)
+def softmin__bsum(dy, y, start, stop):
+    return _lane_dot(dy, y, start, stop)
+
+
+@njit(nogil=True, error_model='numpy')
+def softmin__forward__row(x, out):
+    n = out.shape[0]
+    m = softmin__rowmax(x, 0, n)
+    s = c = 0.0
+    b0 = 0
+    while b0 < n:
+        b1 = min(b0 + 2048, n)
+        xb, ob = x[b0:b1], out[b0:b1]
+        for j in range(b1 - b0):
+            ob[j] = softmin__term(xb[j], m)
+        s, c = _add(s, c, _lane_sum(ob, 0, b1 - b0))
+        b0 = b1
+    s = _total(s, c)
+    r = softmin__norm(s, m)
+    for j in range(n):
+        out[j] = softmin__finish(out[j], r)
+
+
+@njit(nogil=True, error_model='numpy')
+def softmin__backward_y__row(dy, y, out):
+    n = out.shape[0]
+    d = c = 0.0
+    for b0 in range(0, n, 2048):
+        d, c = _add(d, c, softmin__bsum(dy, y, b0, min(b0 + 2048, n)))
+    d = _total(d, c)
+    for j in range(n):
+        out[j] = softmin__bout(dy[j], y[j], d)
+
+
+@njit(nogil=True, error_model='numpy')
+def softmin__backward_x__row(dy, x, out, scratch):
+    softmin__forward__row(x, scratch)
+    softmin__backward_y__row(dy, scratch, out)
+
+
+@njit(cache=True, nogil=True, error_model='numpy')
+def softmin__forward__rows(out, x):
+    for i in range(out.shape[0]):
+        softmin__forward__row(x[i], out[i])
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def softmin__forward__parallel(out, x):
+    for i in prange(out.shape[0]):
+        softmin__forward__row(x[i], out[i])
+
+
+@njit(cache=True, nogil=True, error_model='numpy')
+def softmin__backward_x__rows(out, dy, x, scratch):
+    for i in range(out.shape[0]):
+        softmin__backward_x__row(dy[i], x[i], out[i], scratch)
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def softmin__backward_x__parallel(out, dy, x, scratch):
+    chunks = scratch.shape[0]
+    rows = out.shape[0]
+    for c in prange(chunks):
+        for i in range(c * rows // chunks, (c + 1) * rows // chunks):
+            softmin__backward_x__row(dy[i], x[i], out[i], scratch[c])
+
+
+@njit(cache=True, nogil=True, error_model='numpy')
+def softmin__backward_y__rows(out, dy, y):
+    for i in range(out.shape[0]):
+        softmin__backward_y__row(dy[i], y[i], out[i])
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def softmin__backward_y__parallel(out, dy, y):
+    for i in prange(out.shape[0]):
+        softmin__backward_y__row(dy[i], y[i], out[i])
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def softmin__forward__blocks(out, x):
+    n = out.shape[1]
+    nb = (n + 2048 - 1) // 2048
+    partial = np.empty(nb, np.float64)
+    peak = np.empty(nb, x.dtype)
+    for i in range(out.shape[0]):
+        xi, oi = x[i], out[i]
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            peak[b] = softmin__rowmax(xi, b0, b1)
+        m = peak[0]
+        for b in range(1, nb):
+            m = _max2(m, peak[b])
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            xb, ob = xi[b0:b1], oi[b0:b1]
+            for j in range(b1 - b0):
+                ob[j] = softmin__term(xb[j], m)
+            partial[b] = _lane_sum(ob, 0, b1 - b0)
+        s = c = 0.0
+        for b in range(nb):
+            s, c = _add(s, c, partial[b])
+        s = _total(s, c)
+        r = softmin__norm(s, m)
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            xb, ob = xi[b0:b1], oi[b0:b1]
+            for j in range(b1 - b0):
+                ob[j] = softmin__finish(ob[j], r)
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def softmin__backward_y__blocks(out, dy, y):
+    n = out.shape[1]
+    nb = (n + 2048 - 1) // 2048
+    partial = np.empty(nb, np.float64)
+    for i in range(out.shape[0]):
+        dyi, yi, oi = dy[i], y[i], out[i]
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            partial[b] = softmin__bsum(dyi, yi, b0, b1)
+        d = c = 0.0
+        for b in range(nb):
+            d, c = _add(d, c, partial[b])
+        d = _total(d, c)
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            dyb, yb, ob = dyi[b0:b1], yi[b0:b1], oi[b0:b1]
+            for j in range(b1 - b0):
+                ob[j] = softmin__bout(dyb[j], yb[j], d)
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def softmin__backward_x__blocks(out, dy, x):
+    n = out.shape[1]
+    nb = (n + 2048 - 1) // 2048
+    partial = np.empty(nb, np.float64)
+    peak = np.empty(nb, x.dtype)
+    scratch = np.empty(n, x.dtype)
+    for i in range(out.shape[0]):
+        xi, oi = x[i], scratch
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            peak[b] = softmin__rowmax(xi, b0, b1)
+        m = peak[0]
+        for b in range(1, nb):
+            m = _max2(m, peak[b])
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            xb, ob = xi[b0:b1], oi[b0:b1]
+            for j in range(b1 - b0):
+                ob[j] = softmin__term(xb[j], m)
+            partial[b] = _lane_sum(ob, 0, b1 - b0)
+        s = c = 0.0
+        for b in range(nb):
+            s, c = _add(s, c, partial[b])
+        s = _total(s, c)
+        r = softmin__norm(s, m)
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            xb, ob = xi[b0:b1], oi[b0:b1]
+            for j in range(b1 - b0):
+                ob[j] = softmin__finish(ob[j], r)
+        dyi, yi, oi = dy[i], scratch, out[i]
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            partial[b] = softmin__bsum(dyi, yi, b0, b1)
+        d = c = 0.0
+        for b in range(nb):
+            d, c = _add(d, c, partial[b])
+        d = _total(d, c)
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            dyb, yb, ob = dyi[b0:b1], yi[b0:b1], oi[b0:b1]
+            for j in range(b1 - b0):
+                ob[j] = softmin__bout(dyb[j], yb[j], d)

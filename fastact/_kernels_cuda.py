@@ -24,7 +24,7 @@ from numba import cuda, float64
 from fastact import _cudamath as math
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "7fd39e4ed6b9a2888efcb306d8a1deee799b0e849594aecb983c42afa97793b6"
+DECLARATIONS_SHA256 = "1bf253d1f22ddc886f5385867301118d1c8ffe85a1bde4429e9074dd625e1601"
 
 _device = cuda.jit(device=True)
 
@@ -2013,3 +2013,335 @@ def softmax__backward_y__cuda_block(out, dy, y):
         d = _block_sum(sh, _total(d, c))
         for j in range(t, n, nt):
             out[r, j] = softmax__bout(dy[r, j], y[r, j], d)
+
+
+# --- log_softmax -------------------------------------------------------------------------
+
+
+def log_softmax__key(x):
+    return x
+log_softmax__key = _device(log_softmax__key)
+
+
+def log_softmax__term(x, m):
+    return lit(1.0, x) if x == m else helper__exp_diff(x, m)
+log_softmax__term = _device(log_softmax__term)
+
+
+def log_softmax__norm(s, m):
+    return math.log(s) if m > -math.inf and (m < math.inf or s == lit(1.0, s)) else math.nan
+log_softmax__norm = _device(log_softmax__norm)
+
+
+def log_softmax__out(x, m, r):
+    d = x - m
+    v = d - x
+    err = x - (d - v) - (m + v)
+    y = d - r + (err if err == err else lit(0.0, x))
+    return lit(0.0, x) - r if x == m else y
+log_softmax__out = _device(log_softmax__out)
+
+
+def log_softmax__bterm(dy, y):
+    return dy
+log_softmax__bterm = _device(log_softmax__bterm)
+
+
+def log_softmax__bout(dy, y, d):
+    return dy - math.exp_f64(y) * d
+log_softmax__bout = _device(log_softmax__bout)
+
+
+@cuda.jit(device=True)
+def log_softmax__forward__row(x, out):
+    n = out.shape[0]
+    m = log_softmax__key(x[0])
+    for j in range(1, n):
+        m = _max2(m, log_softmax__key(x[j]))
+    s = c = 0.0
+    for j in range(n):
+        s, c = _add(s, c, log_softmax__term(x[j], m))
+    s = _total(s, c)
+    r = log_softmax__norm(s, m)
+    for j in range(n):
+        out[j] = log_softmax__out(x[j], m, r)
+
+
+@cuda.jit(cache=True)
+def log_softmax__forward__cuda_serial(out, x):
+    inner = out.shape[2]
+    for r in range(cuda.grid(1), out.shape[0] * inner, cuda.gridsize(1)):
+        o = r // inner
+        i = r - o * inner
+        log_softmax__forward__row(x[o, :, i], out[o, :, i])
+
+
+@cuda.jit(cache=True)
+def log_softmax__forward__cuda_block(out, x):
+    sh = cuda.shared.array(ROW_THREADS, float64)
+    t = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    n = out.shape[1]
+    for r in range(cuda.blockIdx.x, out.shape[0], cuda.gridDim.x):
+        m = log_softmax__key(x[r, 0])
+        for j in range(t, n, nt):
+            m = _max2(m, log_softmax__key(x[r, j]))
+        m = _block_max(sh, m)
+        s = c = 0.0
+        for j in range(t, n, nt):
+            s, c = _add(s, c, log_softmax__term(x[r, j], m))
+        s = _block_sum(sh, _total(s, c))
+        rr = log_softmax__norm(s, m)
+        for j in range(t, n, nt):
+            out[r, j] = log_softmax__out(x[r, j], m, rr)
+
+
+@cuda.jit(device=True)
+def log_softmax__backward_x__row(dy, x, out):
+    n = out.shape[0]
+    m = log_softmax__key(x[0])
+    for j in range(1, n):
+        m = _max2(m, log_softmax__key(x[j]))
+    s = c = 0.0
+    for j in range(n):
+        s, c = _add(s, c, log_softmax__term(x[j], m))
+    s = _total(s, c)
+    r = log_softmax__norm(s, m)
+    d = c = 0.0
+    for j in range(n):
+        d, c = _add(d, c, log_softmax__bterm(dy[j], log_softmax__out(x[j], m, r)))
+    d = _total(d, c)
+    for j in range(n):
+        out[j] = log_softmax__bout(dy[j], log_softmax__out(x[j], m, r), d)
+
+
+@cuda.jit(cache=True)
+def log_softmax__backward_x__cuda_serial(out, dy, x):
+    inner = out.shape[2]
+    for r in range(cuda.grid(1), out.shape[0] * inner, cuda.gridsize(1)):
+        o = r // inner
+        i = r - o * inner
+        log_softmax__backward_x__row(dy[o, :, i], x[o, :, i], out[o, :, i])
+
+
+@cuda.jit(cache=True)
+def log_softmax__backward_x__cuda_block(out, dy, x):
+    sh = cuda.shared.array(ROW_THREADS, float64)
+    t = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    n = out.shape[1]
+    for r in range(cuda.blockIdx.x, out.shape[0], cuda.gridDim.x):
+        m = log_softmax__key(x[r, 0])
+        for j in range(t, n, nt):
+            m = _max2(m, log_softmax__key(x[r, j]))
+        m = _block_max(sh, m)
+        s = c = 0.0
+        for j in range(t, n, nt):
+            s, c = _add(s, c, log_softmax__term(x[r, j], m))
+        s = _block_sum(sh, _total(s, c))
+        rr = log_softmax__norm(s, m)
+        d = c = 0.0
+        for j in range(t, n, nt):
+            d, c = _add(d, c, log_softmax__bterm(dy[r, j], log_softmax__out(x[r, j], m, rr)))
+        d = _block_sum(sh, _total(d, c))
+        for j in range(t, n, nt):
+            out[r, j] = log_softmax__bout(dy[r, j], log_softmax__out(x[r, j], m, rr), d)
+
+
+@cuda.jit(device=True)
+def log_softmax__backward_y__row(dy, y, out):
+    n = out.shape[0]
+    d = c = 0.0
+    for j in range(n):
+        d, c = _add(d, c, log_softmax__bterm(dy[j], y[j]))
+    d = _total(d, c)
+    for j in range(n):
+        out[j] = log_softmax__bout(dy[j], y[j], d)
+
+
+@cuda.jit(cache=True)
+def log_softmax__backward_y__cuda_serial(out, dy, y):
+    inner = out.shape[2]
+    for r in range(cuda.grid(1), out.shape[0] * inner, cuda.gridsize(1)):
+        o = r // inner
+        i = r - o * inner
+        log_softmax__backward_y__row(dy[o, :, i], y[o, :, i], out[o, :, i])
+
+
+@cuda.jit(cache=True)
+def log_softmax__backward_y__cuda_block(out, dy, y):
+    sh = cuda.shared.array(ROW_THREADS, float64)
+    t = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    n = out.shape[1]
+    for r in range(cuda.blockIdx.x, out.shape[0], cuda.gridDim.x):
+        d = c = 0.0
+        for j in range(t, n, nt):
+            d, c = _add(d, c, log_softmax__bterm(dy[r, j], y[r, j]))
+        d = _block_sum(sh, _total(d, c))
+        for j in range(t, n, nt):
+            out[r, j] = log_softmax__bout(dy[r, j], y[r, j], d)
+
+
+# --- softmin -----------------------------------------------------------------------------
+
+
+def softmin__key(x):
+    return -x
+softmin__key = _device(softmin__key)
+
+
+def softmin__term(x, m):
+    return lit(1.0, x) if -x == m else helper__exp_diff(-x, m)
+softmin__term = _device(softmin__term)
+
+
+def softmin__norm(s, m):
+    return lit(1.0, s) / s if m > -math.inf and (m < math.inf or s == lit(1.0, s)) else math.nan
+softmin__norm = _device(softmin__norm)
+
+
+def softmin__finish(t, r):
+    return t * r
+softmin__finish = _device(softmin__finish)
+
+
+def softmin__bterm(dy, y):
+    return dy * y
+softmin__bterm = _device(softmin__bterm)
+
+
+def softmin__bout(dy, y, d):
+    return y * (d - dy)
+softmin__bout = _device(softmin__bout)
+
+
+@cuda.jit(device=True)
+def softmin__forward__row(x, out):
+    n = out.shape[0]
+    m = softmin__key(x[0])
+    for j in range(1, n):
+        m = _max2(m, softmin__key(x[j]))
+    s = c = 0.0
+    for j in range(n):
+        s, c = _add(s, c, softmin__term(x[j], m))
+    s = _total(s, c)
+    r = softmin__norm(s, m)
+    for j in range(n):
+        out[j] = softmin__finish(softmin__term(x[j], m), r)
+
+
+@cuda.jit(cache=True)
+def softmin__forward__cuda_serial(out, x):
+    inner = out.shape[2]
+    for r in range(cuda.grid(1), out.shape[0] * inner, cuda.gridsize(1)):
+        o = r // inner
+        i = r - o * inner
+        softmin__forward__row(x[o, :, i], out[o, :, i])
+
+
+@cuda.jit(cache=True)
+def softmin__forward__cuda_block(out, x):
+    sh = cuda.shared.array(ROW_THREADS, float64)
+    t = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    n = out.shape[1]
+    for r in range(cuda.blockIdx.x, out.shape[0], cuda.gridDim.x):
+        m = softmin__key(x[r, 0])
+        for j in range(t, n, nt):
+            m = _max2(m, softmin__key(x[r, j]))
+        m = _block_max(sh, m)
+        s = c = 0.0
+        for j in range(t, n, nt):
+            s, c = _add(s, c, softmin__term(x[r, j], m))
+        s = _block_sum(sh, _total(s, c))
+        rr = softmin__norm(s, m)
+        for j in range(t, n, nt):
+            out[r, j] = softmin__finish(softmin__term(x[r, j], m), rr)
+
+
+@cuda.jit(device=True)
+def softmin__backward_x__row(dy, x, out):
+    n = out.shape[0]
+    m = softmin__key(x[0])
+    for j in range(1, n):
+        m = _max2(m, softmin__key(x[j]))
+    s = c = 0.0
+    for j in range(n):
+        s, c = _add(s, c, softmin__term(x[j], m))
+    s = _total(s, c)
+    r = softmin__norm(s, m)
+    d = c = 0.0
+    for j in range(n):
+        d, c = _add(d, c, softmin__bterm(dy[j], softmin__finish(softmin__term(x[j], m), r)))
+    d = _total(d, c)
+    for j in range(n):
+        out[j] = softmin__bout(dy[j], softmin__finish(softmin__term(x[j], m), r), d)
+
+
+@cuda.jit(cache=True)
+def softmin__backward_x__cuda_serial(out, dy, x):
+    inner = out.shape[2]
+    for r in range(cuda.grid(1), out.shape[0] * inner, cuda.gridsize(1)):
+        o = r // inner
+        i = r - o * inner
+        softmin__backward_x__row(dy[o, :, i], x[o, :, i], out[o, :, i])
+
+
+@cuda.jit(cache=True)
+def softmin__backward_x__cuda_block(out, dy, x):
+    sh = cuda.shared.array(ROW_THREADS, float64)
+    t = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    n = out.shape[1]
+    for r in range(cuda.blockIdx.x, out.shape[0], cuda.gridDim.x):
+        m = softmin__key(x[r, 0])
+        for j in range(t, n, nt):
+            m = _max2(m, softmin__key(x[r, j]))
+        m = _block_max(sh, m)
+        s = c = 0.0
+        for j in range(t, n, nt):
+            s, c = _add(s, c, softmin__term(x[r, j], m))
+        s = _block_sum(sh, _total(s, c))
+        rr = softmin__norm(s, m)
+        d = c = 0.0
+        for j in range(t, n, nt):
+            d, c = _add(d, c, softmin__bterm(dy[r, j], softmin__finish(softmin__term(x[r, j], m), rr)))
+        d = _block_sum(sh, _total(d, c))
+        for j in range(t, n, nt):
+            out[r, j] = softmin__bout(dy[r, j], softmin__finish(softmin__term(x[r, j], m), rr), d)
+
+
+@cuda.jit(device=True)
+def softmin__backward_y__row(dy, y, out):
+    n = out.shape[0]
+    d = c = 0.0
+    for j in range(n):
+        d, c = _add(d, c, softmin__bterm(dy[j], y[j]))
+    d = _total(d, c)
+    for j in range(n):
+        out[j] = softmin__bout(dy[j], y[j], d)
+
+
+@cuda.jit(cache=True)
+def softmin__backward_y__cuda_serial(out, dy, y):
+    inner = out.shape[2]
+    for r in range(cuda.grid(1), out.shape[0] * inner, cuda.gridsize(1)):
+        o = r // inner
+        i = r - o * inner
+        softmin__backward_y__row(dy[o, :, i], y[o, :, i], out[o, :, i])
+
+
+@cuda.jit(cache=True)
+def softmin__backward_y__cuda_block(out, dy, y):
+    sh = cuda.shared.array(ROW_THREADS, float64)
+    t = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    n = out.shape[1]
+    for r in range(cuda.blockIdx.x, out.shape[0], cuda.gridDim.x):
+        d = c = 0.0
+        for j in range(t, n, nt):
+            d, c = _add(d, c, softmin__bterm(dy[r, j], y[r, j]))
+        d = _block_sum(sh, _total(d, c))
+        for j in range(t, n, nt):
+            out[r, j] = softmin__bout(dy[r, j], y[r, j], d)

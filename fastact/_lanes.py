@@ -1,5 +1,5 @@
-"""Vectorised row reductions in a fixed, documented order: ``lane_sum``, ``lane_dot``
-and ``lane_max``.
+"""Vectorised row reductions in a fixed, documented order: ``lane_sum``, ``lane_dot``,
+``lane_max`` and ``lane_min``; and ``stack_block``, a row block's scratch on the stack.
 
 A sum in IEEE arithmetic depends on its order, and LLVM keeps a loop's order unless told
 it may reassociate (``fastmath``), in which case the order becomes whatever vector width
@@ -25,10 +25,13 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["lane_sum", "lane_dot", "lane_max", "LANES"]
+__all__ = ["lane_sum", "lane_dot", "lane_max", "lane_min", "stack_block", "LANES", "BLOCK"]
 
 #: The number of partial results.
 LANES = 16
+#: The elements of a row block: the row kernels reduce a row in blocks of this many, each
+#: summed while in cache (``fastact._codegen.ROW_BLOCK``), and ``stack_block`` holds one.
+BLOCK = 2048
 
 
 def _reduction(context, builder, arrays, start, stop, acc_type, initial, combine, element):
@@ -146,6 +149,44 @@ def lane_max(typingctx, a, start, stop):
     return a.dtype(a, start, stop), codegen
 
 
+@intrinsic
+def lane_min(typingctx, a, start, stop):
+    """``min(a[start:stop])`` ignoring NaN (``inf`` where there is nothing else)."""
+    if not _typed(a, start, stop):
+        return None
+
+    def codegen(context, builder, sig, args):
+        def combine(acc, v):
+            return builder.select(builder.fcmp_ordered("<", v, acc), v, acc)
+
+        return _reduction(context, builder, [(sig.args[0], args[0])], *_bounds(context, builder, sig, args),
+                          context.get_data_type(sig.args[0].dtype), float("inf"), combine, lambda vals, ty: vals[0])
+
+    return a.dtype(a, start, stop), codegen
+
+
+@intrinsic
+def stack_block(typingctx, like):
+    """A 1-d array of :data:`BLOCK` elements of ``like``'s dtype, on the stack of the
+    calling function (uninitialised): where a row kernel keeps a block's terms when it may
+    not write them into ``out`` (``out`` may be ``x``, which it still needs)."""
+    if not (isinstance(like, types.Array) and isinstance(like.dtype, types.Float)):
+        return None
+    arrty = types.Array(like.dtype, 1, "C")
+
+    def codegen(context, builder, sig, args):
+        elem = context.get_data_type(like.dtype)
+        itemsize = context.get_abi_sizeof(elem)
+        i64 = ir.IntType(64)
+        ptr = cgutils.alloca_once(builder, elem, size=ir.Constant(i64, BLOCK))
+        ary = context.make_array(arrty)(context, builder)
+        context.populate_array(ary, data=ptr, shape=[ir.Constant(i64, BLOCK)], strides=[ir.Constant(i64, itemsize)],
+                               itemsize=ir.Constant(i64, itemsize), meminfo=None)
+        return ary._getvalue()
+
+    return arrty(like), codegen
+
+
 def _python_reduction(values, initial, combine):
     lanes = [initial] * LANES
     for k, v in enumerate(values):
@@ -171,7 +212,14 @@ def _python_versions():
         m = _python_reduction(a[start:stop], a.dtype.type(-np.inf), lambda s, v: v if v > s else s)
         return a.dtype.type(m)
 
-    return lane_sum, lane_dot, lane_max
+    def lane_min(a, start, stop):
+        m = _python_reduction(a[start:stop], a.dtype.type(np.inf), lambda s, v: v if v < s else s)
+        return a.dtype.type(m)
+
+    def stack_block(like):
+        return np.empty(BLOCK, like.dtype)
+
+    return lane_sum, lane_dot, lane_max, lane_min, stack_block
 
 
 def _jit_disabled() -> bool:
@@ -181,4 +229,4 @@ def _jit_disabled() -> bool:
 
 
 if _jit_disabled():
-    lane_sum, lane_dot, lane_max = _python_versions()
+    lane_sum, lane_dot, lane_max, lane_min, stack_block = _python_versions()

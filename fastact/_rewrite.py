@@ -101,7 +101,8 @@ def function_source(fn, name: str, helpers: dict[str, str]) -> str:
 
 def shape_of(fn) -> tuple:
     """What a one-line scalar function is, where the code generator can use that:
-    ``("arg", k)`` for ``return <argument k>``, ``("product", i, j)`` for
+    ``("arg", k)`` for ``return <argument k>``, ``("neg", k)`` for ``return -<argument k>``,
+    ``("product", i, j)`` for
     ``return <argument i> * <argument j>``, else ``("other",)``."""
     node = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
     names = [a.arg for a in node.args.args]
@@ -110,6 +111,9 @@ def shape_of(fn) -> tuple:
         v = body[0].value
         if isinstance(v, ast.Name) and v.id in names:
             return ("arg", names.index(v.id))
+        if isinstance(v, ast.UnaryOp) and isinstance(v.op, ast.USub) and isinstance(v.operand, ast.Name) \
+                and v.operand.id in names:
+            return ("neg", names.index(v.operand.id))
         if (isinstance(v, ast.BinOp) and isinstance(v.op, ast.Mult) and isinstance(v.left, ast.Name)
                 and isinstance(v.right, ast.Name) and v.left.id in names and v.right.id in names):
             return ("product", names.index(v.left.id), names.index(v.right.id))

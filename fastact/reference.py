@@ -586,6 +586,32 @@ def softmax_backward_y(dy, y, axis=-1):
     return y * (dy - np.sum(dy * y, axis=axis, keepdims=True))
 
 
+def log_softmax(x, axis=-1):
+    m = np.max(x, axis=axis, keepdims=True)
+    top = np.isposinf(x)
+    count = np.sum(top, axis=axis, keepdims=True)
+    finite_m = np.where(np.isfinite(m), m, 0)
+    lse = np.log(np.sum(np.exp(x - finite_m), axis=axis, keepdims=True))
+    y = (x - finite_m) - lse
+    # A row whose maximum is +inf: 0 at its single +inf, -inf elsewhere; NaN for several
+    # (and for a row of -inf only, as softmax).
+    y = np.where(np.isposinf(m), np.where(top, 0.0, -np.inf).astype(y.dtype), y)
+    bad = (np.isposinf(m) & (count > 1)) | np.isneginf(m)
+    return np.where(bad, np.nan, y).astype(y.dtype)
+
+
+def log_softmax_backward_y(dy, y, axis=-1):
+    return dy - np.exp(y) * np.sum(dy, axis=axis, keepdims=True)
+
+
+def softmin(x, axis=-1):
+    return softmax(-x, axis)
+
+
+def softmin_backward_y(dy, y, axis=-1):
+    return -softmax_backward_y(dy, y, axis)
+
+
 # --- the table the tests and benchmarks iterate over ----------------------------------------
 
 
@@ -611,11 +637,24 @@ def _elementwise(forward, grad, grad_y=None, grad2=None, scale=None, ulp=None):
     )
 
 
-def _rowwise(forward, backward_y):
+def _rowwise(forward, backward_y, scale=None):
+    """``scale``: ``{"forward": fn(x, y, axis), "backward": fn(dy, y, axis)}``, the
+    magnitudes that a row's sums and differences are accurate to ``n`` ULP of (by default
+    softmax's: ``|y|``, and ``|y| (|dy| + sum |dy y|)``)."""
     def backward(dy, x=None, y=None, axis=-1):
         return backward_y(dy, forward(x, axis) if y is None else y, axis)
 
-    return SimpleNamespace(kind="rowwise", forward=_quiet(forward), backward=_quiet(backward))
+    return SimpleNamespace(kind="rowwise", forward=_quiet(forward), backward=_quiet(backward),
+                           scale={k: _quiet(f) for k, f in (scale or {}).items()})
+
+
+def _log_softmax_scale_forward(x, y, axis):
+    # (x - m) - log(s): log(s) is accurate to n ULP of 1 (s >= 1), not of a tiny result.
+    return np.abs(x - np.max(x, axis=axis, keepdims=True)) + 1
+
+
+def _log_softmax_scale_backward(dy, y, axis):
+    return np.abs(dy) + np.exp(y) * np.sum(np.abs(dy), axis=axis, keepdims=True)
 
 
 REFERENCE = {
@@ -651,4 +690,7 @@ REFERENCE = {
                                scale={"forward": _tanhshrink_scale_forward}),
     "exponential": _elementwise(exponential, exponential, exponential_grad_y, exponential),
     "softmax": _rowwise(softmax, softmax_backward_y),
+    "log_softmax": _rowwise(log_softmax, log_softmax_backward_y,
+                            scale={"forward": _log_softmax_scale_forward, "backward": _log_softmax_scale_backward}),
+    "softmin": _rowwise(softmin, softmin_backward_y),
 }

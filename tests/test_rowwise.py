@@ -38,9 +38,10 @@ def _reference(name, op, x, dy, axis):
     eps = float(np.finfo(x.dtype).eps)
     with np.errstate(all="ignore"):
         y = ref.forward(xr, axis=ax)
+        own = ref.scale
         if op == "forward":
             expected = y
-            scale = np.abs(y)
+            scale = own["forward"](xr, y, ax) if "forward" in own else np.abs(y)
         else:
             dyr = dy64.reshape(xr.shape)
             # backward from x computes y in the kernel's dtype (float32 for float16): a y
@@ -55,7 +56,10 @@ def _reference(name, op, x, dy, axis):
             # itself would overflow (and an infinite bound is dropped below).
             wide = np.longdouble
             yw, dyw = y_in.astype(wide), dyr.astype(wide)
-            scale = np.abs(yw) * (np.abs(dyw) + np.sum(np.abs(dyw * yw), axis=ax, keepdims=True))
+            if "backward" in own:
+                scale = own["backward"](dyw, yw, ax)
+            else:
+                scale = np.abs(yw) * (np.abs(dyw) + np.sum(np.abs(dyw * yw), axis=ax, keepdims=True))
     tol = np.minimum(4 * eps * (n + 1) * np.nan_to_num(scale, nan=0.0, posinf=0.0), np.finfo(np.float64).max)
     tol = tol.astype(np.float64)
     return expected.reshape(x.shape), tol.reshape(x.shape)
@@ -110,6 +114,12 @@ def test_edge_values_match_reference(name, op, dtype, target, rng):
         with parallel_threshold(1):
             got = _call(name, op, x, dy, -1, target)
     expected, tol = _reference(name, op, x, dy, -1)
+    if op != "forward":
+        # A row whose finite dy add up beyond float64's range overflows in some order of
+        # the sum and not in another (inf + -inf is NaN): such rows have no one answer.
+        finite = np.where(np.isfinite(dy), np.abs(dy.astype(np.longdouble)), 0)
+        over = np.sum(finite, axis=-1) > np.finfo(np.float64).max
+        got, expected, tol = got[~over], expected[~over], tol[~over]
     _assert_close(got, expected, tol, f"{name} {op} edge {np.dtype(dtype)} {target}")
 
 

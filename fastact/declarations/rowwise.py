@@ -61,3 +61,104 @@ class softmax:
 
     def bout(dy, y, d):
         return y * (dy - d)
+
+
+@rowwise(formula="x - max(x) - log(sum(exp(x - max(x))))", work=2)
+class log_softmax:
+    r"""Logarithm of the softmax along one axis.
+
+    .. math::
+
+        \mathrm{log\_softmax}(x)_i = x_i - m - \log \sum_j e^{x_j - m}, \qquad m = \max_j x_j
+
+    Computed in that form (never as ``log(softmax(x))``, which would round tiny
+    probabilities to 0 and give ``-inf``): no overflow for any finite input, and
+    :math:`x_i - m` taken exactly.  Limits at infinities as :data:`softmax`'s: a row with
+    one ``+inf`` gives 0 there and ``-inf`` elsewhere; several ``+inf``, only ``-inf`` or a
+    NaN give a row of NaN.
+
+    ``backward(dy, y=y)`` is :math:`dy - e^{y} \sum_j dy_j` (exact from the output, as
+    PyTorch computes it); ``backward(dy, x=x)`` recomputes ``y``.
+
+    Args:
+        x: input array.
+        axis: the axis along which the softmax normalises (default ``-1``).
+
+    Example:
+        >>> import numpy as np, fastact as fa
+        >>> fa.log_softmax(np.array([[0.0, 0.0], [1e4, 0.0]]))
+        array([[-6.93147181e-01, -6.93147181e-01],
+               [ 0.00000000e+00, -1.00000000e+04]])
+
+    See also: :data:`softmax`, :data:`log_sigmoid`.
+    """
+
+    def key(x):
+        return x
+
+    def term(x, m):
+        return 1.0 if x == m else exp_diff(x, m)
+
+    # As softmax's norm, with log(s) for 1 / s.
+    def norm(s, m):
+        return math.log(s) if m > -math.inf and (m < math.inf or s == 1.0) else math.nan
+
+    # (x - m) - r with x - m's rounding error (TwoSum) added back; at the maximum, -r
+    # exactly (m = +inf included; 0 - r: +0, not -0, where r is 0).
+    def out(x, m, r):
+        d = x - m
+        v = d - x
+        err = (x - (d - v)) - (m + v)
+        y = (d - r) + (err if err == err else 0.0)
+        return 0.0 - r if x == m else y
+
+    def bterm(dy, y):
+        return dy
+
+    # exp_f64: e**y underflows in float32 long before it does in float64 (y < -104), where
+    # an infinite d would then give NaN instead of the limit.
+    def bout(dy, y, d):
+        return dy - math.exp_f64(y) * d
+
+
+@rowwise(formula="exp(min(x) - x) / sum(exp(min(x) - x))", work=2)
+class softmin:
+    r"""Softmin along one axis: the softmax of ``-x``.
+
+    .. math::
+
+        \mathrm{softmin}(x)_i = \frac{e^{m - x_i}}{\sum_j e^{m - x_j}}, \qquad m = \min_j x_j
+
+    Exact for any finite input, with :data:`softmax`'s limits mirrored: a row with one
+    ``-inf`` gives 1 there and 0 elsewhere.  ``backward(dy, y=y)`` is
+    :math:`y \odot (\langle dy, y \rangle - dy)`.
+
+    Args:
+        x: input array.
+        axis: the axis along which the outputs sum to 1 (default ``-1``).
+
+    Example:
+        >>> import numpy as np, fastact as fa
+        >>> fa.softmin(np.array([0.0, np.log(3.0)]))
+        array([0.75, 0.25])
+
+    See also: :data:`softmax`.
+    """
+
+    def key(x):
+        return -x
+
+    def term(x, m):
+        return 1.0 if -x == m else exp_diff(-x, m)
+
+    def norm(s, m):
+        return 1.0 / s if m > -math.inf and (m < math.inf or s == 1.0) else math.nan
+
+    def finish(t, r):
+        return t * r
+
+    def bterm(dy, y):
+        return dy * y
+
+    def bout(dy, y, d):
+        return y * (d - dy)
