@@ -11,13 +11,33 @@ from math import *  # noqa: F403  (every math function, for the declarations)
 
 from numba import cuda, float64
 
+from fastact._literal import lit
+
+#: Above this, e**x overflows float64 (log of its largest value is 709.7827...).
+_EXP_OVERFLOW = 709.78
+
+
+@cuda.jit(device=True)
+def exp(x):
+    """``math.exp``, and ``inf`` where it overflows: what libdevice gives on a GPU, and
+    what Python's ``math.exp`` (which raises ``OverflowError`` there) does not give under
+    the CUDA simulator.  The bound is in ``x``'s type: no float64 in a float32 kernel."""
+    return x * lit(math.inf, x) if x >= lit(_EXP_OVERFLOW, x) else math.exp(x)
+
+
+@cuda.jit(device=True)
+def expm1(x):
+    """``math.expm1``, with :func:`exp`'s overflow."""
+    return x * lit(math.inf, x) if x >= lit(_EXP_OVERFLOW, x) else math.expm1(x)
+
 
 @cuda.jit(device=True)
 def exp_f64(x):
     """``e**x`` as a float64 (:func:`fastact._vmath.exp_f64`): here simply computed in
     double precision.  ``float64`` around the result keeps it a float64 under the CUDA
     simulator, where ``math.exp`` returns a Python float that NumPy treats as weak."""
-    return float64(math.exp(float64(x)))
+    xd = float64(x)
+    return float64(math.inf) if xd >= _EXP_OVERFLOW else float64(math.exp(xd))
 
 
 @cuda.jit(device=True)
@@ -30,7 +50,7 @@ def fma(a, b, c):
 def ndtr(x):
     """The standard normal distribution function (:func:`fastact._vmath.ndtr`), with the
     argument ``-x / sqrt(2)`` corrected for its rounding to first order, as on the CPU."""
-    z = -x * 0.7071067811865476
-    dz = fma(-x, 0.7071067811865476, -z) - x * -4.833646656726457e-17
-    dz = 0.0 * dz if abs(x) == math.inf else dz
-    return 0.5 * (math.erfc(z) - 1.1283791670955126 * math.exp(-z * z) * dz)
+    z = -x * lit(0.7071067811865476, x)
+    dz = fma(-x, lit(0.7071067811865476, x), -z) - x * lit(-4.833646656726457e-17, x)
+    dz = lit(0.0, x) if abs(x) == lit(math.inf, x) else dz
+    return lit(0.5, x) * (math.erfc(z) - lit(1.1283791670955126, x) * math.exp(-z * z) * dz)

@@ -38,7 +38,7 @@ from fastact._lanes import stack_block as _stack_block
 from fastact._lanes import lane_sum as _lane_sum
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "1bf253d1f22ddc886f5385867301118d1c8ffe85a1bde4429e9074dd625e1601"
+DECLARATIONS_SHA256 = "120f46cb96ef3552db710d8147e6bb8e5f7b829a643bb1d9c2737e8af341a84a"
 
 
 def _scalar(fn):
@@ -10126,7 +10126,7 @@ log_softmax__term = _scalar(log_softmax__term)
 
 
 def log_softmax__norm(s, m):
-    return math.log(s) if m > -math.inf and (m < math.inf or s == lit(1.0, s)) else math.nan
+    return np.float64(math.log(np.float64(s))) if m > -math.inf and (m < math.inf or s == lit(1.0, s)) else math.nan
 log_softmax__norm = _scalar(log_softmax__norm)
 
 

@@ -2,7 +2,7 @@
 
 import math
 
-from fastact._spec import rowwise
+from fastact._spec import double, rowwise
 from fastact.declarations.helpers import exp_diff  # noqa: F401  (the generated code calls it by name)
 
 
@@ -99,9 +99,10 @@ class log_softmax:
     def term(x, m):
         return 1.0 if x == m else exp_diff(x, m)
 
-    # As softmax's norm, with log(s) for 1 / s.
+    # As softmax's norm, with log(s) for 1 / s; s is a float64 sum, and double() keeps the
+    # log a float64 under the CUDA simulator too.
     def norm(s, m):
-        return math.log(s) if m > -math.inf and (m < math.inf or s == 1.0) else math.nan
+        return math.log(double(s)) if m > -math.inf and (m < math.inf or s == 1.0) else math.nan
 
     # (x - m) - r with x - m's rounding error (TwoSum) added back; at the maximum, -r
     # exactly (m = +inf included; 0 - r: +0, not -0, where r is 0).

@@ -19,9 +19,10 @@ import zlib
 
 import numpy as np
 import pytest
-from _helpers import case_id, edge_values, elementwise_cases, random_dy, random_values, ulp_distance
+from _helpers import case_id, edge_values, elementwise_cases, random_dy, random_values, tolerance, ulp_distance
 
 import fastact as fa
+from fastact.reference import REFERENCE
 
 if not fa.cuda_available():
     pytest.skip(
@@ -61,6 +62,10 @@ def to_host(r):
 
 def assert_close(actual, expected, what, maxulp=MAX_ULP, atol=None):
     """Within ``maxulp`` ULP of the CPU target (or within ``atol`` where given), NaN alike."""
+    if SIMULATOR and what.split()[0].split(".")[0].split("-")[0] == "gelu":
+        # CPython's math.erfc rounds x*x in its exp(-x*x): up to 2 x^2 ULP in the left tail
+        # (x up to 38), where libdevice's erfc, on a GPU, keeps a few.
+        maxulp = max(maxulp, 4096)
     actual, expected = np.asarray(actual), np.asarray(expected)
     assert actual.dtype == expected.dtype and actual.shape == expected.shape, (what, actual.dtype, actual.shape)
     nan_a, nan_e = np.isnan(actual), np.isnan(expected)
@@ -88,7 +93,11 @@ def assert_close_backward(got, expected, y, dy, axis, what, maxulp):
     assert got.dtype == expected.dtype and got.shape == expected.shape, (what, got.dtype, got.shape)
     assert np.array_equal(np.isnan(got), np.isnan(expected)), what
     y64, dy64 = np.asarray(y, np.float64), np.asarray(dy, np.float64)
-    scale = np.abs(y64) * (np.abs(dy64) + np.sum(np.abs(dy64 * y64), axis=axis, keepdims=True))
+    own = REFERENCE[what.split()[0]].scale.get("backward")
+    if own is not None:
+        scale = own(dy64, y64, axis)
+    else:
+        scale = np.abs(y64) * (np.abs(dy64) + np.sum(np.abs(dy64 * y64), axis=axis, keepdims=True))
     tol = maxulp * float(np.finfo(got.dtype).eps) * scale + float(np.finfo(got.dtype).smallest_subnormal)
     err = np.abs(got.astype(np.float64) - expected.astype(np.float64))
     ok = np.isnan(expected) | (err <= tol)
@@ -164,11 +173,13 @@ def test_elementwise_matches_cpu(case, mode, dtype):
     args, kw = operands(name, op, x, dy, params)
     expected = method(name, op)(*args, target="cpu", **kw, **params)
     got = run_mode(name, op, mode, args, kw, params)
-    atol = None
+    # Where terms cancel or a factor is subnormal, the CPU tests' tolerance (each target is
+    # within it of the exact result, so twice it between them).
+    atol = 2 * tolerance(name, op, x.astype(np.float64), dy.astype(np.float64), params, dtype, MAX_ULP)
     if SIMULATOR and dtype == np.float32 and op.startswith("backward"):
         # NumPy scalars round f'(x) to float32 before ``dy *`` (Numba multiplies in
         # float64): a subnormal f'(x) then loses its digits, an error of |dy| * 2**-149.
-        atol = 2 * np.abs(dy.astype(np.float64)) * float(np.finfo(np.float32).smallest_subnormal)
+        atol = atol + 2 * np.abs(dy.astype(np.float64)) * float(np.finfo(np.float32).smallest_subnormal)
     assert_close(got, expected, f"{case_id(case)} {mode}", atol=atol)
 
 
@@ -283,7 +294,12 @@ def test_rowwise_matches_cpu(name, op, layout, dtype, mode):
     bound = ROW_MAX_ULP
     what = f"{name} {op} {shape} axis={axis} {mode}"
     if op == "forward":
-        assert_close(got, expected, what, maxulp=bound)
+        own = REFERENCE[name].scale.get("forward")
+        atol = None
+        if own is not None:  # log_softmax: n ULP of |x - m| + 1 (its log(s)), each target
+            y = np.asarray(expected, np.float64)
+            atol = 2 * bound * float(np.finfo(dtype).eps) * own(np.asarray(x, np.float64), y, axis)
+        assert_close(got, expected, what, maxulp=bound, atol=atol)
     else:
         y = kw["y"] if op == "backward_y" else method(name, "forward")(x, axis=axis, target="cpu")
         assert_close_backward(got, expected, y, dy, axis, what, 4 * bound)
