@@ -540,8 +540,9 @@ _tanhshrink_small = _mp("tanhshrink", lambda v: v - __import__("mpmath").tanh(v)
 
 
 def tanhshrink(x):
+    x = np.asarray(x)
     small = np.abs(x) < 1
-    out = x - np.tanh(x)
+    out = np.array(x - np.tanh(x))
     if small.any():
         out[small] = _tanhshrink_small(x[small])
     return out
