@@ -136,9 +136,14 @@ class Grid:
     other_modes_largest: tuple[str, ...] | None = None
     # The thread-scaling section: (functions, size) or None.
     scaling: tuple[tuple[str, ...], str] | None = None
+    # Elementwise functions measured as above (None: all); the others only at the largest
+    # size, a new array each call, on one thread and on all (auto is parallel there).
+    sweep: tuple[str, ...] | None = None
 
-    def runs(self, impl: str, mode: str, largest: bool, rowwise: bool) -> bool:
-        """Whether ``impl`` is measured in ``mode`` at this size."""
+    def runs(self, impl: str, mode: str, largest: bool, rowwise: bool, function: str | None = None) -> bool:
+        """Whether ``impl`` is measured in ``mode`` at this size, for ``function``."""
+        if function is not None and not rowwise and self.sweep is not None and function not in self.sweep:
+            return largest and mode == "new" and impl != "fastact.auto"
         if mode != "new":
             allowed = self.other_modes_largest if largest else self.other_modes_everywhere
             return allowed is None or impl in allowed
@@ -165,6 +170,9 @@ GRIDS = {
         other_modes_everywhere=("fastact.auto",),
         other_modes_largest=(*(f"fastact.{t}" for t in FASTACT_TARGETS), "numpy", "onnxruntime.1", "onnxruntime"),
         scaling=(("relu", "sigmoid"), "16M"),
+        # Every size for the memory-bound and the exp-bound families and the most used
+        # smooth ones; the rest of the elementwise functions at 16M only.
+        sweep=("relu", "leaky_relu", "elu", "sigmoid", "step", "identity", "gelu", "silu", "tanh"),
     ),
     "full": Grid(
         "full",
@@ -282,8 +290,8 @@ def kernel_cases(grid: Grid, impls=IMPLEMENTATIONS, functions=None) -> list[Case
                             continue
                         for mode in grid.modes:
                             for impl in impls:
-                                if grid.runs(impl, mode, largest, rowwise) and supports(impl, function, op, mode,
-                                                                                       peers):
+                                if grid.runs(impl, mode, largest, rowwise, function) and supports(
+                                        impl, function, op, mode, peers):
                                     cases.append(Case(function, op, dtype, size, mode, impl))
     return cases
 
@@ -294,9 +302,11 @@ def supports(impl: str, function: str, op: str, mode: str, peers=None) -> bool:
     if impl.startswith("fastact."):
         return True
     if impl == "numpy.nansafe":
-        # The reference allocates its result.
-        return mode == "new" and (op != "backward_y" or REFERENCE[function].kind == "rowwise"
-                                  or REFERENCE[function].grad_y is not None)
+        # The reference allocates its result; where it takes mpmath (gelu's Phi), it is an
+        # oracle, not something to time.
+        ref = REFERENCE[function]
+        return (mode == "new" and not getattr(ref, "slow", False)
+                and (op != "backward_y" or ref.kind == "rowwise" or ref.grad_y is not None))
     if impl == "numpy":
         return mode in NUMPY.get((function, op), {})
     if peers is None:
@@ -446,7 +456,42 @@ def _numpy_entries():
     def softmax_backward_y(dy, y):
         return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
 
-    return {
+    def where(cond, a, b):
+        return np.where(cond, a, b)
+
+    def log_softmax(x):
+        z = x - x.max(axis=-1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+    zoo = {
+        # The rest of the functions, forward only: what a NumPy user writes for each.
+        "relu6": lambda x: np.clip(x, 0, 6),
+        "hardtanh": lambda x: np.clip(x, -1, 1),
+        "threshold": lambda x: where(x > 0, x, 0),
+        "selu": lambda x: 1.0507009873554805 * where(x > 0, x, 1.6732632423543772 * np.expm1(x)),
+        "celu": lambda x: where(x > 0, x, np.expm1(x)),
+        "softplus": lambda x: np.logaddexp(0, x),
+        "silu": lambda x: x / (1 + np.exp(-x)),
+        "mish": lambda x: x * np.tanh(np.logaddexp(0, x)),
+        "hardswish": lambda x: x * np.clip(x / 6 + 0.5, 0, 1),
+        "squareplus": lambda x: (x + np.sqrt(x * x + 4)) / 2,
+        "sparse_plus": lambda x: where(x <= -1, 0, where(x >= 1, x, (x + 1) ** 2 / 4)),
+        "log_sigmoid": lambda x: -np.logaddexp(0, -x),
+        "hardsigmoid": lambda x: np.clip(x / 6 + 0.5, 0, 1),
+        "sparse_sigmoid": lambda x: np.clip((x + 1) / 2, 0, 1),
+        "tanh": np.tanh,
+        "softsign": lambda x: x / (1 + np.abs(x)),
+        "softshrink": lambda x: np.sign(x) * np.maximum(np.abs(x) - 0.5, 0),
+        "hardshrink": lambda x: where(np.abs(x) > 0.5, x, 0),
+        "tanhshrink": lambda x: x - np.tanh(x),
+        "exponential": np.exp,
+        "log_softmax": log_softmax,
+        "softmin": lambda x: _softmax(-x),
+    }
+    entries = {(name, "forward"): new(fn, "x") for name, fn in zoo.items()}
+    entries[("tanh", "backward_y")] = new(lambda dy, y: dy * (1 - y * y), "dy", "y")
+    entries[("tanh", "backward")] = new(lambda dy, x: dy * (1 - np.tanh(x) ** 2), "dy", "x")
+    return entries | {
         ("relu", "forward"): {
             "new": lambda a: partial(np.maximum, a.x, 0),
             "out": lambda a: partial(np.maximum, a.x, 0, out=a.out),

@@ -113,7 +113,7 @@ def _draw(ax, fn, params, xlim, legend=True):
     ax.axvline(0, color="0.8", linewidth=0.8, zorder=0)
     ax.set_xlim(lo, hi)
     ax.set_xlabel("x")
-    text = ", ".join(f"{k}={v:g}" for k, v in params.items())
+    text = ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v:g}" for k, v in params.items())
     ax.set_title(f"{spec.name}({text})" if text else spec.name)
     if legend:
         ax.legend(loc="best", fontsize="small", frameon=False)
@@ -197,7 +197,7 @@ def main(argv=None) -> int:
     parser.add_argument("output", help="the image file to write (.png, .svg, .pdf)")
     parser.add_argument("--all", action="store_true", help="draw every function, one panel each")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="a parameter, e.g. alpha=0.5")
+                        help="a parameter, e.g. alpha=0.5 or approximate=tanh")
     parser.add_argument("--dpi", type=int, default=80)
     args = parser.parse_intermixed_args(argv)
     if args.all == (args.function is not None):
@@ -210,15 +210,27 @@ def main(argv=None) -> int:
         try:
             params[name] = float(value)
         except ValueError:
-            parser.error(f"--param {name}: not a number: {value!r}")
+            params[name] = value  # a choice, such as approximate=tanh; checked by the function
     _pyplot()
     try:
         fig = gallery() if args.all else plot(args.function, **params)
     except (TypeError, ValueError) as e:
         parser.error(str(e))
     fig.savefig(args.output, dpi=args.dpi)
+    if str(args.output).lower().endswith(".png"):
+        _compact_png(args.output)
     print(f"wrote {args.output}")
     return 0
+
+
+def _compact_png(path) -> None:
+    """Rewrite a PNG with a palette of 64 colours (line art needs no more): about a third
+    of the size, so that the gallery can live in the repository."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        small = im.convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT)
+    small.save(path, optimize=True)
 
 
 class _CallableModule(types.ModuleType):

@@ -616,13 +616,14 @@ def softmin_backward_y(dy, y, axis=-1):
 # --- the table the tests and benchmarks iterate over ----------------------------------------
 
 
-def _elementwise(forward, grad, grad_y=None, grad2=None, scale=None, ulp=None):
+def _elementwise(forward, grad, grad_y=None, grad2=None, scale=None, ulp=None, slow=False):
     """``scale``: for an operation whose kernel adds terms that can cancel, a function of
     ``(x, **params)`` giving the sum of the terms' magnitudes: the kernels are accurate to
     a few ULP of that, not of the (small) result, as any evaluation of the formula is;
     ``scale["sub"]``, what multiplies a factor that may be subnormal (default
     ``max(1, |x|)``).  ``ulp``: the accuracy the function's docstring states, in ULP,
-    by dtype name, where it is not the tests' default."""
+    by dtype name, where it is not the tests' default.  ``slow``: evaluated point by point
+    in mpmath (an oracle; the benchmarks leave it out)."""
     def backward(dy, x=None, y=None, **params):
         return dy * (grad(x, **params) if y is None else grad_y(y, **params))
 
@@ -635,6 +636,7 @@ def _elementwise(forward, grad, grad_y=None, grad2=None, scale=None, ulp=None):
         backward=_quiet(backward),
         scale={op: _quiet(fn) for op, fn in (scale or {}).items()},
         ulp=dict(ulp or {}),
+        slow=slow,
     )
 
 
@@ -673,7 +675,7 @@ REFERENCE = {
     "softplus": _elementwise(softplus, softplus_grad, None, softplus_grad2),
     "silu": _elementwise(silu, silu_grad, None, silu_grad2,
                          scale={"grad": _silu_scale_grad, "grad2": _silu_scale_grad2}),
-    "gelu": _elementwise(gelu, gelu_grad, None, gelu_grad2, ulp={"float32": 4},
+    "gelu": _elementwise(gelu, gelu_grad, None, gelu_grad2, ulp={"float32": 4}, slow=True,
                          scale={"forward": _gelu_scale_forward, "grad": _gelu_scale_grad, "grad2": _gelu_scale_grad2,
                                 "sub": _gelu_scale_sub}),
     "mish": _elementwise(mish, mish_grad, None, mish_grad2, scale={"grad": _mish_scale_grad, "grad2": _mish_scale_grad2}),
@@ -687,7 +689,7 @@ REFERENCE = {
     "softsign": _elementwise(softsign, softsign_grad, None, softsign_grad2),
     "softshrink": _elementwise(softshrink, shrink_grad, shrink_grad_y, lambda x, **p: _zero_like(x)),
     "hardshrink": _elementwise(hardshrink, shrink_grad, shrink_grad_y, lambda x, **p: _zero_like(x)),
-    "tanhshrink": _elementwise(tanhshrink, tanhshrink_grad, None, tanhshrink_grad2, ulp={"float64": 6},
+    "tanhshrink": _elementwise(tanhshrink, tanhshrink_grad, None, tanhshrink_grad2, ulp={"float64": 6}, slow=True,
                                scale={"forward": _tanhshrink_scale_forward}),
     "exponential": _elementwise(exponential, exponential, exponential_grad_y, exponential),
     "softmax": _rowwise(softmax, softmax_backward_y),

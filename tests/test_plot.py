@@ -104,6 +104,10 @@ def test_command_line(tmp_path):
     r = _run("-m", "fastact.plot", "elu", "--param", "alpha=0.5", str(tmp_path / "elu.svg"))
     assert r.returncode == 0, r.stderr
     assert "<svg" in (tmp_path / "elu.svg").read_text()
+    r = _run("-m", "fastact.plot", "gelu", "--param", "approximate=tanh", str(tmp_path / "gelu.svg"))
+    assert r.returncode == 0, r.stderr
+    r = _run("-m", "fastact.plot", "gelu", "--param", "approximate=erf", str(tmp_path / "x.png"))
+    assert r.returncode == 2 and "approximate must be 'none' or 'tanh', got 'erf'" in r.stderr
     r = _run("-m", "fastact.plot", "elu", "--param", "alpha", str(tmp_path / "x.png"))
     assert r.returncode == 2 and "--param takes NAME=VALUE" in r.stderr
     r = _run("-m", "fastact.plot", "nope", str(tmp_path / "x.png"))
