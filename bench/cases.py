@@ -136,14 +136,20 @@ class Grid:
     other_modes_largest: tuple[str, ...] | None = None
     # The thread-scaling section: (functions, size) or None.
     scaling: tuple[tuple[str, ...], str] | None = None
-    # Elementwise functions measured as above (None: all); the others only at the largest
-    # size, a new array each call, on one thread and on all (auto is parallel there).
+    # Functions measured as above (None: all); the others only at the largest size or row
+    # shape, the function and backward, a new array each call, on one thread and on all
+    # (auto is parallel there), against NumPy's one-liner and the peers.
     sweep: tuple[str, ...] | None = None
+
+    def swept(self, function: str) -> bool:
+        return self.sweep is None or function in self.sweep
 
     def runs(self, impl: str, mode: str, largest: bool, rowwise: bool, function: str | None = None) -> bool:
         """Whether ``impl`` is measured in ``mode`` at this size, for ``function``."""
-        if function is not None and not rowwise and self.sweep is not None and function not in self.sweep:
-            return largest and mode == "new" and impl != "fastact.auto"
+        if function is not None and not self.swept(function):
+            return largest and mode == "new" and impl not in ("fastact.auto", "numpy.nansafe")
+        if largest and impl == "fastact.auto" and self.sweep is not None:
+            return False  # at the largest size auto is parallel: measured once, as parallel
         if mode != "new":
             allowed = self.other_modes_largest if largest else self.other_modes_everywhere
             return allowed is None or impl in allowed
@@ -170,9 +176,9 @@ GRIDS = {
         other_modes_everywhere=("fastact.auto",),
         other_modes_largest=(*(f"fastact.{t}" for t in FASTACT_TARGETS), "numpy", "onnxruntime.1", "onnxruntime"),
         scaling=(("relu", "sigmoid"), "16M"),
-        # Every size for the memory-bound and the exp-bound families and the most used
-        # smooth ones; the rest of the elementwise functions at 16M only.
-        sweep=("relu", "leaky_relu", "elu", "sigmoid", "step", "identity", "gelu", "silu", "tanh"),
+        # Every size (and row shape) for the memory-bound and the exp-bound functions, gelu
+        # and softmax; the others at the largest only.
+        sweep=("relu", "leaky_relu", "elu", "sigmoid", "step", "identity", "gelu", "softmax"),
     ),
     "full": Grid(
         "full",
@@ -287,6 +293,8 @@ def kernel_cases(grid: Grid, impls=IMPLEMENTATIONS, functions=None) -> list[Case
                         continue
                     for op in ops_of(function):
                         if op not in grid.ops and not (op == "backward_y" and rowwise and "backward" in grid.ops):
+                            continue
+                        if op == "grad" and not grid.swept(function):
                             continue
                         for mode in grid.modes:
                             for impl in impls:
