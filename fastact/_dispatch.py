@@ -478,15 +478,7 @@ class Elementwise(_Function):
 
         At a kink the declared convention applies (see the function's docstring).
         """
-        if args:
-            self._positional(f"{self.spec.name}.grad", "x", args)
-        if target is None:
-            target = _config.target()
-        if type(target) is str and target in _FAST_TARGETS and not params and stream is None:
-            r = self._small("grad", x, None, out, target)
-            if r is not None:
-                return r
-        return self._run("grad", f"{self.spec.name}.grad", (("x", x),), out, target, params, stream)
+        return self._derivative("grad", x, args, out, target, stream, params)
 
     def grad2(self, x, *args, out=None, target=None, stream=None, **params):
         """Elementwise second derivative ``f''(x)``, with the same parameters as the
@@ -494,18 +486,22 @@ class Elementwise(_Function):
 
         At a kink the declared convention applies (see the function's docstring).
         """
-        func = f"{self.spec.name}.grad2"
         if self.spec.d2fdx2 is None:
             raise AttributeError(f"{self.spec.name} declares no second derivative")
+        return self._derivative("grad2", x, args, out, target, stream, params)
+
+    def _derivative(self, op, x, args, out, target, stream, params):
+        """``grad`` and ``grad2``: an elementwise operation of ``x`` alone."""
+        func = f"{self.spec.name}.{op}"
         if args:
             self._positional(func, "x", args)
         if target is None:
             target = _config.target()
         if type(target) is str and target in _FAST_TARGETS and not params and stream is None:
-            r = self._small("grad2", x, None, out, target)
+            r = self._small(op, x, None, out, target)
             if r is not None:
                 return r
-        return self._run("grad2", func, (("x", x),), out, target, params, stream)
+        return self._run(op, func, (("x", x),), out, target, params, stream)
 
     def backward(self, dy, *args, x=None, y=None, out=None, accumulate=False, target=None, stream=None, **params):
         """Fused vector-Jacobian product ``dy * f'(x)`` in one pass, without temporaries.

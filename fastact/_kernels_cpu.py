@@ -38,7 +38,7 @@ from fastact._lanes import stack_block as _stack_block
 from fastact._lanes import lane_sum as _lane_sum
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "120f46cb96ef3552db710d8147e6bb8e5f7b829a643bb1d9c2737e8af341a84a"
+DECLARATIONS_SHA256 = "a2f5ba1becd7afdce53c6a76a55afe35ea44340da0263b3c444173659eaab42a"
 
 
 def _scalar(fn):
@@ -95,6 +95,11 @@ def helper__exp_diff(a, b):
     c = t * err
     return t + (c if c == c else lit(0.0, a))
 helper__exp_diff = _scalar(helper__exp_diff)
+
+
+def helper__row_has_limit(s, m):
+    return m > -math.inf and (m < math.inf or s == lit(1.0, s))
+helper__row_has_limit = _scalar(helper__row_has_limit)
 
 
 # --- relu --------------------------------------------------------------------------------
@@ -9899,7 +9904,7 @@ softmax__term = _scalar(softmax__term)
 
 
 def softmax__norm(s, m):
-    return lit(1.0, s) / s if m > -math.inf and (m < math.inf or s == lit(1.0, s)) else math.nan
+    return lit(1.0, s) / s if helper__row_has_limit(s, m) else math.nan
 softmax__norm = _scalar(softmax__norm)
 
 
@@ -10126,7 +10131,7 @@ log_softmax__term = _scalar(log_softmax__term)
 
 
 def log_softmax__norm(s, m):
-    return np.float64(math.log(np.float64(s))) if m > -math.inf and (m < math.inf or s == lit(1.0, s)) else math.nan
+    return np.float64(math.log(np.float64(s))) if helper__row_has_limit(s, m) else math.nan
 log_softmax__norm = _scalar(log_softmax__norm)
 
 
@@ -10358,7 +10363,7 @@ softmin__term = _scalar(softmin__term)
 
 
 def softmin__norm(s, m):
-    return lit(1.0, s) / s if m > -math.inf and (m < math.inf or s == lit(1.0, s)) else math.nan
+    return lit(1.0, s) / s if helper__row_has_limit(s, m) else math.nan
 softmin__norm = _scalar(softmin__norm)
 
 

@@ -132,37 +132,33 @@ def lane_dot(typingctx, a, b, start, stop):
     return types.float64(a, b, start, stop), codegen
 
 
-@intrinsic
-def lane_max(typingctx, a, start, stop):
-    """``max(a[start:stop])`` ignoring NaN (``-inf`` where there is nothing else), in the
-    element type."""
+def _extreme(a, start, stop, comparison, initial):
+    """The lane-blocked maximum (``comparison`` ``">"``) or minimum (``"<"``) of
+    ``a[start:stop]``, NaN ignored (``initial`` where there is nothing else)."""
     if not _typed(a, start, stop):
         return None
 
     def codegen(context, builder, sig, args):
         def combine(acc, v):
-            return builder.select(builder.fcmp_ordered(">", v, acc), v, acc)
+            return builder.select(builder.fcmp_ordered(comparison, v, acc), v, acc)
 
         return _reduction(context, builder, [(sig.args[0], args[0])], *_bounds(context, builder, sig, args),
-                          context.get_data_type(sig.args[0].dtype), float("-inf"), combine, lambda vals, ty: vals[0])
+                          context.get_data_type(sig.args[0].dtype), initial, combine, lambda vals, ty: vals[0])
 
     return a.dtype(a, start, stop), codegen
+
+
+@intrinsic
+def lane_max(typingctx, a, start, stop):
+    """``max(a[start:stop])`` ignoring NaN (``-inf`` where there is nothing else), in the
+    element type."""
+    return _extreme(a, start, stop, ">", float("-inf"))
 
 
 @intrinsic
 def lane_min(typingctx, a, start, stop):
     """``min(a[start:stop])`` ignoring NaN (``inf`` where there is nothing else)."""
-    if not _typed(a, start, stop):
-        return None
-
-    def codegen(context, builder, sig, args):
-        def combine(acc, v):
-            return builder.select(builder.fcmp_ordered("<", v, acc), v, acc)
-
-        return _reduction(context, builder, [(sig.args[0], args[0])], *_bounds(context, builder, sig, args),
-                          context.get_data_type(sig.args[0].dtype), float("inf"), combine, lambda vals, ty: vals[0])
-
-    return a.dtype(a, start, stop), codegen
+    return _extreme(a, start, stop, "<", float("inf"))
 
 
 @intrinsic

@@ -44,3 +44,11 @@ def exp_diff(a, b):
     c = t * err
     # Where d is infinite, err is NaN and the correction is dropped: e**-inf = 0.
     return t + (c if c == c else 0.0)
+
+
+@helper
+def row_has_limit(s, m):
+    """Whether a row with maximum key ``m`` and term sum ``s`` has a finite softmax: ``m``
+    finite, or ``m = +inf`` reached by a single element (its term is 1, the others 0, so
+    ``s == 1``).  A row of ``-inf`` only, or with several ``+inf``, has none."""
+    return m > -math.inf and (m < math.inf or s == 1.0)

@@ -3,7 +3,7 @@
 import math
 
 from fastact._spec import double, rowwise
-from fastact.declarations.helpers import exp_diff  # noqa: F401  (the generated code calls it by name)
+from fastact.declarations.helpers import exp_diff, row_has_limit  # noqa: F401  (called by name)
 
 
 @rowwise(formula="exp(x - max(x)) / sum(exp(x - max(x)))", work=2)
@@ -51,7 +51,7 @@ class softmax:
     # m = +inf: s counts the +inf, and only a single one has a limit; m = -inf: every
     # element is -inf.  Either way otherwise NaN.
     def norm(s, m):
-        return 1.0 / s if m > -math.inf and (m < math.inf or s == 1.0) else math.nan
+        return 1.0 / s if row_has_limit(s, m) else math.nan
 
     def finish(t, r):
         return t * r
@@ -102,7 +102,7 @@ class log_softmax:
     # As softmax's norm, with log(s) for 1 / s; s is a float64 sum, and double() keeps the
     # log a float64 under the CUDA simulator too.
     def norm(s, m):
-        return math.log(double(s)) if m > -math.inf and (m < math.inf or s == 1.0) else math.nan
+        return math.log(double(s)) if row_has_limit(s, m) else math.nan
 
     # (x - m) - r with x - m's rounding error (TwoSum) added back; at the maximum, -r
     # exactly (m = +inf included; 0 - r: +0, not -0, where r is 0).
@@ -153,7 +153,7 @@ class softmin:
         return 1.0 if -x == m else exp_diff(-x, m)
 
     def norm(s, m):
-        return 1.0 / s if m > -math.inf and (m < math.inf or s == 1.0) else math.nan
+        return 1.0 / s if row_has_limit(s, m) else math.nan
 
     def finish(t, r):
         return t * r
