@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
+import warnings
 
 import numpy as np
 
@@ -164,6 +165,21 @@ def _block_config(cuda, mod, rows: int, n: int) -> tuple[int, int]:
     return max(1, min(rows, _grid_limit(cuda, threads))), threads
 
 
+#: Numba warns of "low occupancy" for grids under this many blocks: a hint for kernels
+#: launched with a fixed, too small grid.  fastact sizes its grids to the array, so a small
+#: array gets a small grid by design, and the warning would only be noise to its users.
+_LOW_OCCUPANCY_GRID = 128
+
+
+def _launch(kernel, blocks: int, threads: int, stream):
+    """``kernel[blocks, threads, stream]``, without Numba's low-occupancy warning."""
+    if blocks >= _LOW_OCCUPANCY_GRID:
+        return kernel[blocks, threads, stream]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Grid size \d+ will likely result in GPU under-utilization")
+        return kernel[blocks, threads, stream]
+
+
 # --- streams -------------------------------------------------------------------------------
 
 
@@ -284,7 +300,7 @@ class Launch:
     def _cast(self, dst, src):
         """``dst[:] = src`` on the device (1-d, with dtype conversion)."""
         blocks, threads = _flat_config(self.cuda, dst.shape[0])
-        self.mod.cast__cuda[blocks, threads, self.stream](dst, src)
+        _launch(self.mod.cast__cuda, blocks, threads, self.stream)(dst, src)
 
     def _compute_view(self, d, cdt, view):
         """``view(d)`` in the compute dtype: ``d`` itself, or a converted device copy."""
@@ -359,7 +375,7 @@ class Launch:
             out_view = cuda.device_array(size, cdt, stream=stream)
         kernel = getattr(self.mod, f"{name}__{op}__cuda")
         blocks, threads = _flat_config(cuda, size)
-        kernel[blocks, threads, stream](out_view, *flats, *(cdt.type(p) for p in pvals))
+        _launch(kernel, blocks, threads, stream)(out_view, *flats, *(cdt.type(p) for p in pvals))
         if finisher is not None:
             return finisher()
         host = out_view.copy_to_host(stream=stream)
@@ -407,10 +423,10 @@ class Launch:
             out_view = cuda.device_array(kshape, cdt, stream=stream)
         if inner == 1:
             blocks, threads = _block_config(cuda, self.mod, outer, n)
-            getattr(self.mod, f"{name}__{op}__cuda_block")[blocks, threads, stream](out_view, *rows)
+            _launch(getattr(self.mod, f"{name}__{op}__cuda_block"), blocks, threads, stream)(out_view, *rows)
         else:
             blocks, threads = _flat_config(cuda, outer * inner)
-            getattr(self.mod, f"{name}__{op}__cuda_serial")[blocks, threads, stream](out_view, *rows)
+            _launch(getattr(self.mod, f"{name}__{op}__cuda_serial"), blocks, threads, stream)(out_view, *rows)
         if finisher is not None:
             return finisher()
         host = out_view.copy_to_host(stream=stream)

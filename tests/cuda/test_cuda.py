@@ -15,6 +15,7 @@ Python thread.
 
 from __future__ import annotations
 
+import os
 import zlib
 
 import numpy as np
@@ -32,9 +33,8 @@ if not fa.cuda_available():
     )
 
 from numba import cuda  # noqa: E402
-from numba.cuda.core import config as _cuda_config  # noqa: E402
 
-SIMULATOR = bool(_cuda_config.ENABLE_CUDASIM)
+SIMULATOR = bool(os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"))
 
 # The simulator evaluates the scalar math with NumPy scalars in Python threads, where
 # inf - inf and the like warn; a GPU raises no floating-point warnings.

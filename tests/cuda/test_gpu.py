@@ -1,0 +1,192 @@
+"""What only a real GPU can check: the machine code, sizes beyond the simulator's reach,
+and CuPy arrays and PyTorch CUDA tensors as operands.
+
+Skipped under the simulator and where there is no GPU.
+"""
+
+from __future__ import annotations
+
+import os
+import inspect
+import re
+
+import numpy as np
+import pytest
+
+import fastact as fa
+
+if not fa.cuda_available():
+    pytest.skip("no CUDA GPU here", allow_module_level=True)
+
+from numba import cuda, float32  # noqa: E402
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+    pytest.skip("needs a real GPU, not the simulator", allow_module_level=True)
+
+from fastact import _kernels_cuda as K  # noqa: E402
+from test_cuda import ROW_MAX_ULP, assert_close, assert_close_backward, elementwise_data  # noqa: E402
+
+# --- float32 kernels compute in float32 -------------------------------------------------------
+
+_SOURCES = {n: inspect.getsource(v.py_func) for n, v in vars(K).items() if hasattr(v, "py_func")}
+#: What in a declaration's source asks for double precision: an explicit float64 operand,
+#: or float32's exp evaluated in float64 arithmetic.
+_ASKS_F64 = re.compile(r"np\.float64\(|\bexp_f64\(")
+
+
+def _asks_for_f64(src: str, seen: set) -> bool:
+    if _ASKS_F64.search(src):
+        return True
+    for callee in set(re.findall(r"\b(\w+__\w+)\(", src)) - seen:
+        seen.add(callee)
+        if callee in _SOURCES and _asks_for_f64(_SOURCES[callee], seen):
+            return True
+    return False
+
+
+def _float32_kernels():
+    out = []
+    for name in sorted(_SOURCES):
+        if name.startswith("cast__") or not re.search(r"__cuda(_block|_serial)?$", name):
+            continue
+        out.append(name)
+    return out
+
+
+@pytest.mark.parametrize("kernel", _float32_kernels())
+def test_float32_kernels_have_no_f64_unless_asked(kernel):
+    """The PTX of a float32 kernel holds no f64 instruction unless its declaration asks for
+    double precision (``double(x)``, ``exp_f64``), and a row-wise kernel's only f64 work is
+    its row sums (accumulated in float64 by design)."""
+    k = getattr(K, kernel)
+    params = list(inspect.signature(k.py_func).parameters)
+    nd = 1 if kernel.endswith("__cuda") else (2 if kernel.endswith("_block") else 3)
+    arr = {1: float32[::1], 2: float32[:, ::1], 3: float32[:, :, ::1]}[nd]
+    arrays = sum(1 for p in params if p in ("out", "x", "y", "dy", "acc"))
+    sig = tuple([arr] * arrays + [float32] * (len(params) - arrays))
+    ptx, _ = cuda.compile_ptx_for_current_device(k.py_func, sig)
+    f64 = [line.strip() for line in ptx.splitlines() if re.search(r"\.f64\b", line) and not line.strip().startswith(".reg")]
+    rowwise = nd > 1
+    if rowwise or _asks_for_f64(_SOURCES[kernel], set()):
+        if rowwise:
+            assert f64, f"{kernel}: the row sums are float64 by design, yet the PTX has no f64 instruction"
+        return
+    assert not f64, f"{kernel}: {len(f64)} f64 instructions in a float32 kernel, e.g. {f64[:5]}"
+
+
+# --- sizes the simulator cannot reach ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", fa.ELEMENTWISE)
+def test_elementwise_beyond_one_grid(name):
+    """More elements than one grid covers (the grid-stride loop's later rounds), an odd count."""
+    f = fa.FUNCTIONS[name]
+    rng = np.random.default_rng(len(name))
+    n = 3_000_017
+    x = (rng.standard_normal(n) * 8).astype(np.float32)
+    dy = rng.standard_normal(n).astype(np.float32)
+    d = cuda.to_device(x)
+    assert_close(f(d).copy_to_host(), f(x, target="cpu"), name)
+    assert_close(f.backward(cuda.to_device(dy), x=d).copy_to_host(), f.backward(dy, x=x, target="cpu"), f"{name}.backward")
+
+
+@pytest.mark.parametrize("n", [1, 31, 255, 257, 4096, 5000, 32768])
+@pytest.mark.parametrize("name", fa.ROWWISE)
+def test_rows_of_every_length(name, n):
+    """Rows shorter than a warp, not a multiple of the block, and far longer than it."""
+    f = fa.FUNCTIONS[name]
+    rng = np.random.default_rng(n)
+    rows = max(1, min(64, (1 << 20) // n))
+    x = (rng.standard_normal((rows, n)) * 4).astype(np.float32)
+    dy = rng.standard_normal((rows, n)).astype(np.float32)
+    y = f(x, target="cpu")
+    assert_close(f(cuda.to_device(x)).copy_to_host(), y, name, maxulp=ROW_MAX_ULP, atol=_forward_atol(name, x, y))
+    got = f.backward(cuda.to_device(dy), y=cuda.to_device(y)).copy_to_host()
+    assert_close_backward(got, f.backward(dy, y=y, target="cpu"), y, dy, -1, f"{name} n={n}", 4 * ROW_MAX_ULP)
+
+
+def _forward_atol(name, x, y):
+    from fastact.reference import REFERENCE
+
+    own = REFERENCE[name].scale.get("forward")
+    if own is None:
+        return None
+    return 2 * ROW_MAX_ULP * float(np.finfo(x.dtype).eps) * own(x.astype(np.float64), y.astype(np.float64), -1)
+
+
+# --- CuPy arrays and PyTorch CUDA tensors -----------------------------------------------------
+
+
+def _frameworks():
+    out = []
+    try:
+        import cupy
+
+        out.append(pytest.param(("cupy", cupy), id="cupy"))
+    except ImportError:
+        out.append(pytest.param(None, id="cupy", marks=pytest.mark.skip("CuPy is not installed")))
+    try:
+        import torch
+
+        ok = torch.cuda.is_available()
+    except ImportError:
+        ok = False
+    if ok:
+        out.append(pytest.param(("torch", torch), id="torch"))
+    else:
+        out.append(pytest.param(None, id="torch", marks=pytest.mark.skip("PyTorch with CUDA is not installed")))
+    return out
+
+
+def _to(fw, a):
+    kind, mod = fw
+    return mod.asarray(a) if kind == "cupy" else mod.as_tensor(a, device="cuda")
+
+
+def _host(fw, a):
+    kind, _ = fw
+    if hasattr(a, "copy_to_host"):
+        return a.copy_to_host()
+    return a.get() if kind == "cupy" else a.cpu().numpy()
+
+
+def _stream(fw):
+    return fw[1].cuda.Stream()  # cupy.cuda.Stream and torch.cuda.Stream alike
+
+
+@pytest.mark.parametrize("fw", _frameworks())
+@pytest.mark.parametrize("name", list(fa.FUNCTIONS))
+def test_framework_arrays_as_inputs_and_out(fw, name):
+    f = fa.FUNCTIONS[name]
+    x, dy = elementwise_data(np.float32, 7, shape=(8, 33))
+    if name in fa.ROWWISE:
+        x = np.nan_to_num(x, nan=0.0, posinf=3.0, neginf=-3.0)
+    expected = f(x, target="cpu")
+    assert_close(_host(fw, f(_to(fw, x))), expected, name, maxulp=ROW_MAX_ULP)
+    out = _to(fw, np.full_like(x, np.nan))
+    assert f(_to(fw, x), out=out) is out
+    assert_close(_host(fw, out), expected, name, maxulp=ROW_MAX_ULP)
+    # in place, in the framework's own array
+    work = _to(fw, x)
+    assert f(work, out=work) is work
+    assert_close(_host(fw, work), expected, name, maxulp=ROW_MAX_ULP)
+    # backward from x, into the framework's out, on the framework's stream
+    s = _stream(fw)
+    out = _to(fw, np.zeros_like(x))
+    assert f.backward(_to(fw, dy), x=_to(fw, x), out=out, stream=s) is out
+    s.synchronize()
+    expected = f.backward(dy, x=x, target="cpu")
+    got = _host(fw, out)
+    if name in fa.ROWWISE:
+        assert_close_backward(got, expected, f(x, target="cpu"), dy, -1, name, 4 * ROW_MAX_ULP)
+    else:
+        assert_close(got, expected, f"{name}.backward")
+
+
+@pytest.mark.parametrize("fw", _frameworks())
+def test_framework_float16_and_float64(fw):
+    for dtype in (np.float16, np.float64):
+        x, _ = elementwise_data(np.float32, 3, shape=(5, 7))
+        x = x.astype(dtype)
+        r = fa.elu(_to(fw, x))
+        assert_close(_host(fw, r), fa.elu(x, target="cpu"), f"elu {np.dtype(dtype).name}", maxulp=4)
