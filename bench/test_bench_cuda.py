@@ -20,7 +20,7 @@ from the tensor autograd saves) and CuPy as one fused ``cupy.ElementwiseKernel``
 function.  A peer that is missing, or has no such function, is skipped.
 
 Timing.  One round is ``calls`` back-to-back calls followed by one synchronisation, with
-``calls`` chosen so that a round lasts about 5 ms: launches are asynchronous, so the time
+``calls`` chosen so that a round lasts about 3 ms: launches are asynchronous, so the time
 per call is the GPU's where the kernel is longer than the host's launch path, and the
 launch path's where it is shorter (the ``latency`` cases).  pytest-benchmark's statistics
 are per round; ``extra_info`` carries the time per call (median over the rounds, and the
@@ -56,8 +56,8 @@ SMOKE_N = 1 << 16
 ROW_SHAPES = {"rows4096": (N // 4096, 4096), "rows32768": (N // 32768, 32768), "classes10": (65536, 10)}
 LATENCY_SIZES = (1000, 100_000)
 LATENCY_FUNCTIONS = ("relu", "sigmoid", "softmax")
-ROUND_SECONDS = 5e-3
-ROUNDS = 15
+ROUND_SECONDS = 3e-3
+ROUNDS = 10
 IMPLS = ("fastact.cuda", "torch.cuda", "cupy")
 
 
