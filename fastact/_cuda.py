@@ -176,7 +176,7 @@ def _launch(kernel, blocks: int, threads: int, stream):
     if blocks >= _LOW_OCCUPANCY_GRID:
         return kernel[blocks, threads, stream]
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Grid size \d+ will likely result in GPU under-utilization")
+        warnings.filterwarnings("ignore", message=r".*Grid size \d+ will likely result in GPU under-utilization")
         return kernel[blocks, threads, stream]
 
 

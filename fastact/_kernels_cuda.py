@@ -24,7 +24,7 @@ from numba import cuda, float64
 from fastact import _cudamath as math
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "a2f5ba1becd7afdce53c6a76a55afe35ea44340da0263b3c444173659eaab42a"
+DECLARATIONS_SHA256 = "686fd5b62f62e3994c9cc91edb8c8e4d24764bab5cb8739968692dd3fa4c446e"
 
 _device = cuda.jit(device=True)
 

@@ -20,7 +20,16 @@ import zlib
 
 import numpy as np
 import pytest
-from _helpers import case_id, edge_values, elementwise_cases, random_dy, random_values, tolerance, ulp_distance
+from _helpers import (
+    case_id,
+    edge_values,
+    elementwise_cases,
+    max_ulp,
+    random_dy,
+    random_values,
+    tolerance,
+    ulp_distance,
+)
 
 import fastact as fa
 from fastact.reference import REFERENCE
@@ -60,9 +69,17 @@ def to_host(r):
     return r.copy_to_host()
 
 
-def assert_close(actual, expected, what, maxulp=MAX_ULP, atol=None):
-    """Within ``maxulp`` ULP of the CPU target (or within ``atol`` where given), NaN alike."""
-    if SIMULATOR and what.split()[0].split(".")[0].split("-")[0] == "gelu":
+def assert_close(actual, expected, what, maxulp=None, atol=None):
+    """Within ``maxulp`` ULP of the CPU target (or within ``atol`` where given), NaN alike.
+
+    By default ``maxulp`` is twice the function's own bound against the exact result (each
+    target is within it, libdevice's math and the host's differ by an ULP or so), and at
+    least :data:`MAX_ULP`; ``what`` starts with the function's name."""
+    name = what.split()[0].split(".")[0].split("-")[0]
+    if maxulp is None:
+        own = max_ulp(np.asarray(expected).dtype, "forward", name) if name in REFERENCE else 0
+        maxulp = max(MAX_ULP, 2 * own)
+    if SIMULATOR and name == "gelu":
         # CPython's math.erfc rounds x*x in its exp(-x*x): up to 2 x^2 ULP in the left tail
         # (x up to 38), where libdevice's erfc, on a GPU, keeps a few.
         maxulp = max(maxulp, 4096)
@@ -235,19 +252,20 @@ def test_dtype_rules_on_device(dtype):
         expected = f(x, target="cpu")
         r = f(on_device(x))
         assert r.dtype == expected.dtype
-        assert_close(r.copy_to_host(), expected, name, maxulp=1)
-        assert_close(f(x, target="cuda"), expected, name, maxulp=1)
+        assert_close(r.copy_to_host(), expected, name)
+        assert_close(f(x, target="cuda"), expected, name)
         if expected.dtype == np.float16:  # an out of another dtype than the compute dtype
             out = on_device(np.zeros(x.shape, np.float16))
             assert f(on_device(x), out=out) is out
-            assert_close(out.copy_to_host(), expected, name, maxulp=1)
+            assert_close(out.copy_to_host(), expected, name)
 
 
 def test_scalars_and_empty():
     for name in fa.ELEMENTWISE:
         f = fa.FUNCTIONS[name]
         r = f(0.5, target="cuda")
-        assert isinstance(r, np.float64) and r == f(0.5, target="cpu")
+        assert isinstance(r, np.float64)
+        assert_close(r, f(0.5, target="cpu"), name)
         assert f(np.empty((0, 3), np.float32), target="cuda").shape == (0, 3)
         e = f(cuda.device_array((0, 3), np.float32))
         assert e.shape == (0, 3) and not isinstance(e, np.ndarray)
@@ -411,7 +429,8 @@ def test_host_out_with_device_inputs_gets_the_result(name):
     array returned beside an untouched ``out``)."""
     f = fa.FUNCTIONS[name]
     for dtype in (np.float32, np.float16):
-        x, dy = (a.astype(dtype) for a in elementwise_data(np.float32, 5, shape=(4, 16)))
+        with np.errstate(over="ignore"):  # the edge values beyond float16's range become inf
+            x, dy = (a.astype(dtype) for a in elementwise_data(np.float32, 5, shape=(4, 16)))
         out = np.full(x.shape, 7, dtype)
         r = f(on_device(x), out=out)
         assert r is out
