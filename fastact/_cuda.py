@@ -82,12 +82,31 @@ def _probe() -> str | None:
             f"no usable CUDA GPU or driver was found{detail}: numba.cuda.is_available() is False "
             f"(numba.cuda.detect() says why; {GPU_HINT})"
         )
+    try:  # loaded at the first compile: fails there, for every kernel, where it is broken
+        importlib.import_module("numba.cuda.np.arrayobj")
+    except ImportError:
+        pass  # another layout of numba-cuda: nothing to check
+    except AttributeError as e:  # numba-cuda 0.30.4 under NumPy 2.5: np.row_stack is gone
+        return (
+            f"numba-cuda {_version('numba-cuda')} does not work with NumPy {np.__version__} ({e}); "
+            "install a NumPy it supports (`pip install \"numpy<2.5\"`) or a numba-cuda that supports "
+            "this NumPy"
+        )
     mod = importlib.import_module("fastact._kernels_cuda")
     from fastact._cpu import check_current
 
     check_current(mod)
     _loaded = (cuda, mod)
     return None
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "?"
 
 
 def available() -> bool:
@@ -146,8 +165,15 @@ def _grid_limit(cuda, threads: int) -> int:
     return limit
 
 
+_SIMULATED = None
+
+
 def _simulated(cuda) -> bool:
-    return getattr(cuda.get_current_device(), "MULTIPROCESSOR_COUNT", None) is None
+    """Whether this is Numba's CUDA simulator (fixed for the life of the process)."""
+    global _SIMULATED
+    if _SIMULATED is None:
+        _SIMULATED = getattr(cuda.get_current_device(), "MULTIPROCESSOR_COUNT", None) is None
+    return _SIMULATED
 
 
 def _flat_config(cuda, n: int) -> tuple[int, int]:
@@ -361,7 +387,7 @@ class Launch:
             return self._empty(shape, rdt, order, any_device, finish)
 
         def view(d):
-            return d.reshape(size) if d.ndim == 1 else d.ravel(order=order)
+            return d if d.ndim == 1 else d.ravel(order=order)  # a 1-d device array as it is
 
         flats = []
         for d, h in ops:

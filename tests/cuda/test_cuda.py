@@ -454,3 +454,21 @@ def test_float16_overflow_is_inf_without_floating_point_errors():
             for g in got:
                 np.testing.assert_array_equal(g, expected)
     assert np.isinf(fa.elu(x, alpha=1e5, target="cuda")[0])
+
+
+def test_a_numba_cuda_broken_under_this_numpy_is_reported(monkeypatch):
+    """numba-cuda 0.30.4 cannot compile under NumPy 2.5 (it registers ``np.row_stack``): the
+    CUDA target then says so, and what to install, instead of failing in every compile."""
+    from fastact import _cuda
+
+    real = _cuda.importlib.import_module
+
+    def broken(name, *args):
+        if name == "numba.cuda.np.arrayobj":
+            raise AttributeError("module 'numpy' has no attribute 'row_stack'")
+        return real(name, *args)
+
+    monkeypatch.setattr(_cuda.importlib, "import_module", broken)
+    reason = _cuda._probe()
+    assert reason is not None and "does not work with NumPy" in reason and "numpy<2.5" in reason
+    assert "row_stack" in reason
