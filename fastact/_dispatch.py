@@ -22,7 +22,7 @@ import inspect
 
 import numpy as np
 
-from fastact import _config, _cpu, _cuda, _threads
+from fastact import _config, _cpu, _cuda, _lazy, _threads
 from fastact._cuda import CudaUnavailableError  # noqa: F401  (re-exported by fastact)
 from fastact._spec import ElementwiseSpec, RowwiseSpec, check_param_range, check_params, dfdy_allowed
 
@@ -377,6 +377,8 @@ def signature(spec, method: str) -> inspect.Signature:
     if method == "backward" and not isinstance(spec, RowwiseSpec):
         kw.append(P("accumulate", P.KEYWORD_ONLY, default=False))
     kw += [P("target", P.KEYWORD_ONLY, default=None), P("stream", P.KEYWORD_ONLY, default=None)]
+    if isinstance(spec, RowwiseSpec):
+        kw.append(P("dim", P.KEYWORD_ONLY, default=None))
     kw += [P(p.name, P.KEYWORD_ONLY, default=p.default) for p in spec.params]
     return inspect.Signature(pos + kw)
 
@@ -389,6 +391,10 @@ _COMMON_ARGS = """
     * ``target``: ``"auto"``, ``"cpu"``, ``"parallel"`` or ``"cuda"``; None (the default)
       takes :func:`fastact.config`'s, which is ``"auto"`` unless set.
     * ``stream``: a CUDA stream, for the ``cuda`` target.
+
+    Dask arrays give Dask arrays (lazy, chunk by chunk, each chunk on the ``cpu`` target
+    unless ``target`` says otherwise), xarray DataArrays give DataArrays with their dims,
+    coordinates and attrs; row-wise functions then also take ``dim=`` for ``axis=``.
 """
 
 
@@ -437,6 +443,25 @@ class _Function:
         else:
             hint = "pass the others by keyword (" + ", ".join(k + "=" for k in keywords) + ")"
         raise TypeError(f"{func}() takes 1 positional argument ({first}) but {1 + len(args)} were given; {hint}")
+
+    def _lazy_result(self, kind, op, func, named, out, target, params, stream, accumulate=False, axis=None, dim=None):
+        """The call on Dask arrays or DataArrays (:mod:`fastact._lazy`)."""
+        target = check_target(func, target)
+        if kind is None:  # dim= without a DataArray
+            raise TypeError(
+                f"{func}(): dim= names a dimension of an xarray DataArray; for arrays, use axis= (PyTorch's dim)"
+            )
+        _lazy.refuse(func, out, stream, accumulate)
+        if kind == "dask":
+            return _lazy.dask_call(self.spec, op, func, named, target, params, axis)
+
+        def call(values, ax):
+            inner = tuple((n, v) for (n, _), v in zip(named, values))
+            if _lazy.kind_of(inner) == "dask":
+                return _lazy.dask_call(self.spec, op, func, inner, target, params, ax)
+            return _lazy.call(self.spec.name, op, target, tuple(params.items()), ax, *values)
+
+        return _lazy.xarray_call(call, func, named, dim, axis)
 
 
 def _backward_positional(func, args):
@@ -634,6 +659,9 @@ class Elementwise(_Function):
 
     def _run(self, op, func, named, out, target, params, stream=None, accumulate=False):
         pvals = self._params(func, params)
+        lazy = _lazy.kind_of(named, out)
+        if lazy is not None:
+            return self._lazy_result(lazy, op, func, named, out, target, params, stream, accumulate)
         if accumulate:  # out is also the last operand
             named = (*named, ("out", out))
         target, named, out, launch = resolve_target(func, target, named, out, stream)
@@ -718,21 +746,23 @@ class Rowwise(_Function):
 
     spec: RowwiseSpec
 
-    def __call__(self, x, *args, axis=-1, out=None, target=None, stream=None, **params):
+    def __call__(self, x, *args, axis=-1, out=None, target=None, stream=None, dim=None, **params):
         if args:
             self._positional(self.spec.name, "x", args)
         if target is None:
             target = _config.target()
-        if not params and stream is None:
+        if not params and stream is None and dim is None:
             r = self._small("forward", x, None, axis, out, target)
             if r is not None:
                 return r
         self._params(self.spec.name, params)
-        return self._run("forward", self.spec.name, (("x", x),), axis, out, target, stream)
+        return self._run("forward", self.spec.name, (("x", x),), axis, out, target, stream, dim)
 
-    def backward(self, dy, *args, x=None, y=None, axis=-1, out=None, target=None, stream=None, **params):
-        """Vector-Jacobian product along ``axis``, from the forward input ``x=`` or the
-        forward output ``y=`` (exactly one, by keyword).  ``out=dy`` computes it in place."""
+    def backward(self, dy, *args, x=None, y=None, axis=-1, out=None, target=None, stream=None, dim=None,
+                 **params):
+        """Vector-Jacobian product along ``axis`` (or, for DataArrays, the dimension
+        ``dim``), from the forward input ``x=`` or the forward output ``y=`` (exactly one,
+        by keyword).  ``out=dy`` computes it in place."""
         func = f"{self.spec.name}.backward"
         if args:
             _backward_positional(func, args)
@@ -742,13 +772,13 @@ class Rowwise(_Function):
         if target is None:
             target = _config.target()
         op, other = ("backward_x", x) if y is None else ("backward_y", y)
-        if not params and stream is None:
+        if not params and stream is None and dim is None:
             r = self._small(op, dy, other, axis, out, target)
             if r is not None:
                 return r
         if y is None:
-            return self._run("backward_x", func, (("dy", dy), ("x", x)), axis, out, target, stream)
-        return self._run("backward_y", func, (("dy", dy), ("y", y)), axis, out, target, stream)
+            return self._run("backward_x", func, (("dy", dy), ("x", x)), axis, out, target, stream, dim)
+        return self._run("backward_y", func, (("dy", dy), ("y", y)), axis, out, target, stream, dim)
 
     def _small(self, op, a, b, axis, out, target):
         """The common call with only the checks it needs: C-contiguous float32/float64
@@ -787,7 +817,10 @@ class Rowwise(_Function):
             )
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
-    def _run(self, op, func, named, axis, out, target, stream=None):
+    def _run(self, op, func, named, axis, out, target, stream=None, dim=None):
+        lazy = _lazy.kind_of(named, out)
+        if lazy is not None or dim is not None:
+            return self._lazy_result(lazy, op, func, named, out, target, {}, stream, axis=axis, dim=dim)
         target, named, out, launch = resolve_target(func, target, named, out, stream)
         arrays = [as_input(func, name, value) for name, value in named]
         rdt, cdt = result_dtype(arrays, named)

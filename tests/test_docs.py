@@ -50,9 +50,11 @@ def test_help_shows_the_call_signatures(name):
     text = pydoc.render_doc(fn, renderer=pydoc.plaintext)
     params = "".join(f", {p.name}={p.default!r}" for p in fa.REGISTRY[name].params)
     axis = "axis=-1, " if name in fa.ROWWISE else ""
-    assert f"{name}(x, /, *, {axis}out=None, target=None, stream=None{params})" in text
+    dim = ", dim=None" if name in fa.ROWWISE else ""
+    assert f"{name}(x, /, *, {axis}out=None, target=None, stream=None{dim}{params})" in text
     acc = "" if axis else "accumulate=False, "
-    assert f"{name}.backward(dy, /, *, x=None, y=None, {axis}out=None, {acc}target=None, stream=None{params})" in text
+    assert (f"{name}.backward(dy, /, *, x=None, y=None, {axis}out=None, {acc}target=None, stream=None{dim}{params})"
+            in text)
     assert (f"{name}.grad(x, /" in text) == (name in fa.ELEMENTWISE)
     assert (f"{name}.grad2(x, /" in text) == (name in fa.ELEMENTWISE)
     sig = inspect.signature(fn)

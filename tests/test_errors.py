@@ -300,8 +300,8 @@ def test_extra_positional_arguments_say_which_keyword():
             r"stream=, at_zero=\)", lambda: fa.relu.grad(x, "cpu"), x)
     _raises(TypeError, r"softmax\(\) takes 1 positional argument \(x\) but 2 were given; pass the axis by keyword: "
             r"softmax\(x, axis=1\)", lambda: fa.softmax(x, 1), x)
-    _raises(TypeError, r"softmax\(\) got an unexpected keyword argument 'dim' .*did you mean axis=",
-            lambda: fa.softmax(x, dim=1), x)
+    _raises(TypeError, r"softmax\(\): dim= names a dimension of an xarray DataArray; for arrays, use axis= "
+            r"\(PyTorch's dim\)", lambda: fa.softmax(x, dim=1), x)
     _raises(TypeError, r"relu\(\) got an unexpected keyword argument 'inplace' .*pass out=x",
             lambda: fa.relu(x, inplace=True), x)
     _raises(TypeError, r"relu\(\) got an unexpected keyword argument 'axis' .*relu is elementwise",

@@ -1,0 +1,282 @@
+"""Dask arrays and xarray DataArrays: results that stay lazy and labelled.
+
+A call with a Dask array among its operands returns a Dask array: one task per chunk, each
+calling fastact's own function on that chunk (NumPy in, NumPy out), so the chunks get the
+same kernels, checks and bits as an in-memory call.  A DataArray in gives a DataArray out
+with the operands' dims, coordinates, name and attrs; Dask-backed ones stay lazy.
+
+Chunks run on the ``cpu`` target unless ``target=`` names another: Dask's scheduler
+already runs one chunk per worker thread or process, and a multi-threaded kernel inside
+each would oversubscribe the cores.  ``auto`` (the default) therefore means ``cpu`` here.
+
+Row-wise functions need each row whole: along an axis of one chunk every chunk is computed
+independently; along an axis split into several chunks, softmax, log_softmax and softmin
+take two passes (the rows' maximum and sum of exponentials, per chunk and then across the
+chunks, then an elementwise pass), never a silent rechunk of a long axis.
+
+Nothing here imports Dask or xarray: objects are recognised by their type's module, and
+the libraries are imported only when such an object is passed.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+#: The values of ``target=`` with which a chunk may run, and what ``auto`` becomes.
+_CHUNK_TARGET = {"auto": "cpu", "cpu": "cpu", "parallel": "parallel", "cuda": "cuda"}
+
+
+def _kind(value) -> str | None:
+    """'dask', 'xarray' or None, without importing either library."""
+    mod = type(value).__module__
+    if mod.startswith("dask.") and hasattr(value, "__dask_graph__"):
+        return "dask"
+    if mod.startswith("xarray.") and type(value).__name__ == "DataArray":
+        return "xarray"
+    return None
+
+
+def kind_of(named, out=None) -> str | None:
+    """'xarray' if any operand is a DataArray, else 'dask' if any is a Dask array, else None."""
+    kinds = {_kind(v) for _, v in named}
+    if out is not None:
+        kinds.add(_kind(out))
+    if "xarray" in kinds:
+        return "xarray"
+    if "dask" in kinds:
+        return "dask"
+    return None
+
+
+def refuse(func, out, stream, accumulate):
+    if out is not None or accumulate:
+        raise TypeError(
+            f"{func}(): out= is not supported with Dask arrays or DataArrays (they are immutable, "
+            "and the result is computed later): use the returned array, or dask.array.store to "
+            "write it into an existing one"
+        )
+    if stream is not None:
+        raise ValueError(f"{func}(): stream= is for device arrays; Dask chunks run on the host")
+
+
+# --- the per-chunk call: a module-level function and plain data, so that it pickles by name ---
+
+
+def call(name, op, target, params, axis, *blocks):
+    """fastact's ``op`` of function ``name`` on NumPy blocks (what each chunk task runs)."""
+    import fastact
+
+    fn = fastact.FUNCTIONS[name]
+    kw = dict(params)
+    if axis is not None:
+        kw["axis"] = axis
+    if op == "forward":
+        return fn(blocks[0], target=target, **kw)
+    if op in ("grad", "grad2"):
+        return getattr(fn, op)(blocks[0], target=target, **kw)
+    key = "x" if op == "backward_x" else "y"
+    return fn.backward(blocks[0], target=target, **{key: blocks[1]}, **kw)
+
+
+def _meta_call(name, op, params, axis, dtypes, ndim):
+    """The result's dtype, from the call on empty arrays: the checks (parameters, dtypes)
+    run now, before any graph is built."""
+    empty = [np.empty((0,) * max(ndim, 1), dt) for dt in dtypes]
+    r = call(name, op, "cpu", params, axis, *empty)
+    return np.asarray(r).dtype
+
+
+def _operands(named):
+    """(values, dtypes, shapes): the operands as Dask arrays or NumPy arrays.  A Python
+    scalar is weak, as in memory: it takes the dtype of the array operands."""
+    weak = (bool, int, float)
+    strong = [v.dtype for _, v in named if type(v) not in weak and hasattr(v, "dtype")]
+    values, dtypes, shapes = [], [], []
+    for _, v in named:
+        if type(v) in weak and strong:
+            v = np.asarray(v, dtype=np.result_type(*strong) if np.result_type(*strong).kind == "f" else None)
+        elif _kind(v) != "dask":
+            v = np.asarray(v)
+        values.append(v)
+        dtypes.append(np.dtype(v.dtype))
+        shapes.append(tuple(v.shape))
+    return values, dtypes, shapes
+
+
+def _broadcast(func, named, shapes):
+    try:
+        return np.broadcast_shapes(*shapes)
+    except ValueError:
+        desc = " and ".join(f"{n} {s}" for (n, _), s in zip(named, shapes, strict=True))
+        raise ValueError(f"{func}(): cannot broadcast {desc} together") from None
+
+
+def dask_call(spec, op, func, named, target, params, axis=None):
+    """The lazy result of ``op`` on operands of which at least one is a Dask array."""
+    import dask.array as da
+
+    target = _CHUNK_TARGET[target]
+    params = tuple(sorted(params.items()))
+    values, dtypes, shapes = _operands(named)
+    shape = _broadcast(func, named, shapes)
+    ndim = len(shape)
+    if axis is not None:
+        axis = _axis(func, axis, ndim)
+    rdt = _meta_call(spec.name, op, params, -1 if axis is not None else None, dtypes, ndim)
+    arrays = da.broadcast_arrays(*[v if _kind(v) == "dask" else da.asarray(v) for v in values])
+    if len(arrays) > 1:
+        _, arrays = da.core.unify_chunks(*sum(([a, tuple(range(ndim))] for a in arrays), []))
+    meta = np.empty((0,) * ndim, rdt)
+    if axis is None or ndim == 0 or len(arrays[0].chunks[axis]) == 1:
+        fn = functools.partial(call, spec.name, op, target, params, axis)
+        return da.map_blocks(fn, *arrays, dtype=rdt, meta=meta, token=f"fastact-{spec.name}-{op}")
+    return _chunked_rows(spec.name, op, arrays, axis, rdt)
+
+
+def _axis(func, axis, ndim):
+    from fastact._dispatch import _check_axis
+
+    return _check_axis(func, axis, ndim)
+
+
+# --- row-wise functions along a chunked axis -----------------------------------------------------
+
+
+def _exp_diff(a, b):
+    """``exp(a - b)`` with the rounding error of ``a - b`` corrected to first order (the
+    kernels' ``exp_diff``): the rounding would cost ``|a - b|`` ULP of the result."""
+    d = a - b
+    v = d - a
+    err = (a - (d - v)) - (b + v)
+    t = np.exp(d)
+    c = t * err
+    return t + np.where(np.isnan(c), 0.0, c)
+
+
+# Block functions: module-level (they pickle by name), each under np.errstate, since inf and
+# NaN in the rows are data here, not faults (the kernels raise no floating-point warnings).
+
+
+def _max_block(x, axis, keepdims):
+    with np.errstate(all="ignore"):
+        return np.max(x, axis=axis, keepdims=keepdims)
+
+
+def _sum_block(x, axis, keepdims):
+    """Partial sums in extended precision (x87's 64-bit significand where NumPy has it), so
+    that the float64 row sum rounds about once however the chunks split it."""
+    with np.errstate(all="ignore"):
+        return np.sum(x, axis=axis, keepdims=keepdims, dtype=np.longdouble)
+
+
+def _terms_block(k, m):
+    with np.errstate(all="ignore"):
+        return np.where(k == m, 1.0, _exp_diff(k, m))
+
+
+def _no_limit(m, s):
+    """Rows without a limit: all -inf, several +inf (a NaN is NaN throughout anyway)."""
+    return (m == -np.inf) | ((m == np.inf) & (s != 1.0))
+
+
+def _softmax_block(t, m, s):
+    with np.errstate(all="ignore"):
+        return np.where(_no_limit(m, s), np.nan, t / s)
+
+
+def _log_softmax_block(k, m, s):
+    with np.errstate(all="ignore"):
+        return np.where(_no_limit(m, s), np.nan, np.where(k == m, 0.0, k - m) - np.log(s))
+
+
+def _product_block(a, b):
+    with np.errstate(all="ignore"):
+        return a * b
+
+
+def _softmax_backward_block(dy, y, s, sign):
+    with np.errstate(all="ignore"):
+        return sign * (y * (dy - s))
+
+
+def _log_softmax_backward_block(dy, y, s):
+    with np.errstate(all="ignore"):
+        return dy - np.exp(y) * s
+
+
+def _reduce(x, block, axis):
+    import dask.array as da
+
+    dt = np.longdouble if block is _sum_block else np.float64
+    r = da.reduction(x, block, block, axis=axis, keepdims=True, dtype=dt, name="fastact-" + block.__name__.strip("_"))
+    return r.astype(np.float64)
+
+
+def _forward_rows(name, x, axis):
+    """softmax, log_softmax or softmin of float64 ``x`` along a chunked ``axis``: the row
+    maximum and the sum of exponentials (tree reductions, chunk by chunk and then across
+    the chunks), then one elementwise pass.  Special rows as in the kernels: a row with one
+    +inf gives 1 there (log: 0) and 0 elsewhere (log: -inf); a row of -inf, with several
+    +inf or with a NaN gives NaN."""
+    import dask.array as da
+
+    f64 = np.float64
+    k = -x if name == "softmin" else x
+    m = _reduce(k, _max_block, axis)
+    t = da.map_blocks(_terms_block, k, m, dtype=f64)
+    s = _reduce(t, _sum_block, axis)
+    if name == "log_softmax":
+        return da.map_blocks(_log_softmax_block, k, m, s, dtype=f64)
+    return da.map_blocks(_softmax_block, t, m, s, dtype=f64)
+
+
+def _chunked_rows(name, op, arrays, axis, rdt):
+    """The row-wise ``op`` along an axis of several chunks, in float64 (see _forward_rows)."""
+    import dask.array as da
+
+    if name not in ("softmax", "log_softmax", "softmin"):
+        raise NotImplementedError(f"{name} along an axis of several Dask chunks")
+    f64 = np.float64
+    if op in ("forward", "backward_x"):
+        y = _forward_rows(name, arrays[-1].astype(f64), axis)
+        if op == "forward":
+            return y.astype(rdt)
+    else:
+        y = arrays[1].astype(f64)
+    dy = arrays[0].astype(f64)
+    if name == "log_softmax":
+        s = _reduce(dy, _sum_block, axis)
+        dx = da.map_blocks(_log_softmax_backward_block, dy, y, s, dtype=f64)
+    else:
+        s = _reduce(da.map_blocks(_product_block, dy, y, dtype=f64), _sum_block, axis)
+        dx = da.map_blocks(_softmax_backward_block, dy, y, s, -1.0 if name == "softmin" else 1.0, dtype=f64)
+    return dx.astype(rdt)
+
+
+# --- xarray ------------------------------------------------------------------------------------
+
+
+def xarray_call(call, func, named, dim=None, axis=None):
+    """``call(values, axis)`` on the DataArrays' data (aligned and broadcast as in xarray's
+    arithmetic), the result wrapped as a DataArray with their dims, coordinates and attrs."""
+    import xarray as xr
+
+    das = [v for _, v in named if _kind(v) == "xarray"]
+    join = xr.get_options().get("arithmetic_join", "inner")
+    aligned = xr.align(*das, join=join)
+    if len(aligned) > 1:
+        aligned = xr.broadcast(*aligned)
+    template = aligned[0]
+    it = iter(aligned)
+    values = [next(it).transpose(*template.dims).data if _kind(v) == "xarray" else v for _, v in named]
+    if dim is not None:
+        if axis not in (None, -1):
+            raise TypeError(f"{func}(): give dim= or axis=, not both")
+        if dim not in template.dims:
+            raise ValueError(f"{func}(): dim {dim!r} is not one of the DataArray's dims {template.dims}")
+        axis = template.dims.index(dim)
+    result = call(values, axis)
+    return xr.DataArray(result, coords=template.coords, dims=template.dims, name=template.name,
+                        attrs=dict(template.attrs))
