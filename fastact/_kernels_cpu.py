@@ -38,7 +38,7 @@ from fastact._lanes import stack_block as _stack_block
 from fastact._lanes import lane_sum as _lane_sum
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "686fd5b62f62e3994c9cc91edb8c8e4d24764bab5cb8739968692dd3fa4c446e"
+DECLARATIONS_SHA256 = "2b81e7bfd085adfa1dfb6cdd6b283523d42b063f626ac51e9f132ccd622b7d4c"
 
 
 def _scalar(fn):

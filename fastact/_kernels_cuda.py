@@ -24,7 +24,7 @@ from numba import cuda, float64
 from fastact import _cudamath as math
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "686fd5b62f62e3994c9cc91edb8c8e4d24764bab5cb8739968692dd3fa4c446e"
+DECLARATIONS_SHA256 = "2b81e7bfd085adfa1dfb6cdd6b283523d42b063f626ac51e9f132ccd622b7d4c"
 
 _device = cuda.jit(device=True)
 
