@@ -447,7 +447,7 @@ class _Function:
     def _lazy_result(self, kind, op, func, named, out, target, params, stream, accumulate=False, axis=None, dim=None):
         """The call on Dask arrays or DataArrays (:mod:`fastact._lazy`)."""
         target = check_target(func, target)
-        if kind is None:  # dim= without a DataArray
+        if kind != "xarray" and dim is not None:  # dim= without a DataArray
             raise TypeError(
                 f"{func}(): dim= names a dimension of an xarray DataArray; for arrays, use axis= (PyTorch's dim)"
             )

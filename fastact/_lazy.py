@@ -12,7 +12,9 @@ each would oversubscribe the cores.  ``auto`` (the default) therefore means ``cp
 Row-wise functions need each row whole: along an axis of one chunk every chunk is computed
 independently; along an axis split into several chunks, softmax, log_softmax and softmin
 take two passes (the rows' maximum and sum of exponentials, per chunk and then across the
-chunks, then an elementwise pass), never a silent rechunk of a long axis.
+chunks, then an elementwise pass), never a silent rechunk of a long axis.  That path is
+NumPy arithmetic in float64 (sums in extended precision) on the host, whatever ``target``:
+within a few ULP of the kernels' result, not bitwise.
 
 Nothing here imports Dask or xarray: objects are recognised by their type's module, and
 the libraries are imported only when such an object is passed.

@@ -108,6 +108,8 @@ def test_bad_calls_raise_before_any_graph():
         fa.relu(dx, target="gpu")
     with pytest.raises(ValueError, match=r"gelu.backward\(dy, y=...\) is not supported"):
         fa.gelu.backward(dx, y=dx)
+    with pytest.raises(TypeError, match=r"softmax\(\): dim= names a dimension of an xarray DataArray"):
+        fa.softmax(da.ones((2, 3), chunks=1), dim="class")
 
 
 def test_targets_per_chunk_give_the_same_bits():
