@@ -183,7 +183,55 @@ def _torch_entries():
         ("softmax", "backward_y"): {
             "new": lambda m, t: partial(aten(m)._softmax_backward_data, t.dy, t.y, -1, t.x.dtype)
         },
+        **_torch_zoo(F, aten),
     }
+
+
+#: The rest of the zoo in PyTorch, forward as ``torch.nn.functional`` (or ``torch``) with
+#: fastact's defaults, which are PyTorch's; backward where ATen has the kernel autograd runs.
+_TORCH_FORWARD = {
+    "relu6": lambda F, m: F(m).relu6,
+    "hardtanh": lambda F, m: F(m).hardtanh,
+    "selu": lambda F, m: F(m).selu,
+    "celu": lambda F, m: F(m).celu,
+    "softplus": lambda F, m: F(m).softplus,
+    "silu": lambda F, m: F(m).silu,
+    "gelu": lambda F, m: F(m).gelu,
+    "mish": lambda F, m: F(m).mish,
+    "hardswish": lambda F, m: F(m).hardswish,
+    "hardsigmoid": lambda F, m: F(m).hardsigmoid,
+    "log_sigmoid": lambda F, m: F(m).logsigmoid,
+    "tanh": lambda F, m: m.tanh,
+    "softsign": lambda F, m: F(m).softsign,
+    "softshrink": lambda F, m: F(m).softshrink,
+    "hardshrink": lambda F, m: F(m).hardshrink,
+    "tanhshrink": lambda F, m: F(m).tanhshrink,
+    "exponential": lambda F, m: m.exp,
+    "log_softmax": lambda F, m: partial(F(m).log_softmax, dim=-1),
+    "softmin": lambda F, m: partial(F(m).softmin, dim=-1),
+}
+#: (function, op) -> ATen backward from (aten, tensors): from x ("backward") or y ("backward_y").
+_TORCH_BACKWARD = {
+    ("hardtanh", "backward"): lambda A, t: partial(A.hardtanh_backward, t.dy, t.x, -1.0, 1.0),
+    ("softplus", "backward"): lambda A, t: partial(A.softplus_backward, t.dy, t.x, 1.0, 20.0),
+    ("silu", "backward"): lambda A, t: partial(A.silu_backward, t.dy, t.x),
+    ("gelu", "backward"): lambda A, t: partial(A.gelu_backward, t.dy, t.x),
+    ("mish", "backward"): lambda A, t: partial(A.mish_backward, t.dy, t.x),
+    ("hardswish", "backward"): lambda A, t: partial(A.hardswish_backward, t.dy, t.x),
+    ("hardsigmoid", "backward"): lambda A, t: partial(A.hardsigmoid_backward, t.dy, t.x),
+    ("tanh", "backward_y"): lambda A, t: partial(A.tanh_backward, t.dy, t.y),
+    ("softshrink", "backward"): lambda A, t: partial(A.softshrink_backward, t.dy, t.x, 0.5),
+    ("log_softmax", "backward_y"): lambda A, t: partial(A._log_softmax_backward_data, t.dy, t.y, -1, t.x.dtype),
+}
+
+
+def _torch_zoo(F, aten):
+    out = {}
+    for function, make in _TORCH_FORWARD.items():
+        out[(function, "forward")] = {"new": lambda m, t, make=make: partial(make(F, m), t.x)}
+    for key, make in _TORCH_BACKWARD.items():
+        out[key] = {"new": lambda m, t, make=make: make(aten(m), t)}
+    return out
 
 
 # --- JAX ------------------------------------------------------------------------------------------
@@ -195,7 +243,24 @@ _JAX_FUNCTIONS = {
     "sigmoid": lambda nn: nn.sigmoid,
     "identity": lambda nn: (lambda x: x),
     "softmax": lambda nn: (lambda x: nn.softmax(x, axis=-1)),
+    # the zoo, with fastact's defaults (jax.nn.gelu's own default is the tanh form)
+    "relu6": lambda nn: nn.relu6,
+    "hardtanh": lambda nn: nn.hard_tanh,
+    "selu": lambda nn: nn.selu,
+    "celu": lambda nn: nn.celu,
+    "silu": lambda nn: nn.silu,
+    "gelu": lambda nn: (lambda x: nn.gelu(x, approximate=False)),
+    "hardswish": lambda nn: nn.hard_swish,
+    "squareplus": lambda nn: nn.squareplus,
+    "sparse_plus": lambda nn: nn.sparse_plus,
+    "log_sigmoid": lambda nn: nn.log_sigmoid,
+    "sparse_sigmoid": lambda nn: nn.sparse_sigmoid,
+    "tanh": lambda nn: nn.tanh,
+    "softsign": lambda nn: nn.soft_sign,
+    "log_softmax": lambda nn: (lambda x: nn.log_softmax(x, axis=-1)),
 }
+#: Row-wise functions: no elementwise derivative.
+_JAX_ROWWISE = ("softmax", "log_softmax")
 
 
 def _jax_entry(function, op):
@@ -223,7 +288,7 @@ def _jax_entry(function, op):
 def _jax_entries():
     out = {}
     for function in _JAX_FUNCTIONS:
-        ops = ("forward", "backward") if function == "softmax" else ("forward", "grad", "backward")
+        ops = ("forward", "backward") if function in _JAX_ROWWISE else ("forward", "grad", "backward")
         for op in ops:
             out[(function, op)] = _jax_entry(function, op)
     return out
@@ -239,6 +304,17 @@ _ONNX_OPS = {
     "sigmoid": ("Sigmoid", {}),
     "identity": ("Identity", {}),
     "softmax": ("Softmax", {"axis": -1}),
+    "selu": ("Selu", {}),
+    "celu": ("Celu", {"alpha": 1.0}),
+    "softplus": ("Softplus", {}),
+    "hardsigmoid": ("HardSigmoid", {"alpha": 1 / 6, "beta": 0.5}),
+    "hardswish": ("HardSwish", {}),
+    "tanh": ("Tanh", {}),
+    "softsign": ("Softsign", {}),
+    "softshrink": ("Shrink", {"lambd": 0.5, "bias": 0.5}),
+    "hardshrink": ("Shrink", {"lambd": 0.5}),
+    "exponential": ("Exp", {}),
+    "log_softmax": ("LogSoftmax", {"axis": -1}),
 }
 
 

@@ -113,4 +113,6 @@ def _check(case, a, fn):
     tol = 2e-5 if a.x.dtype == np.float32 else 1e-11
     if case.impl.startswith("onnxruntime"):
         tol = max(tol, 1e-7)  # ONNX attributes (LeakyRelu's alpha) are float32 even in float64 graphs
+    if case.impl.startswith("torch") and (case.function, case.op) == ("hardsigmoid", "backward"):
+        tol = max(tol, 1e-7)  # PyTorch's hardsigmoid_backward takes 1/6 as a float32, in float64 too
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=case.id)
