@@ -456,7 +456,7 @@ class _Function:
             return _lazy.dask_call(self.spec, op, func, named, target, params, axis)
 
         def call(values, ax):
-            inner = tuple((n, v) for (n, _), v in zip(named, values))
+            inner = tuple((n, v) for (n, _), v in zip(named, values, strict=True))
             if _lazy.kind_of(inner) == "dask":
                 return _lazy.dask_call(self.spec, op, func, inner, target, params, ax)
             return _lazy.call(self.spec.name, op, target, tuple(params.items()), ax, *values)
