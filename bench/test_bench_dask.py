@@ -12,8 +12,9 @@ and a plain copy of the file.
   output memory map in the same chunks.
 
 Sizes: 2**26 elements (256 MB) by default, 1e9 (4 GB, files included) with ``--full``,
-2**16 with ``--smoke``.  Each result's ``extra_info`` has the bytes moved and the ratio to
-the in-memory (``dask``) or copy (``file``) time of the same run.
+2**16 with ``--smoke``.  Each result's ``extra_info`` has the bytes moved, the bandwidth
+from the median round and the ratio to the in-memory (``dask``) or copy (``file``) time of
+the same run.
 """
 
 from __future__ import annotations
@@ -57,21 +58,22 @@ DASK_CASES = {
 _seconds: dict = {}
 
 
-def _timed(benchmark, fn, smoke):
-    fn()  # compile, fault pages in
-    benchmark.pedantic(fn, rounds=1 if smoke else 5, iterations=1, warmup_rounds=0)
+def _timed(benchmark, bench_measure, fn):
+    """Median seconds per call, measured as every benchmark of the suite is (warm-up, then
+    rounds within --benchmark-max-time)."""
+    bench_measure(benchmark, fn)
     return float(np.median(benchmark.stats.stats.data))
 
 
 @pytest.mark.parametrize(("function", "impl"), list(DASK_CASES), ids=[f"{f}-{i}" for f, i in DASK_CASES])
-def test_dask(benchmark, data, function, impl, bench_smoke):
+def test_dask(benchmark, data, function, impl, bench_measure):
     import dask
 
     x, dx, out = data
     call = DASK_CASES[(function, impl)]
     benchmark.group = f"dask {function} float32 n={x.size}"
     with dask.config.set(scheduler="threads"):
-        seconds = _timed(benchmark, lambda: call(x, dx, out), bench_smoke)
+        seconds = _timed(benchmark, bench_measure, lambda: call(x, dx, out))
     if not impl.endswith(".new"):
         expected = fa.FUNCTIONS[function](x[:1000])
         np.testing.assert_allclose(out[:1000], expected, rtol=1e-6, atol=1e-7)
@@ -104,7 +106,7 @@ def _copy_file(src, dst, chunk):
 
 
 @pytest.mark.parametrize("impl", ["copy", "fastact.apply"])
-def test_file(benchmark, files, impl, bench_smoke):
+def test_file(benchmark, files, impl, bench_measure):
     from fastact import _cli
 
     src, dst = files
@@ -114,7 +116,7 @@ def test_file(benchmark, files, impl, bench_smoke):
     else:
         call = lambda: _cli.apply("sigmoid", src, dst, chunk_mb=CHUNK_BYTES / 2**20, progress=False)  # noqa: E731
     benchmark.group = f"file sigmoid float32 n={size}"
-    seconds = _timed(benchmark, call, bench_smoke)
+    seconds = _timed(benchmark, bench_measure, call)
     _seconds[("file", impl)] = seconds
     base = _seconds.get(("file", "copy"))
     benchmark.extra_info.update(kind="file", function="sigmoid", impl=impl, dtype="float32", size=size,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import math
 import os
 import shutil
@@ -136,7 +137,7 @@ def apply(function, src, dst, *, op="forward", params=None, axis=None, chunk_mb=
             target_array = zarr.open_array(str(tmp), mode="w", shape=y.shape, chunks=y.chunksize, dtype=y.dtype)
         else:
             target_array = np.lib.format.open_memmap(tmp, mode="w+", dtype=y.dtype, shape=y.shape)
-        with _progress(progress):
+        with _progress_bar() if progress else contextlib.nullcontext():
             da.store(y, target_array, lock=False)
         if not zarr_format:
             target_array.flush()
@@ -153,23 +154,10 @@ def apply(function, src, dst, *, op="forward", params=None, axis=None, chunk_mb=
     return dst
 
 
-class _progress:
-    """Dask's progress bar (to stderr), or nothing."""
+def _progress_bar():
+    from dask.diagnostics import ProgressBar
 
-    def __init__(self, on):
-        self.bar = None
-        if on:
-            from dask.diagnostics import ProgressBar
-
-            self.bar = ProgressBar(out=sys.stderr)
-
-    def __enter__(self):
-        if self.bar is not None:
-            self.bar.__enter__()
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
+    return ProgressBar(out=sys.stderr)
 
 
 def main(argv=None) -> int:

@@ -24,7 +24,7 @@ from numba import cuda, float64
 from fastact import _cudamath as math
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "2b81e7bfd085adfa1dfb6cdd6b283523d42b063f626ac51e9f132ccd622b7d4c"
+DECLARATIONS_SHA256 = "97dda4ce14874ed778fa8e26ec26f07848705f7ba70219503c26eca9da75c05d"
 
 _device = cuda.jit(device=True)
 

@@ -73,14 +73,9 @@ def _compensated_sum(context, builder, arrays, start, stop, element):
     s = _reduction(context, builder, arrays, start, stop, ir.DoubleType(), 0.0, combine, element,
                    scalar_combine=scalar_combine, pairwise=False)
     c = builder.load(comp)
-    width = LANES
-    while width > 1:
-        half = width // 2
-        pick = [ir.Constant(ir.VectorType(ir.IntType(32), half), list(range(k, width, 2))) for k in (0, 1)]
-        s0, s1 = builder.shuffle_vector(s, s, pick[0]), builder.shuffle_vector(s, s, pick[1])
-        c0, c1 = builder.shuffle_vector(c, c, pick[0]), builder.shuffle_vector(c, c, pick[1])
+    for width in _WIDTHS:
+        (s0, s1), (c0, c1) = _halves(builder, s, width), _halves(builder, c, width)
         s, c = _two_sum(builder, s0, builder.fadd(c0, c1), s1)
-        width = half
     zero = ir.Constant(ir.IntType(32), 0)
     s, c = builder.extract_element(s, zero), builder.extract_element(c, zero)
     # An infinite or NaN term makes the compensation NaN: the plain sum is the answer then.
@@ -140,13 +135,19 @@ def _reduction(context, builder, arrays, start, stop, acc_type, initial, combine
     v = builder.load(acc)
     if not pairwise:
         return v
-    width = LANES
-    while width > 1:
-        half = width // 2
-        pick = [ir.Constant(ir.VectorType(ir.IntType(32), half), list(range(k, width, 2))) for k in (0, 1)]
-        v = combine(builder.shuffle_vector(v, v, pick[0]), builder.shuffle_vector(v, v, pick[1]))
-        width = half
+    for width in _WIDTHS:
+        v = combine(*_halves(builder, v, width))
     return builder.extract_element(v, ir.Constant(ir.IntType(32), 0))
+
+
+#: The widths of the pairwise steps: 16 lanes, then 8, 4, 2.
+_WIDTHS = tuple(LANES >> k for k in range(LANES.bit_length() - 1))
+
+
+def _halves(builder, v, width):
+    """(even lanes, odd lanes) of the first ``width`` lanes of ``v``: adjacent lanes paired."""
+    pick = [ir.Constant(ir.VectorType(ir.IntType(32), width // 2), list(range(k, width, 2))) for k in (0, 1)]
+    return builder.shuffle_vector(v, v, pick[0]), builder.shuffle_vector(v, v, pick[1])
 
 
 def _typed(*arrays_then_bounds):

@@ -91,11 +91,11 @@ def _meta_call(name, op, params, axis, dtypes, ndim):
 
 
 def _operands(named):
-    """(values, dtypes, shapes): the operands as Dask arrays or NumPy arrays.  A Python
-    scalar is weak, as in memory: it takes the dtype of the array operands."""
+    """(values, dtypes): the operands as Dask arrays or NumPy arrays.  A Python scalar is
+    weak, as in memory: it takes the dtype of the array operands."""
     weak = (bool, int, float)
     strong = [v.dtype for _, v in named if type(v) not in weak and hasattr(v, "dtype")]
-    values, dtypes, shapes = [], [], []
+    values, dtypes = [], []
     for _, v in named:
         if type(v) in weak and strong:
             v = np.asarray(v, dtype=np.result_type(*strong) if np.result_type(*strong).kind == "f" else None)
@@ -103,16 +103,7 @@ def _operands(named):
             v = np.asarray(v)
         values.append(v)
         dtypes.append(np.dtype(v.dtype))
-        shapes.append(tuple(v.shape))
-    return values, dtypes, shapes
-
-
-def _broadcast(func, named, shapes):
-    try:
-        return np.broadcast_shapes(*shapes)
-    except ValueError:
-        desc = " and ".join(f"{n} {s}" for (n, _), s in zip(named, shapes, strict=True))
-        raise ValueError(f"{func}(): cannot broadcast {desc} together") from None
+    return values, dtypes
 
 
 def dask_call(spec, op, func, named, target, params, axis=None):
@@ -121,11 +112,12 @@ def dask_call(spec, op, func, named, target, params, axis=None):
 
     target = _CHUNK_TARGET[target]
     params = tuple(sorted(params.items()))
-    values, dtypes, shapes = _operands(named)
-    shape = _broadcast(func, named, shapes)
-    ndim = len(shape)
+    from fastact._dispatch import _check_axis, broadcast_shape
+
+    values, dtypes = _operands(named)
+    ndim = len(broadcast_shape(func, named, values))
     if axis is not None:
-        axis = _axis(func, axis, ndim)
+        axis = _check_axis(func, axis, ndim)
     rdt = _meta_call(spec.name, op, params, -1 if axis is not None else None, dtypes, ndim)
     arrays = da.broadcast_arrays(*[v if _kind(v) == "dask" else da.asarray(v) for v in values])
     if len(arrays) > 1:
@@ -135,12 +127,6 @@ def dask_call(spec, op, func, named, target, params, axis=None):
         fn = functools.partial(call, spec.name, op, target, params, axis)
         return da.map_blocks(fn, *arrays, dtype=rdt, meta=meta, token=f"fastact-{spec.name}-{op}")
     return _chunked_rows(spec.name, op, arrays, axis, rdt)
-
-
-def _axis(func, axis, ndim):
-    from fastact._dispatch import _check_axis
-
-    return _check_axis(func, axis, ndim)
 
 
 # --- row-wise functions along a chunked axis -----------------------------------------------------
