@@ -472,3 +472,20 @@ def test_a_numba_cuda_broken_under_this_numpy_is_reported(monkeypatch):
     reason = _cuda._probe()
     assert reason is not None and "does not work with NumPy" in reason and "numpy<2.5" in reason
     assert "row_stack" in reason
+
+
+def test_ndtr_corrects_for_the_constant_rounded_in_its_own_dtype():
+    """gelu's ndtr takes -x / sqrt(2) exactly: the low part of 1/sqrt(2) is the one of the
+    kernel's dtype (with float64's low part, float32 gelu was 50 ULP off at x = -7)."""
+    from fastact import _cudamath
+
+    @cuda.jit
+    def low_parts(out32, out64):
+        out32[0] = _cudamath._sqrt1_2_lo(np.float32(1.0))
+        out64[0] = _cudamath._sqrt1_2_lo(np.float64(1.0))
+
+    o32, o64 = cuda.device_array(1, np.float32), cuda.device_array(1, np.float64)
+    low_parts[1, 1](o32, o64)
+    exact = 0.70710678118654752440  # 1/sqrt(2)
+    assert o32.copy_to_host()[0] == np.float32(exact - float(np.float32(exact)))
+    assert o64.copy_to_host()[0] == -4.833646656726457e-17
