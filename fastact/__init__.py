@@ -17,18 +17,16 @@ results::
 
 from fastact import declarations as _declarations  # noqa: F401  (fills the registry)
 from fastact._config import config, get_config, set_config
-from fastact._dispatch import TARGETS, CudaUnavailableError, Elementwise, Rowwise
-from fastact._spec import REGISTRY, ElementwiseSpec, RowwiseSpec
+from fastact._dispatch import TARGETS, CudaUnavailableError, Elementwise, Reduction, Rowwise
+from fastact._spec import REGISTRY, ElementwiseSpec, ReductionSpec, RowwiseSpec
 from fastact._warmup import warmup
 
 __version__ = "0.1.0"
 
 
 def _build():
-    made = {}
-    for name, spec in REGISTRY.items():
-        made[name] = Elementwise(spec) if isinstance(spec, ElementwiseSpec) else Rowwise(spec)
-    return made
+    kinds = {ElementwiseSpec: Elementwise, RowwiseSpec: Rowwise, ReductionSpec: Reduction}
+    return {name: kinds[type(spec)](spec) for name, spec in REGISTRY.items()}
 
 
 FUNCTIONS = _build()
@@ -37,9 +35,11 @@ globals().update(FUNCTIONS)
 ALIASES = {alias: name for name, spec in REGISTRY.items() for alias in getattr(spec, "aliases", ())}
 globals().update({alias: FUNCTIONS[name] for alias, name in ALIASES.items()})
 
-#: Names of the elementwise activations and of the row-wise functions, in declaration order.
+#: Names of the elementwise activations, of the row-wise functions and of the reductions,
+#: in declaration order.
 ELEMENTWISE = tuple(n for n, s in REGISTRY.items() if isinstance(s, ElementwiseSpec))
 ROWWISE = tuple(n for n, s in REGISTRY.items() if isinstance(s, RowwiseSpec))
+REDUCTIONS = tuple(n for n, s in REGISTRY.items() if isinstance(s, ReductionSpec))
 
 
 def cuda_available() -> bool:
@@ -59,11 +59,13 @@ __all__ = [
     "ALIASES",
     "ELEMENTWISE",
     "ROWWISE",
+    "REDUCTIONS",
     "REGISTRY",
     "TARGETS",
     "CudaUnavailableError",
     "Elementwise",
     "Rowwise",
+    "Reduction",
     "cuda_available",
     "config",
     "set_config",

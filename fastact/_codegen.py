@@ -27,7 +27,7 @@ import numpy as np
 from fastact import declarations  # noqa: F401  (fills the registry)
 from fastact._lanes import BLOCK as _LANES_BLOCK
 from fastact._rewrite import function_source, shape_of
-from fastact._spec import DTYPES, HELPERS, REGISTRY, ElementwiseSpec, RowwiseSpec
+from fastact._spec import DTYPES, HELPERS, REGISTRY, ElementwiseSpec, ReductionSpec, RowwiseSpec
 
 PACKAGE = Path(__file__).resolve().parent
 DECLARATIONS = PACKAGE / "declarations"
@@ -57,6 +57,16 @@ ROW_FUNCTIONS = ("key", "term", "norm", "finish", "out", "bterm", "bout")
 #: Fixed, so that every target, thread count and row split sums in the same order
 #: (bitwise-equal results).
 ROW_BLOCK = _LANES_BLOCK
+
+#: The scalar functions of a reduction (all required).
+REDUCTION_FUNCTIONS = ("key", "term", "norm", "finish", "value")
+
+#: Reductions' operations: name -> input names.  ``forward`` gives one value per row of
+#: ``x``; ``backward_x`` a row per row of ``x``, from one ``dy`` per row.
+REDUCTION_OPS = {
+    "forward": ("x",),
+    "backward_x": ("dy", "x"),
+}
 
 #: Row-wise operations: name -> input names (each a row; the output row comes last).
 ROWWISE_OPS = {
@@ -187,17 +197,20 @@ def _elementwise(spec: ElementwiseSpec) -> list[str]:
     return lines
 
 
+def _rowmax_expr(spec) -> str:
+    key = shape_of(spec.key)
+    if key == ("arg", 0):
+        return "_lane_max(x, start, stop)"
+    if key == ("neg", 0):  # max(-x) = -min(x)
+        return "-_lane_min(x, start, stop)"
+    raise NotImplementedError(f"{spec.name}: the CPU kernels need key(x) = x or -x")
+
+
 def _row_reductions(spec: RowwiseSpec) -> list[str]:
     """Per declaration: the row maximum of ``key`` and the sum of ``bterm`` over
     ``[start, stop)``, as the lane-blocked reductions of :mod:`fastact._lanes`."""
     n = spec.name
-    key = shape_of(spec.key)
-    if key == ("arg", 0):
-        rowmax = "_lane_max(x, start, stop)"
-    elif key == ("neg", 0):  # max(-x) = -min(x)
-        rowmax = "-_lane_min(x, start, stop)"
-    else:
-        raise NotImplementedError(f"{n}: the CPU kernels need key(x) = x or -x")
+    rowmax = _rowmax_expr(spec)
     bterm = shape_of(spec.bterm)
     if bterm == ("product", 0, 1):
         bsum = "_lane_dot(dy, y, start, stop)"
@@ -395,6 +408,98 @@ def _rowwise(spec: RowwiseSpec) -> list[str]:
     return lines
 
 
+def _reduction(spec: ReductionSpec) -> list[str]:
+    """A reduction's kernels: the row functions (the value of one row; the gradient row
+    from one ``dy``), the loops over rows on one thread and on all, and the block-parallel
+    loops for a few long rows.  Sums block by block as :func:`_row_functions` does, so
+    every loop gives the same bits, and ``backward_x`` gives softmax's bits times ``dy``."""
+    n = spec.name
+    lines = [f"# --- {n} " + "-" * (84 - len(n))]
+    lines += scalar_functions(n, {fn: getattr(spec, fn) for fn in REDUCTION_FUNCTIONS}, "_scalar")
+    lines += ["", "", "@njit(nogil=True, error_model='numpy', forceinline=True)",
+              f"def {n}__rowmax(x, start, stop):", f"    return {_rowmax_expr(spec)}"]
+
+    def sums(store):
+        # The row's terms block by block into ``store`` (out's row, or a block on the
+        # stack), each block summed while in cache; blocks added with compensation.
+        return [
+            f"    m = {n}__rowmax(x, 0, n)",
+            "    s = c = 0.0",
+            "    b0 = 0",
+            "    while b0 < n:",
+            f"        b1 = min(b0 + {ROW_BLOCK}, n)",
+            f"        xb, ob = x[b0:b1], {store}",
+            "        for j in range(b1 - b0):",
+            f"            ob[j] = {n}__term(xb[j], m)",
+            "        s, c = _add(s, c, _lane_sum(ob, 0, b1 - b0))",
+            "        b0 = b1",
+            "    s = _total(s, c)",
+        ]
+
+    lines += ["", "", "@njit(nogil=True, error_model='numpy')", f"def {n}__forward__row(x):", "    n = x.shape[0]",
+              "    tb = _stack_block(x)", *sums("tb"), f"    return {n}__value(s, m)"]
+    # out may be x: element j of x is read (into the block's term) before out[j] is written.
+    lines += ["", "", "@njit(nogil=True, error_model='numpy')", f"def {n}__backward_x__row(dy, x, out):",
+              "    n = x.shape[0]", *sums("out[b0:b1]"), f"    r = {n}__norm(s, m)", "    for j in range(n):",
+              f"        out[j] = dy * {n}__finish(out[j], r)"]
+    loops = {
+        "forward": ("x", "out[i] = {n}__forward__row(x[i])"),
+        "backward_x": ("dy, x", "{n}__backward_x__row(dy[i], x[i], out[i])"),
+    }
+    for op, (args, body) in loops.items():
+        lines += [
+            "", "", "@njit(cache=True, nogil=True, error_model='numpy')", f"def {n}__{op}__rows(out, {args}):",
+            "    for i in range(x.shape[0]):", "        " + body.format(n=n),
+            "", "", "@njit(parallel=True, cache=True, nogil=True, error_model='numpy')",
+            f"def {n}__{op}__parallel(out, {args}):",
+            "    for i in prange(x.shape[0]):", "        " + body.format(n=n),
+        ]
+    # A few long rows: each row's blocks on all threads, combined in block order.
+    each = ["        for b in prange(nb):", f"            b0 = b * {ROW_BLOCK}", f"            b1 = min(b0 + {ROW_BLOCK}, n)"]
+    stats = [
+        *each,
+        f"            peak[b] = {n}__rowmax(xi, b0, b1)",
+        "        m = peak[0]",
+        "        for b in range(1, nb):",
+        "            m = _max2(m, peak[b])",
+        *each,
+        "            xb, tb = xi[b0:b1], {store}",
+        "            for j in range(b1 - b0):",
+        f"                tb[j] = {n}__term(xb[j], m)",
+        "            partial[b] = _lane_sum(tb, 0, b1 - b0)",
+        "        s = c = 0.0",
+        "        for b in range(nb):",
+        "            s, c = _add(s, c, partial[b])",
+        "        s = _total(s, c)",
+    ]
+    blocks = {
+        "forward": ("x", [line.format(store="_stack_block(xi)") for line in stats]
+                    + [f"        out[i] = {n}__value(s, m)"]),
+        "backward_x": ("dy, x", [line.format(store="oi[b0:b1]") for line in stats] + [
+            f"        r = {n}__norm(s, m)",
+            "        d = dy[i]",
+            *each,
+            "            ob = oi[b0:b1]",
+            "            for j in range(b1 - b0):",
+            f"                ob[j] = d * {n}__finish(ob[j], r)",
+        ]),
+    }
+    for op, (args, body) in blocks.items():
+        lines += [
+            "", "", "@njit(parallel=True, cache=True, nogil=True, error_model='numpy')",
+            f"def {n}__{op}__blocks(out, {args}):",
+            "    n = x.shape[1]",
+            f"    nb = (n + {ROW_BLOCK} - 1) // {ROW_BLOCK}",
+            "    partial = np.empty(nb, np.float64)",
+            "    peak = np.empty(nb, x.dtype)",
+            "    for i in range(x.shape[0]):",
+            "        xi = x[i]",
+            *(["        oi = out[i]"] if op == "backward_x" else []),
+            *body,
+        ]
+    return lines
+
+
 HEADER = '''\
 # Generated by `python -m fastact._codegen` from fastact/declarations/: do not edit.
 """Compiled CPU kernels, one set per declaration.
@@ -469,12 +574,15 @@ def render() -> str:
     lines += helpers_source("_scalar")
     for spec in REGISTRY.values():
         lines += ["", ""]
-        lines += _rowwise(spec) if isinstance(spec, RowwiseSpec) else _elementwise(spec)
+        lines += _KINDS[spec.kind](spec)
     return "\n".join(lines) + "\n"
 
 
 README = PACKAGE.parent / "README.md"
 TABLE_START, TABLE_END = "<!-- functions-table:start -->", "<!-- functions-table:end -->"
+
+
+_KINDS = {"elementwise": _elementwise, "rowwise": _rowwise, "reduction": _reduction}
 
 
 def functions_table() -> str:
@@ -488,6 +596,10 @@ def functions_table() -> str:
         params = ", ".join(f"`{p.name}={p.default!r}`" for p in spec.params) or "none"
         if isinstance(spec, RowwiseSpec):
             rows.append(f"| `{spec.name}(x, axis=-1)` | `{spec.formula}` | Jacobian: use `backward` | | {params} | yes |")
+            continue
+        if isinstance(spec, ReductionSpec):
+            rows.append(f"| `{spec.name}(x, axis, keepdims=False)` | `{spec.formula}` | gradient `softmax(x)`: "
+                        f"use `backward(dy, x=)` | | {params} | no |")
             continue
         second = _cell(spec.second_derivative) if spec.second_derivative else ("yes" if spec.d2fdx2 else "no")
         if spec.dfdy is None:
@@ -652,6 +764,69 @@ def _cuda_rowwise(spec: RowwiseSpec) -> list[str]:
     return lines
 
 
+def _cuda_reduction(spec: ReductionSpec) -> list[str]:
+    """A reduction's CUDA kernels: one block per row for rows along the contiguous axis,
+    one thread per row across it (as :func:`_cuda_rowwise`), with its row statistics."""
+    n = spec.name
+    lines = [f"# --- {n} " + "-" * (84 - len(n))]
+    lines += scalar_functions(n, {fn: getattr(spec, fn) for fn in REDUCTION_FUNCTIONS}, "_device")
+    serial_stats = [
+        "    n = x.shape[0]",
+        f"    m = {n}__key(x[0])",  # a row has at least one element: empty ones never launch
+        "    for j in range(1, n):",
+        f"        m = _max2(m, {n}__key(x[j]))",
+        "    s = c = 0.0",
+        "    for j in range(n):",
+        f"        s, c = _add(s, c, {n}__term(x[j], m))",
+        "    s = _total(s, c)",
+    ]
+    each = "        for j in range(t, n, nt):"
+    block_stats = [
+        f"        m = {n}__key(x[r, 0])",
+        each,
+        f"            m = _max2(m, {n}__key(x[r, j]))",
+        "        m = _block_max(sh, m)",
+        "        s = c = 0.0",
+        each,
+        f"            s, c = _add(s, c, {n}__term(x[r, j], m))",
+        "        s = _block_sum(sh, _total(s, c))",
+    ]
+    serial = {
+        "forward": ("x", [*serial_stats, f"    return {n}__value(s, m)"], "out[o, i] = {n}__forward__row(x[o, :, i])"),
+        "backward_x": ("dy, x, out", [*serial_stats, f"    r = {n}__norm(s, m)", "    for j in range(n):",
+                                      f"        out[j] = dy * {n}__finish({n}__term(x[j], m), r)"],
+                       "{n}__backward_x__row(dy[o, i], x[o, :, i], out[o, :, i])"),
+    }
+    block = {
+        "forward": ("x", ["        if t == 0:", f"            out[r] = {n}__value(s, m)"]),
+        "backward_x": ("dy, x", [f"        rr = {n}__norm(s, m)", "        d = dy[r]", each,
+                                 f"            out[r, j] = d * {n}__finish({n}__term(x[r, j], m), rr)"]),
+    }
+    for op, (args, body, call) in serial.items():
+        inputs = ", ".join(a for a in args.split(", ") if a != "out")
+        lines += [
+            "", "", "@cuda.jit(device=True)", f"def {n}__{op}__row({args}):", *body,
+            "", "", "@cuda.jit(cache=True)", f"def {n}__{op}__cuda_serial(out, {inputs}):",
+            "    inner = x.shape[2]",
+            "    for r in range(cuda.grid(1), x.shape[0] * inner, cuda.gridsize(1)):",
+            "        o = r // inner",
+            "        i = r - o * inner",
+            "        " + call.format(n=n),
+        ]
+    for op, (args, body) in block.items():
+        lines += [
+            "", "", "@cuda.jit(cache=True)", f"def {n}__{op}__cuda_block(out, {args}):",
+            "    sh = cuda.shared.array(ROW_THREADS, float64)",
+            "    t = cuda.threadIdx.x",
+            "    nt = cuda.blockDim.x",
+            "    n = x.shape[1]",
+            "    for r in range(cuda.blockIdx.x, x.shape[0], cuda.gridDim.x):",
+            *block_stats,
+            *body,
+        ]
+    return lines
+
+
 CUDA_HEADER = '''\
 # Generated by `python -m fastact._codegen` from fastact/declarations/: do not edit.
 """Compiled CUDA kernels, one set per declaration (imported only by :mod:`fastact._cuda`).
@@ -749,12 +924,18 @@ def cast__cuda(out, x):
 '''
 
 
+_CUDA_KINDS = {"elementwise": _cuda_elementwise, "rowwise": _cuda_rowwise, "reduction": _cuda_reduction}
+
+
+_CUDA_KINDS = {"elementwise": _cuda_elementwise, "rowwise": _cuda_rowwise, "reduction": _cuda_reduction}
+
+
 def render_cuda() -> str:
     lines = [CUDA_HEADER.format(digest=declarations_digest(), row_threads=CUDA_ROW_THREADS)]
     lines += helpers_source("_device")
     for spec in REGISTRY.values():
         lines += ["", ""]
-        lines += _cuda_rowwise(spec) if isinstance(spec, RowwiseSpec) else _cuda_elementwise(spec)
+        lines += _CUDA_KINDS[spec.kind](spec)
     return "\n".join(lines) + "\n"
 
 

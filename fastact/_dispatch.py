@@ -19,12 +19,13 @@ computed in scratch memory first, so every target gives the same bits for every 
 from __future__ import annotations
 
 import inspect
+import math
 
 import numpy as np
 
 from fastact import _config, _cpu, _cuda, _lazy, _threads
 from fastact._cuda import CudaUnavailableError  # noqa: F401  (re-exported by fastact)
-from fastact._spec import ElementwiseSpec, RowwiseSpec, check_param_range, check_params, dfdy_allowed
+from fastact._spec import ElementwiseSpec, ReductionSpec, RowwiseSpec, check_param_range, check_params, dfdy_allowed
 
 TARGETS = ("auto", "cpu", "parallel", "cuda")
 
@@ -358,7 +359,7 @@ def _run_elementwise_parallel(kernel, inputs, params, result, cdt):
 
 def methods(spec) -> tuple[str, ...]:
     """The operations a declaration's callable offers: ``__call__`` and its methods."""
-    if isinstance(spec, RowwiseSpec):
+    if isinstance(spec, (RowwiseSpec, ReductionSpec)):
         return ("__call__", "backward")
     return ("__call__", "grad", *(("grad2",) if spec.d2fdx2 is not None else ()), "backward")
 
@@ -370,14 +371,18 @@ def signature(spec, method: str) -> inspect.Signature:
     pos = [P("dy" if method == "backward" else "x", P.POSITIONAL_ONLY)]
     kw = []
     if method == "backward":
-        kw += [P("x", P.KEYWORD_ONLY, default=None), P("y", P.KEYWORD_ONLY, default=None)]
+        kw.append(P("x", P.KEYWORD_ONLY, default=None))
+        if not isinstance(spec, ReductionSpec):
+            kw.append(P("y", P.KEYWORD_ONLY, default=None))
     if isinstance(spec, RowwiseSpec):
         kw.append(P("axis", P.KEYWORD_ONLY, default=-1))
+    if isinstance(spec, ReductionSpec):  # axis required, as PyTorch's dim
+        kw += [P("axis", P.KEYWORD_ONLY), P("keepdims", P.KEYWORD_ONLY, default=False)]
     kw.append(P("out", P.KEYWORD_ONLY, default=None))
     if method == "backward" and not isinstance(spec, RowwiseSpec):
         kw.append(P("accumulate", P.KEYWORD_ONLY, default=False))
     kw += [P("target", P.KEYWORD_ONLY, default=None), P("stream", P.KEYWORD_ONLY, default=None)]
-    if isinstance(spec, RowwiseSpec):
+    if isinstance(spec, (RowwiseSpec, ReductionSpec)):
         kw.append(P("dim", P.KEYWORD_ONLY, default=None))
     kw += [P(p.name, P.KEYWORD_ONLY, default=p.default) for p in spec.params]
     return inspect.Signature(pos + kw)
@@ -433,10 +438,10 @@ class _Function:
     def _positional(self, func, first, args):
         """Raise the ``TypeError`` of a call with more than one positional argument, saying
         which keyword the extra one was probably meant for."""
-        keywords = (*(("axis",) if isinstance(self.spec, RowwiseSpec) else ()), "out", "target", "stream",
-                    *self.spec.param_names)
+        along = isinstance(self.spec, (RowwiseSpec, ReductionSpec))
+        keywords = (*(("axis",) if along else ()), "out", "target", "stream", *self.spec.param_names)
         extra = args[0]
-        if isinstance(self.spec, RowwiseSpec) and isinstance(extra, (int, np.integer)) and not isinstance(extra, bool):
+        if along and isinstance(extra, (int, np.integer)) and not isinstance(extra, bool):
             hint = f"pass the axis by keyword: {func}(x, axis={int(extra)})"
         elif isinstance(extra, np.ndarray) or _cuda.is_device_array(extra):
             hint = f"to write into an array, pass it by keyword: {func}(x, out=o)"
@@ -924,3 +929,187 @@ def _run_rowwise_parallel(kernel, inputs, result, axis, cdt, extra=()):
     kernel(rows_out, *rows_in, *extra)
     if scratch is not None:
         _quiet(np.copyto, result, np.moveaxis(scratch, -1, axis), casting="unsafe")
+
+
+#: ``axis=`` not given (a reduction's axis is required).
+_NO_AXIS = object()
+
+
+class Reduction(_Function):
+    """A reduction along one or more axes: ``f(x, axis=, keepdims=)`` and
+    ``f.backward(dy, x=, axis=, keepdims=)``.
+
+    See the function's own docstring for its math.
+    """
+
+    spec: ReductionSpec
+
+    def __call__(self, x, *args, axis=_NO_AXIS, keepdims=False, out=None, target=None, stream=None, dim=None,
+                 **params):
+        func = self.spec.name
+        if args:
+            self._positional(func, "x", args)
+        self._params(func, params)
+        return self._run("forward", func, (("x", x),), axis, keepdims, out, target, stream, dim)
+
+    def backward(self, dy, *args, x=None, axis=_NO_AXIS, keepdims=False, out=None, target=None, stream=None,
+                 dim=None, **params):
+        """``dy`` times the gradient of the reduction with respect to the forward input
+        ``x=`` (``dy`` has the forward result's shape, with or without ``keepdims``): an
+        array of ``x``'s shape.  ``out=x`` computes it in place."""
+        func = f"{self.spec.name}.backward"
+        if args:
+            _backward_positional(func, args)
+        if "y" in params:
+            raise TypeError(
+                f"{func}() takes the forward input x=, not y=: the gradient of {self.spec.name} is a function "
+                f"of the input (softmax(x)), which the output alone does not determine"
+            )
+        self._params(func, params)
+        if x is None:
+            raise TypeError(f"{func}() needs x= (the forward input)")
+        return self._run("backward_x", func, (("dy", dy), ("x", x)), axis, keepdims, out, target, stream, dim)
+
+    def __getattr__(self, name):
+        if name == "grad":
+            raise AttributeError(
+                f"{self.spec.name} is a reduction and has no elementwise derivative: use "
+                f"{self.spec.name}.backward(dy, x=x, axis=...)"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def _run(self, op, func, named, axis, keepdims, out, target, stream, dim):
+        if not isinstance(keepdims, (bool, np.bool_)):
+            raise TypeError(f"{func}(): keepdims must be True or False, got {type(keepdims).__name__} {keepdims!r}")
+        if target is None:
+            target = _config.target()
+        lazy = _lazy.kind_of(named, out)
+        if lazy is not None or dim is not None:
+            target = check_target(func, target)
+            _lazy.refuse(func, out, stream, False)
+            if dim is not None and lazy != "xarray":
+                raise TypeError(
+                    f"{func}(): dim= names dimensions of an xarray DataArray; for arrays, use axis= (PyTorch's dim)"
+                )
+            return _lazy.reduction_call(self.spec, op, func, named, target, axis, bool(keepdims), dim, _NO_AXIS)
+        if axis is _NO_AXIS:
+            raise TypeError(_missing_axis(func))
+        target, named, out, launch = resolve_target(func, target, named, out, stream)
+        arrays = [as_input(func, name, value) for name, value in named]
+        rdt, cdt = result_dtype(arrays, named)
+        x = arrays[-1]
+        axes = reduction_axes(func, axis, x.ndim)
+        shape, kept = reduced_shapes(x.shape, axes, bool(keepdims))
+        rshape = shape
+        if op == "backward_x":
+            if not _broadcasts_to(arrays[0].shape, rshape):
+                raise ValueError(
+                    f"{func}(): dy must have the shape of the forward result, {rshape} (keepdims={bool(keepdims)}), "
+                    f"or broadcast to it; got {arrays[0].shape}"
+                )
+            shape = x.shape
+        if out is not None:
+            dest = check_out(func, out, shape, rdt, distinct=launch is None or launch.device_out is None)
+        if launch is not None:
+            with np.errstate(all="ignore"):
+                return launch.reduction(self.spec.name, op, arrays, axes, kept, rshape, shape, rdt, cdt, finish)
+        result = dest if out is not None else np.empty(shape, rdt)
+        if result.size == 0:
+            return finish(result, out)
+        _run_reduction(self.spec, op, arrays, axes, kept, rshape, result, cdt, target)
+        return finish(result, out)
+
+
+def _broadcasts_to(shape: tuple, target: tuple) -> bool:
+    if len(shape) > len(target):
+        return False
+    return all(a in (1, b) for a, b in zip(shape[::-1], target[::-1]))
+
+
+def _missing_axis(func: str) -> str:
+    return (
+        f"{func}() needs axis=: an int, a tuple of ints, or None for every axis (required, as PyTorch's dim; "
+        "JAX and SciPy default to None)"
+    )
+
+
+def reduction_axes(func: str, axis, ndim: int) -> tuple[int, ...]:
+    """``axis`` (an int, a sequence of ints or None) as sorted non-negative axes of an
+    array of ``ndim`` dimensions (a 0-d array is reduced as a row of one)."""
+    nd = max(ndim, 1)
+    if axis is None:
+        return tuple(range(nd))
+    many = isinstance(axis, (tuple, list))
+    given = tuple(axis) if many else (axis,)
+    axes = tuple(_check_axis(func, a, ndim) for a in given)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"{func}(): axis {tuple(given)} repeats an axis")
+    if not axes:
+        raise ValueError(f"{func}(): axis=() reduces nothing; give at least one axis, or None for all")
+    return tuple(sorted(axes))
+
+
+def reduced_shapes(shape: tuple, axes, keepdims: bool) -> tuple[tuple, tuple]:
+    """(the result's shape, the shape with the reduced axes kept as 1)."""
+    if not shape:
+        return (), ()
+    kept = tuple(1 if k in axes else n for k, n in enumerate(shape))
+    return (kept if keepdims else tuple(n for k, n in enumerate(shape) if k not in axes)), kept
+
+
+def _as_rows(a: np.ndarray, axes, cdt) -> np.ndarray:
+    """``a`` with ``axes`` moved last and merged: a 2-d (rows, n) array of dtype ``cdt``,
+    a view where the layout allows, else a copy."""
+    a = a.reshape(1) if a.ndim == 0 else a
+    moved = np.moveaxis(a, axes, tuple(range(-len(axes), 0)))
+    n = math.prod(moved.shape[moved.ndim - len(axes):])
+    rows = np.reshape(moved, (-1, n), copy=None)
+    return rows if rows.dtype == cdt and rows.flags.c_contiguous else np.ascontiguousarray(rows, cdt)
+
+
+def _run_reduction(spec, op, arrays, axes, kept, rshape, result, cdt, target):
+    """A reduction's ``op`` on the host into ``result`` (non-empty): the rows of ``x``
+    along ``axes`` through the row kernels (``rshape``: the forward result's shape), via
+    scratch memory where ``result`` is not a C-contiguous array of ``cdt`` in the rows'
+    layout, or overlaps an input other than by being ``x`` itself."""
+    x = arrays[-1]
+    if x.size == 0:  # rows of no elements (the result is not empty): the sum of no terms
+        result[...] = -np.inf
+        return
+    xr = _as_rows(x, axes, cdt)
+    rows, n = xr.shape
+    if op == "forward":
+        inputs = (xr,)
+        view = result.reshape(rows) if result.dtype == cdt and result.flags.c_contiguous else None
+    else:
+        dyk = np.reshape(broadcast_to(arrays[0], rshape), kept)
+        inputs = (_as_rows(dyk, axes, cdt).reshape(rows), xr)
+        view = _rows_view(result, axes, rows, n) if result.dtype == cdt else None
+        if view is not None and _needs_scratch(view, inputs, cdt):
+            view = None
+    dest = view if view is not None else np.empty((rows,) if op == "forward" else (rows, n), cdt)
+    if use_parallel(target, x.size, spec, cdt.itemsize):
+        few_long = rows < _threads.num_threads() and n > _ROW_SPLIT
+        kernel = _cpu.blocks(spec.name, op) if few_long else _cpu.parallel(spec.name, op)
+    else:
+        kernel = _cpu.rows(spec.name, op)
+    kernel(dest, *inputs)
+    if view is None:
+        if op == "forward":
+            _quiet(np.copyto, result, dest.reshape(result.shape), casting="unsafe")
+        else:
+            res = result.reshape(1) if result.ndim == 0 else result
+            last = tuple(range(-len(axes), 0))
+            moved_shape = np.moveaxis(res, axes, last).shape
+            _quiet(np.copyto, res, np.moveaxis(dest.reshape(moved_shape), last, axes), casting="unsafe")
+
+
+def _rows_view(a: np.ndarray, axes, rows: int, n: int) -> np.ndarray | None:
+    """``a`` with ``axes`` moved last as a C-contiguous (rows, n) view, or None."""
+    a = a.reshape(1) if a.ndim == 0 else a
+    moved = np.moveaxis(a, axes, tuple(range(-len(axes), 0)))
+    try:
+        v = np.reshape(moved, (rows, n), copy=False)
+    except ValueError:
+        return None
+    return v if v.flags.c_contiguous else None

@@ -38,7 +38,7 @@ from fastact._lanes import stack_block as _stack_block
 from fastact._lanes import lane_sum as _lane_sum
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "97dda4ce14874ed778fa8e26ec26f07848705f7ba70219503c26eca9da75c05d"
+DECLARATIONS_SHA256 = "2d572688162d1b49bbde714da7d4cfd2919d0cd067103fc698294547e6636979"
 
 
 def _scalar(fn):
@@ -10574,3 +10574,163 @@ def softmin__backward_x__blocks(out, dy, x):
             dyb, yb, ob = dyi[b0:b1], yi[b0:b1], oi[b0:b1]
             for j in range(b1 - b0):
                 ob[j] = softmin__bout(dyb[j], yb[j], d)
+
+
+# --- logsumexp ---------------------------------------------------------------------------
+
+
+def logsumexp__key(x):
+    return x
+logsumexp__key = _scalar(logsumexp__key)
+
+
+def logsumexp__term(x, m):
+    return lit(1.0, x) if x == m else helper__exp_diff(x, m)
+logsumexp__term = _scalar(logsumexp__term)
+
+
+def logsumexp__norm(s, m):
+    return lit(1.0, s) / s if helper__row_has_limit(s, m) else math.nan
+logsumexp__norm = _scalar(logsumexp__norm)
+
+
+def logsumexp__finish(t, r):
+    return t * r
+logsumexp__finish = _scalar(logsumexp__finish)
+
+
+def logsumexp__value(s, m):
+    return np.float64(m) + np.float64(math.log(np.float64(s)))
+logsumexp__value = _scalar(logsumexp__value)
+
+
+@njit(nogil=True, error_model='numpy', forceinline=True)
+def logsumexp__rowmax(x, start, stop):
+    return _lane_max(x, start, stop)
+
+
+@njit(nogil=True, error_model='numpy')
+def logsumexp__forward__row(x):
+    n = x.shape[0]
+    tb = _stack_block(x)
+    m = logsumexp__rowmax(x, 0, n)
+    s = c = 0.0
+    b0 = 0
+    while b0 < n:
+        b1 = min(b0 + 2048, n)
+        xb, ob = x[b0:b1], tb
+        for j in range(b1 - b0):
+            ob[j] = logsumexp__term(xb[j], m)
+        s, c = _add(s, c, _lane_sum(ob, 0, b1 - b0))
+        b0 = b1
+    s = _total(s, c)
+    return logsumexp__value(s, m)
+
+
+@njit(nogil=True, error_model='numpy')
+def logsumexp__backward_x__row(dy, x, out):
+    n = x.shape[0]
+    m = logsumexp__rowmax(x, 0, n)
+    s = c = 0.0
+    b0 = 0
+    while b0 < n:
+        b1 = min(b0 + 2048, n)
+        xb, ob = x[b0:b1], out[b0:b1]
+        for j in range(b1 - b0):
+            ob[j] = logsumexp__term(xb[j], m)
+        s, c = _add(s, c, _lane_sum(ob, 0, b1 - b0))
+        b0 = b1
+    s = _total(s, c)
+    r = logsumexp__norm(s, m)
+    for j in range(n):
+        out[j] = dy * logsumexp__finish(out[j], r)
+
+
+@njit(cache=True, nogil=True, error_model='numpy')
+def logsumexp__forward__rows(out, x):
+    for i in range(x.shape[0]):
+        out[i] = logsumexp__forward__row(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def logsumexp__forward__parallel(out, x):
+    for i in prange(x.shape[0]):
+        out[i] = logsumexp__forward__row(x[i])
+
+
+@njit(cache=True, nogil=True, error_model='numpy')
+def logsumexp__backward_x__rows(out, dy, x):
+    for i in range(x.shape[0]):
+        logsumexp__backward_x__row(dy[i], x[i], out[i])
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def logsumexp__backward_x__parallel(out, dy, x):
+    for i in prange(x.shape[0]):
+        logsumexp__backward_x__row(dy[i], x[i], out[i])
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def logsumexp__forward__blocks(out, x):
+    n = x.shape[1]
+    nb = (n + 2048 - 1) // 2048
+    partial = np.empty(nb, np.float64)
+    peak = np.empty(nb, x.dtype)
+    for i in range(x.shape[0]):
+        xi = x[i]
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            peak[b] = logsumexp__rowmax(xi, b0, b1)
+        m = peak[0]
+        for b in range(1, nb):
+            m = _max2(m, peak[b])
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            xb, tb = xi[b0:b1], _stack_block(xi)
+            for j in range(b1 - b0):
+                tb[j] = logsumexp__term(xb[j], m)
+            partial[b] = _lane_sum(tb, 0, b1 - b0)
+        s = c = 0.0
+        for b in range(nb):
+            s, c = _add(s, c, partial[b])
+        s = _total(s, c)
+        out[i] = logsumexp__value(s, m)
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def logsumexp__backward_x__blocks(out, dy, x):
+    n = x.shape[1]
+    nb = (n + 2048 - 1) // 2048
+    partial = np.empty(nb, np.float64)
+    peak = np.empty(nb, x.dtype)
+    for i in range(x.shape[0]):
+        xi = x[i]
+        oi = out[i]
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            peak[b] = logsumexp__rowmax(xi, b0, b1)
+        m = peak[0]
+        for b in range(1, nb):
+            m = _max2(m, peak[b])
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            xb, tb = xi[b0:b1], oi[b0:b1]
+            for j in range(b1 - b0):
+                tb[j] = logsumexp__term(xb[j], m)
+            partial[b] = _lane_sum(tb, 0, b1 - b0)
+        s = c = 0.0
+        for b in range(nb):
+            s, c = _add(s, c, partial[b])
+        s = _total(s, c)
+        r = logsumexp__norm(s, m)
+        d = dy[i]
+        for b in prange(nb):
+            b0 = b * 2048
+            b1 = min(b0 + 2048, n)
+            ob = oi[b0:b1]
+            for j in range(b1 - b0):
+                ob[j] = d * logsumexp__finish(ob[j], r)

@@ -24,7 +24,7 @@ from numba import cuda, float64
 from fastact import _cudamath as math
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "97dda4ce14874ed778fa8e26ec26f07848705f7ba70219503c26eca9da75c05d"
+DECLARATIONS_SHA256 = "2d572688162d1b49bbde714da7d4cfd2919d0cd067103fc698294547e6636979"
 
 _device = cuda.jit(device=True)
 
@@ -2350,3 +2350,117 @@ def softmin__backward_y__cuda_block(out, dy, y):
         d = _block_sum(sh, _total(d, c))
         for j in range(t, n, nt):
             out[r, j] = softmin__bout(dy[r, j], y[r, j], d)
+
+
+# --- logsumexp ---------------------------------------------------------------------------
+
+
+def logsumexp__key(x):
+    return x
+logsumexp__key = _device(logsumexp__key)
+
+
+def logsumexp__term(x, m):
+    return lit(1.0, x) if x == m else helper__exp_diff(x, m)
+logsumexp__term = _device(logsumexp__term)
+
+
+def logsumexp__norm(s, m):
+    return lit(1.0, s) / s if helper__row_has_limit(s, m) else math.nan
+logsumexp__norm = _device(logsumexp__norm)
+
+
+def logsumexp__finish(t, r):
+    return t * r
+logsumexp__finish = _device(logsumexp__finish)
+
+
+def logsumexp__value(s, m):
+    return np.float64(m) + np.float64(math.log(np.float64(s)))
+logsumexp__value = _device(logsumexp__value)
+
+
+@cuda.jit(device=True)
+def logsumexp__forward__row(x):
+    n = x.shape[0]
+    m = logsumexp__key(x[0])
+    for j in range(1, n):
+        m = _max2(m, logsumexp__key(x[j]))
+    s = c = 0.0
+    for j in range(n):
+        s, c = _add(s, c, logsumexp__term(x[j], m))
+    s = _total(s, c)
+    return logsumexp__value(s, m)
+
+
+@cuda.jit(cache=True)
+def logsumexp__forward__cuda_serial(out, x):
+    inner = x.shape[2]
+    for r in range(cuda.grid(1), x.shape[0] * inner, cuda.gridsize(1)):
+        o = r // inner
+        i = r - o * inner
+        out[o, i] = logsumexp__forward__row(x[o, :, i])
+
+
+@cuda.jit(device=True)
+def logsumexp__backward_x__row(dy, x, out):
+    n = x.shape[0]
+    m = logsumexp__key(x[0])
+    for j in range(1, n):
+        m = _max2(m, logsumexp__key(x[j]))
+    s = c = 0.0
+    for j in range(n):
+        s, c = _add(s, c, logsumexp__term(x[j], m))
+    s = _total(s, c)
+    r = logsumexp__norm(s, m)
+    for j in range(n):
+        out[j] = dy * logsumexp__finish(logsumexp__term(x[j], m), r)
+
+
+@cuda.jit(cache=True)
+def logsumexp__backward_x__cuda_serial(out, dy, x):
+    inner = x.shape[2]
+    for r in range(cuda.grid(1), x.shape[0] * inner, cuda.gridsize(1)):
+        o = r // inner
+        i = r - o * inner
+        logsumexp__backward_x__row(dy[o, i], x[o, :, i], out[o, :, i])
+
+
+@cuda.jit(cache=True)
+def logsumexp__forward__cuda_block(out, x):
+    sh = cuda.shared.array(ROW_THREADS, float64)
+    t = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    n = x.shape[1]
+    for r in range(cuda.blockIdx.x, x.shape[0], cuda.gridDim.x):
+        m = logsumexp__key(x[r, 0])
+        for j in range(t, n, nt):
+            m = _max2(m, logsumexp__key(x[r, j]))
+        m = _block_max(sh, m)
+        s = c = 0.0
+        for j in range(t, n, nt):
+            s, c = _add(s, c, logsumexp__term(x[r, j], m))
+        s = _block_sum(sh, _total(s, c))
+        if t == 0:
+            out[r] = logsumexp__value(s, m)
+
+
+@cuda.jit(cache=True)
+def logsumexp__backward_x__cuda_block(out, dy, x):
+    sh = cuda.shared.array(ROW_THREADS, float64)
+    t = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    n = x.shape[1]
+    for r in range(cuda.blockIdx.x, x.shape[0], cuda.gridDim.x):
+        m = logsumexp__key(x[r, 0])
+        for j in range(t, n, nt):
+            m = _max2(m, logsumexp__key(x[r, j]))
+        m = _block_max(sh, m)
+        s = c = 0.0
+        for j in range(t, n, nt):
+            s, c = _add(s, c, logsumexp__term(x[r, j], m))
+        s = _block_sum(sh, _total(s, c))
+        rr = logsumexp__norm(s, m)
+        d = dy[r]
+        for j in range(t, n, nt):
+            out[r, j] = d * logsumexp__finish(logsumexp__term(x[r, j], m), rr)

@@ -18,8 +18,8 @@ import numpy as np
 #: dtypes the kernels are compiled for; float16 is computed in float32 by the dispatch.
 DTYPES = ("float32", "float64")
 
-__all__ = ["DTYPES", "Param", "ElementwiseSpec", "RowwiseSpec", "elementwise", "rowwise", "helper", "double",
-           "REGISTRY", "HELPERS"]
+__all__ = ["DTYPES", "Param", "ElementwiseSpec", "RowwiseSpec", "ReductionSpec", "elementwise", "rowwise",
+           "reduction", "helper", "double", "REGISTRY", "HELPERS"]
 
 
 @dataclass(frozen=True)
@@ -136,8 +136,38 @@ class RowwiseSpec(_Parametrised):
     kind: str = field(default="rowwise", init=False)
 
 
+@dataclass(frozen=True)
+class ReductionSpec(_Parametrised):
+    """A reduction along one or more axes, written as :class:`RowwiseSpec`'s two reductions
+    and a value per row (``logsumexp``): for a row ``x``::
+
+        m = max(key(x_j))      s = sum(term(x_j, m))      result = value(s, m)
+
+    Its gradient is the normalised term, as :class:`RowwiseSpec`'s ``finish`` gives it::
+
+        dresult/dx_j = finish(term(x_j, m), norm(s, m))
+
+    so ``backward(dy, x=x)`` is ``dy * finish(term(x_j, m), norm(s, m))``, with ``dy``
+    one value per row.  The sums are :class:`RowwiseSpec`'s, block by block in the same
+    order on every target.
+    """
+
+    name: str
+    doc: str
+    formula: str
+    key: Callable
+    term: Callable
+    norm: Callable
+    finish: Callable
+    value: Callable
+    params: tuple[Param, ...] = ()
+    work: int = 1
+    layer: str = ""
+    kind: str = field(default="reduction", init=False)
+
+
 #: name -> spec, in declaration order.
-REGISTRY: dict[str, ElementwiseSpec | RowwiseSpec] = {}
+REGISTRY: dict[str, ElementwiseSpec | RowwiseSpec | ReductionSpec] = {}
 
 #: name -> scalar helper function shared by declarations, in declaration order.
 HELPERS: dict[str, Callable] = {}
@@ -248,6 +278,22 @@ def rowwise(*params: Param, formula: str, work: int = 1, layer: str | None = Non
     return declare
 
 
+def reduction(*params: Param, formula: str, work: int = 1):
+    """Declare a reduction (``logsumexp``) from ``key``, ``term``, ``value``, ``norm`` and
+    ``finish``; see :class:`ReductionSpec`.  ``work`` as for :func:`elementwise`.  A
+    reduction has no layer in :mod:`fastact.layers`."""
+
+    def declare(cls) -> ReductionSpec:
+        _check_work(cls.__name__, work)
+        fns = _functions(cls, ("key", "term", "norm", "finish", "value"))
+        return _register(
+            ReductionSpec(name=cls.__name__, doc=cls.__doc__ or "", formula=formula, params=tuple(params), work=work,
+                          **fns)
+        )
+
+    return declare
+
+
 def check_params(spec, func: str, given: dict) -> dict[str, float]:
     """Validate keyword parameters against ``spec``; return them complete, as the numbers
     the kernels receive (a choice as its index).
@@ -261,7 +307,7 @@ def check_params(spec, func: str, given: dict) -> dict[str, float]:
         if name not in values:
             known = ", ".join(spec.param_names) or "none"
             hint = _KEYWORD_HINTS.get(name, "")
-            if name == "axis" and spec.kind != "rowwise":
+            if name == "axis" and spec.kind == "elementwise":
                 hint = f"; {spec.name} is elementwise and has no axis"
             raise TypeError(f"{func}() got an unexpected keyword argument {name!r} (parameters: {known}){hint}")
         choices = by_name[name].choices
