@@ -104,9 +104,11 @@ def apply(function, src, dst, *, op="forward", params=None, axis=None, chunk_mb=
     if fn is None:
         raise SystemExit(f"fastact apply: unknown function {function!r}; one of {', '.join(fastact.FUNCTIONS)}")
     params = dict(params or {})
-    rowwise = function in fastact.ROWWISE
+    rowwise = function in fastact.ROWWISE or function in fastact.REDUCTIONS
     if rowwise and op != "forward":
         raise SystemExit(f"fastact apply: {function} is row-wise: only --op forward")
+    if function in fastact.REDUCTIONS and axis is None:
+        raise SystemExit(f"fastact apply: {function} is a reduction: give the axis to reduce, --axis A")
     if not rowwise and axis is not None:
         raise SystemExit(f"fastact apply: {function} is elementwise: it takes no --axis")
     src, dst = Path(src), Path(dst)

@@ -460,6 +460,97 @@ class Launch:
         host = np.transpose(host.reshape(s), np.argsort(perm)).reshape(shape)
         return self._to_host_result(host, rdt, finish)
 
+    def reduction(self, name, op, arrays, axes, kept, rshape, shape, rdt, cdt, finish):
+        """A reduction's ``op`` (``rshape``: the forward result's shape; ``shape``: this
+        call's).  The reduced axes become the middle of an (outer, n, inner) layout: host
+        operands are transposed so that they come last (one block per row), device ones
+        keep their memory order, so their reduced axes must be adjacent in it."""
+        cuda, stream = self.cuda, self.stream
+        x = arrays[-1]
+        expected = [rshape, x.shape] if op == "backward_x" else [x.shape]
+        ops, orders = [], set()
+        for a, want, label in zip(arrays, expected, ("dy", "x") if op == "backward_x" else ("x",)):
+            named = self.device.get(id(a))
+            if named is None:
+                ops.append((None, a))
+            else:
+                orders.add(self._check_device(named[0], named[1], want))
+                ops.append((named[1], None))
+        if self.device_out is not None:
+            orders.add(self._check_device("out", self.device_out, shape))
+        orders.discard(None)
+        if len(orders) > 1:
+            raise ValueError(f"{self.func}(): the device arrays mix C and Fortran order; the CUDA target needs "
+                             "them in one memory order (copy one of them to the other's order)")
+        order = orders.pop() if orders else "C"
+        any_device = any(d is not None for d, _ in ops) or self.device_out is not None
+        full = tuple(x.shape) or (1,)
+        nd = len(full)
+        if any_device:
+            perm = tuple(range(nd))[::-1] if order == "F" else tuple(range(nd))
+        else:
+            perm = tuple(k for k in range(nd) if k not in axes) + tuple(axes)
+        at = sorted(perm.index(a) for a in axes)
+        if at != list(range(at[0], at[0] + len(at))):
+            raise ValueError(
+                f"{self.func}(): the CUDA target reduces device arrays over axes adjacent in memory; axes "
+                f"{tuple(axes)} of a {order}-ordered array of shape {tuple(x.shape)} are not (transpose it on "
+                "the device first, or pass a host array)"
+            )
+        s = tuple(full[k] for k in perm)
+        outer, n, inner = math.prod(s[: at[0]]), math.prod(s[at[0] : at[-1] + 1]), math.prod(s[at[-1] + 1 :])
+        rows_shape = (outer, n) if inner == 1 else (outer, n, inner)
+        row_values = (outer,) if inner == 1 else (outer, inner)
+        if x.size == 0:  # rows of no elements give log(0); no rows give nothing
+            host = np.full(shape, -np.inf, rdt) if op == "forward" else np.empty(shape, rdt)
+            if self.device_out is not None or any_device:
+                target = self.device_out if self.device_out is not None else \
+                    cuda.device_array(shape, rdt, order=order, stream=stream)
+                if host.size:
+                    target.copy_to_device(np.asarray(host, order=order), stream=stream)
+                return self.returned_out if self.device_out is not None else target
+            return self._to_host_result(host, rdt, finish)
+
+        def flat(d):
+            return d.reshape(d.size) if d.ndim <= 1 else d.ravel(order=order)
+
+        def as_rows(d):
+            return flat(d).reshape(rows_shape)
+
+        def as_values(d):
+            return flat(d).reshape(row_values)
+
+        inputs = []
+        for (d, h), role in zip(ops, ("dy", "x") if op == "backward_x" else ("x",)):
+            if d is not None:
+                inputs.append(self._compute_view(d, cdt, as_values if role == "dy" else as_rows))
+                continue
+            h = h if h.dtype == cdt else h.astype(cdt)
+            if role == "dy":
+                h = np.reshape(np.broadcast_to(h, rshape), kept or (1,))
+            h = np.transpose(h.reshape(full) if role == "x" else h.reshape(tuple(kept) or (1,)), perm)
+            inputs.append(self._to_device(h.reshape(rows_shape if role == "x" else row_values)))
+        view = as_values if op == "forward" else as_rows
+        out_view, finisher = self._result(shape, rdt, cdt, order, view, any_device)
+        if out_view is None:
+            out_view = cuda.device_array(row_values if op == "forward" else rows_shape, cdt, stream=stream)
+        if inner == 1:
+            blocks, threads = _block_config(cuda, self.mod, outer, n)
+            kernel = getattr(self.mod, f"{name}__{op}__cuda_block")
+        else:
+            blocks, threads = _flat_config(cuda, outer * inner)
+            kernel = getattr(self.mod, f"{name}__{op}__cuda_serial")
+        _launch(kernel, blocks, threads, stream)(out_view, *inputs)
+        if finisher is not None:
+            return finisher()
+        host = out_view.copy_to_host(stream=stream)
+        _sync(stream)
+        if op == "forward":
+            host = host.reshape(shape)
+        else:
+            host = np.transpose(host.reshape(s), np.argsort(perm)).reshape(shape)
+        return self._to_host_result(host, rdt, finish)
+
     def _empty(self, shape, rdt, order, any_device, finish):
         if self.returned_out is not None:
             return self.returned_out

@@ -371,15 +371,16 @@ def signature(spec, method: str) -> inspect.Signature:
     pos = [P("dy" if method == "backward" else "x", P.POSITIONAL_ONLY)]
     kw = []
     if method == "backward":
-        kw.append(P("x", P.KEYWORD_ONLY, default=None))
-        if not isinstance(spec, ReductionSpec):
-            kw.append(P("y", P.KEYWORD_ONLY, default=None))
+        if isinstance(spec, ReductionSpec):  # its gradient needs x; y alone does not give it
+            kw.append(P("x", P.KEYWORD_ONLY))
+        else:
+            kw += [P("x", P.KEYWORD_ONLY, default=None), P("y", P.KEYWORD_ONLY, default=None)]
     if isinstance(spec, RowwiseSpec):
         kw.append(P("axis", P.KEYWORD_ONLY, default=-1))
     if isinstance(spec, ReductionSpec):  # axis required, as PyTorch's dim
         kw += [P("axis", P.KEYWORD_ONLY), P("keepdims", P.KEYWORD_ONLY, default=False)]
     kw.append(P("out", P.KEYWORD_ONLY, default=None))
-    if method == "backward" and not isinstance(spec, RowwiseSpec):
+    if method == "backward" and isinstance(spec, ElementwiseSpec):
         kw.append(P("accumulate", P.KEYWORD_ONLY, default=False))
     kw += [P("target", P.KEYWORD_ONLY, default=None), P("stream", P.KEYWORD_ONLY, default=None)]
     if isinstance(spec, (RowwiseSpec, ReductionSpec)):
@@ -399,7 +400,8 @@ _COMMON_ARGS = """
 
     Dask arrays give Dask arrays (lazy, chunk by chunk, each chunk on the ``cpu`` target
     unless ``target`` says otherwise), xarray DataArrays give DataArrays with their dims,
-    coordinates and attrs; row-wise functions then also take ``dim=`` for ``axis=``.
+    coordinates and attrs; row-wise functions and reductions then also take ``dim=`` for
+    ``axis=``.
 """
 
 

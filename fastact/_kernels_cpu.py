@@ -38,7 +38,7 @@ from fastact._lanes import stack_block as _stack_block
 from fastact._lanes import lane_sum as _lane_sum
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "2d572688162d1b49bbde714da7d4cfd2919d0cd067103fc698294547e6636979"
+DECLARATIONS_SHA256 = "fd0dd9d32426e6c86ca916c7221a3affd2820cc4a5f55acd922c5d1beec4cae6"
 
 
 def _scalar(fn):

@@ -24,7 +24,7 @@ from numba import cuda, float64
 from fastact import _cudamath as math
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "2d572688162d1b49bbde714da7d4cfd2919d0cd067103fc698294547e6636979"
+DECLARATIONS_SHA256 = "fd0dd9d32426e6c86ca916c7221a3affd2820cc4a5f55acd922c5d1beec4cae6"
 
 _device = cuda.jit(device=True)
 

@@ -268,3 +268,131 @@ def xarray_call(call, func, named, dim=None, axis=None):
     result = call(values, axis)
     return xr.DataArray(result, coords=template.coords, dims=template.dims, name=template.name,
                         attrs=dict(template.attrs))
+
+
+# --- reductions (logsumexp) -------------------------------------------------------------------
+
+
+def reduce_chunk(name, op, target, axes, keepdims, *blocks):
+    """fastact's reduction ``op`` on NumPy blocks whose reduced axes are whole."""
+    import fastact
+
+    fn = fastact.FUNCTIONS[name]
+    if op == "forward":
+        return fn(blocks[0], axis=axes, keepdims=keepdims, target=target)
+    return fn.backward(blocks[0], x=blocks[1], axis=axes, keepdims=True, target=target)
+
+
+def reduction_call(spec, op, func, named, target, axis, keepdims, dim, no_axis):
+    """The lazy result of a reduction's ``op`` with a Dask array or a DataArray among the
+    operands."""
+    from fastact._dispatch import _missing_axis
+
+    if kind_of(named) == "xarray":
+        return _xarray_reduction(spec, op, func, named, target, axis, keepdims, dim, no_axis)
+    if axis is no_axis:
+        raise TypeError(_missing_axis(func))
+    return _dask_reduction(spec, op, func, named, target, axis, keepdims)
+
+
+def _dask_reduction(spec, op, func, named, target, axis, keepdims):
+    import dask.array as da
+
+    from fastact._dispatch import _broadcasts_to, reduced_shapes, reduction_axes
+
+    target = _CHUNK_TARGET[target]
+    values, dtypes = _operands(named)
+    x = values[-1] if _kind(values[-1]) == "dask" else da.asarray(values[-1])
+    if x.ndim == 0:
+        x = x.reshape(1)
+    axes = reduction_axes(func, axis, x.ndim)
+    shape, kept = reduced_shapes(x.shape, axes, keepdims)
+    # The checks and the result's dtype, from the call on one-element arrays.
+    small = [np.ones((1,) * x.ndim, dt) for dt in dtypes]
+    rdt = np.asarray(reduce_chunk(spec.name, op, "cpu", axes, True, *small)).dtype
+    f64 = np.float64
+    whole = all(len(x.chunks[k]) == 1 for k in axes)
+    if op == "forward":
+        if whole:
+            chunks = tuple((1,) if k in axes else c for k, c in enumerate(x.chunks))
+            r = da.map_blocks(functools.partial(reduce_chunk, spec.name, op, target, axes, True), x, chunks=chunks,
+                              dtype=rdt, meta=np.empty((0,) * x.ndim, rdt), token=f"fastact-{spec.name}")
+        else:
+            m = _reduce(x.astype(f64), _max_block, axes)
+            s = _reduce(da.map_blocks(_terms_block, x.astype(f64), m, dtype=f64), _sum_block, axes)
+            r = da.map_blocks(_logsumexp_block, m, s, dtype=f64).astype(rdt)
+        return r if keepdims else r.squeeze(axis=axes)
+    dy = values[0] if _kind(values[0]) == "dask" else da.asarray(values[0])
+    if not _broadcasts_to(dy.shape, shape):
+        raise ValueError(
+            f"{func}(): dy must have the shape of the forward result, {shape} (keepdims={keepdims}), "
+            f"or broadcast to it; got {dy.shape}"
+        )
+    dyk = da.broadcast_to(dy, shape).reshape(kept)
+    dyk = dyk.rechunk(tuple((1,) if k in axes else c for k, c in enumerate(x.chunks)))
+    if whole:
+        return da.map_blocks(functools.partial(reduce_chunk, spec.name, op, target, axes, True), dyk, x,
+                             dtype=rdt, meta=np.empty((0,) * x.ndim, rdt), token=f"fastact-{spec.name}-backward")
+    x64 = x.astype(f64)
+    m = _reduce(x64, _max_block, axes)
+    t = da.map_blocks(_terms_block, x64, m, dtype=f64)
+    s = _reduce(t, _sum_block, axes)
+    return da.map_blocks(_scaled_softmax_block, dyk.astype(f64), t, m, s, dtype=f64).astype(rdt)
+
+
+def _logsumexp_block(m, s):
+    with np.errstate(all="ignore"):
+        return m + np.log(s)
+
+
+def _scaled_softmax_block(dy, t, m, s):
+    return dy * _softmax_block(t, m, s)
+
+
+def _xarray_reduction(spec, op, func, named, target, axis, keepdims, dim, no_axis):
+    """A reduction of DataArrays over the dims ``dim`` (a name or several; or ``axis=``
+    by position): the result keeps the other dims, their coordinates and the attrs."""
+    import xarray as xr
+
+    from fastact._dispatch import _missing_axis
+
+    import fastact
+
+    fn = fastact.FUNCTIONS[spec.name]
+    x = named[-1][1]
+    if _kind(x) != "xarray":
+        raise TypeError(f"{func}(): x must be a DataArray when dy is one")
+    if dim is not None and axis is not no_axis:
+        raise TypeError(f"{func}(): give dim= or axis=, not both")
+    if dim is None:
+        if axis is no_axis:
+            raise TypeError(_missing_axis(func))
+        from fastact._dispatch import reduction_axes
+
+        dims = tuple(x.dims[k] for k in reduction_axes(func, axis, x.ndim)) if x.ndim else ()
+    else:
+        dims = (dim,) if isinstance(dim, str) else tuple(dim)
+        missing = [d for d in dims if d not in x.dims]
+        if missing:
+            raise ValueError(f"{func}(): dim {missing[0]!r} is not one of the DataArray's dims {x.dims}")
+    axes = tuple(x.dims.index(d) for d in dims)
+    if op == "forward":
+        def reduce(data, axis=None, keepdims=False):
+            return fn(data, axis=axis, keepdims=keepdims, target=target)
+
+        return x.reduce(reduce, dim=list(dims), keepdims=keepdims, keep_attrs=True)
+    dy = named[0][1]
+    kept = tuple(1 if k in axes else n for k, n in enumerate(x.shape))
+    if _kind(dy) == "xarray":
+        rest = [d for d in x.dims if d not in dims]
+        join = xr.get_options().get("arithmetic_join", "inner")
+        dy, x = xr.align(dy, x, join=join, exclude=list(dims))
+        kept = tuple(1 if k in axes else n for k, n in enumerate(x.shape))
+        dy_data = xr.broadcast(dy, x.isel({d: 0 for d in dims}, drop=True))[0].transpose(*rest).data.reshape(kept)
+    elif keepdims:
+        dy_data = dy
+    else:  # dy over the other dims, in x's order: their axes put back with length 1
+        reduced = tuple(n for k, n in enumerate(x.shape) if k not in axes)
+        dy_data = (np.broadcast_to(dy, reduced) if _kind(dy) != "dask" else dy.broadcast_to(reduced)).reshape(kept)
+    data = fn.backward(dy_data, x=x.data, axis=axes, keepdims=True, target=target)
+    return xr.DataArray(data, coords=x.coords, dims=x.dims, name=x.name, attrs=dict(x.attrs))

@@ -19,6 +19,9 @@ def _operations(fn):
 
     spec = fn.spec
     name = spec.name
+    if spec.kind == "reduction":
+        return [(name, lambda x, t: fn(x, axis=-1, target=t), None),
+                (f"{name}.backward", lambda x, t: fn.backward(fn(x, axis=-1, target=t), x=x, axis=-1, target=t), None)]
     ops = [(name, lambda x, t: fn(x, target=t), None)]
     for method in ("grad", "grad2"):
         if method in methods(spec):

@@ -4,12 +4,13 @@ import pickle
 
 import numpy as np
 import pytest
-from _helpers import param_sets, params_id, y_allowed
+from _helpers import SHAPED, param_sets, params_id, y_allowed
 
 import fastact as fa
+from fastact._spec import layer_name
 from fastact import layers
 
-CASES = [(name, params) for name in fa.REGISTRY for params in param_sets(name)]
+CASES = [(name, params) for name in SHAPED for params in param_sets(name)]
 IDS = [f"{n}-{params_id(p)}" for n, p in CASES]
 
 
@@ -23,15 +24,18 @@ def _x(rng, name):
     return x
 
 
-def test_every_function_has_a_layer():
-    names = {fa.REGISTRY[n].layer for n in fa.REGISTRY}
+def test_every_activation_has_a_layer():
+    names = {fa.REGISTRY[n].layer for n in SHAPED}
     assert {"ReLU", "LeakyReLU", "ELU", "Sigmoid", "Step", "Identity", "Softmax"} <= names
-    for name, spec in fa.REGISTRY.items():
+    for name in SHAPED:
+        spec = fa.REGISTRY[name]
         cls = getattr(layers, spec.layer)
         assert cls.function is fa.FUNCTIONS[name] and spec.layer in layers.__all__
         assert issubclass(cls, layers.Activation) and cls.__module__ == "fastact.layers"
         assert f"fastact.{name}" in cls.__doc__
     assert fa.layers is layers
+    # Reductions are not activations: no layer, and no class named after them.
+    assert fa.REDUCTIONS and not any(hasattr(layers, layer_name(n)) for n in fa.REDUCTIONS)
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)

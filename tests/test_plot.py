@@ -30,6 +30,9 @@ def test_curves_are_the_functions(name):
     assert x.min() <= -4 and x.max() >= 4
     if name in fa.ELEMENTWISE:
         want = [fn(x), fn.grad(x)]
+    elif name in fa.REDUCTIONS:  # of [x, 0], with its gradient in x
+        pair = np.stack([x, np.zeros_like(x)], -1)
+        want = [fn(pair, axis=-1), fn.backward(np.ones_like(x), x=pair, axis=-1)[:, 0]]
     else:
         pair = np.stack([x, np.zeros_like(x)], -1)
         y = fn(pair)

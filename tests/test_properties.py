@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from _helpers import (
     CPU_TARGETS,
+    SHAPED,
     FLOATS,
     LAYOUTS,
     ROWWISE_OPS,
@@ -189,7 +190,7 @@ def test_rowwise_partial_overlap(name, target, data, dtype, rows, n, shift, forw
 # --- auto really switches ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", fa.REGISTRY)
+@pytest.mark.parametrize("name", SHAPED)
 def test_auto_runs_parallel_kernels_from_the_threshold(name, monkeypatch):
     """Below its threshold (``PARALLEL_BYTES`` divided by the element's size and the
     declared work per element) ``auto`` runs the single-threaded kernel; from it on, the

@@ -45,7 +45,7 @@ class logsumexp:
         >>> fa.logsumexp.backward(np.ones(2), x=x, axis=-1)
         array([[0.25, 0.75],
                [0.5 , 0.5 ]])
-        >>> fa.logsumexp(np.array([-np.inf, np.inf]), axis=None)
+        >>> float(fa.logsumexp(np.array([-np.inf, np.inf]), axis=None))
         inf
 
     See also: :data:`softmax`, :data:`log_softmax`.
