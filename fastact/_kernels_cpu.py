@@ -38,7 +38,7 @@ from fastact._lanes import stack_block as _stack_block
 from fastact._lanes import lane_sum as _lane_sum
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "fd0dd9d32426e6c86ca916c7221a3affd2820cc4a5f55acd922c5d1beec4cae6"
+DECLARATIONS_SHA256 = "86039255d664f09a627505c2f4a39df766eebbecbe57e358404565673f26faf3"
 
 
 def _scalar(fn):

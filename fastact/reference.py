@@ -7,7 +7,8 @@ function computes in the dtype of its input; pass float64 to get a float64 oracl
 ``REFERENCE[name]`` has, for an elementwise activation, ``forward(x, **params)``,
 ``grad(x, **params)``, ``grad_y(y, **params)`` (where declared), ``grad2(x, **params)`` and ``backward(dy, x=None,
 y=None, **params)``; for a row-wise function, ``forward(x, axis)`` and
-``backward(dy, x=None, y=None, axis=-1)``.
+``backward(dy, x=None, y=None, axis=-1)``; for a reduction, ``forward(x, axis, keepdims)``
+and ``backward(dy, x, axis, keepdims)``.
 """
 
 from __future__ import annotations
@@ -613,6 +614,30 @@ def softmin_backward_y(dy, y, axis=-1):
     return -softmax_backward_y(dy, y, axis)
 
 
+def logsumexp(x, axis, keepdims=False):
+    """``m + log(sum(exp(x - m)))``; ``+inf`` anywhere gives ``+inf``, a row of ``-inf``
+    only ``-inf``, a NaN NaN (``m`` taken as 0 where it is not finite)."""
+    m = np.max(x, axis=axis, keepdims=True)
+    finite_m = np.where(np.isfinite(m), m, 0).astype(x.dtype)
+    r = finite_m + np.log(np.sum(np.exp(x - finite_m), axis=axis, keepdims=True))
+    r = np.where(np.isnan(m) | np.isnan(r), np.nan, np.where(np.isinf(m), m, r)).astype(r.dtype)
+    return r if keepdims else np.squeeze(r, axis=axis)
+
+
+def logsumexp_backward(dy, x, axis, keepdims=False):
+    """``dy * softmax(x)`` over the reduced axes (softmax's limits at infinities)."""
+    axes = tuple(range(x.ndim)) if axis is None else np.lib.array_utils.normalize_axis_tuple(axis, max(x.ndim, 1))
+    shape = tuple(1 if k in axes else n for k, n in enumerate(x.shape))
+    reduced = tuple(n for k, n in enumerate(x.shape) if k not in axes)
+    dyk = np.reshape(np.broadcast_to(dy, shape if keepdims else reduced), shape)
+    if not x.ndim:
+        return dy * softmax(x.reshape(1)).reshape(())
+    moved = np.moveaxis(x, axes, tuple(range(-len(axes), 0)))
+    flat = moved.reshape(*moved.shape[: x.ndim - len(axes)], -1)
+    y = np.moveaxis(softmax(flat, axis=-1).reshape(moved.shape), tuple(range(-len(axes), 0)), axes)
+    return dyk * y
+
+
 # --- the table the tests and benchmarks iterate over ----------------------------------------
 
 
@@ -696,4 +721,5 @@ REFERENCE = {
     "log_softmax": _rowwise(log_softmax, log_softmax_backward_y,
                             scale={"forward": _log_softmax_scale_forward, "backward": _log_softmax_scale_backward}),
     "softmin": _rowwise(softmin, softmin_backward_y),
+    "logsumexp": SimpleNamespace(kind="reduction", forward=_quiet(logsumexp), backward=_quiet(logsumexp_backward)),
 }

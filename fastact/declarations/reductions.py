@@ -17,8 +17,12 @@ class logsumexp:
     Subtracting the maximum makes it exact for any finite input (no overflow at
     ``x = 1e4``, no underflow to ``-inf`` at ``x = -1e4``), with :math:`x_j - m` taken
     exactly and the sum in double precision, in a fixed order (every target gives the same
-    bits).  Infinities give the limits: ``+inf`` anywhere in a row gives ``+inf``, a row
-    of ``-inf`` only (or an empty row) gives ``-inf``, and a NaN gives NaN.
+    bits).  Accurate to 1 ULP (float32: the float64 value rounded once) or 4 ULP
+    (float64), or, where :math:`m` and :math:`\log \sum` cancel (a result near 0), to 2
+    (float32) or 4 (float64) ULP of :math:`1 + |m|`: the sum's rounding is an absolute
+    error of its logarithm, whatever the formula.  Infinities give the limits: ``+inf``
+    anywhere in a row gives ``+inf``, a row of ``-inf`` only (or an empty row) gives
+    ``-inf``, and a NaN gives NaN.
 
     ``axis`` is required, as PyTorch's ``dim`` is: an int, a tuple of ints, or None for
     every axis (JAX and SciPy default to None; fastact makes no silent choice).
@@ -26,7 +30,8 @@ class logsumexp:
 
     ``logsumexp.backward(dy, x=x, axis=...)`` is :math:`dy \cdot \mathrm{softmax}(x)`
     along the reduced axes, ``dy`` having the result's shape (with or without
-    ``keepdims``); it equals ``dy * fa.softmax(x)`` bit for bit for one axis.  Like
+    ``keepdims``); in float64 it equals ``dy * fa.softmax(x)`` bit for bit for one axis
+    (in float32 it rounds once where that product rounds twice).  Like
     softmax's, it is 1 at a row's single ``+inf`` and 0 elsewhere, and NaN for rows of
     several ``+inf`` or of ``-inf`` only (PyTorch and JAX give NaN at any ``+inf``).
     There is no ``y=``: the gradient needs the input, the output alone does not determine
