@@ -332,12 +332,13 @@ def _dask_reduction(spec, op, func, named, target, axis, keepdims):
     dyk = dyk.rechunk(tuple((1,) if k in axes else c for k, c in enumerate(x.chunks)))
     if whole:
         return da.map_blocks(functools.partial(reduce_chunk, spec.name, op, target, axes, True), dyk, x,
-                             dtype=rdt, meta=np.empty((0,) * x.ndim, rdt), token=f"fastact-{spec.name}-backward")
+                             chunks=x.chunks, dtype=rdt, meta=np.empty((0,) * x.ndim, rdt),
+                             token=f"fastact-{spec.name}-backward")
     x64 = x.astype(f64)
     m = _reduce(x64, _max_block, axes)
     t = da.map_blocks(_terms_block, x64, m, dtype=f64)
     s = _reduce(t, _sum_block, axes)
-    return da.map_blocks(_scaled_softmax_block, dyk.astype(f64), t, m, s, dtype=f64).astype(rdt)
+    return da.map_blocks(_scaled_softmax_block, t, m, s, dyk.astype(f64), dtype=f64).astype(rdt)
 
 
 def _logsumexp_block(m, s):
@@ -345,7 +346,7 @@ def _logsumexp_block(m, s):
         return m + np.log(s)
 
 
-def _scaled_softmax_block(dy, t, m, s):
+def _scaled_softmax_block(t, m, s, dy):  # t first: the result has its chunks
     return dy * _softmax_block(t, m, s)
 
 

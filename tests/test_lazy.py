@@ -236,6 +236,60 @@ def test_rowwise_takes_dim(chunks):
         fa.softmax(xa, dim="batch", axis=0)
 
 
+@pytest.mark.parametrize("chunks", [(30, 20), (7, 20), (7, 6)], ids=["one", "rows", "both"])
+@pytest.mark.parametrize(("axis", "keepdims"), [(-1, False), (0, True), ((0, 1), False), (None, True)], ids=str)
+def test_logsumexp_stays_lazy(chunks, axis, keepdims):
+    """Reduced axes of one chunk: chunk by chunk, the in-memory bits; of several: two
+    passes, within a few ULP; backward likewise, with dy of the result's shape."""
+    x, _ = _data(np.float64, seed=3)
+    x = np.nan_to_num(x, nan=1.0)
+    x[1, :] = -np.inf  # a row of -inf, and one with +inf (x[0, 2])
+    dx = da.from_array(x, chunks=chunks)
+    r = fa.logsumexp(dx, axis=axis, keepdims=keepdims)
+    assert isinstance(r, da.Array)
+    want = fa.logsumexp(x, axis=axis, keepdims=keepdims)
+    got = r.compute()
+    assert got.shape == np.shape(want) and got.dtype == want.dtype
+    whole = all(len(dx.chunks[k]) == 1 for k in ((0, 1) if axis is None else np.atleast_1d(axis) % 2))
+    if whole:
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        assert np.nanmax(ulp_distance(got, want)) <= 4
+    dy = np.random.default_rng(4).standard_normal(np.shape(want))
+    g = fa.logsumexp.backward(da.from_array(dy) if np.ndim(dy) else dy, x=dx, axis=axis, keepdims=keepdims)
+    assert isinstance(g, da.Array) and g.shape == x.shape and g.chunks == dx.chunks
+    gw = fa.logsumexp.backward(dy, x=x, axis=axis, keepdims=keepdims)
+    np.testing.assert_allclose(g.compute(), gw, rtol=1e-14, atol=1e-300)
+    with pytest.raises(TypeError, match=r"logsumexp\(\) needs axis="):
+        fa.logsumexp(dx)
+    with pytest.raises(ValueError, match="dy must have the shape of the forward result"):
+        fa.logsumexp.backward(da.ones(7), x=dx, axis=-1)
+
+
+@pytest.mark.parametrize("chunks", [None, {"batch": 7}, {"feature": 5}], ids=["numpy", "dask", "dask-rows-split"])
+def test_logsumexp_of_dataarrays_drops_the_reduced_dims(chunks):
+    x, dy = _data(np.float64)
+    x = np.nan_to_num(x, nan=0.0)
+    xa = _labelled(x, chunks)
+    r = fa.logsumexp(xa, dim="feature")
+    assert r.dims == ("batch",) and r.attrs == {"units": "V"} and list(r.batch.values) == list(range(30))
+    np.testing.assert_allclose(r.values, fa.logsumexp(x, axis=1), rtol=1e-15)
+    assert fa.logsumexp(xa, dim=("batch", "feature")).dims == ()
+    assert fa.logsumexp(xa, axis=0, keepdims=True).dims == ("batch", "feature")
+    g = fa.logsumexp.backward(r, x=xa, dim="feature")  # dy: a DataArray of the result's dims
+    assert g.dims == ("batch", "feature") and g.name == "h"
+    np.testing.assert_allclose(g.values, fa.logsumexp.backward(r.values, x=x, axis=1), rtol=1e-14)
+    g = fa.logsumexp.backward(np.ones(20), x=xa, dim="batch")  # dy: a plain array of the other dims
+    np.testing.assert_allclose(g.values, fa.softmax(x, axis=0), rtol=1e-14)
+    with pytest.raises(ValueError, match="dim 'time' is not one of the DataArray's dims"):
+        fa.logsumexp(xa, dim="time")
+    with pytest.raises(TypeError, match="give dim= or axis=, not both"):
+        fa.logsumexp(xa, dim="batch", axis=0)
+    with pytest.raises(TypeError, match="needs axis="):
+        fa.logsumexp(xa)
+
+
 def test_dataarrays_align_as_in_xarray_arithmetic():
     x, dy = _data()
     xa = _labelled(x)
@@ -282,7 +336,9 @@ def test_a_distributed_cluster_of_two_worker_processes(method):
         # asserted here: timings are the benchmarks' business)
         loads = client.run(_first_call_seconds)
         assert len(loads) == 2 and all(t > 0 for t in loads.values())
-        y, g, s = client.compute([fa.sigmoid(dx), fa.sigmoid.backward(ddy, x=dx), fa.softmax(dx)], sync=True)
+        y, g, s, r = client.compute([fa.sigmoid(dx), fa.sigmoid.backward(ddy, x=dx), fa.softmax(dx),
+                                     fa.logsumexp(dx, axis=-1)], sync=True)
+    np.testing.assert_array_equal(r, fa.logsumexp(x, axis=-1))
     np.testing.assert_array_equal(y, fa.sigmoid(x))
     np.testing.assert_array_equal(g, fa.sigmoid.backward(dy, x=x))
     np.testing.assert_array_equal(s, fa.softmax(x))

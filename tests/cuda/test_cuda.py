@@ -21,6 +21,7 @@ import zlib
 import numpy as np
 import pytest
 from _helpers import (
+    SHAPED,
     case_id,
     edge_values,
     elementwise_cases,
@@ -346,6 +347,64 @@ def test_rowwise_special_rows_and_fortran_order(name):
         assert_close_backward(r.copy_to_host(), expected, y, dy, axis, f"{name} F axis={axis}", 4 * ROW_MAX_ULP)
 
 
+# --- reductions -------------------------------------------------------------------------------
+
+#: (shape, axis) for reductions: rows along the contiguous axis (a block per row), across it
+#: (a thread per row), several adjacent axes, every axis.
+REDUCE_LAYOUTS = [((3, 40), -1), ((3, 40), 0), ((2, 3, 20), (1, 2)), ((4, 3, 5), (0, 1)), ((2, 3, 4), None),
+                  ((7,), 0)]
+
+
+@pytest.mark.parametrize("keepdims", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: np.dtype(t).name)
+@pytest.mark.parametrize("layout", REDUCE_LAYOUTS, ids=lambda la: f"{la[0]}-axis{la[1]}")
+@pytest.mark.parametrize("name", fa.REDUCTIONS)
+def test_reduction_matches_cpu(name, layout, dtype, keepdims):
+    f = fa.FUNCTIONS[name]
+    shape, axis = layout
+    x, _ = rowwise_data(dtype, shape, seed(f"{name}-{shape}-{axis}"))
+    want = f(x, axis=axis, keepdims=keepdims, target="cpu")
+    dy = np.random.default_rng(1).standard_normal(np.shape(want)).astype(dtype)
+    dwant = f.backward(dy, x=x, axis=axis, keepdims=keepdims, target="cpu")
+    kw = dict(axis=axis, keepdims=keepdims)
+    assert_close(f(x, target="cuda", **kw), want, name, maxulp=ROW_MAX_ULP)
+    out = np.full(np.shape(want), np.nan, dtype)
+    assert f(x, out=out, target="cuda", **kw) is out
+    assert_close(out, want, name, maxulp=ROW_MAX_ULP)
+    r = f(on_device(x), **kw)  # auto picks CUDA for device input
+    assert not isinstance(r, np.ndarray)
+    assert_close(to_host(r), want, f"{name} device", maxulp=ROW_MAX_ULP)
+    bound = 4 * ROW_MAX_ULP
+    assert_close(f.backward(dy, x=x, target="cuda", **kw), dwant, f"{name}.backward", maxulp=bound)
+    d = on_device(x)
+    assert f.backward(cuda.to_device(dy), x=d, out=d, **kw) is d  # in place on the device (dy may be 0-d)
+    assert_close(d.copy_to_host(), dwant, f"{name}.backward device in place", maxulp=bound)
+
+
+@pytest.mark.parametrize("name", fa.REDUCTIONS)
+def test_reduction_special_rows_fortran_float16_and_empty(name):
+    f = fa.FUNCTIONS[name]
+    x = np.array([[1e4, 0.0, -1e4, 3.0], [-np.inf] * 4, [np.nan, 1.0, 2.0, 3.0], [np.inf, 1.0, np.inf, 3.0]])
+    for axis in (-1, 0):
+        assert_close(f(x, axis=axis, target="cuda"), f(x, axis=axis, target="cpu"), f"{name} axis={axis}",
+                     maxulp=ROW_MAX_ULP)
+        dy = np.linspace(1, 2, 4)
+        r = f.backward(on_device(dy), x=on_device(np.asfortranarray(x)), axis=axis)
+        assert r.is_f_contiguous()
+        assert_close(r.copy_to_host(), f.backward(dy, x=x, axis=axis, target="cpu"), f"{name}.backward F",
+                     maxulp=4 * ROW_MAX_ULP)
+    h = x[:1].astype(np.float16)
+    assert f(h, axis=-1, target="cuda").dtype == np.float16
+    assert f(np.empty((3, 0)), axis=-1, target="cuda").tolist() == [-np.inf] * 3
+    e = f(on_device(np.empty((3, 0))), axis=-1)
+    assert e.copy_to_host().tolist() == [-np.inf] * 3
+    assert f(2.0, axis=None, target="cuda") == 2.0
+    with pytest.raises(ValueError, match=r"axes adjacent in memory"):
+        f(on_device(np.ones((2, 3, 4))), axis=(0, 2))
+    with pytest.raises(ValueError, match=r"dy must have the shape of the forward result, \(2,\)"):
+        f.backward(on_device(np.ones(3)), x=on_device(np.ones((2, 3))), axis=-1)
+
+
 # --- streams, errors --------------------------------------------------------------------------
 
 
@@ -423,7 +482,7 @@ def test_any_cuda_array_interface_object():
 # --- faults -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(fa.REGISTRY))
+@pytest.mark.parametrize("name", SHAPED)
 def test_host_out_with_device_inputs_gets_the_result(name):
     """Device inputs and a NumPy ``out``: the result is copied into ``out`` (never a device
     array returned beside an untouched ``out``)."""

@@ -24,7 +24,7 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
     pytest.skip("needs a real GPU, not the simulator", allow_module_level=True)
 
 from fastact import _kernels_cuda as K  # noqa: E402
-from _helpers import tolerance
+from _helpers import SHAPED, tolerance
 from test_cuda import MAX_ULP, ROW_MAX_ULP, assert_close, assert_close_backward, elementwise_data  # noqa: E402
 
 # --- float32 kernels compute in float32 -------------------------------------------------------
@@ -62,9 +62,12 @@ def test_float32_kernels_have_no_f64_unless_asked(kernel):
     k = getattr(K, kernel)
     params = list(inspect.signature(k.py_func).parameters)
     nd = 1 if kernel.endswith("__cuda") else (2 if kernel.endswith("_block") else 3)
-    arr = {1: float32[::1], 2: float32[:, ::1], 3: float32[:, :, ::1]}[nd]
-    arrays = sum(1 for p in params if p in ("out", "x", "y", "dy", "acc"))
-    sig = tuple([arr] * arrays + [float32] * (len(params) - arrays))
+    arr = {1: float32[::1], 2: float32[:, ::1], 3: float32[:, :, ::1]}
+    # A reduction's values (its forward out, its backward dy) have one dimension fewer.
+    reduction = kernel.split("__")[0] in fa.REDUCTIONS
+    fewer = {"dy", "out"} if "__forward__" in kernel else {"dy"}
+    sig = tuple(arr[nd - (reduction and p in fewer)] if p in ("out", "x", "y", "dy", "acc") else float32
+                for p in params)
     ptx, _ = cuda.compile_ptx_for_current_device(k.py_func, sig)
     f64 = [line.strip() for line in ptx.splitlines() if re.search(r"\.f64\b", line) and not line.strip().startswith(".reg")]
     rowwise = nd > 1
@@ -94,6 +97,20 @@ def test_elementwise_beyond_one_grid(name):
     atol = 2 * tolerance(name, "backward_x", x64, dy64, params, np.float32, MAX_ULP)
     got = f.backward(cuda.to_device(dy), x=d).copy_to_host()
     assert_close(got, f.backward(dy, x=x, target="cpu"), f"{name}.backward", atol=atol)
+
+
+@pytest.mark.parametrize("n", [1, 31, 255, 257, 4096, 5000, 32768])
+@pytest.mark.parametrize("name", fa.REDUCTIONS)
+def test_reduction_rows_of_every_length(name, n):
+    f = fa.FUNCTIONS[name]
+    rng = np.random.default_rng(n)
+    rows = max(1, min(64, (1 << 20) // n))
+    x = (rng.standard_normal((rows, n)) * 4).astype(np.float32)
+    dy = rng.standard_normal(rows).astype(np.float32)
+    assert_close(f(cuda.to_device(x), axis=-1).copy_to_host(), f(x, axis=-1, target="cpu"), name, maxulp=ROW_MAX_ULP)
+    assert_close(f(cuda.to_device(x), axis=0).copy_to_host(), f(x, axis=0, target="cpu"), name, maxulp=ROW_MAX_ULP)
+    got = f.backward(cuda.to_device(dy), x=cuda.to_device(x), axis=-1).copy_to_host()
+    assert_close(got, f.backward(dy, x=x, axis=-1, target="cpu"), f"{name}.backward", maxulp=4 * ROW_MAX_ULP)
 
 
 @pytest.mark.parametrize("n", [1, 31, 255, 257, 4096, 5000, 32768])
@@ -161,7 +178,7 @@ def _stream(fw):
 
 
 @pytest.mark.parametrize("fw", _frameworks())
-@pytest.mark.parametrize("name", list(fa.FUNCTIONS))
+@pytest.mark.parametrize("name", SHAPED)
 def test_framework_arrays_as_inputs_and_out(fw, name):
     f = fa.FUNCTIONS[name]
     x, dy = elementwise_data(np.float32, 7, shape=(8, 33))
