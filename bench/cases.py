@@ -39,6 +39,8 @@ MODE_LABELS = {"new": "new array", "out": "preallocated out", "inplace": "in pla
 
 ELEMENTWISE_OPS = ("forward", "grad", "backward", "backward_y")
 ROWWISE_OPS = ("forward", "backward", "backward_y")
+#: Reductions (logsumexp) along the last axis of the row shapes: one value per row.
+REDUCTION_OPS = ("forward", "backward")
 #: Arrays each operation reads plus the one it writes: the bytes it must move at least.
 OPERANDS = {"forward": 2, "grad": 2, "backward": 3, "backward_y": 3}
 
@@ -214,6 +216,8 @@ def ops_of(name: str) -> tuple[str, ...]:
     spec = fastact.REGISTRY[name]
     if spec.kind == "rowwise":
         return ROWWISE_OPS
+    if spec.kind == "reduction":
+        return REDUCTION_OPS
     ops = ["forward", "grad", "backward"]
     if spec.dfdy is not None and dfdy_by_default(spec):
         ops.append("backward_y")
@@ -241,7 +245,14 @@ class Case:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return ROW_SHAPES[self.size] if self.kind == "rowwise" else (SIZES[self.size],)
+        return ROW_SHAPES[self.size] if self.kind != "elementwise" else (SIZES[self.size],)
+
+    @property
+    def result_shape(self) -> tuple[int, ...]:
+        """The shape of the result: the input's, or a reduction's one value per row."""
+        if self.kind == "reduction" and self.op == "forward":
+            return self.shape[:-1]
+        return self.shape
 
     @property
     def n(self) -> int:
@@ -257,6 +268,8 @@ class Case:
 
     @property
     def nbytes(self) -> int:
+        if self.kind == "reduction":  # x read (and the gradient written); dy, y: a value per row
+            return (1 if self.op == "forward" else 2) * self.n * np.dtype(self.dtype).itemsize
         return OPERANDS[self.op] * self.n * np.dtype(self.dtype).itemsize
 
     def extra_info(self) -> dict:
@@ -289,7 +302,7 @@ def kernel_cases(grid: Grid, impls=IMPLEMENTATIONS, functions=None) -> list[Case
             for size in sizes:
                 largest = size == sizes[-1]
                 for function in functions:
-                    if (fastact.REGISTRY[function].kind == "rowwise") != rowwise:
+                    if (fastact.REGISTRY[function].kind != "elementwise") != rowwise:
                         continue
                     for op in ops_of(function):
                         if op not in grid.ops and not (op == "backward_y" and rowwise and "backward" in grid.ops):
@@ -307,6 +320,8 @@ def kernel_cases(grid: Grid, impls=IMPLEMENTATIONS, functions=None) -> list[Case
 def supports(impl: str, function: str, op: str, mode: str, peers=None) -> bool:
     """Whether ``impl`` has a way to write this operation in this mode (known without
     importing the peer, so that a missing peer shows up as skipped benchmarks)."""
+    if fastact.REGISTRY[function].kind == "reduction" and mode == "inplace":
+        return False  # the result has another shape than any operand
     if impl.startswith("fastact."):
         return True
     if impl == "numpy.nansafe":
@@ -343,10 +358,11 @@ class Data:
     def arrays(self, case: Case) -> SimpleNamespace:
         """Views of the arrays in the case's shape."""
         shape = case.shape
+        rows = shape if case.kind != "reduction" else shape[:-1]  # dy: the result's shape
         ns = SimpleNamespace(
             x=self.x.reshape(shape),
-            dy=self.dy.reshape(shape),
-            out=self.out.reshape(shape),
+            dy=self.dy[: int(np.prod(rows))].reshape(rows),
+            out=self.out[: int(np.prod(case.result_shape))].reshape(case.result_shape),
             work=self.work.reshape(shape),
             y=None,
             restore=None,
@@ -407,6 +423,8 @@ def _fastact(case: Case, a):
         case.op
     ]
     kw = {"target": target}
+    if case.kind == "reduction":
+        kw["axis"] = -1
     if case.mode == "out":
         kw["out"] = a.out
     elif case.mode == "inplace":
@@ -429,6 +447,10 @@ def _numpy_reference(case: Case, a):
         # ~2 us a call: the benchmark process silences NumPy's warnings once instead.
         return getattr(fn, "__wrapped__", fn)
 
+    if case.kind == "reduction":
+        if case.op == "forward":
+            return partial(plain(ref.forward), a.x, -1)
+        return partial(plain(ref.backward), a.dy, a.x, -1)
     if case.op == "forward":
         return partial(plain(ref.forward), a.x)
     if case.op == "grad":
@@ -540,7 +562,15 @@ def _numpy_entries():
         ("softmax", "forward"): new(_softmax, "x"),
         ("softmax", "backward"): new(lambda dy, x: softmax_backward_y(dy, _softmax(x)), "dy", "x"),
         ("softmax", "backward_y"): new(softmax_backward_y, "dy", "y"),
+        # logsumexp as NumPy's users write it (SciPy's is a peer of its own).
+        ("logsumexp", "forward"): new(lambda x: _logsumexp(x), "x"),
+        ("logsumexp", "backward"): new(lambda dy, x: dy[..., None] * _softmax(x), "dy", "x"),
     }
+
+
+def _logsumexp(x):
+    m = x.max(axis=-1, keepdims=True)
+    return (m + np.log(np.exp(x - m).sum(axis=-1, keepdims=True)))[..., 0]
 
 
 #: (function, op) -> {mode: builder(arrays) -> callable}: the idiomatic NumPy baseline.

@@ -180,11 +180,23 @@ def _torch_entries():
             "out": lambda m, t: partial(t.out.copy_, t.x),
         },
         ("softmax", "forward"): {"new": lambda m, t: partial(F(m).softmax, t.x, dim=-1)},
+        ("logsumexp", "forward"): {
+            "new": lambda m, t: partial(m.logsumexp, t.x, dim=-1),
+            "out": lambda m, t: partial(m.logsumexp, t.x, dim=-1, out=t.out),
+        },
+        # What autograd runs for it (a composite: there is no ATen kernel of its own), from
+        # the saved input and result.
+        ("logsumexp", "backward"): {"new": lambda m, t: partial(_torch_logsumexp_backward, m, t.dy, t.x,
+                                                                m.logsumexp(t.x, dim=-1))},
         ("softmax", "backward_y"): {
             "new": lambda m, t: partial(aten(m)._softmax_backward_data, t.dy, t.y, -1, t.x.dtype)
         },
         **_torch_zoo(F, aten),
     }
+
+
+def _torch_logsumexp_backward(torch, dy, x, result):
+    return dy.unsqueeze(-1) * (x - result.unsqueeze(-1)).exp()
 
 
 #: The rest of the zoo in PyTorch, forward as ``torch.nn.functional`` (or ``torch``) with
@@ -258,9 +270,10 @@ _JAX_FUNCTIONS = {
     "tanh": lambda nn: nn.tanh,
     "softsign": lambda nn: nn.soft_sign,
     "log_softmax": lambda nn: (lambda x: nn.log_softmax(x, axis=-1)),
+    "logsumexp": lambda nn: (lambda x: nn.logsumexp(x, axis=-1)),
 }
-#: Row-wise functions: no elementwise derivative.
-_JAX_ROWWISE = ("softmax", "log_softmax")
+#: Row-wise functions and reductions: no elementwise derivative.
+_JAX_ROWWISE = ("softmax", "log_softmax", "logsumexp")
 
 
 def _jax_entry(function, op):
@@ -406,6 +419,7 @@ _SCIPY = {
         "inplace": lambda sp, a: partial(sp.expit, a.work, out=a.work),
     },
     ("softmax", "forward"): {"new": lambda sp, a: partial(sp.softmax, a.x, axis=-1)},
+    ("logsumexp", "forward"): {"new": lambda sp, a: partial(sp.logsumexp, a.x, axis=-1)},
 }
 
 #: peer -> {(function, op): {mode: builder(module, arrays) -> callable}}

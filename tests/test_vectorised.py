@@ -143,6 +143,26 @@ def test_rowwise_element_loops_are_vectorised(name, t):
         _check(probe.inspect_asm(probe.signatures[0]), f"{name} {probe.__name__} {t}")
 
 
+@pytest.mark.parametrize("t", DTYPES)
+@pytest.mark.parametrize("op", list(_codegen.REDUCTION_OPS))
+@pytest.mark.parametrize("name", fa.REDUCTIONS)
+def test_reduction_kernels_are_vectorised(name, op, t):
+    """A reduction's loops over rows, on one thread, on all, and over each row's blocks:
+    a vectorised loop and no C math library call in each."""
+    kernels = _cpu.kernels()
+    dt = np.dtype(t)
+    x = np.linspace(-3, 3, 4 * 64).astype(dt).reshape(4, 64)
+    out = np.empty(4, dt) if op == "forward" else np.empty_like(x)
+    inputs = (x,) if op == "forward" else (np.ones(4, dt), x)
+    for kind in ("rows", "parallel", "blocks"):
+        py = getattr(kernels, f"{name}__{op}__{kind}").py_func
+        kernel = njit(parallel=kind != "rows", nogil=True, error_model="numpy")(py)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kernel(out, *inputs)
+        _check(kernel.inspect_asm(kernel.signatures[0]), f"{name}__{op}__{kind} {t}")
+
+
 def test_a_scalar_loop_is_detected():
     # The check itself: a loop over the C library's exp fails it.
     import math
