@@ -17,15 +17,15 @@ results::
 
 from fastact import declarations as _declarations  # noqa: F401  (fills the registry)
 from fastact._config import config, get_config, set_config
-from fastact._dispatch import TARGETS, CudaUnavailableError, Elementwise, Reduction, Rowwise
-from fastact._spec import REGISTRY, ElementwiseSpec, ReductionSpec, RowwiseSpec
+from fastact._dispatch import TARGETS, CudaUnavailableError, Elementwise, Gated, Reduction, Rowwise
+from fastact._spec import REGISTRY, ElementwiseSpec, GatedSpec, ReductionSpec, RowwiseSpec
 from fastact._warmup import warmup
 
 __version__ = "0.1.0"
 
 
 def _build():
-    kinds = {ElementwiseSpec: Elementwise, RowwiseSpec: Rowwise, ReductionSpec: Reduction}
+    kinds = {ElementwiseSpec: Elementwise, RowwiseSpec: Rowwise, ReductionSpec: Reduction, GatedSpec: Gated}
     return {name: kinds[type(spec)](spec) for name, spec in REGISTRY.items()}
 
 
@@ -35,11 +35,12 @@ globals().update(FUNCTIONS)
 ALIASES = {alias: name for name, spec in REGISTRY.items() for alias in getattr(spec, "aliases", ())}
 globals().update({alias: FUNCTIONS[name] for alias, name in ALIASES.items()})
 
-#: Names of the elementwise activations, of the row-wise functions and of the reductions,
-#: in declaration order.
+#: Names of the elementwise activations, of the row-wise functions, of the reductions and
+#: of the gated units, in declaration order.
 ELEMENTWISE = tuple(n for n, s in REGISTRY.items() if isinstance(s, ElementwiseSpec))
 ROWWISE = tuple(n for n, s in REGISTRY.items() if isinstance(s, RowwiseSpec))
 REDUCTIONS = tuple(n for n, s in REGISTRY.items() if isinstance(s, ReductionSpec))
+GATED = tuple(n for n, s in REGISTRY.items() if isinstance(s, GatedSpec))
 
 
 def cuda_available() -> bool:
@@ -60,12 +61,14 @@ __all__ = [
     "ELEMENTWISE",
     "ROWWISE",
     "REDUCTIONS",
+    "GATED",
     "REGISTRY",
     "TARGETS",
     "CudaUnavailableError",
     "Elementwise",
     "Rowwise",
     "Reduction",
+    "Gated",
     "cuda_available",
     "config",
     "set_config",

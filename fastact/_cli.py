@@ -104,9 +104,10 @@ def apply(function, src, dst, *, op="forward", params=None, axis=None, chunk_mb=
     if fn is None:
         raise SystemExit(f"fastact apply: unknown function {function!r}; one of {', '.join(fastact.FUNCTIONS)}")
     params = dict(params or {})
-    rowwise = function in fastact.ROWWISE or function in fastact.REDUCTIONS
+    rowwise = function in fastact.ROWWISE or function in fastact.REDUCTIONS or function in fastact.GATED
     if rowwise and op != "forward":
-        raise SystemExit(f"fastact apply: {function} is row-wise: only --op forward")
+        raise SystemExit(f"fastact apply: {function} is {'a gated unit' if function in fastact.GATED else 'row-wise'}: "
+                         "only --op forward")
     if function in fastact.REDUCTIONS and axis is None:
         raise SystemExit(f"fastact apply: {function} is a reduction: give the axis to reduce, --axis A")
     if not rowwise and axis is not None:

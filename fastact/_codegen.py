@@ -27,7 +27,7 @@ import numpy as np
 from fastact import declarations  # noqa: F401  (fills the registry)
 from fastact._lanes import BLOCK as _LANES_BLOCK
 from fastact._rewrite import function_source, shape_of
-from fastact._spec import DTYPES, HELPERS, REGISTRY, ElementwiseSpec, ReductionSpec, RowwiseSpec
+from fastact._spec import DTYPES, HELPERS, REGISTRY, ElementwiseSpec, GatedSpec, ReductionSpec, RowwiseSpec
 
 PACKAGE = Path(__file__).resolve().parent
 DECLARATIONS = PACKAGE / "declarations"
@@ -67,6 +67,17 @@ REDUCTION_OPS = {
     "forward": ("x",),
     "backward_x": ("dy", "x"),
 }
+
+#: The scalar functions of a gated unit (all required), and its operations: name ->
+#: input names.  ``x`` is an (outer, 2, m) array (its two halves); ``dy`` and the forward
+#: result are (outer, m), the gradient (outer, 2, m).
+GATED_FUNCTIONS = ("f", "dfda", "dfdb")
+GATED_OPS = {
+    "forward": ("x",),
+    "backward_x": ("dy", "x"),
+}
+#: Elements of a half per task of a gated unit's multi-threaded loop.
+GATED_BLOCK = 1 << 14
 
 #: Row-wise operations: name -> input names (each a row; the output row comes last).
 ROWWISE_OPS = {
@@ -582,7 +593,61 @@ README = PACKAGE.parent / "README.md"
 TABLE_START, TABLE_END = "<!-- functions-table:start -->", "<!-- functions-table:end -->"
 
 
-_KINDS = {"elementwise": _elementwise, "rowwise": _rowwise, "reduction": _reduction}
+def _gated_bodies(spec: GatedSpec, a: str, b: str, dy: str, oa: str, ob: str, out: str, j: str) -> dict:
+    """The statement(s) of each gated operation at one position ``j`` of the halves."""
+    n = spec.name
+    p = "".join(", " + name for name in spec.param_names)
+    return {
+        "forward": [f"{out}[{j}] = {n}__f({a}[{j}], {b}[{j}]{p})"],
+        "backward_x": [
+            f"av, bv, d = {a}[{j}], {b}[{j}], {dy}[{j}]",  # read before out (which may be x) is written
+            f"{oa}[{j}] = d * {n}__dfda(av, bv{p})",
+            f"{ob}[{j}] = d * {n}__dfdb(av, bv{p})",
+        ],
+    }
+
+
+def _gated(spec: GatedSpec) -> list[str]:
+    """A gated unit's kernels over the (outer, 2, m) view of ``x``: one thread, the rows
+    in turn; all threads, each taking blocks of ``GATED_BLOCK`` positions (so that one
+    long row, ``outer == 1``, is split too).  Each loop runs over 1-d slices from 0, which
+    LLVM vectorises."""
+    n = spec.name
+    lines = [f"# --- {n} " + "-" * (84 - len(n))]
+    lines += scalar_functions(n, {fn: getattr(spec, fn) for fn in GATED_FUNCTIONS}, "_scalar")
+    p = "".join(", " + name for name in spec.param_names)
+    for op, args in GATED_OPS.items():
+        arglist = ", ".join(args) + p
+        body = _gated_bodies(spec, "a", "b", "g", "oa", "ob", "o", "j")[op]
+        views = {
+            "forward": ("a, b, o = x[i, 0, j0:j1], x[i, 1, j0:j1], out[i, j0:j1]"),
+            "backward_x": ("a, b, g, oa, ob = x[i, 0, j0:j1], x[i, 1, j0:j1], dy[i, j0:j1], out[i, 0, j0:j1], "
+                           "out[i, 1, j0:j1]"),
+        }[op]
+        lines += [
+            "", "", "@njit(cache=True, nogil=True, error_model='numpy')", f"def {n}__{op}__rows(out, {arglist}):",
+            "    m = x.shape[2]",
+            "    for i in range(x.shape[0]):",
+            "        j0, j1 = 0, m",
+            f"        {views}",
+            "        for j in range(m):",
+            *("            " + s for s in body),
+            "", "", "@njit(parallel=True, cache=True, nogil=True, error_model='numpy')",
+            f"def {n}__{op}__parallel(out, {arglist}):",
+            "    m = x.shape[2]",
+            f"    nb = (m + {GATED_BLOCK} - 1) // {GATED_BLOCK}",
+            "    for t in prange(x.shape[0] * nb):",
+            "        i = t // nb",
+            f"        j0 = (t - i * nb) * {GATED_BLOCK}",
+            f"        j1 = min(j0 + {GATED_BLOCK}, m)",
+            f"        {views}",
+            "        for j in range(j1 - j0):",
+            *("            " + s for s in body),
+        ]
+    return lines
+
+
+_KINDS = {"elementwise": _elementwise, "rowwise": _rowwise, "reduction": _reduction, "gated": _gated}
 
 
 def functions_table() -> str:
@@ -596,6 +661,10 @@ def functions_table() -> str:
         params = ", ".join(f"`{p.name}={p.default!r}`" for p in spec.params) or "none"
         if isinstance(spec, RowwiseSpec):
             rows.append(f"| `{spec.name}(x, axis=-1)` | `{spec.formula}` | Jacobian: use `backward` | | {params} | yes |")
+            continue
+        if isinstance(spec, GatedSpec):
+            rows.append(f"| `{spec.name}(x, axis=-1)` | {_cell(spec.formula)} | {_cell(spec.derivative)}: "
+                        f"use `backward(dy, x=)` | | {params} | no |")
             continue
         if isinstance(spec, ReductionSpec):
             rows.append(f"| `{spec.name}(x, axis, keepdims=False)` | `{spec.formula}` | gradient `softmax(x)`: "
@@ -924,10 +993,64 @@ def cast__cuda(out, x):
 '''
 
 
-_CUDA_KINDS = {"elementwise": _cuda_elementwise, "rowwise": _cuda_rowwise, "reduction": _cuda_reduction}
+def _cuda_gated(spec: GatedSpec) -> list[str]:
+    """A gated unit's CUDA kernels: a grid-stride loop over the (outer, m) positions."""
+    n = spec.name
+    lines = [f"# --- {n} " + "-" * (84 - len(n))]
+    lines += scalar_functions(n, {fn: getattr(spec, fn) for fn in GATED_FUNCTIONS}, "_device")
+    p = "".join(", " + name for name in spec.param_names)
+    bodies = {
+        "forward": [f"out[i, j] = {n}__f(x[i, 0, j], x[i, 1, j]{p})"],
+        "backward_x": [
+            "av, bv, d = x[i, 0, j], x[i, 1, j], dy[i, j]",
+            f"out[i, 0, j] = d * {n}__dfda(av, bv{p})",
+            f"out[i, 1, j] = d * {n}__dfdb(av, bv{p})",
+        ],
+    }
+    for op, args in GATED_OPS.items():
+        lines += [
+            "", "", "@cuda.jit(cache=True)", f"def {n}__{op}__cuda(out, {', '.join(args)}{p}):",
+            "    m = x.shape[2]",
+            "    for t in range(cuda.grid(1), x.shape[0] * m, cuda.gridsize(1)):",
+            "        i = t // m",
+            "        j = t - i * m",
+            *("        " + s for s in bodies[op]),
+        ]
+    return lines
 
 
-_CUDA_KINDS = {"elementwise": _cuda_elementwise, "rowwise": _cuda_rowwise, "reduction": _cuda_reduction}
+_CUDA_KINDS = {"elementwise": _cuda_elementwise, "rowwise": _cuda_rowwise, "reduction": _cuda_reduction,
+               "gated": _cuda_gated}
+
+
+def _cuda_gated(spec: GatedSpec) -> list[str]:
+    """A gated unit's CUDA kernels: a grid-stride loop over the (outer, m) positions."""
+    n = spec.name
+    lines = [f"# --- {n} " + "-" * (84 - len(n))]
+    lines += scalar_functions(n, {fn: getattr(spec, fn) for fn in GATED_FUNCTIONS}, "_device")
+    p = "".join(", " + name for name in spec.param_names)
+    bodies = {
+        "forward": [f"out[i, j] = {n}__f(x[i, 0, j], x[i, 1, j]{p})"],
+        "backward_x": [
+            "av, bv, d = x[i, 0, j], x[i, 1, j], dy[i, j]",
+            f"out[i, 0, j] = d * {n}__dfda(av, bv{p})",
+            f"out[i, 1, j] = d * {n}__dfdb(av, bv{p})",
+        ],
+    }
+    for op, args in GATED_OPS.items():
+        lines += [
+            "", "", "@cuda.jit(cache=True)", f"def {n}__{op}__cuda(out, {', '.join(args)}{p}):",
+            "    m = x.shape[2]",
+            "    for t in range(cuda.grid(1), x.shape[0] * m, cuda.gridsize(1)):",
+            "        i = t // m",
+            "        j = t - i * m",
+            *("        " + s for s in bodies[op]),
+        ]
+    return lines
+
+
+_CUDA_KINDS = {"elementwise": _cuda_elementwise, "rowwise": _cuda_rowwise, "reduction": _cuda_reduction,
+               "gated": _cuda_gated}
 
 
 def render_cuda() -> str:

@@ -551,6 +551,62 @@ class Launch:
             host = np.transpose(host.reshape(s), np.argsort(perm)).reshape(shape)
         return self._to_host_result(host, rdt, finish)
 
+    def gated(self, name, op, arrays, axis, half, shape, rdt, cdt, pvals, finish):
+        """A gated unit's ``op`` (``half``: the forward result's shape; ``shape``: this
+        call's) on the (outer, 2, m) view of ``x``: C-ordered device arrays as they are,
+        Fortran-ordered ones as the C-ordered arrays of their transposes."""
+        cuda, stream = self.cuda, self.stream
+        x = arrays[-1]
+        roles = ("dy", "x") if op == "backward_x" else ("x",)
+        expected = {"dy": half, "x": x.shape}
+        ops, orders = [], set()
+        for a, role in zip(arrays, roles):
+            named = self.device.get(id(a))
+            if named is None:
+                ops.append((None, a))
+            else:
+                orders.add(self._check_device(named[0], named[1], expected[role]))
+                ops.append((named[1], None))
+        if self.device_out is not None:
+            orders.add(self._check_device("out", self.device_out, shape))
+        orders.discard(None)
+        if len(orders) > 1:
+            raise ValueError(f"{self.func}(): the device arrays mix C and Fortran order; the CUDA target needs "
+                             "them in one memory order (copy one of them to the other's order)")
+        order = orders.pop() if orders else "C"
+        any_device = any(d is not None for d, _ in ops) or self.device_out is not None
+        nd = len(x.shape)
+        # A Fortran-ordered array is the C-ordered array of the reversed shape.
+        k = nd - 1 - axis if order == "F" else axis
+        full = tuple(x.shape)[::-1] if order == "F" else tuple(x.shape)
+        outer, m = math.prod(full[:k]), full[k] // 2 * math.prod(full[k + 1:])
+        if math.prod(shape) == 0:
+            return self._empty(shape, rdt, order, any_device, finish)
+
+        def flat(d):
+            return d.reshape(d.size) if d.ndim <= 1 else d.ravel(order=order)
+
+        views = {"x": lambda d: flat(d).reshape(outer, 2, m), "dy": lambda d: flat(d).reshape(outer, m)}
+        inputs = []
+        for (d, h), role in zip(ops, roles):
+            if d is not None:
+                inputs.append(self._compute_view(d, cdt, views[role]))
+                continue
+            h = np.broadcast_to(h if h.dtype == cdt else h.astype(cdt), expected[role])
+            inputs.append(self._to_device(h.ravel(order=order).reshape((outer, 2, m) if role == "x" else (outer, m))))
+        view = views["dy"] if op == "forward" else views["x"]
+        out_view, finisher = self._result(shape, rdt, cdt, order, view, any_device)
+        if out_view is None:
+            out_view = cuda.device_array((outer, m) if op == "forward" else (outer, 2, m), cdt, stream=stream)
+        blocks, threads = _flat_config(cuda, outer * m)
+        kernel = getattr(self.mod, f"{name}__{op}__cuda")
+        _launch(kernel, blocks, threads, stream)(out_view, *inputs, *(cdt.type(p) for p in pvals))
+        if finisher is not None:
+            return finisher()
+        host = out_view.copy_to_host(stream=stream)
+        _sync(stream)
+        return self._to_host_result(host.reshape(-1).reshape(shape, order=order), rdt, finish)
+
     def _empty(self, shape, rdt, order, any_device, finish):
         if self.returned_out is not None:
             return self.returned_out

@@ -25,7 +25,7 @@ import numpy as np
 
 from fastact import _config, _cpu, _cuda, _lazy, _threads
 from fastact._cuda import CudaUnavailableError  # noqa: F401  (re-exported by fastact)
-from fastact._spec import ElementwiseSpec, ReductionSpec, RowwiseSpec, check_param_range, check_params, dfdy_allowed
+from fastact._spec import ElementwiseSpec, GatedSpec, ReductionSpec, RowwiseSpec, check_param_range, check_params, dfdy_allowed
 
 TARGETS = ("auto", "cpu", "parallel", "cuda")
 
@@ -359,7 +359,7 @@ def _run_elementwise_parallel(kernel, inputs, params, result, cdt):
 
 def methods(spec) -> tuple[str, ...]:
     """The operations a declaration's callable offers: ``__call__`` and its methods."""
-    if isinstance(spec, (RowwiseSpec, ReductionSpec)):
+    if isinstance(spec, (RowwiseSpec, ReductionSpec, GatedSpec)):
         return ("__call__", "backward")
     return ("__call__", "grad", *(("grad2",) if spec.d2fdx2 is not None else ()), "backward")
 
@@ -371,11 +371,11 @@ def signature(spec, method: str) -> inspect.Signature:
     pos = [P("dy" if method == "backward" else "x", P.POSITIONAL_ONLY)]
     kw = []
     if method == "backward":
-        if isinstance(spec, ReductionSpec):  # its gradient needs x; y alone does not give it
+        if isinstance(spec, (ReductionSpec, GatedSpec)):  # the gradient needs x; y alone does not give it
             kw.append(P("x", P.KEYWORD_ONLY))
         else:
             kw += [P("x", P.KEYWORD_ONLY, default=None), P("y", P.KEYWORD_ONLY, default=None)]
-    if isinstance(spec, RowwiseSpec):
+    if isinstance(spec, (RowwiseSpec, GatedSpec)):
         kw.append(P("axis", P.KEYWORD_ONLY, default=-1))
     if isinstance(spec, ReductionSpec):  # axis required, as PyTorch's dim
         kw += [P("axis", P.KEYWORD_ONLY), P("keepdims", P.KEYWORD_ONLY, default=False)]
@@ -383,7 +383,7 @@ def signature(spec, method: str) -> inspect.Signature:
     if method == "backward" and isinstance(spec, ElementwiseSpec):
         kw.append(P("accumulate", P.KEYWORD_ONLY, default=False))
     kw += [P("target", P.KEYWORD_ONLY, default=None), P("stream", P.KEYWORD_ONLY, default=None)]
-    if isinstance(spec, (RowwiseSpec, ReductionSpec)):
+    if isinstance(spec, (RowwiseSpec, ReductionSpec, GatedSpec)):
         kw.append(P("dim", P.KEYWORD_ONLY, default=None))
     kw += [P(p.name, P.KEYWORD_ONLY, default=p.default) for p in spec.params]
     return inspect.Signature(pos + kw)
@@ -440,7 +440,7 @@ class _Function:
     def _positional(self, func, first, args):
         """Raise the ``TypeError`` of a call with more than one positional argument, saying
         which keyword the extra one was probably meant for."""
-        along = isinstance(self.spec, (RowwiseSpec, ReductionSpec))
+        along = isinstance(self.spec, (RowwiseSpec, ReductionSpec, GatedSpec))
         keywords = (*(("axis",) if along else ()), "out", "target", "stream", *self.spec.param_names)
         extra = args[0]
         if along and isinstance(extra, (int, np.integer)) and not isinstance(extra, bool):
@@ -1115,3 +1115,117 @@ def _rows_view(a: np.ndarray, axes, rows: int, n: int) -> np.ndarray | None:
     except ValueError:
         return None
     return v if v.flags.c_contiguous else None
+
+
+class Gated(_Function):
+    """A gated unit: ``f(x, axis=)`` over the two halves of ``x`` along ``axis``, and
+    ``f.backward(dy, x=, axis=)``.
+
+    See the function's own docstring for its math.
+    """
+
+    spec: GatedSpec
+
+    def __call__(self, x, *args, axis=-1, out=None, target=None, stream=None, dim=None, **params):
+        func = self.spec.name
+        if args:
+            self._positional(func, "x", args)
+        pvals = self._params(func, params)
+        return self._run("forward", func, (("x", x),), axis, out, target, stream, dim, params, pvals)
+
+    def backward(self, dy, *args, x=None, axis=-1, out=None, target=None, stream=None, dim=None, **params):
+        """``dy`` (of the result's shape) times the gradient with respect to the forward
+        input ``x=``: an array of ``x``'s shape, both halves in one pass."""
+        func = f"{self.spec.name}.backward"
+        if args:
+            _backward_positional(func, args)
+        if "y" in params:
+            raise TypeError(f"{func}() takes the forward input x=, not y=: the output does not give the two halves")
+        pvals = self._params(func, params)
+        if x is None:
+            raise TypeError(f"{func}() needs x= (the forward input)")
+        return self._run("backward_x", func, (("dy", dy), ("x", x)), axis, out, target, stream, dim, params, pvals)
+
+    def __getattr__(self, name):
+        if name == "grad":
+            raise AttributeError(
+                f"{self.spec.name} has no elementwise derivative (each output depends on two inputs): use "
+                f"{self.spec.name}.backward(dy, x=x)"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def _run(self, op, func, named, axis, out, target, stream, dim, params, pvals):
+        if target is None:
+            target = _config.target()
+        lazy = _lazy.kind_of(named, out)
+        if lazy is not None or dim is not None:
+            target = check_target(func, target)
+            _lazy.refuse(func, out, stream, False)
+            if dim is not None and lazy != "xarray":
+                raise TypeError(
+                    f"{func}(): dim= names a dimension of an xarray DataArray; for arrays, use axis= (PyTorch's dim)"
+                )
+            return _lazy.gated_call(self.spec, op, func, named, target, axis, dim, params)
+        target, named, out, launch = resolve_target(func, target, named, out, stream)
+        arrays = [as_input(func, name, value) for name, value in named]
+        rdt, cdt = result_dtype(arrays, named)
+        x = arrays[-1]
+        check_param_range(func, self.spec, pvals, cdt)
+        axis, half = gated_halves(func, axis, x.shape)
+        shape = half
+        if op == "backward_x":
+            if not _broadcasts_to(arrays[0].shape, half):
+                raise ValueError(
+                    f"{func}(): dy must have the shape of the forward result, {half}, or broadcast to it; "
+                    f"got {arrays[0].shape}"
+                )
+            shape = x.shape
+        if out is not None:
+            dest = check_out(func, out, shape, rdt, distinct=launch is None or launch.device_out is None)
+        if launch is not None:
+            with np.errstate(all="ignore"):
+                return launch.gated(self.spec.name, op, arrays, axis, half, shape, rdt, cdt, pvals, finish)
+        result = dest if out is not None else _new_result(arrays[-1:], shape, rdt)
+        if result.size == 0:
+            return finish(result, out)
+        _run_gated(self.spec, op, arrays, axis, half, result, cdt, pvals, target)
+        return finish(result, out)
+
+
+def gated_halves(func: str, axis, shape: tuple) -> tuple[int, tuple]:
+    """(the checked axis, the shape of one half) for a gated unit of input ``shape``."""
+    if not shape:
+        raise ValueError(f"{func}(): x must have at least one dimension (its axis is split in two halves), got a 0-d array")
+    axis = _check_axis(func, axis, len(shape))
+    n = shape[axis]
+    if n % 2:
+        raise ValueError(f"{func}(): x's length along axis {axis} must be even (it is split in two halves), got {n}")
+    return axis, shape[:axis] + (n // 2,) + shape[axis + 1:]
+
+
+def gated_layout(shape: tuple, axis: int) -> tuple[int, int]:
+    """(outer, m): a C-contiguous input of ``shape`` is an (outer, 2, m) array, its halves
+    along ``axis`` at [:, 0] and [:, 1]."""
+    return math.prod(shape[:axis]), shape[axis] // 2 * math.prod(shape[axis + 1:])
+
+
+def _run_gated(spec, op, arrays, axis, half, result, cdt, pvals, target):
+    """A gated unit's ``op`` on the host into ``result`` (non-empty), through scratch
+    memory where ``result`` is not a C-contiguous array of ``cdt`` or overlaps an input
+    other than by being ``x`` itself."""
+    x = arrays[-1]
+    outer, m = gated_layout(x.shape, axis)
+    x3 = np.ascontiguousarray(x, cdt).reshape(outer, 2, m)
+    inputs = [x3]
+    if op == "backward_x":
+        inputs.insert(0, np.ascontiguousarray(broadcast_to(arrays[0], half), cdt).reshape(outer, m))
+    kshape = (outer, m) if op == "forward" else (outer, 2, m)
+    view = result.reshape(kshape) if result.dtype == cdt and result.flags.c_contiguous else None
+    if view is not None and _needs_scratch(view, inputs, cdt):
+        view = None
+    dest = view if view is not None else np.empty(kshape, cdt)
+    params = tuple(cdt.type(p) for p in pvals)
+    kernel = (_cpu.parallel if use_parallel(target, x.size, spec, cdt.itemsize) else _cpu.rows)(spec.name, op)
+    kernel(dest, *inputs, *params)
+    if view is None:
+        _quiet(np.copyto, result, dest.reshape(result.shape), casting="unsafe")

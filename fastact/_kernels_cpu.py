@@ -38,7 +38,7 @@ from fastact._lanes import stack_block as _stack_block
 from fastact._lanes import lane_sum as _lane_sum
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "86039255d664f09a627505c2f4a39df766eebbecbe57e358404565673f26faf3"
+DECLARATIONS_SHA256 = "23076b67701ac907ddbb2c7a187d9669cd29ba9066e143b956ff02407bfeee15"
 
 
 def _scalar(fn):
@@ -9888,6 +9888,78 @@ def exponential__backward_y_acc__loop_float64(args, dims, steps, data):
 def exponential__backward_y_acc__parallel(out, dy, y, acc):
     for i in prange(out.shape[0]):
         out[i] = acc[i] + dy[i] * exponential__dfdy(y[i])
+
+
+# --- glu ---------------------------------------------------------------------------------
+
+
+def glu__f(a, b):
+    e = math.exp(-abs(b))
+    return a * ((lit(1.0, a) if b >= lit(0.0, a) else e) / (lit(1.0, a) + e))
+glu__f = _scalar(glu__f)
+
+
+def glu__dfda(a, b):
+    e = math.exp(-abs(b))
+    return (lit(1.0, a) if b >= lit(0.0, a) else e) / (lit(1.0, a) + e)
+glu__dfda = _scalar(glu__dfda)
+
+
+def glu__dfdb(a, b):
+    t = math.exp_f64(-abs(b))
+    d = lit(1.0, a) + t
+    return a * (t / (d * d))
+glu__dfdb = _scalar(glu__dfdb)
+
+
+@njit(cache=True, nogil=True, error_model='numpy')
+def glu__forward__rows(out, x):
+    m = x.shape[2]
+    for i in range(x.shape[0]):
+        j0, j1 = 0, m
+        a, b, o = x[i, 0, j0:j1], x[i, 1, j0:j1], out[i, j0:j1]
+        for j in range(m):
+            o[j] = glu__f(a[j], b[j])
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def glu__forward__parallel(out, x):
+    m = x.shape[2]
+    nb = (m + 16384 - 1) // 16384
+    for t in prange(x.shape[0] * nb):
+        i = t // nb
+        j0 = (t - i * nb) * 16384
+        j1 = min(j0 + 16384, m)
+        a, b, o = x[i, 0, j0:j1], x[i, 1, j0:j1], out[i, j0:j1]
+        for j in range(j1 - j0):
+            o[j] = glu__f(a[j], b[j])
+
+
+@njit(cache=True, nogil=True, error_model='numpy')
+def glu__backward_x__rows(out, dy, x):
+    m = x.shape[2]
+    for i in range(x.shape[0]):
+        j0, j1 = 0, m
+        a, b, g, oa, ob = x[i, 0, j0:j1], x[i, 1, j0:j1], dy[i, j0:j1], out[i, 0, j0:j1], out[i, 1, j0:j1]
+        for j in range(m):
+            av, bv, d = a[j], b[j], g[j]
+            oa[j] = d * glu__dfda(av, bv)
+            ob[j] = d * glu__dfdb(av, bv)
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def glu__backward_x__parallel(out, dy, x):
+    m = x.shape[2]
+    nb = (m + 16384 - 1) // 16384
+    for t in prange(x.shape[0] * nb):
+        i = t // nb
+        j0 = (t - i * nb) * 16384
+        j1 = min(j0 + 16384, m)
+        a, b, g, oa, ob = x[i, 0, j0:j1], x[i, 1, j0:j1], dy[i, j0:j1], out[i, 0, j0:j1], out[i, 1, j0:j1]
+        for j in range(j1 - j0):
+            av, bv, d = a[j], b[j], g[j]
+            oa[j] = d * glu__dfda(av, bv)
+            ob[j] = d * glu__dfdb(av, bv)
 
 
 # --- softmax -----------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from numba import cuda, float64
 from fastact import _cudamath as math
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "86039255d664f09a627505c2f4a39df766eebbecbe57e358404565673f26faf3"
+DECLARATIONS_SHA256 = "23076b67701ac907ddbb2c7a187d9669cd29ba9066e143b956ff02407bfeee15"
 
 _device = cuda.jit(device=True)
 
@@ -1854,6 +1854,48 @@ def exponential__backward_x_acc__cuda(out, dy, x, acc):
 def exponential__backward_y_acc__cuda(out, dy, y, acc):
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
         out[i] = acc[i] + dy[i] * exponential__dfdy(y[i])
+
+
+# --- glu ---------------------------------------------------------------------------------
+
+
+def glu__f(a, b):
+    e = math.exp(-abs(b))
+    return a * ((lit(1.0, a) if b >= lit(0.0, a) else e) / (lit(1.0, a) + e))
+glu__f = _device(glu__f)
+
+
+def glu__dfda(a, b):
+    e = math.exp(-abs(b))
+    return (lit(1.0, a) if b >= lit(0.0, a) else e) / (lit(1.0, a) + e)
+glu__dfda = _device(glu__dfda)
+
+
+def glu__dfdb(a, b):
+    t = math.exp_f64(-abs(b))
+    d = lit(1.0, a) + t
+    return a * (t / (d * d))
+glu__dfdb = _device(glu__dfdb)
+
+
+@cuda.jit(cache=True)
+def glu__forward__cuda(out, x):
+    m = x.shape[2]
+    for t in range(cuda.grid(1), x.shape[0] * m, cuda.gridsize(1)):
+        i = t // m
+        j = t - i * m
+        out[i, j] = glu__f(x[i, 0, j], x[i, 1, j])
+
+
+@cuda.jit(cache=True)
+def glu__backward_x__cuda(out, dy, x):
+    m = x.shape[2]
+    for t in range(cuda.grid(1), x.shape[0] * m, cuda.gridsize(1)):
+        i = t // m
+        j = t - i * m
+        av, bv, d = x[i, 0, j], x[i, 1, j], dy[i, j]
+        out[i, 0, j] = d * glu__dfda(av, bv)
+        out[i, 1, j] = d * glu__dfdb(av, bv)
 
 
 # --- softmax -----------------------------------------------------------------------------

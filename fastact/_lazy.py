@@ -397,3 +397,119 @@ def _xarray_reduction(spec, op, func, named, target, axis, keepdims, dim, no_axi
         dy_data = (np.broadcast_to(dy, reduced) if _kind(dy) != "dask" else dy.broadcast_to(reduced)).reshape(kept)
     data = fn.backward(dy_data, x=x.data, axis=axes, keepdims=True, target=target)
     return xr.DataArray(data, coords=x.coords, dims=x.dims, name=x.name, attrs=dict(x.attrs))
+
+
+# --- gated units (glu) -------------------------------------------------------------------------
+
+
+def gated_chunk(name, op, target, axis, params, *blocks):
+    """fastact's gated ``op`` on NumPy blocks holding the whole split axis."""
+    import fastact
+
+    fn = fastact.FUNCTIONS[name]
+    if op == "forward":
+        return fn(blocks[0], axis=axis, target=target, **dict(params))
+    return fn.backward(blocks[0], x=blocks[1], axis=axis, target=target, **dict(params))
+
+
+def gated_halves_chunk(name, op, target, axis, params, *blocks):
+    """The same on the two halves given apart (a split axis of several chunks): the
+    backward result is stacked on a new first axis, [dx_a, dx_b]."""
+    x = np.concatenate(blocks[-2:], axis=axis)
+    r = gated_chunk(name, op, target, axis, params, *blocks[:-2], x)
+    if op == "forward":
+        return r
+    h = blocks[-1].shape[axis]
+    return np.stack([np.take(r, np.arange(h), axis=axis), np.take(r, np.arange(h, 2 * h), axis=axis)])
+
+
+def gated_call(spec, op, func, named, target, axis, dim, params):
+    """The lazy result of a gated unit's ``op`` with a Dask array or a DataArray among the
+    operands."""
+    if kind_of(named) == "xarray":
+        def call(values, ax):
+            inner = tuple((n, v) for (n, _), v in zip(named, values, strict=True))
+            return gated_call(spec, op, func, inner, target, ax, None, params)
+
+        x = named[-1][1]
+        if dim is not None:
+            if axis not in (None, -1):
+                raise TypeError(f"{func}(): give dim= or axis=, not both")
+            if dim not in x.dims:
+                raise ValueError(f"{func}(): dim {dim!r} is not one of the DataArray's dims {x.dims}")
+            axis = x.dims.index(dim)
+        return _xarray_gated(call, func, named, axis)
+    import dask.array as da
+
+    from fastact._dispatch import _broadcasts_to, gated_halves
+
+    target = _CHUNK_TARGET[target]
+    params = tuple(sorted(params.items()))
+    values, dtypes = _operands(named)
+    x = values[-1] if _kind(values[-1]) == "dask" else da.asarray(values[-1])
+    axis, half = gated_halves(func, axis, x.shape)
+    small = [np.ones(tuple(2 if k == axis else 1 for k in range(x.ndim)), dt) for dt in dtypes]
+    if op == "backward_x":
+        small[0] = np.ones(tuple(1 for _ in range(x.ndim)), dtypes[0])
+    rdt = np.asarray(gated_chunk(spec.name, op, "cpu", axis, params, *small)).dtype
+    meta = np.empty((0,) * x.ndim, rdt)
+    h = half[axis]
+    dy = None
+    if op == "backward_x":
+        dy = values[0] if _kind(values[0]) == "dask" else da.asarray(values[0])
+        if not _broadcasts_to(dy.shape, half):
+            raise ValueError(f"{func}(): dy must have the shape of the forward result, {half}, or broadcast to it; "
+                             f"got {dy.shape}")
+        dy = da.broadcast_to(dy, half)
+    idx = tuple(range(x.ndim))
+    if len(x.chunks[axis]) == 1:  # the split axis whole in each chunk: chunk by chunk
+        fn = functools.partial(gated_chunk, spec.name, op, target, axis, params)
+        if op == "forward":
+            chunks = tuple((h,) if k == axis else c for k, c in enumerate(x.chunks))
+            return da.map_blocks(fn, x, chunks=chunks, dtype=rdt, meta=meta, token=f"fastact-{spec.name}")
+        # dy's split axis (h) and x's (2 h) are different axes to blockwise: -1 for dy's.
+        dy = dy.rechunk(tuple((h,) if k == axis else c for k, c in enumerate(x.chunks)))
+        dy_idx = tuple(-1 if k == axis else k for k in idx)
+        return da.blockwise(fn, idx, dy, dy_idx, x, idx, concatenate=True, dtype=rdt, meta=meta,
+                            name=f"fastact-{spec.name}-backward-" + dask_token(dy, x))
+    a = x[tuple(slice(0, h) if k == axis else slice(None) for k in idx)]
+    b = x[tuple(slice(h, None) if k == axis else slice(None) for k in idx)]
+    fn = functools.partial(gated_halves_chunk, spec.name, op, target, axis, params)
+    if op == "forward":
+        return da.map_blocks(fn, a, b, dtype=rdt, meta=meta, token=f"fastact-{spec.name}-halves")
+    stacked = da.map_blocks(fn, dy, a, b, new_axis=0, chunks=((2,),) + a.chunks, dtype=rdt,
+                            meta=np.empty((0,) * (x.ndim + 1), rdt), token=f"fastact-{spec.name}-halves-backward")
+    return da.concatenate([stacked[0], stacked[1]], axis=axis)
+
+
+def dask_token(*args) -> str:
+    from dask.base import tokenize
+
+    return tokenize(*args)
+
+
+def _xarray_gated(call, func, named, axis):
+    """A gated unit of DataArrays: the split dim keeps its name; its coordinate, which the
+    halves do not share, is dropped from a forward result."""
+    import xarray as xr
+
+    das = [v for _, v in named if _kind(v) == "xarray"]
+    x = named[-1][1]
+    axis = axis % max(x.ndim, 1)
+    dim = x.dims[axis]
+    if len(das) > 1:
+        join = xr.get_options().get("arithmetic_join", "inner")
+        aligned = xr.align(*das, join=join, exclude=[dim])
+        lookup = {id(d): a for d, a in zip(das, aligned)}
+        named = tuple((n, lookup.get(id(v), v)) for n, v in named)
+        x = named[-1][1]
+    values = []
+    for n, v in named:
+        if _kind(v) == "xarray":
+            v = v.transpose(*[d for d in x.dims if d in v.dims]).data if n != "x" else v.data
+        values.append(v)
+    result = call(values, axis)
+    if len(result.shape) and result.shape[axis] == x.shape[axis]:  # backward: x's shape
+        return xr.DataArray(result, coords=x.coords, dims=x.dims, name=x.name, attrs=dict(x.attrs))
+    coords = {k: c for k, c in x.coords.items() if dim not in c.dims}
+    return xr.DataArray(result, coords=coords, dims=x.dims, name=x.name, attrs=dict(x.attrs))

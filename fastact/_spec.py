@@ -18,8 +18,8 @@ import numpy as np
 #: dtypes the kernels are compiled for; float16 is computed in float32 by the dispatch.
 DTYPES = ("float32", "float64")
 
-__all__ = ["DTYPES", "Param", "ElementwiseSpec", "RowwiseSpec", "ReductionSpec", "elementwise", "rowwise",
-           "reduction", "helper", "double", "REGISTRY", "HELPERS"]
+__all__ = ["DTYPES", "Param", "ElementwiseSpec", "RowwiseSpec", "ReductionSpec", "GatedSpec", "elementwise",
+           "rowwise", "reduction", "gated", "helper", "double", "REGISTRY", "HELPERS"]
 
 
 @dataclass(frozen=True)
@@ -166,8 +166,33 @@ class ReductionSpec(_Parametrised):
     kind: str = field(default="reduction", init=False)
 
 
+@dataclass(frozen=True)
+class GatedSpec(_Parametrised):
+    """A gated unit (``glu``): ``x`` split in two halves ``a`` and ``b`` along an axis,
+    and ``y = f(a, b)`` elementwise over the halves (half of ``x``'s length there).
+
+    Its gradient is the pair of partial derivatives, into the halves of ``dx``::
+
+        dx[a half] = dy * dfda(a, b)      dx[b half] = dy * dfdb(a, b)
+
+    Scalar functions take ``a``, ``b`` and then every parameter, in declaration order.
+    """
+
+    name: str
+    doc: str
+    formula: str
+    derivative: str
+    f: Callable
+    dfda: Callable
+    dfdb: Callable
+    params: tuple[Param, ...] = ()
+    work: int = 1
+    layer: str = ""
+    kind: str = field(default="gated", init=False)
+
+
 #: name -> spec, in declaration order.
-REGISTRY: dict[str, ElementwiseSpec | RowwiseSpec | ReductionSpec] = {}
+REGISTRY: dict[str, ElementwiseSpec | RowwiseSpec | ReductionSpec | GatedSpec] = {}
 
 #: name -> scalar helper function shared by declarations, in declaration order.
 HELPERS: dict[str, Callable] = {}
@@ -289,6 +314,21 @@ def reduction(*params: Param, formula: str, work: int = 1):
         return _register(
             ReductionSpec(name=cls.__name__, doc=cls.__doc__ or "", formula=formula, params=tuple(params), work=work,
                           **fns)
+        )
+
+    return declare
+
+
+def gated(*params: Param, formula: str, derivative: str, work: int = 1):
+    """Declare a gated unit (``glu``) from ``f(a, b)``, ``dfda(a, b)`` and ``dfdb(a, b)``;
+    see :class:`GatedSpec`.  ``work`` as for :func:`elementwise`."""
+
+    def declare(cls) -> GatedSpec:
+        _check_work(cls.__name__, work)
+        fns = _functions(cls, ("f", "dfda", "dfdb"))
+        return _register(
+            GatedSpec(name=cls.__name__, doc=cls.__doc__ or "", formula=formula, derivative=derivative,
+                      params=tuple(params), work=work, **fns)
         )
 
     return declare

@@ -19,6 +19,9 @@ def _operations(fn):
 
     spec = fn.spec
     name = spec.name
+    if spec.kind == "gated":
+        return [(name, lambda x, t: fn(x, target=t), None),
+                (f"{name}.backward", lambda x, t: fn.backward(fn(x, target=t), x=x, target=t), None)]
     if spec.kind == "reduction":
         return [(name, lambda x, t: fn(x, axis=-1, target=t), None),
                 (f"{name}.backward", lambda x, t: fn.backward(fn(x, axis=-1, target=t), x=x, axis=-1, target=t), None)]

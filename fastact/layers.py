@@ -160,7 +160,7 @@ def _layer_doc(spec) -> str:
 def _build():
     made = {}
     for name, spec in REGISTRY.items():
-        if spec.kind == "reduction":  # not an activation: no layer
+        if spec.kind in ("reduction", "gated"):  # not shape-preserving activations: no layer
             continue
         cls = type(spec.layer, (Activation,), {"function": FUNCTIONS[name], "__doc__": _layer_doc(spec),
                                                "__module__": __name__})

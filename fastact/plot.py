@@ -60,6 +60,11 @@ def curves(fn, x, **params):
     from fastact._spec import RowwiseSpec
 
     name = fn.spec.name
+    if fn.spec.kind == "gated":  # of the pair [1, x]: the gate, and its derivative in x
+        pair = np.stack([np.ones_like(x), x], axis=-1)
+        y = fn(pair, target="cpu", **params)[:, 0]
+        d = fn.backward(np.ones((len(x), 1)), x=pair, target="cpu", **params)[:, 1]
+        return [(0, f"{name}([1, x])", y), (1, "d/dx", d)]
     if fn.spec.kind == "reduction":  # of the pair [x, 0]: its gradient is softmax's
         pair = np.stack([x, np.zeros_like(x)], axis=-1)
         y = fn(pair, axis=-1, target="cpu", **params)

@@ -16,8 +16,9 @@ from fastact.reference import REFERENCE
 
 FLOATS = (np.float16, np.float32, np.float64)
 #: The functions whose result has their input's shape (elementwise and row-wise): every
-#: one but the reductions, which tests/test_reductions.py covers.
-SHAPED = tuple(n for n, s in fa.REGISTRY.items() if s.kind != "reduction")
+#: one but the reductions and the gated units, which tests/test_reductions.py and
+#: tests/test_gated.py cover.
+SHAPED = tuple(n for n, s in fa.REGISTRY.items() if s.kind in ("elementwise", "rowwise"))
 CPU_TARGETS = ("cpu", "parallel", "auto")
 ELEMENTWISE_OPS = ("forward", "grad", "grad2", "backward_x", "backward_y")
 ROWWISE_OPS = ("forward", "backward_x", "backward_y")

@@ -49,11 +49,12 @@ def test_help_shows_the_call_signatures(name):
     fn = fa.FUNCTIONS[name]
     text = pydoc.render_doc(fn, renderer=pydoc.plaintext)
     params = "".join(f", {p.name}={p.default!r}" for p in fa.REGISTRY[name].params)
-    axis = {"rowwise": "axis=-1, ", "reduction": "axis, keepdims=False, "}.get(fa.REGISTRY[name].kind, "")
+    axis = {"rowwise": "axis=-1, ", "gated": "axis=-1, ",
+            "reduction": "axis, keepdims=False, "}.get(fa.REGISTRY[name].kind, "")
     dim = ", dim=None" if axis else ""
     assert f"{name}(x, /, *, {axis}out=None, target=None, stream=None{dim}{params})" in text
     acc = "" if axis else "accumulate=False, "
-    xy = "x, " if name in fa.REDUCTIONS else "x=None, y=None, "  # a reduction's gradient needs x
+    xy = "x, " if name in fa.REDUCTIONS + fa.GATED else "x=None, y=None, "  # their gradients need x
     assert (f"{name}.backward(dy, /, *, {xy}{axis}out=None, {acc}target=None, stream=None{dim}{params})"
             in text)
     assert (f"{name}.grad(x, /" in text) == (name in fa.ELEMENTWISE)

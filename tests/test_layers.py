@@ -34,8 +34,9 @@ def test_every_activation_has_a_layer():
         assert issubclass(cls, layers.Activation) and cls.__module__ == "fastact.layers"
         assert f"fastact.{name}" in cls.__doc__
     assert fa.layers is layers
-    # Reductions are not activations: no layer, and no class named after them.
-    assert fa.REDUCTIONS and not any(hasattr(layers, layer_name(n)) for n in fa.REDUCTIONS)
+    # Reductions and gated units change the shape: no layer, and no class named after them.
+    others = fa.REDUCTIONS + fa.GATED
+    assert others and not any(hasattr(layers, layer_name(n)) or hasattr(layers, n.upper()) for n in others)
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)

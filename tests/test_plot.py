@@ -30,6 +30,9 @@ def test_curves_are_the_functions(name):
     assert x.min() <= -4 and x.max() >= 4
     if name in fa.ELEMENTWISE:
         want = [fn(x), fn.grad(x)]
+    elif name in fa.GATED:  # of [1, x]: the gate
+        pair = np.stack([np.ones_like(x), x], -1)
+        want = [fn(pair)[:, 0], fn.backward(np.ones((len(x), 1)), x=pair)[:, 1]]
     elif name in fa.REDUCTIONS:  # of [x, 0], with its gradient in x
         pair = np.stack([x, np.zeros_like(x)], -1)
         want = [fn(pair, axis=-1), fn.backward(np.ones_like(x), x=pair, axis=-1)[:, 0]]
