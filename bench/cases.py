@@ -216,7 +216,7 @@ def ops_of(name: str) -> tuple[str, ...]:
     spec = fastact.REGISTRY[name]
     if spec.kind == "rowwise":
         return ROWWISE_OPS
-    if spec.kind == "reduction":
+    if spec.kind in ("reduction", "gated"):
         return REDUCTION_OPS
     ops = ["forward", "grad", "backward"]
     if spec.dfdy is not None and dfdy_by_default(spec):
@@ -252,7 +252,14 @@ class Case:
         """The shape of the result: the input's, or a reduction's one value per row."""
         if self.kind == "reduction" and self.op == "forward":
             return self.shape[:-1]
+        if self.kind == "gated" and self.op == "forward":
+            return self.half_shape
         return self.shape
+
+    @property
+    def half_shape(self) -> tuple[int, ...]:
+        """A gated unit's forward result (and dy): half of the last axis."""
+        return self.shape[:-1] + (self.shape[-1] // 2,)
 
     @property
     def n(self) -> int:
@@ -270,6 +277,8 @@ class Case:
     def nbytes(self) -> int:
         if self.kind == "reduction":  # x read (and the gradient written); dy, y: a value per row
             return (1 if self.op == "forward" else 2) * self.n * np.dtype(self.dtype).itemsize
+        if self.kind == "gated":  # x and half of it (the result, or dy), and the gradient written
+            return (3 if self.op == "forward" else 5) * self.n * np.dtype(self.dtype).itemsize // 2
         return OPERANDS[self.op] * self.n * np.dtype(self.dtype).itemsize
 
     def extra_info(self) -> dict:
@@ -320,8 +329,8 @@ def kernel_cases(grid: Grid, impls=IMPLEMENTATIONS, functions=None) -> list[Case
 def supports(impl: str, function: str, op: str, mode: str, peers=None) -> bool:
     """Whether ``impl`` has a way to write this operation in this mode (known without
     importing the peer, so that a missing peer shows up as skipped benchmarks)."""
-    if fastact.REGISTRY[function].kind == "reduction" and mode == "inplace":
-        return False  # the result has another shape than any operand
+    if fastact.REGISTRY[function].kind in ("reduction", "gated") and mode == "inplace":
+        return False  # the result has another shape than the operand it would overwrite
     if impl.startswith("fastact."):
         return True
     if impl == "numpy.nansafe":
@@ -358,7 +367,7 @@ class Data:
     def arrays(self, case: Case) -> SimpleNamespace:
         """Views of the arrays in the case's shape."""
         shape = case.shape
-        rows = shape if case.kind != "reduction" else shape[:-1]  # dy: the result's shape
+        rows = {"reduction": shape[:-1], "gated": case.half_shape}.get(case.kind, shape)  # dy: the result's
         ns = SimpleNamespace(
             x=self.x.reshape(shape),
             dy=self.dy[: int(np.prod(rows))].reshape(rows),
@@ -447,7 +456,7 @@ def _numpy_reference(case: Case, a):
         # ~2 us a call: the benchmark process silences NumPy's warnings once instead.
         return getattr(fn, "__wrapped__", fn)
 
-    if case.kind == "reduction":
+    if case.kind in ("reduction", "gated"):
         if case.op == "forward":
             return partial(plain(ref.forward), a.x, -1)
         return partial(plain(ref.backward), a.dy, a.x, -1)
@@ -565,7 +574,13 @@ def _numpy_entries():
         # logsumexp as NumPy's users write it (SciPy's is a peer of its own).
         ("logsumexp", "forward"): new(lambda x: _logsumexp(x), "x"),
         ("logsumexp", "backward"): new(lambda dy, x: dy[..., None] * _softmax(x), "dy", "x"),
+        ("glu", "forward"): new(lambda x: _glu(x), "x"),
     }
+
+
+def _glu(x):
+    a, b = np.split(x, 2, axis=-1)
+    return a * _sigmoid(b)
 
 
 def _logsumexp(x):

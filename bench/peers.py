@@ -180,6 +180,8 @@ def _torch_entries():
             "out": lambda m, t: partial(t.out.copy_, t.x),
         },
         ("softmax", "forward"): {"new": lambda m, t: partial(F(m).softmax, t.x, dim=-1)},
+        ("glu", "forward"): {"new": lambda m, t: partial(F(m).glu, t.x, dim=-1)},
+        ("glu", "backward"): {"new": lambda m, t: partial(aten(m).glu_backward, t.dy, t.x, -1)},
         ("logsumexp", "forward"): {
             "new": lambda m, t: partial(m.logsumexp, t.x, dim=-1),
             "out": lambda m, t: partial(m.logsumexp, t.x, dim=-1, out=t.out),
@@ -271,9 +273,10 @@ _JAX_FUNCTIONS = {
     "softsign": lambda nn: nn.soft_sign,
     "log_softmax": lambda nn: (lambda x: nn.log_softmax(x, axis=-1)),
     "logsumexp": lambda nn: (lambda x: nn.logsumexp(x, axis=-1)),
+    "glu": lambda nn: (lambda x: nn.glu(x, axis=-1)),
 }
-#: Row-wise functions and reductions: no elementwise derivative.
-_JAX_ROWWISE = ("softmax", "log_softmax", "logsumexp")
+#: Row-wise functions, reductions and gated units: no elementwise derivative.
+_JAX_ROWWISE = ("softmax", "log_softmax", "logsumexp", "glu")
 
 
 def _jax_entry(function, op):

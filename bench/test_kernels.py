@@ -102,7 +102,7 @@ def _check(case, a, fn):
 
     ref = REFERENCE[case.function]
     x, dy = a.x.astype(np.float64), a.dy.astype(np.float64)
-    if case.kind == "reduction":
+    if case.kind in ("reduction", "gated"):
         want = ref.forward(x, -1) if case.op == "forward" else ref.backward(dy, x, -1)
     elif case.op == "forward":
         want = ref.forward(x)

@@ -38,7 +38,7 @@ from fastact._lanes import stack_block as _stack_block
 from fastact._lanes import lane_sum as _lane_sum
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "23076b67701ac907ddbb2c7a187d9669cd29ba9066e143b956ff02407bfeee15"
+DECLARATIONS_SHA256 = "b83accae0de142b6b3e86a8d882a3a185121eea0afb817913ded424e83d319c6"
 
 
 def _scalar(fn):
@@ -9901,7 +9901,8 @@ glu__f = _scalar(glu__f)
 
 def glu__dfda(a, b):
     e = math.exp(-abs(b))
-    return (lit(1.0, a) if b >= lit(0.0, a) else e) / (lit(1.0, a) + e)
+    s = (lit(1.0, a) if b >= lit(0.0, a) else e) / (lit(1.0, a) + e)
+    return s if a == a else a
 glu__dfda = _scalar(glu__dfda)
 
 

@@ -24,7 +24,7 @@ from numba import cuda, float64
 from fastact import _cudamath as math
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "23076b67701ac907ddbb2c7a187d9669cd29ba9066e143b956ff02407bfeee15"
+DECLARATIONS_SHA256 = "b83accae0de142b6b3e86a8d882a3a185121eea0afb817913ded424e83d319c6"
 
 _device = cuda.jit(device=True)
 
@@ -1867,7 +1867,8 @@ glu__f = _device(glu__f)
 
 def glu__dfda(a, b):
     e = math.exp(-abs(b))
-    return (lit(1.0, a) if b >= lit(0.0, a) else e) / (lit(1.0, a) + e)
+    s = (lit(1.0, a) if b >= lit(0.0, a) else e) / (lit(1.0, a) + e)
+    return s if a == a else a
 glu__dfda = _device(glu__dfda)
 
 

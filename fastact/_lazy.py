@@ -471,21 +471,17 @@ def gated_call(spec, op, func, named, target, axis, dim, params):
         dy = dy.rechunk(tuple((h,) if k == axis else c for k, c in enumerate(x.chunks)))
         dy_idx = tuple(-1 if k == axis else k for k in idx)
         return da.blockwise(fn, idx, dy, dy_idx, x, idx, concatenate=True, dtype=rdt, meta=meta,
-                            name=f"fastact-{spec.name}-backward-" + dask_token(dy, x))
+                            token=f"fastact-{spec.name}-backward")
     a = x[tuple(slice(0, h) if k == axis else slice(None) for k in idx)]
     b = x[tuple(slice(h, None) if k == axis else slice(None) for k in idx)]
     fn = functools.partial(gated_halves_chunk, spec.name, op, target, axis, params)
     if op == "forward":
+        _, (a, b) = da.core.unify_chunks(a, idx, b, idx)
         return da.map_blocks(fn, a, b, dtype=rdt, meta=meta, token=f"fastact-{spec.name}-halves")
+    _, (dy, a, b) = da.core.unify_chunks(dy, idx, a, idx, b, idx)
     stacked = da.map_blocks(fn, dy, a, b, new_axis=0, chunks=((2,),) + a.chunks, dtype=rdt,
                             meta=np.empty((0,) * (x.ndim + 1), rdt), token=f"fastact-{spec.name}-halves-backward")
     return da.concatenate([stacked[0], stacked[1]], axis=axis)
-
-
-def dask_token(*args) -> str:
-    from dask.base import tokenize
-
-    return tokenize(*args)
 
 
 def _xarray_gated(call, func, named, axis):

@@ -8,7 +8,8 @@ function computes in the dtype of its input; pass float64 to get a float64 oracl
 ``grad(x, **params)``, ``grad_y(y, **params)`` (where declared), ``grad2(x, **params)`` and ``backward(dy, x=None,
 y=None, **params)``; for a row-wise function, ``forward(x, axis)`` and
 ``backward(dy, x=None, y=None, axis=-1)``; for a reduction, ``forward(x, axis, keepdims)``
-and ``backward(dy, x, axis, keepdims)``.
+and ``backward(dy, x, axis, keepdims)``; for a gated unit, ``forward(x, axis)`` and
+``backward(dy, x, axis)``.
 """
 
 from __future__ import annotations
@@ -638,6 +639,17 @@ def logsumexp_backward(dy, x, axis, keepdims=False):
     return dyk * y
 
 
+def glu(x, axis=-1):
+    a, b = np.split(x, 2, axis=axis)
+    return a * sigmoid(b)
+
+
+def glu_backward(dy, x, axis=-1):
+    a, b = np.split(x, 2, axis=axis)
+    s = sigmoid(b)
+    return np.concatenate([dy * s, dy * a * sigmoid_grad(b)], axis=axis)
+
+
 # --- the table the tests and benchmarks iterate over ----------------------------------------
 
 
@@ -722,4 +734,5 @@ REFERENCE = {
                             scale={"forward": _log_softmax_scale_forward, "backward": _log_softmax_scale_backward}),
     "softmin": _rowwise(softmin, softmin_backward_y),
     "logsumexp": SimpleNamespace(kind="reduction", forward=_quiet(logsumexp), backward=_quiet(logsumexp_backward)),
+    "glu": SimpleNamespace(kind="gated", forward=_quiet(glu), backward=_quiet(glu_backward)),
 }

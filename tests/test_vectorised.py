@@ -163,6 +163,24 @@ def test_reduction_kernels_are_vectorised(name, op, t):
         _check(kernel.inspect_asm(kernel.signatures[0]), f"{name}__{op}__{kind} {t}")
 
 
+@pytest.mark.parametrize("t", DTYPES)
+@pytest.mark.parametrize("op", list(_codegen.GATED_OPS))
+@pytest.mark.parametrize("name", fa.GATED)
+def test_gated_kernels_are_vectorised(name, op, t):
+    kernels = _cpu.kernels()
+    dt = np.dtype(t)
+    x = np.linspace(-3, 3, 4 * 2 * 64).astype(dt).reshape(4, 2, 64)
+    out = np.empty((4, 64), dt) if op == "forward" else np.empty_like(x)
+    inputs = (x,) if op == "forward" else (np.ones((4, 64), dt), x)
+    for kind in ("rows", "parallel"):
+        py = getattr(kernels, f"{name}__{op}__{kind}").py_func
+        kernel = njit(parallel=kind != "rows", nogil=True, error_model="numpy")(py)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kernel(out, *inputs)
+        _check(kernel.inspect_asm(kernel.signatures[0]), f"{name}__{op}__{kind} {t}")
+
+
 def test_a_scalar_loop_is_detected():
     # The check itself: a loop over the C library's exp fails it.
     import math

@@ -405,6 +405,34 @@ def test_reduction_special_rows_fortran_float16_and_empty(name):
         f.backward(on_device(np.ones(3)), x=on_device(np.ones((2, 3))), axis=-1)
 
 
+# --- gated units -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: np.dtype(t).name)
+@pytest.mark.parametrize("layout", [((3, 40), -1), ((4, 40), 0), ((2, 6, 5), 1), ((8,), 0)],
+                         ids=lambda la: f"{la[0]}-axis{la[1]}")
+@pytest.mark.parametrize("name", fa.GATED)
+def test_gated_matches_cpu(name, layout, dtype):
+    f = fa.FUNCTIONS[name]
+    shape, axis = layout
+    x, _ = elementwise_data(dtype, 11, shape=shape)
+    want = f(x, axis=axis, target="cpu")
+    dy = np.random.default_rng(2).standard_normal(want.shape).astype(dtype)
+    dwant = f.backward(dy, x=x, axis=axis, target="cpu")
+    assert_close(f(x, axis=axis, target="cuda"), want, name, maxulp=MAX_ULP)
+    out = np.full(want.shape, np.nan, dtype)
+    assert f(x, axis=axis, out=out, target="cuda") is out
+    assert_close(out, want, name, maxulp=MAX_ULP)
+    for order in ("C", "F"):
+        d = cuda.to_device(np.asarray(x, order=order))
+        r = f(d, axis=axis)
+        assert not isinstance(r, np.ndarray)
+        assert_close(r.copy_to_host(), want, f"{name} device {order}", maxulp=MAX_ULP)
+        assert f.backward(cuda.to_device(np.asarray(dy, order=order)), x=d, axis=axis, out=d) is d  # in place
+        assert_close(d.copy_to_host(), dwant, f"{name}.backward device {order}", maxulp=MAX_ULP)
+    assert_close(f.backward(dy, x=x, axis=axis, target="cuda"), dwant, f"{name}.backward", maxulp=MAX_ULP)
+
+
 # --- streams, errors --------------------------------------------------------------------------
 
 
