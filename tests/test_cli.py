@@ -43,13 +43,15 @@ def test_zarr_rowwise_keeps_rows_whole(tmp_path):
         np.testing.assert_array_equal(zarr.open_array(str(dst), mode="r")[:], fa.softmax(x, axis=axis))
 
 
-def test_npy_reduction_writes_the_reduced_shape(tmp_path):
+def test_npy_reduction_and_gated_unit_write_their_shapes(tmp_path):
     x = np.random.default_rng(2).standard_normal((400, 30))
     src, dst = tmp_path / "x.npy", tmp_path / "y.npy"
     np.save(src, x)
     for axis in (0, 1):
         _run("apply", "logsumexp", src, dst, "--axis", axis, "--chunk-mb", "0.02", "--quiet")
         np.testing.assert_array_equal(np.load(dst), fa.logsumexp(x, axis=axis))
+    _run("apply", "glu", src, dst, "--chunk-mb", "0.02", "--quiet")
+    np.testing.assert_array_equal(np.load(dst), fa.glu(x))
 
 
 @pytest.mark.parametrize(
@@ -59,6 +61,7 @@ def test_npy_reduction_writes_the_reduced_shape(tmp_path):
         (["apply", "relu", "IN", "OUT", "--axis", "0"], "relu is elementwise"),
         (["apply", "softmax", "IN", "OUT", "--op", "grad"], "softmax is row-wise"),
         (["apply", "logsumexp", "IN", "OUT"], "logsumexp is a reduction: give the axis to reduce, --axis A"),
+        (["apply", "glu", "IN", "OUT", "--op", "grad"], "glu is a gated unit: only --op forward"),
         (["apply", "relu", "IN", "OUT", "--param", "at_zero"], "--param takes key=value"),
         (["apply", "relu", "IN", "OUT", "--chunk-mb", "0"], "--chunk-mb must be a positive number"),
     ],
