@@ -38,7 +38,7 @@ from fastact._lanes import stack_block as _stack_block
 from fastact._lanes import lane_sum as _lane_sum
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "b83accae0de142b6b3e86a8d882a3a185121eea0afb817913ded424e83d319c6"
+DECLARATIONS_SHA256 = "3184a00dea62f413d5afda6481c0a6dc164b7aa4b920da120eba84ac275593dc"
 
 
 def _scalar(fn):

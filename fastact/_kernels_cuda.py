@@ -24,7 +24,7 @@ from numba import cuda, float64
 from fastact import _cudamath as math
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "b83accae0de142b6b3e86a8d882a3a185121eea0afb817913ded424e83d319c6"
+DECLARATIONS_SHA256 = "3184a00dea62f413d5afda6481c0a6dc164b7aa4b920da120eba84ac275593dc"
 
 _device = cuda.jit(device=True)
 

@@ -355,9 +355,8 @@ def _xarray_reduction(spec, op, func, named, target, axis, keepdims, dim, no_axi
     by position): the result keeps the other dims, their coordinates and the attrs."""
     import xarray as xr
 
-    from fastact._dispatch import _missing_axis
-
     import fastact
+    from fastact._dispatch import _missing_axis, reduction_axes
 
     fn = fastact.FUNCTIONS[spec.name]
     x = named[-1][1]
@@ -368,8 +367,6 @@ def _xarray_reduction(spec, op, func, named, target, axis, keepdims, dim, no_axi
     if dim is None:
         if axis is no_axis:
             raise TypeError(_missing_axis(func))
-        from fastact._dispatch import reduction_axes
-
         dims = tuple(x.dims[k] for k in reduction_axes(func, axis, x.ndim)) if x.ndim else ()
     else:
         dims = (dim,) if isinstance(dim, str) else tuple(dim)
