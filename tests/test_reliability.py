@@ -390,17 +390,23 @@ def test_interrupt_waits_for_the_step_in_progress():
 
     from fastact._interrupts import deferred
 
-    before = signal.getsignal(signal.SIGINT)
-    finished = []
-    with pytest.raises(KeyboardInterrupt):
-        with deferred():
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)  # the handler runs here, between bytecodes
-            finished.append(True)
-    assert finished == [True]
-    assert signal.getsignal(signal.SIGINT) is before
-    with deferred():  # no signal: nothing raised
-        pass
+    # Python's own handler, whatever the process inherited (a shell's background job
+    # starts with SIGINT ignored, and deferred() leaves an ignored signal alone).
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        before = signal.getsignal(signal.SIGINT)
+        finished = []
+        with pytest.raises(KeyboardInterrupt):
+            with deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)  # the handler runs here, between bytecodes
+                finished.append(True)
+        assert finished == [True]
+        assert signal.getsignal(signal.SIGINT) is before
+        with deferred():  # no signal: nothing raised
+            pass
+    finally:
+        signal.signal(signal.SIGINT, inherited)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc are Linux's")

@@ -370,6 +370,10 @@ def scenario_interrupt(how: str):
 
         typed_passes.NativeLowering.run_pass = run_pass
     else:
+        # Python's own handler, whatever this process inherited: a shell's background job
+        # (`cmd &` without job control) starts with SIGINT ignored, and the signal would
+        # then test nothing.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         timer = threading.Timer(float(how.split(":", 1)[1]), os.kill, (os.getpid(), signal.SIGINT))
         timer.start()
     interrupted = False
