@@ -25,7 +25,15 @@ import numpy as np
 
 from fastact import _config, _cpu, _cuda, _lazy, _threads
 from fastact._cuda import CudaUnavailableError  # noqa: F401  (re-exported by fastact)
-from fastact._spec import ElementwiseSpec, GatedSpec, ReductionSpec, RowwiseSpec, check_param_range, check_params, dfdy_allowed
+from fastact._spec import (
+    ElementwiseSpec,
+    GatedSpec,
+    ReductionSpec,
+    RowwiseSpec,
+    check_param_range,
+    check_params,
+    dfdy_allowed,
+)
 
 TARGETS = ("auto", "cpu", "parallel", "cuda")
 
@@ -400,8 +408,8 @@ _COMMON_ARGS = """
 
     Dask arrays give Dask arrays (lazy, chunk by chunk, each chunk on the ``cpu`` target
     unless ``target`` says otherwise), xarray DataArrays give DataArrays with their dims,
-    coordinates and attrs; row-wise functions and reductions then also take ``dim=`` for
-    ``axis=``.
+    coordinates and attrs; the functions along an axis (row-wise, reductions, gated
+    units) then also take ``dim=`` for ``axis=``.
 """
 
 
@@ -965,7 +973,7 @@ class Reduction(_Function):
         if "y" in params:
             raise TypeError(
                 f"{func}() takes the forward input x=, not y=: the gradient of {self.spec.name} is a function "
-                f"of the input (softmax(x)), which the output alone does not determine"
+                f"of the input, which the output alone does not determine"
             )
         self._params(func, params)
         if x is None:
@@ -1087,8 +1095,8 @@ def _run_reduction(spec, op, arrays, axes, kept, rshape, result, cdt, target):
         dyk = np.reshape(broadcast_to(arrays[0], rshape), kept)
         inputs = (_as_rows(dyk, axes, cdt).reshape(rows), xr)
         view = _rows_view(result, axes, rows, n) if result.dtype == cdt else None
-        if view is not None and _needs_scratch(view, inputs, cdt):
-            view = None
+    if view is not None and _needs_scratch(view, inputs, cdt):  # out inside x's rows, say
+        view = None
     dest = view if view is not None else np.empty((rows,) if op == "forward" else (rows, n), cdt)
     if use_parallel(target, x.size, spec, cdt.itemsize):
         few_long = rows < _threads.num_threads() and n > _ROW_SPLIT

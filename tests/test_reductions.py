@@ -230,6 +230,9 @@ def test_out_in_place_and_overlap(target):
     assert_bitwise(xt, want_b)
     o0 = np.zeros(())
     assert lse(np.arange(3.0), axis=0, out=o0, target=target) is o0 and o0 == lse(np.arange(3.0), axis=0)
+    buf = x.ravel().copy()  # the forward result written over x's rows 1 and 2, which row 0's
+    lse(buf.reshape(40, 30), axis=-1, out=buf[30:70], target=target)  # result would clobber
+    assert_bitwise(buf[30:70], want_f)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
