@@ -619,10 +619,14 @@ def _gated(spec: GatedSpec) -> list[str]:
     for op, args in GATED_OPS.items():
         arglist = ", ".join(args) + p
         body = _gated_bodies(spec, "a", "b", "g", "oa", "ob", "o", "j")[op]
+        # Rows first, then slices of them: LLVM vectorises loops over 1-d slices of 1-d
+        # rows, but one over x[i, 0, j0:j1] ran 2.6x slower (measured: 8M float32 glu on
+        # one thread, 6.0 ms against 2.3 ms).
         views = {
-            "forward": ("a, b, o = x[i, 0, j0:j1], x[i, 1, j0:j1], out[i, j0:j1]"),
-            "backward_x": ("a, b, g, oa, ob = x[i, 0, j0:j1], x[i, 1, j0:j1], dy[i, j0:j1], out[i, 0, j0:j1], "
-                           "out[i, 1, j0:j1]"),
+            "forward": ("xa, xb, xo = x[i, 0], x[i, 1], out[i]\n"
+                        "        a, b, o = xa[j0:j1], xb[j0:j1], xo[j0:j1]"),
+            "backward_x": ("xa, xb, xg, xoa, xob = x[i, 0], x[i, 1], dy[i], out[i, 0], out[i, 1]\n"
+                           "        a, b, g, oa, ob = xa[j0:j1], xb[j0:j1], xg[j0:j1], xoa[j0:j1], xob[j0:j1]"),
         }[op]
         lines += [
             "", "", "@njit(cache=True, nogil=True, error_model='numpy')", f"def {n}__{op}__rows(out, {arglist}):",
@@ -630,7 +634,7 @@ def _gated(spec: GatedSpec) -> list[str]:
             "    for i in range(x.shape[0]):",
             "        j0, j1 = 0, m",
             f"        {views}",
-            "        for j in range(m):",
+            "        for j in range(j1 - j0):",
             *("            " + s for s in body),
             "", "", "@njit(parallel=True, cache=True, nogil=True, error_model='numpy')",
             f"def {n}__{op}__parallel(out, {arglist}):",

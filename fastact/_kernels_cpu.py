@@ -9918,8 +9918,9 @@ def glu__forward__rows(out, x):
     m = x.shape[2]
     for i in range(x.shape[0]):
         j0, j1 = 0, m
-        a, b, o = x[i, 0, j0:j1], x[i, 1, j0:j1], out[i, j0:j1]
-        for j in range(m):
+        xa, xb, xo = x[i, 0], x[i, 1], out[i]
+        a, b, o = xa[j0:j1], xb[j0:j1], xo[j0:j1]
+        for j in range(j1 - j0):
             o[j] = glu__f(a[j], b[j])
 
 
@@ -9931,7 +9932,8 @@ def glu__forward__parallel(out, x):
         i = t // nb
         j0 = (t - i * nb) * 16384
         j1 = min(j0 + 16384, m)
-        a, b, o = x[i, 0, j0:j1], x[i, 1, j0:j1], out[i, j0:j1]
+        xa, xb, xo = x[i, 0], x[i, 1], out[i]
+        a, b, o = xa[j0:j1], xb[j0:j1], xo[j0:j1]
         for j in range(j1 - j0):
             o[j] = glu__f(a[j], b[j])
 
@@ -9941,8 +9943,9 @@ def glu__backward_x__rows(out, dy, x):
     m = x.shape[2]
     for i in range(x.shape[0]):
         j0, j1 = 0, m
-        a, b, g, oa, ob = x[i, 0, j0:j1], x[i, 1, j0:j1], dy[i, j0:j1], out[i, 0, j0:j1], out[i, 1, j0:j1]
-        for j in range(m):
+        xa, xb, xg, xoa, xob = x[i, 0], x[i, 1], dy[i], out[i, 0], out[i, 1]
+        a, b, g, oa, ob = xa[j0:j1], xb[j0:j1], xg[j0:j1], xoa[j0:j1], xob[j0:j1]
+        for j in range(j1 - j0):
             av, bv, d = a[j], b[j], g[j]
             oa[j] = d * glu__dfda(av, bv)
             ob[j] = d * glu__dfdb(av, bv)
@@ -9956,7 +9959,8 @@ def glu__backward_x__parallel(out, dy, x):
         i = t // nb
         j0 = (t - i * nb) * 16384
         j1 = min(j0 + 16384, m)
-        a, b, g, oa, ob = x[i, 0, j0:j1], x[i, 1, j0:j1], dy[i, j0:j1], out[i, 0, j0:j1], out[i, 1, j0:j1]
+        xa, xb, xg, xoa, xob = x[i, 0], x[i, 1], dy[i], out[i, 0], out[i, 1]
+        a, b, g, oa, ob = xa[j0:j1], xb[j0:j1], xg[j0:j1], xoa[j0:j1], xob[j0:j1]
         for j in range(j1 - j0):
             av, bv, d = a[j], b[j], g[j]
             oa[j] = d * glu__dfda(av, bv)
