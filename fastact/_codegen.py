@@ -593,20 +593,6 @@ README = PACKAGE.parent / "README.md"
 TABLE_START, TABLE_END = "<!-- functions-table:start -->", "<!-- functions-table:end -->"
 
 
-def _gated_bodies(spec: GatedSpec, a: str, b: str, dy: str, oa: str, ob: str, out: str, j: str) -> dict:
-    """The statement(s) of each gated operation at one position ``j`` of the halves."""
-    n = spec.name
-    p = "".join(", " + name for name in spec.param_names)
-    return {
-        "forward": [f"{out}[{j}] = {n}__f({a}[{j}], {b}[{j}]{p})"],
-        "backward_x": [
-            f"av, bv, d = {a}[{j}], {b}[{j}], {dy}[{j}]",  # read before out (which may be x) is written
-            f"{oa}[{j}] = d * {n}__dfda(av, bv{p})",
-            f"{ob}[{j}] = d * {n}__dfdb(av, bv{p})",
-        ],
-    }
-
-
 def _gated(spec: GatedSpec) -> list[str]:
     """A gated unit's kernels over the (outer, 2, m) view of ``x``: one thread, the rows
     in turn; all threads, each taking blocks of ``GATED_BLOCK`` positions (so that one
@@ -618,7 +604,14 @@ def _gated(spec: GatedSpec) -> list[str]:
     p = "".join(", " + name for name in spec.param_names)
     for op, args in GATED_OPS.items():
         arglist = ", ".join(args) + p
-        body = _gated_bodies(spec, "a", "b", "g", "oa", "ob", "o", "j")[op]
+        body = {
+            "forward": [f"o[j] = {n}__f(a[j], b[j]{p})"],
+            "backward_x": [
+                "av, bv, d = a[j], b[j], g[j]",  # read before out (which may be x) is written
+                f"oa[j] = d * {n}__dfda(av, bv{p})",
+                f"ob[j] = d * {n}__dfdb(av, bv{p})",
+            ],
+        }[op]
         # Rows first, then slices of them: LLVM vectorises loops over 1-d slices of 1-d
         # rows, but one over x[i, 0, j0:j1] ran 2.6x slower (measured: 8M float32 glu on
         # one thread, 6.0 ms against 2.3 ms).
@@ -995,36 +988,6 @@ def cast__cuda(out, x):
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
         out[i] = x[i]
 '''
-
-
-def _cuda_gated(spec: GatedSpec) -> list[str]:
-    """A gated unit's CUDA kernels: a grid-stride loop over the (outer, m) positions."""
-    n = spec.name
-    lines = [f"# --- {n} " + "-" * (84 - len(n))]
-    lines += scalar_functions(n, {fn: getattr(spec, fn) for fn in GATED_FUNCTIONS}, "_device")
-    p = "".join(", " + name for name in spec.param_names)
-    bodies = {
-        "forward": [f"out[i, j] = {n}__f(x[i, 0, j], x[i, 1, j]{p})"],
-        "backward_x": [
-            "av, bv, d = x[i, 0, j], x[i, 1, j], dy[i, j]",
-            f"out[i, 0, j] = d * {n}__dfda(av, bv{p})",
-            f"out[i, 1, j] = d * {n}__dfdb(av, bv{p})",
-        ],
-    }
-    for op, args in GATED_OPS.items():
-        lines += [
-            "", "", "@cuda.jit(cache=True)", f"def {n}__{op}__cuda(out, {', '.join(args)}{p}):",
-            "    m = x.shape[2]",
-            "    for t in range(cuda.grid(1), x.shape[0] * m, cuda.gridsize(1)):",
-            "        i = t // m",
-            "        j = t - i * m",
-            *("        " + s for s in bodies[op]),
-        ]
-    return lines
-
-
-_CUDA_KINDS = {"elementwise": _cuda_elementwise, "rowwise": _cuda_rowwise, "reduction": _cuda_reduction,
-               "gated": _cuda_gated}
 
 
 def _cuda_gated(spec: GatedSpec) -> list[str]:

@@ -280,17 +280,18 @@ class Launch:
 
     # -- layout -------------------------------------------------------------------------
 
-    def _operands(self, arrays, shape):
+    def _operands(self, arrays, shape, shapes=None):
         """[(device array or None, host array or None)] for the validated ``arrays``, and the
-        common memory order of the device operands ('C' when none has one)."""
+        common memory order of the device operands ('C' when none has one).  Device
+        operands must have ``shape`` (the result's), or their own in ``shapes``."""
         ops, orders = [], set()
-        for a in arrays:
+        for k, a in enumerate(arrays):
             named = self.device.get(id(a))
             if named is None:
                 ops.append((None, a))
                 continue
             name, d = named
-            orders.add(self._check_device(name, d, shape))
+            orders.add(self._check_device(name, d, shape if shapes is None else shapes[k]))
             ops.append((d, None))
         if self.device_out is not None:
             orders.add(self._check_device("out", self.device_out, shape))
@@ -467,22 +468,7 @@ class Launch:
         keep their memory order, so their reduced axes must be adjacent in it."""
         cuda, stream = self.cuda, self.stream
         x = arrays[-1]
-        expected = [rshape, x.shape] if op == "backward_x" else [x.shape]
-        ops, orders = [], set()
-        for a, want, label in zip(arrays, expected, ("dy", "x") if op == "backward_x" else ("x",)):
-            named = self.device.get(id(a))
-            if named is None:
-                ops.append((None, a))
-            else:
-                orders.add(self._check_device(named[0], named[1], want))
-                ops.append((named[1], None))
-        if self.device_out is not None:
-            orders.add(self._check_device("out", self.device_out, shape))
-        orders.discard(None)
-        if len(orders) > 1:
-            raise ValueError(f"{self.func}(): the device arrays mix C and Fortran order; the CUDA target needs "
-                             "them in one memory order (copy one of them to the other's order)")
-        order = orders.pop() if orders else "C"
+        ops, order = self._operands(arrays, shape, [rshape, x.shape] if op == "backward_x" else [x.shape])
         any_device = any(d is not None for d, _ in ops) or self.device_out is not None
         full = tuple(x.shape) or (1,)
         nd = len(full)
@@ -559,21 +545,7 @@ class Launch:
         x = arrays[-1]
         roles = ("dy", "x") if op == "backward_x" else ("x",)
         expected = {"dy": half, "x": x.shape}
-        ops, orders = [], set()
-        for a, role in zip(arrays, roles):
-            named = self.device.get(id(a))
-            if named is None:
-                ops.append((None, a))
-            else:
-                orders.add(self._check_device(named[0], named[1], expected[role]))
-                ops.append((named[1], None))
-        if self.device_out is not None:
-            orders.add(self._check_device("out", self.device_out, shape))
-        orders.discard(None)
-        if len(orders) > 1:
-            raise ValueError(f"{self.func}(): the device arrays mix C and Fortran order; the CUDA target needs "
-                             "them in one memory order (copy one of them to the other's order)")
-        order = orders.pop() if orders else "C"
+        ops, order = self._operands(arrays, shape, [expected[role] for role in roles])
         any_device = any(d is not None for d, _ in ops) or self.device_out is not None
         nd = len(x.shape)
         # A Fortran-ordered array is the C-ordered array of the reversed shape.

@@ -993,15 +993,9 @@ class Reduction(_Function):
             raise TypeError(f"{func}(): keepdims must be True or False, got {type(keepdims).__name__} {keepdims!r}")
         if target is None:
             target = _config.target()
-        lazy = _lazy.kind_of(named, out)
-        if lazy is not None or dim is not None:
-            target = check_target(func, target)
-            _lazy.refuse(func, out, stream, False)
-            if dim is not None and lazy != "xarray":
-                raise TypeError(
-                    f"{func}(): dim= names dimensions of an xarray DataArray; for arrays, use axis= (PyTorch's dim)"
-                )
-            return _lazy.reduction_call(self.spec, op, func, named, target, axis, bool(keepdims), dim, _NO_AXIS)
+        lazy_target = _lazy_target(func, named, out, target, stream, dim)
+        if lazy_target is not None:
+            return _lazy.reduction_call(self.spec, op, func, named, lazy_target, axis, bool(keepdims), dim, _NO_AXIS)
         if axis is _NO_AXIS:
             raise TypeError(_missing_axis(func))
         target, named, out, launch = resolve_target(func, target, named, out, stream)
@@ -1028,6 +1022,20 @@ class Reduction(_Function):
             return finish(result, out)
         _run_reduction(self.spec, op, arrays, axes, kept, rshape, result, cdt, target)
         return finish(result, out)
+
+
+def _lazy_target(func, named, out, target, stream, dim):
+    """For a reduction or a gated unit: the checked target where the call is lazy (a Dask
+    array or DataArray among the operands, or ``dim=``), after the checks of a lazy call;
+    None for an in-memory call."""
+    lazy = _lazy.kind_of(named, out)
+    if lazy is None and dim is None:
+        return None
+    target = check_target(func, target)
+    _lazy.refuse(func, out, stream, False)
+    if dim is not None and lazy != "xarray":
+        raise TypeError(f"{func}(): dim= names dimensions of an xarray DataArray; for arrays, use axis= (PyTorch's dim)")
+    return target
 
 
 def _broadcasts_to(shape: tuple, target: tuple) -> bool:
@@ -1165,15 +1173,9 @@ class Gated(_Function):
     def _run(self, op, func, named, axis, out, target, stream, dim, params, pvals):
         if target is None:
             target = _config.target()
-        lazy = _lazy.kind_of(named, out)
-        if lazy is not None or dim is not None:
-            target = check_target(func, target)
-            _lazy.refuse(func, out, stream, False)
-            if dim is not None and lazy != "xarray":
-                raise TypeError(
-                    f"{func}(): dim= names a dimension of an xarray DataArray; for arrays, use axis= (PyTorch's dim)"
-                )
-            return _lazy.gated_call(self.spec, op, func, named, target, axis, dim, params)
+        lazy_target = _lazy_target(func, named, out, target, stream, dim)
+        if lazy_target is not None:
+            return _lazy.gated_call(self.spec, op, func, named, lazy_target, axis, dim, params)
         target, named, out, launch = resolve_target(func, target, named, out, stream)
         arrays = [as_input(func, name, value) for name, value in named]
         rdt, cdt = result_dtype(arrays, named)

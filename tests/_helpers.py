@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
+import pytest
 from hypothesis import strategies as st
 
 import fastact as fa
@@ -285,6 +286,15 @@ def _inputs(inputs, bad):
         return ""
     return "; inputs " + ", ".join(f"{k}={np.broadcast_to(v, np.shape(v)).ravel()[bad % max(np.size(v), 1)].tolist()}"
                                     for k, v in inputs.items())
+
+
+def raises_unchanged(exc, match, run, *arrays):
+    """``run()`` raises ``exc`` matching ``match``, and none of ``arrays`` changed."""
+    copies = [a.copy() for a in arrays]
+    with pytest.raises(exc, match=match):
+        run()
+    for a, c in zip(arrays, copies):
+        assert np.array_equal(a, c, equal_nan=True), "written by a call that raised"
 
 
 def assert_bitwise(a, b, what=""):
