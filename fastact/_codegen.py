@@ -256,19 +256,13 @@ def _norm_expr(spec: RowwiseSpec) -> str:
     return f"{spec.name}__norm(s, m)" if spec.norm is not None else "s"
 
 
-def _row_functions(spec: RowwiseSpec) -> list[str]:
-    """The row operations on one 1-d row, and a block-parallel version of each for rows
-    long enough to split between threads; both sum in ``ROW_BLOCK`` order."""
-    n = spec.name
-    # Block by block: the block's terms stored, then summed while in cache.  Slices, so
-    # that LLVM sees each block's loop from 0 (it vectorises those and not a range(b0, b1)).
-    # The blocks' sums are added with compensation (_add), in block order.  With finish,
-    # the terms go into out and are finished in place; with out(x, m, r), which reads x
-    # again, into a block on the stack (out may be x).
-    store = "out[b0:b1]" if spec.finish is not None else "tb"
-    terms_then_sum = [
+def _block_sums(n: str, store: str) -> list[str]:
+    """A row's terms block by block into ``store`` (out's row, or a block on the stack),
+    each block summed while in cache, the blocks' sums added with compensation in block
+    order: ``s`` after these lines.  Slices, so that LLVM sees each block's loop from 0 (it
+    vectorises those and not a range(b0, b1))."""
+    return [
         "    s = c = 0.0",
-        *(["    tb = _stack_block(x)"] if spec.finish is None else []),
         "    b0 = 0",
         "    while b0 < n:",
         f"        b1 = min(b0 + {ROW_BLOCK}, n)",
@@ -278,6 +272,21 @@ def _row_functions(spec: RowwiseSpec) -> list[str]:
         "        s, c = _add(s, c, _lane_sum(ob, 0, b1 - b0))",
         "        b0 = b1",
         "    s = _total(s, c)",
+    ]
+
+
+def _row_functions(spec: RowwiseSpec) -> list[str]:
+    """The row operations on one 1-d row, and a block-parallel version of each for rows
+    long enough to split between threads; both sum in ``ROW_BLOCK`` order."""
+    n = spec.name
+    # With finish, the terms go into out and are finished in place; with out(x, m, r),
+    # which reads x again, into a block on the stack (out may be x).
+    store = "out[b0:b1]" if spec.finish is not None else "tb"
+    sums = _block_sums(n, store)
+    terms_then_sum = [
+        sums[0],
+        *(["    tb = _stack_block(x)"] if spec.finish is None else []),
+        *sums[1:],
         f"    r = {_norm_expr(spec)}",
         "    for j in range(n):",
         f"        out[j] = {_out_expr(spec, 'x[j]', 'out[j]')}",
@@ -431,21 +440,7 @@ def _reduction(spec: ReductionSpec) -> list[str]:
               f"def {n}__rowmax(x, start, stop):", f"    return {_rowmax_expr(spec)}"]
 
     def sums(store):
-        # The row's terms block by block into ``store`` (out's row, or a block on the
-        # stack), each block summed while in cache; blocks added with compensation.
-        return [
-            f"    m = {n}__rowmax(x, 0, n)",
-            "    s = c = 0.0",
-            "    b0 = 0",
-            "    while b0 < n:",
-            f"        b1 = min(b0 + {ROW_BLOCK}, n)",
-            f"        xb, ob = x[b0:b1], {store}",
-            "        for j in range(b1 - b0):",
-            f"            ob[j] = {n}__term(xb[j], m)",
-            "        s, c = _add(s, c, _lane_sum(ob, 0, b1 - b0))",
-            "        b0 = b1",
-            "    s = _total(s, c)",
-        ]
+        return [f"    m = {n}__rowmax(x, 0, n)", *_block_sums(n, store)]
 
     lines += ["", "", "@njit(nogil=True, error_model='numpy')", f"def {n}__forward__row(x):", "    n = x.shape[0]",
               "    tb = _stack_block(x)", *sums("tb"), f"    return {n}__value(s, m)"]
