@@ -711,12 +711,15 @@ def _cuda_elementwise(spec: ElementwiseSpec) -> list[str]:
     return lines
 
 
-def _cuda_serial_bodies(spec: RowwiseSpec) -> dict[str, list[str]]:
-    """Row loops of the one-thread-per-row kernels, over 1-d rows named by ``ROWWISE_OPS``
-    and ``out`` (a CUDA thread has no scratch row: y is recomputed where needed)."""
-    n = spec.name
-    stats = [
-        "    n = out.shape[0]",
+#: A CUDA block's threads stride over row ``r`` by this loop.
+_CUDA_EACH = "        for j in range(t, n, nt):"
+
+
+def _cuda_serial_stats(n: str) -> list[str]:
+    """One thread's row statistics (``n``, its maximum key ``m`` and sum of terms ``s``)
+    of the 1-d row ``x``, which has at least one element (empty rows never launch)."""
+    return [
+        "    n = x.shape[0]",
         f"    m = {n}__key(x[0])",
         "    for j in range(1, n):",
         f"        m = _max2(m, {n}__key(x[j]))",
@@ -724,8 +727,29 @@ def _cuda_serial_bodies(spec: RowwiseSpec) -> dict[str, list[str]]:
         "    for j in range(n):",
         f"        s, c = _add(s, c, {n}__term(x[j], m))",
         "    s = _total(s, c)",
-        f"    r = {_norm_expr(spec)}",
     ]
+
+
+def _cuda_block_stats(n: str) -> list[str]:
+    """A block's row statistics of ``x[r]``: each thread's partial maximum and sum,
+    combined by ``_block_max``/``_block_sum``."""
+    return [
+        f"        m = {n}__key(x[r, 0])",
+        _CUDA_EACH,
+        f"            m = _max2(m, {n}__key(x[r, j]))",
+        "        m = _block_max(sh, m)",
+        "        s = c = 0.0",
+        _CUDA_EACH,
+        f"            s, c = _add(s, c, {n}__term(x[r, j], m))",
+        "        s = _block_sum(sh, _total(s, c))",
+    ]
+
+
+def _cuda_serial_bodies(spec: RowwiseSpec) -> dict[str, list[str]]:
+    """Row loops of the one-thread-per-row kernels, over 1-d rows named by ``ROWWISE_OPS``
+    and ``out`` (a CUDA thread has no scratch row: y is recomputed where needed)."""
+    n = spec.name
+    stats = [*_cuda_serial_stats(n), f"    r = {_norm_expr(spec)}"]
     y_of_x = _out_expr(spec, "x[j]")
     return {
         "forward": stats + ["    for j in range(n):", f"        out[j] = {y_of_x}"],
@@ -753,18 +777,8 @@ def _cuda_block_bodies(spec: RowwiseSpec) -> dict[str, list[str]]:
     """Row loops of the block kernels: the threads of a block stride over the row, each
     keeps a partial result, and ``_block_max``/``_block_sum`` combine the partials."""
     n = spec.name
-    each = "        for j in range(t, n, nt):"
-    stats = [
-        f"        m = {n}__key(x[r, 0])",
-        each,
-        f"            m = _max2(m, {n}__key(x[r, j]))",
-        "        m = _block_max(sh, m)",
-        "        s = c = 0.0",
-        each,
-        f"            s, c = _add(s, c, {n}__term(x[r, j], m))",
-        "        s = _block_sum(sh, _total(s, c))",
-        f"        rr = {_norm_expr(spec)}",
-    ]
+    each = _CUDA_EACH
+    stats = [*_cuda_block_stats(n), f"        rr = {_norm_expr(spec)}"]
     y_of_x = _out_expr(spec, "x[r, j]", r="rr")
     return {
         "forward": stats + [each, f"            out[r, j] = {y_of_x}"],
@@ -831,27 +845,9 @@ def _cuda_reduction(spec: ReductionSpec) -> list[str]:
     n = spec.name
     lines = [f"# --- {n} " + "-" * (84 - len(n))]
     lines += scalar_functions(n, {fn: getattr(spec, fn) for fn in REDUCTION_FUNCTIONS}, "_device")
-    serial_stats = [
-        "    n = x.shape[0]",
-        f"    m = {n}__key(x[0])",  # a row has at least one element: empty ones never launch
-        "    for j in range(1, n):",
-        f"        m = _max2(m, {n}__key(x[j]))",
-        "    s = c = 0.0",
-        "    for j in range(n):",
-        f"        s, c = _add(s, c, {n}__term(x[j], m))",
-        "    s = _total(s, c)",
-    ]
-    each = "        for j in range(t, n, nt):"
-    block_stats = [
-        f"        m = {n}__key(x[r, 0])",
-        each,
-        f"            m = _max2(m, {n}__key(x[r, j]))",
-        "        m = _block_max(sh, m)",
-        "        s = c = 0.0",
-        each,
-        f"            s, c = _add(s, c, {n}__term(x[r, j], m))",
-        "        s = _block_sum(sh, _total(s, c))",
-    ]
+    serial_stats = _cuda_serial_stats(n)
+    each = _CUDA_EACH
+    block_stats = _cuda_block_stats(n)
     serial = {
         "forward": ("x", [*serial_stats, f"    return {n}__value(s, m)"], "out[o, i] = {n}__forward__row(x[o, :, i])"),
         "backward_x": ("dy, x, out", [*serial_stats, f"    r = {n}__norm(s, m)", "    for j in range(n):",

@@ -1934,7 +1934,7 @@ softmax__bout = _device(softmax__bout)
 
 @cuda.jit(device=True)
 def softmax__forward__row(x, out):
-    n = out.shape[0]
+    n = x.shape[0]
     m = softmax__key(x[0])
     for j in range(1, n):
         m = _max2(m, softmax__key(x[j]))
@@ -1978,7 +1978,7 @@ def softmax__forward__cuda_block(out, x):
 
 @cuda.jit(device=True)
 def softmax__backward_x__row(dy, x, out):
-    n = out.shape[0]
+    n = x.shape[0]
     m = softmax__key(x[0])
     for j in range(1, n):
         m = _max2(m, softmax__key(x[j]))
@@ -2102,7 +2102,7 @@ log_softmax__bout = _device(log_softmax__bout)
 
 @cuda.jit(device=True)
 def log_softmax__forward__row(x, out):
-    n = out.shape[0]
+    n = x.shape[0]
     m = log_softmax__key(x[0])
     for j in range(1, n):
         m = _max2(m, log_softmax__key(x[j]))
@@ -2146,7 +2146,7 @@ def log_softmax__forward__cuda_block(out, x):
 
 @cuda.jit(device=True)
 def log_softmax__backward_x__row(dy, x, out):
-    n = out.shape[0]
+    n = x.shape[0]
     m = log_softmax__key(x[0])
     for j in range(1, n):
         m = _max2(m, log_softmax__key(x[j]))
@@ -2266,7 +2266,7 @@ softmin__bout = _device(softmin__bout)
 
 @cuda.jit(device=True)
 def softmin__forward__row(x, out):
-    n = out.shape[0]
+    n = x.shape[0]
     m = softmin__key(x[0])
     for j in range(1, n):
         m = _max2(m, softmin__key(x[j]))
@@ -2310,7 +2310,7 @@ def softmin__forward__cuda_block(out, x):
 
 @cuda.jit(device=True)
 def softmin__backward_x__row(dy, x, out):
-    n = out.shape[0]
+    n = x.shape[0]
     m = softmin__key(x[0])
     for j in range(1, n):
         m = _max2(m, softmin__key(x[j]))
