@@ -76,11 +76,21 @@ def test_elementwise_kernels_are_vectorised(case):
     _check(parallel.inspect_asm(parallel.signatures[0]), f"{name}__{op}__parallel {t}")
 
 
+def _check_kernel(name, op, kind, t, *args):
+    """Compile the generated loop ``<name>__<op>__<kind>`` afresh (the cached one has no
+    assembly to inspect), run it on ``args`` and check its assembly."""
+    py = getattr(_cpu.kernels(), f"{name}__{op}__{kind}").py_func
+    kernel = njit(parallel=kind != "rows", nogil=True, error_model="numpy")(py)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kernel(*args)
+    _check(kernel.inspect_asm(kernel.signatures[0]), f"{name}__{op}__{kind} {t}")
+
+
 @pytest.mark.parametrize("t", DTYPES)
 @pytest.mark.parametrize("op", list(_codegen.ROWWISE_OPS))
 @pytest.mark.parametrize("name", fa.ROWWISE)
 def test_rowwise_kernels_are_vectorised(name, op, t):
-    kernels = _cpu.kernels()
     dt = np.dtype(t)
     x = np.linspace(-3, 3, 4 * 64).astype(dt).reshape(4, 64)
     inputs = [x] * len(_codegen.ROWWISE_OPS[op])
@@ -88,12 +98,7 @@ def test_rowwise_kernels_are_vectorised(name, op, t):
     for kind, extra in (("rows", (np.empty(64, dt),) if scratch else ()),
                         ("parallel", (np.empty((2, 64), dt),) if scratch else ()),
                         ("blocks", ())):
-        py = getattr(kernels, f"{name}__{op}__{kind}").py_func
-        kernel = njit(parallel=kind != "rows", nogil=True, error_model="numpy")(py)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            kernel(np.empty_like(x), *inputs, *extra)
-        _check(kernel.inspect_asm(kernel.signatures[0]), f"{name}__{op}__{kind} {t}")
+        _check_kernel(name, op, kind, t, np.empty_like(x), *inputs, *extra)
 
 
 @pytest.mark.parametrize("t", DTYPES)
@@ -149,36 +154,24 @@ def test_rowwise_element_loops_are_vectorised(name, t):
 def test_reduction_kernels_are_vectorised(name, op, t):
     """A reduction's loops over rows, on one thread, on all, and over each row's blocks:
     a vectorised loop and no C math library call in each."""
-    kernels = _cpu.kernels()
     dt = np.dtype(t)
     x = np.linspace(-3, 3, 4 * 64).astype(dt).reshape(4, 64)
     out = np.empty(4, dt) if op == "forward" else np.empty_like(x)
     inputs = (x,) if op == "forward" else (np.ones(4, dt), x)
     for kind in ("rows", "parallel", "blocks"):
-        py = getattr(kernels, f"{name}__{op}__{kind}").py_func
-        kernel = njit(parallel=kind != "rows", nogil=True, error_model="numpy")(py)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            kernel(out, *inputs)
-        _check(kernel.inspect_asm(kernel.signatures[0]), f"{name}__{op}__{kind} {t}")
+        _check_kernel(name, op, kind, t, out, *inputs)
 
 
 @pytest.mark.parametrize("t", DTYPES)
 @pytest.mark.parametrize("op", list(_codegen.GATED_OPS))
 @pytest.mark.parametrize("name", fa.GATED)
 def test_gated_kernels_are_vectorised(name, op, t):
-    kernels = _cpu.kernels()
     dt = np.dtype(t)
     x = np.linspace(-3, 3, 4 * 2 * 64).astype(dt).reshape(4, 2, 64)
     out = np.empty((4, 64), dt) if op == "forward" else np.empty_like(x)
     inputs = (x,) if op == "forward" else (np.ones((4, 64), dt), x)
     for kind in ("rows", "parallel"):
-        py = getattr(kernels, f"{name}__{op}__{kind}").py_func
-        kernel = njit(parallel=kind != "rows", nogil=True, error_model="numpy")(py)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            kernel(out, *inputs)
-        _check(kernel.inspect_asm(kernel.signatures[0]), f"{name}__{op}__{kind} {t}")
+        _check_kernel(name, op, kind, t, out, *inputs)
 
 
 def test_a_scalar_loop_is_detected():
