@@ -180,6 +180,18 @@ def test_errors_are_clear_and_write_nothing():
         glu.grad
 
 
+def test_cuda_where_it_is_unavailable_says_so_and_writes_nothing():
+    if fa.cuda_available():
+        pytest.skip("CUDA is available here")
+    x = np.linspace(-2, 2, 12).reshape(3, 4)
+    out, dx = np.full((3, 2), SENTINEL), np.full((3, 4), SENTINEL)
+    match = r"(pip install numba-cuda|needs an NVIDIA GPU)"
+    raises_unchanged(fa.CudaUnavailableError, r"glu\(target=.cuda.\): .*" + match,
+                     lambda: glu(x, out=out, target="cuda"), out)
+    raises_unchanged(fa.CudaUnavailableError, r"glu\.backward\(target=.cuda.\): .*" + match,
+                     lambda: glu.backward(np.ones((3, 2)), x=x, out=dx, target="cuda"), dx)
+
+
 def test_lazy_operands():
     da = pytest.importorskip("dask.array")
     xr = pytest.importorskip("xarray")

@@ -333,6 +333,18 @@ def test_errors_are_clear_and_write_nothing():
                                   lse.backward(np.ones(3), x=x, axis=1))
 
 
+def test_cuda_where_it_is_unavailable_says_so_and_writes_nothing():
+    if fa.cuda_available():
+        pytest.skip("CUDA is available here")
+    x = np.linspace(-2, 2, 12).reshape(3, 4)
+    out, dx = np.full(3, SENTINEL), np.full((3, 4), SENTINEL)
+    match = r"(pip install numba-cuda|needs an NVIDIA GPU)"
+    raises_unchanged(fa.CudaUnavailableError, r"logsumexp\(target=.cuda.\): .*" + match,
+                     lambda: lse(x, axis=1, out=out, target="cuda"), out)
+    raises_unchanged(fa.CudaUnavailableError, r"logsumexp\.backward\(target=.cuda.\): .*" + match,
+                     lambda: lse.backward(np.ones(3), x=x, axis=1, out=dx, target="cuda"), dx)
+
+
 def test_no_layer_and_in_the_registry():
     assert "logsumexp" in fa.REDUCTIONS and fa.REGISTRY["logsumexp"].kind == "reduction"
     assert repr(lse) == "<fastact.reduction logsumexp>"
