@@ -17,16 +17,27 @@ results::
 
 from fastact import declarations as _declarations  # noqa: F401  (fills the registry)
 from fastact._config import config, get_config, set_config
-from fastact._dispatch import TARGETS, CudaUnavailableError, Elementwise, Gated, Reduction, Rowwise
-from fastact._spec import REGISTRY, ElementwiseSpec, GatedSpec, ReductionSpec, RowwiseSpec
+from fastact._dispatch import (
+    TARGETS,
+    CudaUnavailableError,
+    Elementwise,
+    Gated,
+    Reduction,
+    Rowwise,
+    Sampled,
+    Weighted,
+)
+from fastact._spec import REGISTRY, ElementwiseSpec, GatedSpec, ReductionSpec, RowwiseSpec, WeightedSpec
 from fastact._warmup import warmup
 
 __version__ = "0.1.0"
 
 
 def _build():
-    kinds = {ElementwiseSpec: Elementwise, RowwiseSpec: Rowwise, ReductionSpec: Reduction, GatedSpec: Gated}
-    return {name: kinds[type(spec)](spec) for name, spec in REGISTRY.items()}
+    kinds = {ElementwiseSpec: Elementwise, RowwiseSpec: Rowwise, ReductionSpec: Reduction, GatedSpec: Gated,
+             WeightedSpec: Weighted}
+    return {name: (Sampled if getattr(spec, "sampled", "") else kinds[type(spec)])(spec)
+            for name, spec in REGISTRY.items()}
 
 
 FUNCTIONS = _build()
@@ -35,12 +46,13 @@ globals().update(FUNCTIONS)
 ALIASES = {alias: name for name, spec in REGISTRY.items() for alias in getattr(spec, "aliases", ())}
 globals().update({alias: FUNCTIONS[name] for alias, name in ALIASES.items()})
 
-#: Names of the elementwise activations, of the row-wise functions, of the reductions and
-#: of the gated units, in declaration order.
+#: Names of the elementwise activations, of the row-wise functions, of the reductions, of
+#: the gated units and of the activations with a weight array, in declaration order.
 ELEMENTWISE = tuple(n for n, s in REGISTRY.items() if isinstance(s, ElementwiseSpec))
 ROWWISE = tuple(n for n, s in REGISTRY.items() if isinstance(s, RowwiseSpec))
 REDUCTIONS = tuple(n for n, s in REGISTRY.items() if isinstance(s, ReductionSpec))
 GATED = tuple(n for n, s in REGISTRY.items() if isinstance(s, GatedSpec))
+WEIGHTED = tuple(n for n, s in REGISTRY.items() if isinstance(s, WeightedSpec))
 
 
 def cuda_available() -> bool:
@@ -62,6 +74,7 @@ __all__ = [
     "ROWWISE",
     "REDUCTIONS",
     "GATED",
+    "WEIGHTED",
     "REGISTRY",
     "TARGETS",
     "CudaUnavailableError",
@@ -69,6 +82,7 @@ __all__ = [
     "Rowwise",
     "Reduction",
     "Gated",
+    "Weighted",
     "cuda_available",
     "config",
     "set_config",

@@ -27,7 +27,16 @@ import numpy as np
 from fastact import declarations  # noqa: F401  (fills the registry)
 from fastact._lanes import BLOCK as _LANES_BLOCK
 from fastact._rewrite import function_source, shape_of
-from fastact._spec import DTYPES, HELPERS, REGISTRY, ElementwiseSpec, GatedSpec, ReductionSpec, RowwiseSpec
+from fastact._spec import (
+    DTYPES,
+    HELPERS,
+    REGISTRY,
+    ElementwiseSpec,
+    GatedSpec,
+    ReductionSpec,
+    RowwiseSpec,
+    WeightedSpec,
+)
 
 PACKAGE = Path(__file__).resolve().parent
 DECLARATIONS = PACKAGE / "declarations"
@@ -78,6 +87,23 @@ GATED_OPS = {
 }
 #: Elements of a half per task of a gated unit's multi-threaded loop.
 GATED_BLOCK = 1 << 14
+
+#: The scalar functions of an activation with a weight array (``d2fdx2`` optional), and
+#: its operations: name -> input names besides the weight.  ``backward_x`` gives ``dx``
+#: only (``rrelu``'s slopes, which are not learned); ``backward_xw`` ``dx`` and the
+#: partial sums of the weight's gradient.
+WEIGHTED_FUNCTIONS = ("f", "dfdx", "dfdw", "d2fdx2")
+WEIGHTED_OPS = {
+    "forward": ("x",),
+    "grad": ("x",),
+    "grad2": ("x",),
+    "backward_x": ("dy", "x"),
+    "backward_xw": ("dy", "x"),
+}
+#: Elements per task, and per partial sum of the weight's gradient, of the weighted
+#: kernels; tasks of the per-position layout, at most (see :func:`_weighted`).
+WEIGHTED_BLOCK = _LANES_BLOCK
+WEIGHTED_TASKS = 64
 
 #: Row-wise operations: name -> input names (each a row; the output row comes last).
 ROWWISE_OPS = {
@@ -572,6 +598,32 @@ def _add(s, c, v):
 def _total(s, c):
     """The compensated sum: s + c, or s where c is not finite (a sum that is inf or NaN)."""
     return s + c if abs(c) < np.inf else s
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sum_parts(part, out):
+    """The weight gradient of a ``__chan`` kernel: ``out[c]`` is the sum of ``part[:, c, :]``
+    (its blocks' sums), in order, with compensation."""
+    outer, channels, nb = part.shape
+    for c in range(channels):
+        s = e = 0.0
+        for i in range(outer):
+            for b in range(nb):
+                s, e = _add(s, e, part[i, c, b])
+        out[c] = _total(s, e)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sum_columns(cols, comp, inner, out):
+    """The weight gradient of a ``__pos`` kernel: ``out[c]`` is the sum of the compensated
+    column sums ``cols + comp`` of channel ``c``'s ``inner`` positions, chunk by chunk, in
+    order, with compensation."""
+    for c in range(out.shape[0]):
+        s = e = 0.0
+        for k in range(c * inner, (c + 1) * inner):
+            for r in range(cols.shape[0]):
+                s, e = _add(s, e, _total(cols[r, k], comp[r, k]))
+        out[c] = _total(s, e)
 '''
 
 
@@ -639,7 +691,100 @@ def _gated(spec: GatedSpec) -> list[str]:
     return lines
 
 
-_KINDS = {"elementwise": _elementwise, "rowwise": _rowwise, "reduction": _reduction, "gated": _gated}
+def weighted_ops(spec: WeightedSpec) -> list[str]:
+    """The operations generated for ``spec``: those whose scalar functions it declares."""
+    return [op for op in WEIGHTED_OPS if op != "grad2" or spec.d2fdx2 is not None]
+
+
+def _weighted(spec: WeightedSpec) -> list[str]:
+    """An activation with a weight array: its kernels over two layouts of a C-contiguous
+    input, each on one thread (``__chan``, ``__pos``) and on all (``__chan_parallel``,
+    ``__pos_parallel``), the same tasks in the same order, so the same bits:
+
+    * ``chan``: ``x`` as (outer, C, inner), one weight per channel ``c``; a task is a
+      block of up to ``WEIGHTED_BLOCK`` elements of one (outer, channel) run, and
+      ``backward_xw`` writes its block's sum to ``part[i, c, b]`` (combined by
+      ``_sum_parts``; the caller chooses the blocks per run, ``part.shape[2]``).  For runs long enough to vectorise (and one weight for all).
+    * ``pos``: ``x`` as (outer, K), one weight per position ``k`` (a channel's weight
+      repeated over its run, or one weight per element); a task is a block of columns
+      over a chunk of rows, chunks and blocks fixed by the shape (``WEIGHTED_TASKS``), and
+      ``backward_xw`` adds each column's terms, row by row, into ``cols[r, k]`` with
+      compensation ``comp[r, k]`` (combined by ``_sum_columns``; the caller chooses the
+      chunks of rows, ``cols.shape[0]``).
+    """
+    n = spec.name
+    lines = [f"# --- {n} " + "-" * (84 - len(n))]
+    lines += scalar_functions(n, {fn: getattr(spec, fn) for fn in WEIGHTED_FUNCTIONS}, "_scalar")
+    p = "".join(", " + name for name in spec.param_names)
+    B = WEIGHTED_BLOCK
+    for op in weighted_ops(spec):
+        args = WEIGHTED_OPS[op]
+        fn = {"forward": "f", "grad": "dfdx", "grad2": "d2fdx2", "backward_x": "dfdx", "backward_xw": "dfdx"}[op]
+        # Every operand of element j is read before out (which may be x or dy) is written.
+        if op in ("forward", "grad", "grad2"):
+            body = [f"o[j] = {n}__{fn}(xv[j], {{w}}{p})"]
+        elif op == "backward_x":
+            body = ["xj, gj = xv[j], g[j]", f"o[j] = gj * {n}__dfdx(xj, {{w}}{p})"]
+        else:
+            body = ["xj, gj = xv[j], g[j]", f"o[j] = gj * {n}__dfdx(xj, {{w}}{p})",
+                    f"{{acc}}"]
+        dy = "dy" in args
+        chan_extra = ", part" if op == "backward_xw" else ""
+        pos_extra = ", cols, comp" if op == "backward_xw" else ""
+        chan_acc = f"tb[j] = gj * {n}__dfdw(xj, wv{p})"
+        pos_acc = f"cs[j], cc[j] = _add(cs[j], cc[j], gj * {n}__dfdw(xj, wv[j]{p}))"
+        for parallel in (False, True):
+            loop = "prange" if parallel else "range"
+            suffix = "_parallel" if parallel else ""
+            deco = ("@njit(parallel=True, cache=True, nogil=True, error_model='numpy')" if parallel
+                    else "@njit(cache=True, nogil=True, error_model='numpy')")
+            chan_views = ["        xv, o = x[i, c][j0:j1], out[i, c][j0:j1]"]
+            if dy:
+                chan_views.append("        g = dy[i, c][j0:j1]")
+            if op == "backward_xw":
+                chan_views.append("        tb = _stack_block(x)")
+            lines += [
+                "", "", deco, f"def {n}__{op}__chan{suffix}(out, {', '.join(args)}, w{p}{chan_extra}):",
+                "    outer, C, inner = x.shape",
+                *([f"    nb = part.shape[2]", "    bs = (inner + nb - 1) // nb"] if op == "backward_xw" else
+                  [f"    nb = (inner + {B - 1}) // {B}", f"    bs = {B}"]),
+                f"    for t in {loop}(outer * C * nb):",
+                "        i = t // (C * nb)",
+                "        r = t - i * (C * nb)",
+                "        c = r // nb",
+                "        j0 = (r - c * nb) * bs",
+                "        j1 = min(j0 + bs, inner)",
+                "        wv = w[c]",
+                *chan_views,
+                "        for j in range(j1 - j0):",
+                *("            " + b.format(w="wv", acc=chan_acc) for b in body),
+                *(["        part[i, c, r - c * nb] = _lane_sum(tb, 0, j1 - j0)"] if op == "backward_xw" else []),
+            ]
+            pos_views = ["            xv, o = x[i][k0:k1], out[i][k0:k1]"]
+            if dy:
+                pos_views.append("            g = dy[i][k0:k1]")
+            lines += [
+                "", "", deco, f"def {n}__{op}__pos{suffix}(out, {', '.join(args)}, w{p}{pos_extra}):",
+                "    outer, K = x.shape",
+                f"    nq = (K + {B - 1}) // {B}",
+                *(["    nr = cols.shape[0]"] if op == "backward_xw" else
+                  [f"    nr = min(outer, max(1, ({WEIGHTED_TASKS} + nq - 1) // nq))"]),
+                f"    for t in {loop}(nr * nq):",
+                "        r = t // nq",
+                f"        k0 = (t - r * nq) * {B}",
+                f"        k1 = min(k0 + {B}, K)",
+                "        wv = w[k0:k1]",
+                *(["        cs, cc = cols[r][k0:k1], comp[r][k0:k1]"] if op == "backward_xw" else []),
+                "        for i in range(r * outer // nr, (r + 1) * outer // nr):",
+                *pos_views,
+                "            for j in range(k1 - k0):",
+                *("                " + b.format(w="wv[j]", acc=pos_acc) for b in body),
+            ]
+    return lines
+
+
+_KINDS = {"elementwise": _elementwise, "rowwise": _rowwise, "reduction": _reduction, "gated": _gated,
+          "weighted": _weighted}
 
 
 def functions_table() -> str:
@@ -661,6 +806,11 @@ def functions_table() -> str:
         if isinstance(spec, ReductionSpec):
             rows.append(f"| `{spec.name}(x, axis, keepdims=False)` | `{spec.formula}` | gradient `softmax(x)`: "
                         f"use `backward(dy, x=)` | | {params} | no |")
+            continue
+        if isinstance(spec, WeightedSpec):
+            rows.append(f"| `{spec.name}(x, weight, axis=1)` | {_cell(spec.formula)} | {_cell(spec.derivative)}; "
+                        f"weight: {_cell(spec.weight_derivative)} | {_cell(spec.second_derivative)} | "
+                        f"`weight`: one per channel along `axis`, or one | no |")
             continue
         second = _cell(spec.second_derivative) if spec.second_derivative else ("yes" if spec.d2fdx2 else "no")
         if spec.dfdy is None:
@@ -973,6 +1123,18 @@ def _block_sum(sh, v):
 
 
 @cuda.jit(cache=True)
+def _sum_parts__cuda(part, out):
+    """A weight's gradient from the blocks' sums ``part[c, :]``, one thread per channel,
+    in order, with compensation."""
+    for c in range(cuda.grid(1), part.shape[0], cuda.gridsize(1)):
+        s = float64(0.0)
+        e = float64(0.0)
+        for b in range(part.shape[1]):
+            s, e = _add(s, e, part[c, b])
+        out[c] = _total(s, e)
+
+
+@cuda.jit(cache=True)
 def cast__cuda(out, x):
     # Elementwise copy with conversion: float16 or integer input to the compute dtype, the
     # compute dtype to a float16 out, or a plain copy out of scratch memory.
@@ -1007,8 +1169,62 @@ def _cuda_gated(spec: GatedSpec) -> list[str]:
     return lines
 
 
+#: Blocks per channel of the CUDA weight-gradient kernel at most (its partial sums).
+CUDA_WEIGHT_PARTS = 64
+
+
+def _cuda_weighted(spec: WeightedSpec) -> list[str]:
+    """An activation with a weight array on CUDA, over the (outer, C, inner) view of ``x``
+    with one weight per channel: a grid-stride loop over the elements; for
+    ``backward_xw``, blocks (c, p) over channel ``c``'s elements, writing ``dx`` and the
+    block's sum of the weight's terms into ``part[c, p]`` (a fixed order: the launch
+    fixes the block size and the parts), which ``_sum_parts__cuda`` adds in order."""
+    n = spec.name
+    lines = [f"# --- {n} " + "-" * (84 - len(n))]
+    lines += scalar_functions(n, {fn: getattr(spec, fn) for fn in WEIGHTED_FUNCTIONS}, "_device")
+    p = "".join(", " + name for name in spec.param_names)
+    for op in weighted_ops(spec):
+        args = ", ".join(WEIGHTED_OPS[op])
+        if op == "backward_xw":
+            lines += [
+                "", "", "@cuda.jit(cache=True)", f"def {n}__{op}__cuda(out, {args}, w{p}, part):",
+                "    sh = cuda.shared.array(ROW_THREADS, float64)",
+                "    outer, C, inner = x.shape",
+                "    c = cuda.blockIdx.x",
+                "    parts = cuda.gridDim.y",
+                "    nt = cuda.blockDim.x",
+                "    wv = w[c]",
+                "    acc = float64(0.0)",
+                "    for q in range(cuda.blockIdx.y * nt + cuda.threadIdx.x, outer * inner, parts * nt):",
+                "        i = q // inner",
+                "        j = q - i * inner",
+                "        xj, gj = x[i, c, j], dy[i, c, j]",
+                f"        out[i, c, j] = gj * {n}__dfdx(xj, wv{p})",
+                f"        acc += gj * {n}__dfdw(xj, wv{p})",
+                "    acc = _block_sum(sh, acc)",
+                "    if cuda.threadIdx.x == 0:",
+                "        part[c, cuda.blockIdx.y] = acc",
+            ]
+            continue
+        fn = {"forward": "f", "grad": "dfdx", "grad2": "d2fdx2", "backward_x": "dfdx"}[op]
+        value = f"{n}__{fn}(x[i, c, j], w[c]{p})"
+        if op == "backward_x":
+            value = f"dy[i, c, j] * {value}"
+        lines += [
+            "", "", "@cuda.jit(cache=True)", f"def {n}__{op}__cuda(out, {args}, w{p}):",
+            "    outer, C, inner = x.shape",
+            "    for t in range(cuda.grid(1), outer * C * inner, cuda.gridsize(1)):",
+            "        i = t // (C * inner)",
+            "        r = t - i * (C * inner)",
+            "        c = r // inner",
+            "        j = r - c * inner",
+            f"        out[i, c, j] = {value}",
+        ]
+    return lines
+
+
 _CUDA_KINDS = {"elementwise": _cuda_elementwise, "rowwise": _cuda_rowwise, "reduction": _cuda_reduction,
-               "gated": _cuda_gated}
+               "gated": _cuda_gated, "weighted": _cuda_weighted}
 
 
 def render_cuda() -> str:

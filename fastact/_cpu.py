@@ -168,6 +168,22 @@ def blocks(name: str, op: str):
     return getattr(kernels(), f"{name}__{op}__blocks")
 
 
+def weighted(name: str, op: str, layout: str, parallel: bool):
+    """A kernel of an activation with a weight array (see :func:`fastact._codegen._weighted`):
+    ``layout`` is ``"chan"`` or ``"pos"``."""
+    return getattr(kernels(), f"{name}__{op}__{layout}{'_parallel' if parallel else ''}")
+
+
+def sum_parts(part, out):
+    """The weight's gradient from a ``__chan`` kernel's block sums, into ``out``."""
+    kernels()._sum_parts(part, out)
+
+
+def sum_columns(cols, comp, inner, out):
+    """The weight's gradient from a ``__pos`` kernel's column sums, into ``out``."""
+    kernels()._sum_columns(cols, comp, inner, out)
+
+
 def _build(make, fn):
     """``make(cache=True)``, recovering from a broken cache: an unwritable one (see
     :func:`fastact._cache.scope`) or an unreadable entry (discarded, then rebuilt)."""

@@ -30,6 +30,7 @@ from fastact._spec import (
     GatedSpec,
     ReductionSpec,
     RowwiseSpec,
+    WeightedSpec,
     check_param_range,
     check_params,
     dfdy_allowed,
@@ -372,9 +373,24 @@ def methods(spec) -> tuple[str, ...]:
     return ("__call__", "grad", *(("grad2",) if spec.d2fdx2 is not None else ()), "backward")
 
 
+def _weighted_signature(spec, method: str) -> inspect.Signature:
+    P = inspect.Parameter
+    if method == "backward":
+        params = [P("dy", P.POSITIONAL_ONLY), P("x", P.KEYWORD_ONLY), P("weight", P.KEYWORD_ONLY)]
+    else:
+        params = [P("x", P.POSITIONAL_OR_KEYWORD), P("weight", P.POSITIONAL_OR_KEYWORD)]
+    params += [P("axis", P.KEYWORD_ONLY, default=1), P("out", P.KEYWORD_ONLY, default=None),
+               P("target", P.KEYWORD_ONLY, default=None), P("stream", P.KEYWORD_ONLY, default=None),
+               P("dim", P.KEYWORD_ONLY, default=None)]
+    params += [P(p.name, P.KEYWORD_ONLY, default=p.default) for p in spec.params]
+    return inspect.Signature(params)
+
+
 def signature(spec, method: str) -> inspect.Signature:
     """The call signature of ``fastact.<name>`` (``method="__call__"``) or of one of its
     methods, as :func:`inspect.signature` and ``help()`` show it."""
+    if isinstance(spec, WeightedSpec):
+        return _weighted_signature(spec, method)
     P = inspect.Parameter
     pos = [P("dy" if method == "backward" else "x", P.POSITIONAL_ONLY)]
     kw = []
@@ -394,6 +410,10 @@ def signature(spec, method: str) -> inspect.Signature:
     if isinstance(spec, (RowwiseSpec, ReductionSpec, GatedSpec)):
         kw.append(P("dim", P.KEYWORD_ONLY, default=None))
     kw += [P(p.name, P.KEYWORD_ONLY, default=p.default) for p in spec.params]
+    if getattr(spec, "sampled", ""):  # rrelu's training mode
+        if method == "__call__":
+            kw += [P("training", P.KEYWORD_ONLY, default=False), P("rng", P.KEYWORD_ONLY, default=None)]
+        kw.append(P("slopes", P.KEYWORD_ONLY, default=None))
     return inspect.Signature(pos + kw)
 
 
@@ -751,6 +771,96 @@ class Elementwise(_Function):
                     run(ops[n], *ops[:n])
         finally:
             _fp_restore(token)
+
+
+class Sampled(Elementwise):
+    """A randomised elementwise activation (``rrelu``): the declared function in evaluation
+    mode; in training mode (``training=True``, or given ``slopes=``) the weighted
+    declaration ``spec.sampled`` with one weight per element, drawn uniformly between the
+    first two parameters from ``rng``.
+
+    ``f(x, training=True, rng=rng)`` returns ``(y, slopes)``; ``f(x, slopes=s)``,
+    ``f.grad(x, slopes=s)`` and ``f.backward(dy, x=x, slopes=s)`` use given slopes.
+    """
+
+    def __call__(self, x, *args, training=False, rng=None, slopes=None, out=None, target=None, stream=None,
+                 **params):
+        func = self.spec.name
+        if type(training) is not bool:
+            raise TypeError(f"{func}(): training must be True or False, got {training!r}")
+        if rng is not None and not training:
+            raise TypeError(f"{func}(): rng= draws the slopes of training mode; pass training=True with it")
+        if training and slopes is not None:
+            raise TypeError(
+                f"{func}(): pass either training=True (new slopes, drawn from rng=) or slopes= (given ones), not both"
+            )
+        if not training and slopes is None:
+            return super().__call__(x, *args, out=out, target=target, stream=stream, **params)
+        if args:
+            self._positional(func, "x", args)
+        if slopes is None:
+            slopes = self.sample(func, x, rng, params)
+            return self._sampled("forward", func, (("x", x), ("slopes", slopes)), out, target, stream), slopes
+        return self._sampled("forward", func, (("x", x), ("slopes", slopes)), out, target, stream, params)
+
+    def grad(self, x, *args, slopes=None, out=None, target=None, stream=None, **params):
+        if slopes is None:
+            return super().grad(x, *args, out=out, target=target, stream=stream, **params)
+        func = f"{self.spec.name}.grad"
+        if args:
+            self._positional(func, "x", args)
+        return self._sampled("grad", func, (("x", x), ("slopes", slopes)), out, target, stream, params)
+
+    def backward(self, dy, *args, x=None, y=None, slopes=None, out=None, accumulate=False, target=None, stream=None,
+                 **params):
+        if slopes is None:
+            if params.pop("training", False):
+                raise TypeError(
+                    f"{self.spec.name}.backward(): training mode needs the slopes of the forward call: "
+                    f"y, slopes = fastact.{self.spec.name}(x, training=True, rng=rng); "
+                    f"{self.spec.name}.backward(dy, x=x, slopes=slopes)"
+                )
+            return super().backward(dy, *args, x=x, y=y, out=out, accumulate=accumulate, target=target,
+                                    stream=stream, **params)
+        func = f"{self.spec.name}.backward"
+        if args:
+            _backward_positional(func, args)
+        if x is None:
+            raise TypeError(f"{func}() with slopes= needs x= (the forward input): y= does not give x's sign where "
+                            "a slope is 0 or negative")
+        if accumulate is not False:
+            raise TypeError(f"{func}(): accumulate=True is not supported with slopes=")
+        return self._sampled("backward_x", func, (("dy", dy), ("x", x), ("slopes", slopes)), out, target, stream,
+                             params)
+
+    def _sampled(self, op, func, named, out, target, stream, params=None):
+        # The bounds only shape the draw; checked here all the same, as every call's params.
+        if params:
+            self._params(func, params)
+        from fastact._spec import REGISTRY
+
+        return run_weighted(REGISTRY[self.spec.sampled], op, func, named, None, out, target, stream, None, {}, (),
+                            per_element=True)
+
+    def sample(self, func, x, rng, params):
+        """Slopes for ``x``: one per element, uniform in ``[lower, upper]`` (the first two
+        parameters), in ``x``'s result dtype, from ``np.random.default_rng(rng)``."""
+        checked = check_params(self.spec, func, params)
+        lower, upper = list(checked.values())[:2]
+        try:
+            gen = np.random.default_rng(rng)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"{func}(): rng must be a numpy.random.Generator, a seed or None, got {rng!r} ({e})") from None
+        if _lazy.kind_of((("x", x),)) is not None:
+            raise TypeError(f"{func}(): training mode draws its slopes in memory; pass a NumPy array, or draw "
+                            "Dask slopes yourself and pass slopes=")
+        a = as_input(func, "x", x)
+        dt = a.dtype if a.dtype in (_F32, _F64) else (_F32 if a.dtype == _F16 else _F64)
+        s = gen.random(a.shape, dtype=dt)
+        s *= dt.type(upper - lower)
+        s += dt.type(lower)
+        np.minimum(s, dt.type(upper), out=s)  # the rounding of the last step may pass upper
+        return s.astype(a.dtype, copy=False) if a.dtype == _F16 else s
 
 
 class Rowwise(_Function):
@@ -1237,5 +1347,203 @@ def _run_gated(spec, op, arrays, axis, half, result, cdt, pvals, target):
     params = tuple(cdt.type(p) for p in pvals)
     kernel = (_cpu.parallel if use_parallel(target, x.size, spec, cdt.itemsize) else _cpu.rows)(spec.name, op)
     kernel(dest, *inputs, *params)
+    if view is None:
+        _quiet(np.copyto, result, dest.reshape(result.shape), casting="unsafe")
+
+
+# --- activations with a weight array ------------------------------------------------------
+
+#: A channel's run of elements at least this long is computed by the ``__chan`` kernels
+#: (a loop over the run with its one weight); shorter runs by the ``__pos`` kernels (a loop
+#: over a row of positions, each with its weight), which LLVM vectorises either way.
+_CHANNEL_RUN = 64
+#: The weight's gradient is summed in blocks of at most this many elements of a channel's
+#: run (at most :data:`fastact._lanes.BLOCK`, the kernel's stack block), and in at least
+#: this many chunks of rows for runs shorter than ``_CHANNEL_RUN`` (see the kernels).
+#: Fixed, so that the sums' order depends on the shape only.
+_WEIGHT_BLOCK = 2048
+_WEIGHT_TASKS = 64
+
+
+class Weighted(_Function):
+    """An activation with a weight array: ``f(x, weight, axis=)``, ``f.grad(x, weight)``
+    and ``f.backward(dy, x=, weight=)``, which returns ``(dx, dweight)``.
+
+    See the function's own docstring for its math.
+    """
+
+    spec: WeightedSpec
+
+    def __call__(self, x, weight=None, *args, axis=1, out=None, target=None, stream=None, dim=None, **params):
+        return self._forward("forward", self.spec.name, x, weight, args, axis, out, target, stream, dim, params)
+
+    def grad(self, x, weight=None, *args, axis=1, out=None, target=None, stream=None, dim=None, **params):
+        """Elementwise derivative ``df/dx`` for the given weight, with the function's
+        parameters and its convention at the kink."""
+        return self._forward("grad", f"{self.spec.name}.grad", x, weight, args, axis, out, target, stream, dim, params)
+
+    def grad2(self, x, weight=None, *args, axis=1, out=None, target=None, stream=None, dim=None, **params):
+        """Elementwise second derivative ``d2f/dx2`` for the given weight."""
+        if self.spec.d2fdx2 is None:
+            raise AttributeError(f"{self.spec.name} declares no second derivative")
+        return self._forward("grad2", f"{self.spec.name}.grad2", x, weight, args, axis, out, target, stream, dim,
+                             params)
+
+    def backward(self, dy, *args, x=None, y=None, weight=None, axis=1, out=None, target=None, stream=None, dim=None,
+                 **params):
+        """``(dx, dweight)``: ``dy`` times the derivative with respect to the forward input
+        ``x=``, and the gradient of ``weight=`` (``weight``'s shape: each channel's sum),
+        in one pass.  ``out=(dx_out, dweight_out)`` writes either or both (None for a new
+        array)."""
+        func = f"{self.spec.name}.backward"
+        if args:
+            _backward_positional(func, args)
+        if y is not None:
+            raise TypeError(f"{func}() takes the forward input x=, not y=: the weight's gradient needs the input")
+        if x is None:
+            raise TypeError(f"{func}() needs x= (the forward input)")
+        if weight is None:
+            raise TypeError(f"{func}() needs weight= (the forward weight)")
+        pvals = self._params(func, params)
+        if out is None:
+            out = (None, None)
+        elif not (isinstance(out, tuple) and len(out) == 2):
+            raise TypeError(
+                f"{func}(): out must be a pair (dx_out, dweight_out), either of them None, got {type(out).__name__}"
+            )
+        return run_weighted(self.spec, "backward_xw", func, (("dy", dy), ("x", x), ("weight", weight)), axis, out,
+                            target, stream, dim, params, pvals)
+
+    def _forward(self, op, func, x, weight, args, axis, out, target, stream, dim, params):
+        if args:
+            raise TypeError(
+                f"{func}() takes 2 positional arguments (x, weight) but {2 + len(args)} were given; pass the others "
+                "by keyword (" + ", ".join(k + "=" for k in ("axis", "out", "target", "stream",
+                                                               *self.spec.param_names)) + ")"
+            )
+        if weight is None:
+            raise TypeError(f"{func}() missing its weight: {func}(x, weight), one value per channel or one for all")
+        pvals = self._params(func, params)
+        return run_weighted(self.spec, op, func, (("x", x), ("weight", weight)), axis, out, target, stream, dim,
+                            params, pvals)
+
+
+def weight_layout(func: str, wshape: tuple, xshape: tuple, axis) -> tuple[int, int, int]:
+    """(outer, C, inner): the (outer, channels, inner) view of a C-ordered ``x`` for one
+    weight per channel along ``axis`` (C = 1: one weight for every element), or a
+    ``ValueError``/``TypeError`` that says what the weight must be."""
+    n = math.prod(xshape)
+    if len(wshape) > 1:
+        raise ValueError(
+            f"{func}(): weight must be 1-d (one value per channel along axis) or a scalar, got shape {wshape}"
+        )
+    channels = wshape[0] if wshape else 1
+    if channels == 1:
+        return 1, 1, n
+    if type(axis) is bool or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{func}(): axis must be an int, got {type(axis).__name__} {axis!r}")
+    axis = _check_axis(func, int(axis), len(xshape)) if xshape else _check_axis(func, int(axis), 0)
+    if xshape[axis] != channels:
+        raise ValueError(
+            f"{func}(): weight has {channels} values, but x has {xshape[axis]} channels along axis {axis} "
+            f"(x's shape {xshape}); pass one weight per channel, or one for all"
+        )
+    return math.prod(xshape[:axis]), channels, math.prod(xshape[axis + 1:])
+
+
+def run_weighted(spec, op, func, named, axis, out, target, stream, dim, params, pvals, per_element=False):
+    """An activation with a weight array: ``op`` of declaration ``spec`` on ``named``
+    (``dy`` for the backward passes, ``x``, and last the weight), the weight laid out as
+    :func:`weight_layout` says, or with ``per_element`` one weight per element of ``x``
+    (``rrelu``'s slopes).  ``backward_xw`` takes and gives the pair (dx, dweight)."""
+    if target is None:
+        target = _config.target()
+    two = op == "backward_xw"
+    out_x, out_w = out if two else (out, None)
+    lazy_target = _lazy_target(func, named, None if out is None or out == (None, None) else out_x, target, stream,
+                               dim)
+    if lazy_target is not None:
+        return _lazy.weighted_call(spec, op, func, named, lazy_target, axis, dim, params, per_element)
+    target, named, out_x, launch = resolve_target(func, target, named, out_x, stream)
+    arrays = [as_input(func, name, value) for name, value in named]
+    rdt, cdt = result_dtype(arrays, named)
+    check_param_range(func, spec, pvals, cdt)
+    x, w = arrays[-2], arrays[-1]
+    if per_element:
+        if not _broadcasts_to(w.shape, x.shape):
+            raise ValueError(f"{func}(): slopes must have x's shape {x.shape} (one per element), got {w.shape}")
+        layout = None
+    else:
+        layout = weight_layout(func, w.shape, x.shape, axis)
+    if op in ("backward_x", "backward_xw") and not _broadcasts_to(arrays[0].shape, x.shape):
+        raise ValueError(f"{func}(): dy must have x's shape {x.shape}, or broadcast to it; got {arrays[0].shape}")
+    shape = x.shape
+    if out_x is not None:
+        dest = check_out(func, out_x, shape, rdt, distinct=launch is None or launch.device_out is None)
+    if out_w is not None:
+        if launch is not None and _cuda.is_device_array(out_w):
+            raise TypeError(f"{func}(): out's dweight must be a host array (the weight's gradient is copied back)")
+        dest_w = check_out(func, out_w, w.shape, rdt)
+        if out_x is not None and np.may_share_memory(dest_w, dest):
+            raise ValueError(f"{func}(): the two arrays of out share memory")
+    if launch is not None:
+        with np.errstate(all="ignore"):
+            result = launch.weighted(spec.name, op, arrays, layout, rdt, cdt, pvals, finish)
+            if not two:
+                return result
+            dx, dw = result
+    else:
+        dx = dest if out_x is not None else _new_result(arrays[-2:-1], shape, rdt)
+        dw = np.zeros(w.shape, np.float64) if two else None
+        if dx.size:
+            _run_weighted(spec, op, arrays, layout, dx, dw, cdt, pvals, target)
+        dx = finish(dx, out_x)
+        if not two:
+            return dx
+    if out_w is None:
+        return dx, finish(dw.astype(rdt, copy=False), None)
+    _quiet(np.copyto, dest_w, dw, casting="unsafe")
+    return dx, out_w
+
+
+def _run_weighted(spec, op, arrays, layout, result, dw, cdt, pvals, target):
+    """The kernels of :func:`_codegen._weighted` on the host, into ``result`` (non-empty)
+    and, for ``backward_xw``, the float64 ``dw`` (the weight's shape), through scratch
+    memory where ``result`` is not a C-contiguous array of ``cdt`` or overlaps an input
+    other than by being it."""
+    x, w = arrays[-2], arrays[-1]
+    n = x.size
+    if layout is None:  # one weight per element
+        outer, channels, inner = 1, n, 1
+        wk = np.ascontiguousarray(broadcast_to(w, x.shape), cdt).reshape(n)
+    else:
+        outer, channels, inner = layout
+        wk = np.ascontiguousarray(w, cdt).reshape(channels)
+    chan = channels == 1 or inner >= _CHANNEL_RUN
+    kshape = (outer, channels, inner) if chan else (outer, channels * inner)
+    if not chan and inner > 1:
+        wk = np.repeat(wk, inner)
+    inputs = [np.ascontiguousarray(x, cdt).reshape(kshape)]
+    if len(arrays) == 3:
+        inputs.insert(0, np.ascontiguousarray(broadcast_to(arrays[0], x.shape), cdt).reshape(kshape))
+    view = result.reshape(kshape) if result.dtype == cdt and result.flags.c_contiguous else None
+    if view is not None and _needs_scratch(view, inputs, cdt):
+        view = None
+    dest = view if view is not None else np.empty(kshape, cdt)
+    params = tuple(cdt.type(p) for p in pvals)
+    kernel = _cpu.weighted(spec.name, op, "chan" if chan else "pos", use_parallel(target, n, spec, cdt.itemsize))
+    if op != "backward_xw":
+        kernel(dest, *inputs, wk, *params)
+    elif chan:
+        nb = -(-inner // _WEIGHT_BLOCK)
+        part = np.empty((outer, channels, nb))
+        kernel(dest, *inputs, wk, *params, part)
+        _cpu.sum_parts(part, dw.reshape(-1))
+    else:
+        nq = -(-(channels * inner) // _WEIGHT_BLOCK)
+        nr = min(outer, max(1, -(-_WEIGHT_TASKS // nq)))
+        cols, comp = np.zeros((nr, channels * inner)), np.zeros((nr, channels * inner))
+        kernel(dest, *inputs, wk, *params, cols, comp)
+        _cpu.sum_columns(cols, comp, inner, dw.reshape(-1))
     if view is None:
         _quiet(np.copyto, result, dest.reshape(result.shape), casting="unsafe")

@@ -38,7 +38,7 @@ from fastact._lanes import stack_block as _stack_block
 from fastact._lanes import lane_sum as _lane_sum
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "3184a00dea62f413d5afda6481c0a6dc164b7aa4b920da120eba84ac275593dc"
+DECLARATIONS_SHA256 = "be1fb616ce2a37bd767e6cfc70569ded85f74e4cd36fc4df7ff8c987181a803b"
 
 
 def _scalar(fn):
@@ -63,6 +63,32 @@ def _add(s, c, v):
 def _total(s, c):
     """The compensated sum: s + c, or s where c is not finite (a sum that is inf or NaN)."""
     return s + c if abs(c) < np.inf else s
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sum_parts(part, out):
+    """The weight gradient of a ``__chan`` kernel: ``out[c]`` is the sum of ``part[:, c, :]``
+    (its blocks' sums), in order, with compensation."""
+    outer, channels, nb = part.shape
+    for c in range(channels):
+        s = e = 0.0
+        for i in range(outer):
+            for b in range(nb):
+                s, e = _add(s, e, part[i, c, b])
+        out[c] = _total(s, e)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sum_columns(cols, comp, inner, out):
+    """The weight gradient of a ``__pos`` kernel: ``out[c]`` is the sum of the compensated
+    column sums ``cols + comp`` of channel ``c``'s ``inner`` positions, chunk by chunk, in
+    order, with compensation."""
+    for c in range(out.shape[0]):
+        s = e = 0.0
+        for k in range(c * inner, (c + 1) * inner):
+            for r in range(cols.shape[0]):
+                s, e = _add(s, e, _total(cols[r, k], comp[r, k]))
+        out[c] = _total(s, e)
 
 
 
@@ -1150,6 +1176,543 @@ def leaky_relu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 def leaky_relu__backward_y_acc__parallel(out, dy, y, acc, negative_slope):
     for i in prange(out.shape[0]):
         out[i] = acc[i] + dy[i] * leaky_relu__dfdy(y[i], negative_slope)
+
+
+# --- rrelu -------------------------------------------------------------------------------
+
+
+def rrelu__f(x, lower, upper):
+    return x if x > lit(0.0, x) else (lower + upper) * lit(0.5, x) * x
+rrelu__f = _scalar(rrelu__f)
+
+
+def rrelu__dfdx(x, lower, upper):
+    return lit(1.0, x) if x > lit(0.0, x) else (lower + upper) * lit(0.5, x) if x <= lit(0.0, x) else x
+rrelu__dfdx = _scalar(rrelu__dfdx)
+
+
+def rrelu__dfdy(y, lower, upper):
+    return lit(1.0, y) if y > lit(0.0, y) else (lower + upper) * lit(0.5, y) if y <= lit(0.0, y) else y
+rrelu__dfdy = _scalar(rrelu__dfdy)
+
+
+def rrelu__d2fdx2(x, lower, upper):
+    return lit(0.0, x) if x == x else x
+rrelu__d2fdx2 = _scalar(rrelu__d2fdx2)
+
+
+def rrelu__forward(x, lower, upper):
+    return rrelu__f(x, lower, upper)
+
+
+def rrelu__forward__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[3] == 4 and steps[1] == 0 and steps[2] == 0:
+        x = _loops.contiguous(args[0], n, np.float32)
+        lower = _loops.load(args[1], 0, np.float32)
+        upper = _loops.load(args[2], 0, np.float32)
+        out = _loops.contiguous(args[3], n, np.float32)
+        for i in range(n):
+            out[i] = rrelu__f(x[i], lower, upper)
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float32, rrelu__f(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
+
+
+def rrelu__forward__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[3] == 8 and steps[1] == 0 and steps[2] == 0:
+        x = _loops.contiguous(args[0], n, np.float64)
+        lower = _loops.load(args[1], 0, np.float64)
+        upper = _loops.load(args[2], 0, np.float64)
+        out = _loops.contiguous(args[3], n, np.float64)
+        for i in range(n):
+            out[i] = rrelu__f(x[i], lower, upper)
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float64, rrelu__f(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
+
+
+def rrelu__forward__float32(x):
+    return rrelu__f(x, np.float32(0.125), np.float32(0.3333333333333333))
+
+
+def rrelu__forward__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4:
+        x = _loops.contiguous(args[0], n, np.float32)
+        out = _loops.contiguous(args[1], n, np.float32)
+        for i in range(n):
+            out[i] = rrelu__f(x[i], np.float32(0.125), np.float32(0.3333333333333333))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float32, rrelu__f(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.125), np.float32(0.3333333333333333)))
+
+
+def rrelu__forward__float64(x):
+    return rrelu__f(x, np.float64(0.125), np.float64(0.3333333333333333))
+
+
+def rrelu__forward__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8:
+        x = _loops.contiguous(args[0], n, np.float64)
+        out = _loops.contiguous(args[1], n, np.float64)
+        for i in range(n):
+            out[i] = rrelu__f(x[i], np.float64(0.125), np.float64(0.3333333333333333))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float64, rrelu__f(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.125), np.float64(0.3333333333333333)))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def rrelu__forward__parallel(out, x, lower, upper):
+    for i in prange(out.shape[0]):
+        out[i] = rrelu__f(x[i], lower, upper)
+
+
+def rrelu__grad(x, lower, upper):
+    return rrelu__dfdx(x, lower, upper)
+
+
+def rrelu__grad__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[3] == 4 and steps[1] == 0 and steps[2] == 0:
+        x = _loops.contiguous(args[0], n, np.float32)
+        lower = _loops.load(args[1], 0, np.float32)
+        upper = _loops.load(args[2], 0, np.float32)
+        out = _loops.contiguous(args[3], n, np.float32)
+        for i in range(n):
+            out[i] = rrelu__dfdx(x[i], lower, upper)
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float32, rrelu__dfdx(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
+
+
+def rrelu__grad__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[3] == 8 and steps[1] == 0 and steps[2] == 0:
+        x = _loops.contiguous(args[0], n, np.float64)
+        lower = _loops.load(args[1], 0, np.float64)
+        upper = _loops.load(args[2], 0, np.float64)
+        out = _loops.contiguous(args[3], n, np.float64)
+        for i in range(n):
+            out[i] = rrelu__dfdx(x[i], lower, upper)
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float64, rrelu__dfdx(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
+
+
+def rrelu__grad__float32(x):
+    return rrelu__dfdx(x, np.float32(0.125), np.float32(0.3333333333333333))
+
+
+def rrelu__grad__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4:
+        x = _loops.contiguous(args[0], n, np.float32)
+        out = _loops.contiguous(args[1], n, np.float32)
+        for i in range(n):
+            out[i] = rrelu__dfdx(x[i], np.float32(0.125), np.float32(0.3333333333333333))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float32, rrelu__dfdx(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.125), np.float32(0.3333333333333333)))
+
+
+def rrelu__grad__float64(x):
+    return rrelu__dfdx(x, np.float64(0.125), np.float64(0.3333333333333333))
+
+
+def rrelu__grad__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8:
+        x = _loops.contiguous(args[0], n, np.float64)
+        out = _loops.contiguous(args[1], n, np.float64)
+        for i in range(n):
+            out[i] = rrelu__dfdx(x[i], np.float64(0.125), np.float64(0.3333333333333333))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float64, rrelu__dfdx(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.125), np.float64(0.3333333333333333)))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def rrelu__grad__parallel(out, x, lower, upper):
+    for i in prange(out.shape[0]):
+        out[i] = rrelu__dfdx(x[i], lower, upper)
+
+
+def rrelu__grad2(x, lower, upper):
+    return rrelu__d2fdx2(x, lower, upper)
+
+
+def rrelu__grad2__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[3] == 4 and steps[1] == 0 and steps[2] == 0:
+        x = _loops.contiguous(args[0], n, np.float32)
+        lower = _loops.load(args[1], 0, np.float32)
+        upper = _loops.load(args[2], 0, np.float32)
+        out = _loops.contiguous(args[3], n, np.float32)
+        for i in range(n):
+            out[i] = rrelu__d2fdx2(x[i], lower, upper)
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float32, rrelu__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
+
+
+def rrelu__grad2__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[3] == 8 and steps[1] == 0 and steps[2] == 0:
+        x = _loops.contiguous(args[0], n, np.float64)
+        lower = _loops.load(args[1], 0, np.float64)
+        upper = _loops.load(args[2], 0, np.float64)
+        out = _loops.contiguous(args[3], n, np.float64)
+        for i in range(n):
+            out[i] = rrelu__d2fdx2(x[i], lower, upper)
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float64, rrelu__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
+
+
+def rrelu__grad2__float32(x):
+    return rrelu__d2fdx2(x, np.float32(0.125), np.float32(0.3333333333333333))
+
+
+def rrelu__grad2__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4:
+        x = _loops.contiguous(args[0], n, np.float32)
+        out = _loops.contiguous(args[1], n, np.float32)
+        for i in range(n):
+            out[i] = rrelu__d2fdx2(x[i], np.float32(0.125), np.float32(0.3333333333333333))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float32, rrelu__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.125), np.float32(0.3333333333333333)))
+
+
+def rrelu__grad2__float64(x):
+    return rrelu__d2fdx2(x, np.float64(0.125), np.float64(0.3333333333333333))
+
+
+def rrelu__grad2__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8:
+        x = _loops.contiguous(args[0], n, np.float64)
+        out = _loops.contiguous(args[1], n, np.float64)
+        for i in range(n):
+            out[i] = rrelu__d2fdx2(x[i], np.float64(0.125), np.float64(0.3333333333333333))
+    else:
+        for i in range(n):
+            _loops.store(args[1], i * steps[1], np.float64, rrelu__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.125), np.float64(0.3333333333333333)))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def rrelu__grad2__parallel(out, x, lower, upper):
+    for i in prange(out.shape[0]):
+        out[i] = rrelu__d2fdx2(x[i], lower, upper)
+
+
+def rrelu__backward_x(dy, x, lower, upper):
+    return dy * rrelu__dfdx(x, lower, upper)
+
+
+def rrelu__backward_x__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[4] == 4 and steps[2] == 0 and steps[3] == 0:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        x = _loops.contiguous(args[1], n, np.float32)
+        lower = _loops.load(args[2], 0, np.float32)
+        upper = _loops.load(args[3], 0, np.float32)
+        out = _loops.contiguous(args[4], n, np.float32)
+        for i in range(n):
+            out[i] = dy[i] * rrelu__dfdx(x[i], lower, upper)
+    else:
+        for i in range(n):
+            _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[0], i * steps[0], np.float32) * rrelu__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
+
+
+def rrelu__backward_x__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[4] == 8 and steps[2] == 0 and steps[3] == 0:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        x = _loops.contiguous(args[1], n, np.float64)
+        lower = _loops.load(args[2], 0, np.float64)
+        upper = _loops.load(args[3], 0, np.float64)
+        out = _loops.contiguous(args[4], n, np.float64)
+        for i in range(n):
+            out[i] = dy[i] * rrelu__dfdx(x[i], lower, upper)
+    else:
+        for i in range(n):
+            _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[0], i * steps[0], np.float64) * rrelu__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
+
+
+def rrelu__backward_x__float32(dy, x):
+    return dy * rrelu__dfdx(x, np.float32(0.125), np.float32(0.3333333333333333))
+
+
+def rrelu__backward_x__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        x = _loops.contiguous(args[1], n, np.float32)
+        out = _loops.contiguous(args[2], n, np.float32)
+        for i in range(n):
+            out[i] = dy[i] * rrelu__dfdx(x[i], np.float32(0.125), np.float32(0.3333333333333333))
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * rrelu__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.125), np.float32(0.3333333333333333)))
+
+
+def rrelu__backward_x__float64(dy, x):
+    return dy * rrelu__dfdx(x, np.float64(0.125), np.float64(0.3333333333333333))
+
+
+def rrelu__backward_x__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        x = _loops.contiguous(args[1], n, np.float64)
+        out = _loops.contiguous(args[2], n, np.float64)
+        for i in range(n):
+            out[i] = dy[i] * rrelu__dfdx(x[i], np.float64(0.125), np.float64(0.3333333333333333))
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * rrelu__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.125), np.float64(0.3333333333333333)))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def rrelu__backward_x__parallel(out, dy, x, lower, upper):
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * rrelu__dfdx(x[i], lower, upper)
+
+
+def rrelu__backward_y(dy, y, lower, upper):
+    return dy * rrelu__dfdy(y, lower, upper)
+
+
+def rrelu__backward_y__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[4] == 4 and steps[2] == 0 and steps[3] == 0:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        y = _loops.contiguous(args[1], n, np.float32)
+        lower = _loops.load(args[2], 0, np.float32)
+        upper = _loops.load(args[3], 0, np.float32)
+        out = _loops.contiguous(args[4], n, np.float32)
+        for i in range(n):
+            out[i] = dy[i] * rrelu__dfdy(y[i], lower, upper)
+    else:
+        for i in range(n):
+            _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[0], i * steps[0], np.float32) * rrelu__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
+
+
+def rrelu__backward_y__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[4] == 8 and steps[2] == 0 and steps[3] == 0:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        y = _loops.contiguous(args[1], n, np.float64)
+        lower = _loops.load(args[2], 0, np.float64)
+        upper = _loops.load(args[3], 0, np.float64)
+        out = _loops.contiguous(args[4], n, np.float64)
+        for i in range(n):
+            out[i] = dy[i] * rrelu__dfdy(y[i], lower, upper)
+    else:
+        for i in range(n):
+            _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[0], i * steps[0], np.float64) * rrelu__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
+
+
+def rrelu__backward_y__float32(dy, y):
+    return dy * rrelu__dfdy(y, np.float32(0.125), np.float32(0.3333333333333333))
+
+
+def rrelu__backward_y__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        y = _loops.contiguous(args[1], n, np.float32)
+        out = _loops.contiguous(args[2], n, np.float32)
+        for i in range(n):
+            out[i] = dy[i] * rrelu__dfdy(y[i], np.float32(0.125), np.float32(0.3333333333333333))
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * rrelu__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.125), np.float32(0.3333333333333333)))
+
+
+def rrelu__backward_y__float64(dy, y):
+    return dy * rrelu__dfdy(y, np.float64(0.125), np.float64(0.3333333333333333))
+
+
+def rrelu__backward_y__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        y = _loops.contiguous(args[1], n, np.float64)
+        out = _loops.contiguous(args[2], n, np.float64)
+        for i in range(n):
+            out[i] = dy[i] * rrelu__dfdy(y[i], np.float64(0.125), np.float64(0.3333333333333333))
+    else:
+        for i in range(n):
+            _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * rrelu__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.125), np.float64(0.3333333333333333)))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def rrelu__backward_y__parallel(out, dy, y, lower, upper):
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * rrelu__dfdy(y[i], lower, upper)
+
+
+def rrelu__backward_x_acc(dy, x, acc, lower, upper):
+    return acc + dy * rrelu__dfdx(x, lower, upper)
+
+
+def rrelu__backward_x_acc__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4 and steps[5] == 4 and steps[3] == 0 and steps[4] == 0:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        x = _loops.contiguous(args[1], n, np.float32)
+        acc = _loops.contiguous(args[2], n, np.float32)
+        lower = _loops.load(args[3], 0, np.float32)
+        upper = _loops.load(args[4], 0, np.float32)
+        out = _loops.contiguous(args[5], n, np.float32)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * rrelu__dfdx(x[i], lower, upper)
+    else:
+        for i in range(n):
+            _loops.store(args[5], i * steps[5], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * rrelu__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32), _loops.load(args[4], i * steps[4], np.float32)))
+
+
+def rrelu__backward_x_acc__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8 and steps[5] == 8 and steps[3] == 0 and steps[4] == 0:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        x = _loops.contiguous(args[1], n, np.float64)
+        acc = _loops.contiguous(args[2], n, np.float64)
+        lower = _loops.load(args[3], 0, np.float64)
+        upper = _loops.load(args[4], 0, np.float64)
+        out = _loops.contiguous(args[5], n, np.float64)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * rrelu__dfdx(x[i], lower, upper)
+    else:
+        for i in range(n):
+            _loops.store(args[5], i * steps[5], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * rrelu__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64), _loops.load(args[4], i * steps[4], np.float64)))
+
+
+def rrelu__backward_x_acc__float32(dy, x, acc):
+    return acc + dy * rrelu__dfdx(x, np.float32(0.125), np.float32(0.3333333333333333))
+
+
+def rrelu__backward_x_acc__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4 and steps[3] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        x = _loops.contiguous(args[1], n, np.float32)
+        acc = _loops.contiguous(args[2], n, np.float32)
+        out = _loops.contiguous(args[3], n, np.float32)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * rrelu__dfdx(x[i], np.float32(0.125), np.float32(0.3333333333333333))
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * rrelu__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.125), np.float32(0.3333333333333333)))
+
+
+def rrelu__backward_x_acc__float64(dy, x, acc):
+    return acc + dy * rrelu__dfdx(x, np.float64(0.125), np.float64(0.3333333333333333))
+
+
+def rrelu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8 and steps[3] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        x = _loops.contiguous(args[1], n, np.float64)
+        acc = _loops.contiguous(args[2], n, np.float64)
+        out = _loops.contiguous(args[3], n, np.float64)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * rrelu__dfdx(x[i], np.float64(0.125), np.float64(0.3333333333333333))
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * rrelu__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.125), np.float64(0.3333333333333333)))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def rrelu__backward_x_acc__parallel(out, dy, x, acc, lower, upper):
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * rrelu__dfdx(x[i], lower, upper)
+
+
+def rrelu__backward_y_acc(dy, y, acc, lower, upper):
+    return acc + dy * rrelu__dfdy(y, lower, upper)
+
+
+def rrelu__backward_y_acc__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4 and steps[5] == 4 and steps[3] == 0 and steps[4] == 0:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        y = _loops.contiguous(args[1], n, np.float32)
+        acc = _loops.contiguous(args[2], n, np.float32)
+        lower = _loops.load(args[3], 0, np.float32)
+        upper = _loops.load(args[4], 0, np.float32)
+        out = _loops.contiguous(args[5], n, np.float32)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * rrelu__dfdy(y[i], lower, upper)
+    else:
+        for i in range(n):
+            _loops.store(args[5], i * steps[5], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * rrelu__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32), _loops.load(args[4], i * steps[4], np.float32)))
+
+
+def rrelu__backward_y_acc__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8 and steps[5] == 8 and steps[3] == 0 and steps[4] == 0:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        y = _loops.contiguous(args[1], n, np.float64)
+        acc = _loops.contiguous(args[2], n, np.float64)
+        lower = _loops.load(args[3], 0, np.float64)
+        upper = _loops.load(args[4], 0, np.float64)
+        out = _loops.contiguous(args[5], n, np.float64)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * rrelu__dfdy(y[i], lower, upper)
+    else:
+        for i in range(n):
+            _loops.store(args[5], i * steps[5], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * rrelu__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64), _loops.load(args[4], i * steps[4], np.float64)))
+
+
+def rrelu__backward_y_acc__float32(dy, y, acc):
+    return acc + dy * rrelu__dfdy(y, np.float32(0.125), np.float32(0.3333333333333333))
+
+
+def rrelu__backward_y_acc__float32__loop_float32(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 4 and steps[1] == 4 and steps[2] == 4 and steps[3] == 4:
+        dy = _loops.contiguous(args[0], n, np.float32)
+        y = _loops.contiguous(args[1], n, np.float32)
+        acc = _loops.contiguous(args[2], n, np.float32)
+        out = _loops.contiguous(args[3], n, np.float32)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * rrelu__dfdy(y[i], np.float32(0.125), np.float32(0.3333333333333333))
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * rrelu__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.125), np.float32(0.3333333333333333)))
+
+
+def rrelu__backward_y_acc__float64(dy, y, acc):
+    return acc + dy * rrelu__dfdy(y, np.float64(0.125), np.float64(0.3333333333333333))
+
+
+def rrelu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
+    n = dims[0]
+    if steps[0] == 8 and steps[1] == 8 and steps[2] == 8 and steps[3] == 8:
+        dy = _loops.contiguous(args[0], n, np.float64)
+        y = _loops.contiguous(args[1], n, np.float64)
+        acc = _loops.contiguous(args[2], n, np.float64)
+        out = _loops.contiguous(args[3], n, np.float64)
+        for i in range(n):
+            out[i] = acc[i] + dy[i] * rrelu__dfdy(y[i], np.float64(0.125), np.float64(0.3333333333333333))
+    else:
+        for i in range(n):
+            _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * rrelu__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.125), np.float64(0.3333333333333333)))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def rrelu__backward_y_acc__parallel(out, dy, y, acc, lower, upper):
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * rrelu__dfdy(y[i], lower, upper)
 
 
 # --- relu6 -------------------------------------------------------------------------------
@@ -9888,6 +10451,385 @@ def exponential__backward_y_acc__loop_float64(args, dims, steps, data):
 def exponential__backward_y_acc__parallel(out, dy, y, acc):
     for i in prange(out.shape[0]):
         out[i] = acc[i] + dy[i] * exponential__dfdy(y[i])
+
+
+# --- prelu -------------------------------------------------------------------------------
+
+
+def prelu__f(x, w):
+    return x if x > lit(0.0, x) else w * x
+prelu__f = _scalar(prelu__f)
+
+
+def prelu__dfdx(x, w):
+    return lit(1.0, x) if x > lit(0.0, x) else w if x <= lit(0.0, x) else x
+prelu__dfdx = _scalar(prelu__dfdx)
+
+
+def prelu__dfdw(x, w):
+    return lit(0.0, x) if x > lit(0.0, x) else x
+prelu__dfdw = _scalar(prelu__dfdw)
+
+
+def prelu__d2fdx2(x, w):
+    return lit(0.0, x) if x == x else x
+prelu__d2fdx2 = _scalar(prelu__d2fdx2)
+
+
+@njit(cache=True, nogil=True, error_model='numpy')
+def prelu__forward__chan(out, x, w):
+    outer, C, inner = x.shape
+    nb = (inner + 2047) // 2048
+    bs = 2048
+    for t in range(outer * C * nb):
+        i = t // (C * nb)
+        r = t - i * (C * nb)
+        c = r // nb
+        j0 = (r - c * nb) * bs
+        j1 = min(j0 + bs, inner)
+        wv = w[c]
+        xv, o = x[i, c][j0:j1], out[i, c][j0:j1]
+        for j in range(j1 - j0):
+            o[j] = prelu__f(xv[j], wv)
+
+
+@njit(cache=True, nogil=True, error_model='numpy')
+def prelu__forward__pos(out, x, w):
+    outer, K = x.shape
+    nq = (K + 2047) // 2048
+    nr = min(outer, max(1, (64 + nq - 1) // nq))
+    for t in range(nr * nq):
+        r = t // nq
+        k0 = (t - r * nq) * 2048
+        k1 = min(k0 + 2048, K)
+        wv = w[k0:k1]
+        for i in range(r * outer // nr, (r + 1) * outer // nr):
+            xv, o = x[i][k0:k1], out[i][k0:k1]
+            for j in range(k1 - k0):
+                o[j] = prelu__f(xv[j], wv[j])
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def prelu__forward__chan_parallel(out, x, w):
+    outer, C, inner = x.shape
+    nb = (inner + 2047) // 2048
+    bs = 2048
+    for t in prange(outer * C * nb):
+        i = t // (C * nb)
+        r = t - i * (C * nb)
+        c = r // nb
+        j0 = (r - c * nb) * bs
+        j1 = min(j0 + bs, inner)
+        wv = w[c]
+        xv, o = x[i, c][j0:j1], out[i, c][j0:j1]
+        for j in range(j1 - j0):
+            o[j] = prelu__f(xv[j], wv)
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def prelu__forward__pos_parallel(out, x, w):
+    outer, K = x.shape
+    nq = (K + 2047) // 2048
+    nr = min(outer, max(1, (64 + nq - 1) // nq))
+    for t in prange(nr * nq):
+        r = t // nq
+        k0 = (t - r * nq) * 2048
+        k1 = min(k0 + 2048, K)
+        wv = w[k0:k1]
+        for i in range(r * outer // nr, (r + 1) * outer // nr):
+            xv, o = x[i][k0:k1], out[i][k0:k1]
+            for j in range(k1 - k0):
+                o[j] = prelu__f(xv[j], wv[j])
+
+
+@njit(cache=True, nogil=True, error_model='numpy')
+def prelu__grad__chan(out, x, w):
+    outer, C, inner = x.shape
+    nb = (inner + 2047) // 2048
+    bs = 2048
+    for t in range(outer * C * nb):
+        i = t // (C * nb)
+        r = t - i * (C * nb)
+        c = r // nb
+        j0 = (r - c * nb) * bs
+        j1 = min(j0 + bs, inner)
+        wv = w[c]
+        xv, o = x[i, c][j0:j1], out[i, c][j0:j1]
+        for j in range(j1 - j0):
+            o[j] = prelu__dfdx(xv[j], wv)
+
+
+@njit(cache=True, nogil=True, error_model='numpy')
+def prelu__grad__pos(out, x, w):
+    outer, K = x.shape
+    nq = (K + 2047) // 2048
+    nr = min(outer, max(1, (64 + nq - 1) // nq))
+    for t in range(nr * nq):
+        r = t // nq
+        k0 = (t - r * nq) * 2048
+        k1 = min(k0 + 2048, K)
+        wv = w[k0:k1]
+        for i in range(r * outer // nr, (r + 1) * outer // nr):
+            xv, o = x[i][k0:k1], out[i][k0:k1]
+            for j in range(k1 - k0):
+                o[j] = prelu__dfdx(xv[j], wv[j])
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def prelu__grad__chan_parallel(out, x, w):
+    outer, C, inner = x.shape
+    nb = (inner + 2047) // 2048
+    bs = 2048
+    for t in prange(outer * C * nb):
+        i = t // (C * nb)
+        r = t - i * (C * nb)
+        c = r // nb
+        j0 = (r - c * nb) * bs
+        j1 = min(j0 + bs, inner)
+        wv = w[c]
+        xv, o = x[i, c][j0:j1], out[i, c][j0:j1]
+        for j in range(j1 - j0):
+            o[j] = prelu__dfdx(xv[j], wv)
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def prelu__grad__pos_parallel(out, x, w):
+    outer, K = x.shape
+    nq = (K + 2047) // 2048
+    nr = min(outer, max(1, (64 + nq - 1) // nq))
+    for t in prange(nr * nq):
+        r = t // nq
+        k0 = (t - r * nq) * 2048
+        k1 = min(k0 + 2048, K)
+        wv = w[k0:k1]
+        for i in range(r * outer // nr, (r + 1) * outer // nr):
+            xv, o = x[i][k0:k1], out[i][k0:k1]
+            for j in range(k1 - k0):
+                o[j] = prelu__dfdx(xv[j], wv[j])
+
+
+@njit(cache=True, nogil=True, error_model='numpy')
+def prelu__grad2__chan(out, x, w):
+    outer, C, inner = x.shape
+    nb = (inner + 2047) // 2048
+    bs = 2048
+    for t in range(outer * C * nb):
+        i = t // (C * nb)
+        r = t - i * (C * nb)
+        c = r // nb
+        j0 = (r - c * nb) * bs
+        j1 = min(j0 + bs, inner)
+        wv = w[c]
+        xv, o = x[i, c][j0:j1], out[i, c][j0:j1]
+        for j in range(j1 - j0):
+            o[j] = prelu__d2fdx2(xv[j], wv)
+
+
+@njit(cache=True, nogil=True, error_model='numpy')
+def prelu__grad2__pos(out, x, w):
+    outer, K = x.shape
+    nq = (K + 2047) // 2048
+    nr = min(outer, max(1, (64 + nq - 1) // nq))
+    for t in range(nr * nq):
+        r = t // nq
+        k0 = (t - r * nq) * 2048
+        k1 = min(k0 + 2048, K)
+        wv = w[k0:k1]
+        for i in range(r * outer // nr, (r + 1) * outer // nr):
+            xv, o = x[i][k0:k1], out[i][k0:k1]
+            for j in range(k1 - k0):
+                o[j] = prelu__d2fdx2(xv[j], wv[j])
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def prelu__grad2__chan_parallel(out, x, w):
+    outer, C, inner = x.shape
+    nb = (inner + 2047) // 2048
+    bs = 2048
+    for t in prange(outer * C * nb):
+        i = t // (C * nb)
+        r = t - i * (C * nb)
+        c = r // nb
+        j0 = (r - c * nb) * bs
+        j1 = min(j0 + bs, inner)
+        wv = w[c]
+        xv, o = x[i, c][j0:j1], out[i, c][j0:j1]
+        for j in range(j1 - j0):
+            o[j] = prelu__d2fdx2(xv[j], wv)
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def prelu__grad2__pos_parallel(out, x, w):
+    outer, K = x.shape
+    nq = (K + 2047) // 2048
+    nr = min(outer, max(1, (64 + nq - 1) // nq))
+    for t in prange(nr * nq):
+        r = t // nq
+        k0 = (t - r * nq) * 2048
+        k1 = min(k0 + 2048, K)
+        wv = w[k0:k1]
+        for i in range(r * outer // nr, (r + 1) * outer // nr):
+            xv, o = x[i][k0:k1], out[i][k0:k1]
+            for j in range(k1 - k0):
+                o[j] = prelu__d2fdx2(xv[j], wv[j])
+
+
+@njit(cache=True, nogil=True, error_model='numpy')
+def prelu__backward_x__chan(out, dy, x, w):
+    outer, C, inner = x.shape
+    nb = (inner + 2047) // 2048
+    bs = 2048
+    for t in range(outer * C * nb):
+        i = t // (C * nb)
+        r = t - i * (C * nb)
+        c = r // nb
+        j0 = (r - c * nb) * bs
+        j1 = min(j0 + bs, inner)
+        wv = w[c]
+        xv, o = x[i, c][j0:j1], out[i, c][j0:j1]
+        g = dy[i, c][j0:j1]
+        for j in range(j1 - j0):
+            xj, gj = xv[j], g[j]
+            o[j] = gj * prelu__dfdx(xj, wv)
+
+
+@njit(cache=True, nogil=True, error_model='numpy')
+def prelu__backward_x__pos(out, dy, x, w):
+    outer, K = x.shape
+    nq = (K + 2047) // 2048
+    nr = min(outer, max(1, (64 + nq - 1) // nq))
+    for t in range(nr * nq):
+        r = t // nq
+        k0 = (t - r * nq) * 2048
+        k1 = min(k0 + 2048, K)
+        wv = w[k0:k1]
+        for i in range(r * outer // nr, (r + 1) * outer // nr):
+            xv, o = x[i][k0:k1], out[i][k0:k1]
+            g = dy[i][k0:k1]
+            for j in range(k1 - k0):
+                xj, gj = xv[j], g[j]
+                o[j] = gj * prelu__dfdx(xj, wv[j])
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def prelu__backward_x__chan_parallel(out, dy, x, w):
+    outer, C, inner = x.shape
+    nb = (inner + 2047) // 2048
+    bs = 2048
+    for t in prange(outer * C * nb):
+        i = t // (C * nb)
+        r = t - i * (C * nb)
+        c = r // nb
+        j0 = (r - c * nb) * bs
+        j1 = min(j0 + bs, inner)
+        wv = w[c]
+        xv, o = x[i, c][j0:j1], out[i, c][j0:j1]
+        g = dy[i, c][j0:j1]
+        for j in range(j1 - j0):
+            xj, gj = xv[j], g[j]
+            o[j] = gj * prelu__dfdx(xj, wv)
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def prelu__backward_x__pos_parallel(out, dy, x, w):
+    outer, K = x.shape
+    nq = (K + 2047) // 2048
+    nr = min(outer, max(1, (64 + nq - 1) // nq))
+    for t in prange(nr * nq):
+        r = t // nq
+        k0 = (t - r * nq) * 2048
+        k1 = min(k0 + 2048, K)
+        wv = w[k0:k1]
+        for i in range(r * outer // nr, (r + 1) * outer // nr):
+            xv, o = x[i][k0:k1], out[i][k0:k1]
+            g = dy[i][k0:k1]
+            for j in range(k1 - k0):
+                xj, gj = xv[j], g[j]
+                o[j] = gj * prelu__dfdx(xj, wv[j])
+
+
+@njit(cache=True, nogil=True, error_model='numpy')
+def prelu__backward_xw__chan(out, dy, x, w, part):
+    outer, C, inner = x.shape
+    nb = part.shape[2]
+    bs = (inner + nb - 1) // nb
+    for t in range(outer * C * nb):
+        i = t // (C * nb)
+        r = t - i * (C * nb)
+        c = r // nb
+        j0 = (r - c * nb) * bs
+        j1 = min(j0 + bs, inner)
+        wv = w[c]
+        xv, o = x[i, c][j0:j1], out[i, c][j0:j1]
+        g = dy[i, c][j0:j1]
+        tb = _stack_block(x)
+        for j in range(j1 - j0):
+            xj, gj = xv[j], g[j]
+            o[j] = gj * prelu__dfdx(xj, wv)
+            tb[j] = gj * prelu__dfdw(xj, wv)
+        part[i, c, r - c * nb] = _lane_sum(tb, 0, j1 - j0)
+
+
+@njit(cache=True, nogil=True, error_model='numpy')
+def prelu__backward_xw__pos(out, dy, x, w, cols, comp):
+    outer, K = x.shape
+    nq = (K + 2047) // 2048
+    nr = cols.shape[0]
+    for t in range(nr * nq):
+        r = t // nq
+        k0 = (t - r * nq) * 2048
+        k1 = min(k0 + 2048, K)
+        wv = w[k0:k1]
+        cs, cc = cols[r][k0:k1], comp[r][k0:k1]
+        for i in range(r * outer // nr, (r + 1) * outer // nr):
+            xv, o = x[i][k0:k1], out[i][k0:k1]
+            g = dy[i][k0:k1]
+            for j in range(k1 - k0):
+                xj, gj = xv[j], g[j]
+                o[j] = gj * prelu__dfdx(xj, wv[j])
+                cs[j], cc[j] = _add(cs[j], cc[j], gj * prelu__dfdw(xj, wv[j]))
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def prelu__backward_xw__chan_parallel(out, dy, x, w, part):
+    outer, C, inner = x.shape
+    nb = part.shape[2]
+    bs = (inner + nb - 1) // nb
+    for t in prange(outer * C * nb):
+        i = t // (C * nb)
+        r = t - i * (C * nb)
+        c = r // nb
+        j0 = (r - c * nb) * bs
+        j1 = min(j0 + bs, inner)
+        wv = w[c]
+        xv, o = x[i, c][j0:j1], out[i, c][j0:j1]
+        g = dy[i, c][j0:j1]
+        tb = _stack_block(x)
+        for j in range(j1 - j0):
+            xj, gj = xv[j], g[j]
+            o[j] = gj * prelu__dfdx(xj, wv)
+            tb[j] = gj * prelu__dfdw(xj, wv)
+        part[i, c, r - c * nb] = _lane_sum(tb, 0, j1 - j0)
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def prelu__backward_xw__pos_parallel(out, dy, x, w, cols, comp):
+    outer, K = x.shape
+    nq = (K + 2047) // 2048
+    nr = cols.shape[0]
+    for t in prange(nr * nq):
+        r = t // nq
+        k0 = (t - r * nq) * 2048
+        k1 = min(k0 + 2048, K)
+        wv = w[k0:k1]
+        cs, cc = cols[r][k0:k1], comp[r][k0:k1]
+        for i in range(r * outer // nr, (r + 1) * outer // nr):
+            xv, o = x[i][k0:k1], out[i][k0:k1]
+            g = dy[i][k0:k1]
+            for j in range(k1 - k0):
+                xj, gj = xv[j], g[j]
+                o[j] = gj * prelu__dfdx(xj, wv[j])
+                cs[j], cc[j] = _add(cs[j], cc[j], gj * prelu__dfdw(xj, wv[j]))
 
 
 # --- glu ---------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from numba import cuda, float64
 from fastact import _cudamath as math
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "3184a00dea62f413d5afda6481c0a6dc164b7aa4b920da120eba84ac275593dc"
+DECLARATIONS_SHA256 = "be1fb616ce2a37bd767e6cfc70569ded85f74e4cd36fc4df7ff8c987181a803b"
 
 _device = cuda.jit(device=True)
 
@@ -83,6 +83,18 @@ def _block_sum(sh, v):
     v = sh[0]
     cuda.syncthreads()
     return v
+
+
+@cuda.jit(cache=True)
+def _sum_parts__cuda(part, out):
+    """A weight's gradient from the blocks' sums ``part[c, :]``, one thread per channel,
+    in order, with compensation."""
+    for c in range(cuda.grid(1), part.shape[0], cuda.gridsize(1)):
+        s = float64(0.0)
+        e = float64(0.0)
+        for b in range(part.shape[1]):
+            s, e = _add(s, e, part[c, b])
+        out[c] = _total(s, e)
 
 
 @cuda.jit(cache=True)
@@ -262,6 +274,71 @@ def leaky_relu__backward_x_acc__cuda(out, dy, x, acc, negative_slope):
 def leaky_relu__backward_y_acc__cuda(out, dy, y, acc, negative_slope):
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
         out[i] = acc[i] + dy[i] * leaky_relu__dfdy(y[i], negative_slope)
+
+
+# --- rrelu -------------------------------------------------------------------------------
+
+
+def rrelu__f(x, lower, upper):
+    return x if x > lit(0.0, x) else (lower + upper) * lit(0.5, x) * x
+rrelu__f = _device(rrelu__f)
+
+
+def rrelu__dfdx(x, lower, upper):
+    return lit(1.0, x) if x > lit(0.0, x) else (lower + upper) * lit(0.5, x) if x <= lit(0.0, x) else x
+rrelu__dfdx = _device(rrelu__dfdx)
+
+
+def rrelu__dfdy(y, lower, upper):
+    return lit(1.0, y) if y > lit(0.0, y) else (lower + upper) * lit(0.5, y) if y <= lit(0.0, y) else y
+rrelu__dfdy = _device(rrelu__dfdy)
+
+
+def rrelu__d2fdx2(x, lower, upper):
+    return lit(0.0, x) if x == x else x
+rrelu__d2fdx2 = _device(rrelu__d2fdx2)
+
+
+@cuda.jit(cache=True)
+def rrelu__forward__cuda(out, x, lower, upper):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = rrelu__f(x[i], lower, upper)
+
+
+@cuda.jit(cache=True)
+def rrelu__grad__cuda(out, x, lower, upper):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = rrelu__dfdx(x[i], lower, upper)
+
+
+@cuda.jit(cache=True)
+def rrelu__grad2__cuda(out, x, lower, upper):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = rrelu__d2fdx2(x[i], lower, upper)
+
+
+@cuda.jit(cache=True)
+def rrelu__backward_x__cuda(out, dy, x, lower, upper):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = dy[i] * rrelu__dfdx(x[i], lower, upper)
+
+
+@cuda.jit(cache=True)
+def rrelu__backward_y__cuda(out, dy, y, lower, upper):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = dy[i] * rrelu__dfdy(y[i], lower, upper)
+
+
+@cuda.jit(cache=True)
+def rrelu__backward_x_acc__cuda(out, dy, x, acc, lower, upper):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = acc[i] + dy[i] * rrelu__dfdx(x[i], lower, upper)
+
+
+@cuda.jit(cache=True)
+def rrelu__backward_y_acc__cuda(out, dy, y, acc, lower, upper):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = acc[i] + dy[i] * rrelu__dfdy(y[i], lower, upper)
 
 
 # --- relu6 -------------------------------------------------------------------------------
@@ -1854,6 +1931,93 @@ def exponential__backward_x_acc__cuda(out, dy, x, acc):
 def exponential__backward_y_acc__cuda(out, dy, y, acc):
     for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
         out[i] = acc[i] + dy[i] * exponential__dfdy(y[i])
+
+
+# --- prelu -------------------------------------------------------------------------------
+
+
+def prelu__f(x, w):
+    return x if x > lit(0.0, x) else w * x
+prelu__f = _device(prelu__f)
+
+
+def prelu__dfdx(x, w):
+    return lit(1.0, x) if x > lit(0.0, x) else w if x <= lit(0.0, x) else x
+prelu__dfdx = _device(prelu__dfdx)
+
+
+def prelu__dfdw(x, w):
+    return lit(0.0, x) if x > lit(0.0, x) else x
+prelu__dfdw = _device(prelu__dfdw)
+
+
+def prelu__d2fdx2(x, w):
+    return lit(0.0, x) if x == x else x
+prelu__d2fdx2 = _device(prelu__d2fdx2)
+
+
+@cuda.jit(cache=True)
+def prelu__forward__cuda(out, x, w):
+    outer, C, inner = x.shape
+    for t in range(cuda.grid(1), outer * C * inner, cuda.gridsize(1)):
+        i = t // (C * inner)
+        r = t - i * (C * inner)
+        c = r // inner
+        j = r - c * inner
+        out[i, c, j] = prelu__f(x[i, c, j], w[c])
+
+
+@cuda.jit(cache=True)
+def prelu__grad__cuda(out, x, w):
+    outer, C, inner = x.shape
+    for t in range(cuda.grid(1), outer * C * inner, cuda.gridsize(1)):
+        i = t // (C * inner)
+        r = t - i * (C * inner)
+        c = r // inner
+        j = r - c * inner
+        out[i, c, j] = prelu__dfdx(x[i, c, j], w[c])
+
+
+@cuda.jit(cache=True)
+def prelu__grad2__cuda(out, x, w):
+    outer, C, inner = x.shape
+    for t in range(cuda.grid(1), outer * C * inner, cuda.gridsize(1)):
+        i = t // (C * inner)
+        r = t - i * (C * inner)
+        c = r // inner
+        j = r - c * inner
+        out[i, c, j] = prelu__d2fdx2(x[i, c, j], w[c])
+
+
+@cuda.jit(cache=True)
+def prelu__backward_x__cuda(out, dy, x, w):
+    outer, C, inner = x.shape
+    for t in range(cuda.grid(1), outer * C * inner, cuda.gridsize(1)):
+        i = t // (C * inner)
+        r = t - i * (C * inner)
+        c = r // inner
+        j = r - c * inner
+        out[i, c, j] = dy[i, c, j] * prelu__dfdx(x[i, c, j], w[c])
+
+
+@cuda.jit(cache=True)
+def prelu__backward_xw__cuda(out, dy, x, w, part):
+    sh = cuda.shared.array(ROW_THREADS, float64)
+    outer, C, inner = x.shape
+    c = cuda.blockIdx.x
+    parts = cuda.gridDim.y
+    nt = cuda.blockDim.x
+    wv = w[c]
+    acc = float64(0.0)
+    for q in range(cuda.blockIdx.y * nt + cuda.threadIdx.x, outer * inner, parts * nt):
+        i = q // inner
+        j = q - i * inner
+        xj, gj = x[i, c, j], dy[i, c, j]
+        out[i, c, j] = gj * prelu__dfdx(xj, wv)
+        acc += gj * prelu__dfdw(xj, wv)
+    acc = _block_sum(sh, acc)
+    if cuda.threadIdx.x == 0:
+        part[c, cuda.blockIdx.y] = acc
 
 
 # --- glu ---------------------------------------------------------------------------------

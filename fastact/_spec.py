@@ -18,8 +18,8 @@ import numpy as np
 #: dtypes the kernels are compiled for; float16 is computed in float32 by the dispatch.
 DTYPES = ("float32", "float64")
 
-__all__ = ["DTYPES", "Param", "ElementwiseSpec", "RowwiseSpec", "ReductionSpec", "GatedSpec", "elementwise",
-           "rowwise", "reduction", "gated", "helper", "double", "REGISTRY", "HELPERS"]
+__all__ = ["DTYPES", "Param", "ElementwiseSpec", "RowwiseSpec", "ReductionSpec", "GatedSpec", "WeightedSpec",
+           "elementwise", "rowwise", "reduction", "gated", "weighted", "helper", "double", "REGISTRY", "HELPERS"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,10 @@ class ElementwiseSpec(_Parametrised):
     kinks: tuple[str, ...] = ()
     # Other names the function is exported under (``swish`` for ``silu``).
     aliases: tuple[str, ...] = ()
+    # A randomised activation (``rrelu``): in training mode it is the weighted declaration
+    # named here, with one weight per element drawn uniformly between the first two
+    # parameters; otherwise (evaluation) it is ``f``, which uses their mean.
+    sampled: str = ""
     kind: str = field(default="elementwise", init=False)
 
 
@@ -191,8 +195,39 @@ class GatedSpec(_Parametrised):
     kind: str = field(default="gated", init=False)
 
 
+@dataclass(frozen=True)
+class WeightedSpec(_Parametrised):
+    """An elementwise activation with a weight array (``prelu``): ``y = f(x, w)``, where
+    ``w`` holds one value per channel along an axis of ``x`` (or one for all), and its
+    backward pass has two outputs, the gradient of ``x`` and that of the weight::
+
+        dx = dy * dfdx(x, w)        dw[c] = sum of dy * dfdw(x, w) over channel c's elements
+
+    The weight's sums go block by block in a fixed order (the same bits on every CPU
+    target and thread count).  Scalar functions take ``x``, ``w`` and then every
+    parameter, in declaration order.  The same kernels take one weight per element
+    (``rrelu``'s sampled slopes, :attr:`ElementwiseSpec.sampled`).
+    """
+
+    name: str
+    doc: str
+    formula: str
+    derivative: str
+    weight_derivative: str
+    f: Callable
+    dfdx: Callable
+    dfdw: Callable
+    d2fdx2: Callable | None = None
+    second_derivative: str = ""
+    params: tuple[Param, ...] = ()
+    work: int = 1
+    layer: str = ""
+    kinks: tuple[str, ...] = ()
+    kind: str = field(default="weighted", init=False)
+
+
 #: name -> spec, in declaration order.
-REGISTRY: dict[str, ElementwiseSpec | RowwiseSpec | ReductionSpec | GatedSpec] = {}
+REGISTRY: dict[str, ElementwiseSpec | RowwiseSpec | ReductionSpec | GatedSpec | WeightedSpec] = {}
 
 #: name -> scalar helper function shared by declarations, in declaration order.
 HELPERS: dict[str, Callable] = {}
@@ -244,7 +279,8 @@ def layer_name(name: str) -> str:
 
 def elementwise(*params: Param, formula: str, derivative: str, second_derivative: str = "",
                 dfdy_requires: str | None = None, work: int = 1,
-                layer: str | None = None, kinks: tuple[str, ...] = (), aliases: tuple[str, ...] = ()):
+                layer: str | None = None, kinks: tuple[str, ...] = (), aliases: tuple[str, ...] = (),
+                sampled: str = ""):
     """Declare an elementwise activation from a class body holding ``f``, ``dfdx``, where
     the derivative is a function of the output ``dfdy``, and where the second derivative
     exists ``d2fdx2`` (``f.grad2``).
@@ -256,7 +292,9 @@ def elementwise(*params: Param, formula: str, derivative: str, second_derivative
     (default: the name in CamelCase).  ``kinks``: the points where ``f`` or ``f'`` jumps
     or bends, as expressions over the parameters (``("0",)``, ``("min_val", "max_val")``):
     the plots mark them, and the tests check the declared convention there.  ``aliases``:
-    other names under which ``fastact`` exports the same function."""
+    other names under which ``fastact`` exports the same function.  ``sampled``: for a
+    randomised activation, the :func:`weighted` declaration it is in training mode, with
+    one weight per element drawn uniformly between its first two parameters."""
 
     def declare(cls) -> ElementwiseSpec:
         _check_work(cls.__name__, work)
@@ -276,6 +314,7 @@ def elementwise(*params: Param, formula: str, derivative: str, second_derivative
                 layer=layer or layer_name(cls.__name__),
                 kinks=tuple(kinks),
                 aliases=tuple(aliases),
+                sampled=sampled,
                 **fns,
             )
         )
@@ -329,6 +368,25 @@ def gated(*params: Param, formula: str, derivative: str, work: int = 1):
         return _register(
             GatedSpec(name=cls.__name__, doc=cls.__doc__ or "", formula=formula, derivative=derivative,
                       params=tuple(params), work=work, **fns)
+        )
+
+    return declare
+
+
+def weighted(*params: Param, formula: str, derivative: str, weight_derivative: str, second_derivative: str = "",
+             work: int = 1, layer: str | None = None, kinks: tuple[str, ...] = ()):
+    """Declare an activation with a weight array (``prelu``) from ``f(x, w)``,
+    ``dfdx(x, w)``, ``dfdw(x, w)`` and optionally ``d2fdx2(x, w)``; see
+    :class:`WeightedSpec`.  ``work``, ``layer`` and ``kinks`` as for :func:`elementwise`."""
+
+    def declare(cls) -> WeightedSpec:
+        _check_work(cls.__name__, work)
+        fns = _functions(cls, ("f", "dfdx", "dfdw"), optional=("d2fdx2",))
+        return _register(
+            WeightedSpec(name=cls.__name__, doc=cls.__doc__ or "", formula=formula, derivative=derivative,
+                         weight_derivative=weight_derivative, second_derivative=second_derivative,
+                         params=tuple(params), work=work, layer=layer or layer_name(cls.__name__),
+                         kinks=tuple(kinks), **fns)
         )
 
     return declare

@@ -38,4 +38,6 @@ reference implementation to :mod:`fastact.reference`, and re-run
 
 # Each docstring is the public documentation of ``fastact.<name>``; its examples run as
 # tests.
-from fastact.declarations import helpers, rectifiers, sigmoids, shrinkage, elementary, gated, rowwise, reductions  # noqa: F401, E402
+from fastact.declarations import (  # noqa: F401, E402
+    helpers, rectifiers, sigmoids, shrinkage, elementary, weighted, gated, rowwise, reductions,
+)

@@ -115,6 +115,83 @@ class leaky_relu:
 
 
 @elementwise(
+    Param("lower", 1.0 / 8.0, "Lower bound of the random slopes (training mode)."),
+    Param("upper", 1.0 / 3.0, "Upper bound of the random slopes (training mode).", requires="lower <= upper"),
+    formula="x if x > 0 else (lower + upper) / 2 * x",
+    derivative="1 if x > 0; (lower + upper) / 2 if x <= 0",
+    second_derivative="0",
+    dfdy_requires="lower + upper >= 0",
+    layer="RReLU",
+    kinks=("0",),
+    sampled="prelu",
+)
+class rrelu:
+    r"""Randomised leaky rectified linear unit: in training, a leaky ReLU whose slope for
+    negative input is drawn for each element; in evaluation, the mean slope.
+
+    .. math::
+
+        \mathrm{rrelu}(x) = \begin{cases} x & x > 0 \\ a\, x & x \le 0 \end{cases}
+        \qquad a = \frac{l + u}{2} \ \text{(evaluation)}, \quad
+        a \sim U(l, u) \ \text{per element (training)}
+
+    with :math:`l` = ``lower`` and :math:`u` = ``upper``, PyTorch's defaults 1/8 and 1/3.
+    By default (``training=False``) it is :data:`leaky_relu` with ``negative_slope =
+    (lower + upper) / 2``, as PyTorch's ``F.rrelu`` in evaluation.
+
+    In training mode the slopes come from a NumPy random generator, and the backward pass
+    needs the same slopes, so the call returns them with the result::
+
+        y, slopes = fa.rrelu(x, training=True, rng=rng)   # slopes: x's shape and dtype
+        dx = fa.rrelu.backward(dy, x=x, slopes=slopes)     # dy * (1 if x > 0 else slope)
+
+    ``rng`` is anything :func:`numpy.random.default_rng` accepts (a ``Generator``, a
+    seed; None draws from fresh OS entropy); the slopes are ``rng.random`` in ``x``'s
+    dtype mapped to :math:`[l, u]`, one per element (drawn for every element, used where
+    :math:`x \le 0`).  ``fa.rrelu(x, slopes=slopes)`` computes the training-mode result
+    for given slopes (it returns the result alone), and ``rrelu.grad(x, slopes=...)`` its
+    derivative.  These are :data:`prelu` with one weight per element, through the same
+    kernels.  The derivative at the kink :math:`x = 0` is the slope (from the left, as
+    PyTorch).
+
+    Args:
+        x: input array.
+        lower: lower bound of the slopes (default 1/8).
+        upper: upper bound (default 1/3), at least ``lower``.
+        training: draw random slopes (default False: the mean slope).
+        rng: the random generator, or its seed, for ``training=True``.
+        slopes: the slopes of a training-mode call, one per element of ``x``.
+
+    Example:
+        >>> import numpy as np, fastact as fa
+        >>> x = np.array([-3.0, 0.0, 2.0])
+        >>> fa.rrelu(x, lower=0.1, upper=0.3)
+        array([-0.6,  0. ,  2. ])
+        >>> y, slopes = fa.rrelu(x, training=True, rng=0)
+        >>> bool(np.all((slopes >= 0.125) & (slopes <= 1 / 3)))
+        True
+        >>> dx = fa.rrelu.backward(np.ones(3), x=x, slopes=slopes)
+        >>> bool(dx[0] == slopes[0] and dx[2] == 1.0)
+        True
+
+    See also: :data:`leaky_relu`, :data:`prelu`.
+    """
+
+    def f(x, lower, upper):
+        return x if x > 0.0 else ((lower + upper) * 0.5) * x
+
+    def dfdx(x, lower, upper):
+        return 1.0 if x > 0.0 else ((lower + upper) * 0.5 if x <= 0.0 else x)
+
+    # y > 0 exactly where x > 0, for a non-negative mean slope.
+    def dfdy(y, lower, upper):
+        return 1.0 if y > 0.0 else ((lower + upper) * 0.5 if y <= 0.0 else y)
+
+    def d2fdx2(x, lower, upper):
+        return 0.0 if x == x else x
+
+
+@elementwise(
     formula="min(max(x, 0), 6)",
     derivative="1 if 0 < x < 6; 0 otherwise (also at 0 and 6)",
     second_derivative="0",
