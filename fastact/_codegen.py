@@ -1067,6 +1067,8 @@ _device = cuda.jit(device=True)
 
 #: Threads of a ``__cuda_block`` kernel at most: a launch uses a power of two up to this.
 ROW_THREADS = {row_threads}
+#: Blocks per channel of a weight's gradient at most (``<name>__backward_xw__cuda``).
+WEIGHT_PARTS = {weight_parts}
 
 
 @cuda.jit(device=True)
@@ -1228,7 +1230,8 @@ _CUDA_KINDS = {"elementwise": _cuda_elementwise, "rowwise": _cuda_rowwise, "redu
 
 
 def render_cuda() -> str:
-    lines = [CUDA_HEADER.format(digest=declarations_digest(), row_threads=CUDA_ROW_THREADS)]
+    lines = [CUDA_HEADER.format(digest=declarations_digest(), row_threads=CUDA_ROW_THREADS,
+                                weight_parts=CUDA_WEIGHT_PARTS)]
     lines += helpers_source("_device")
     for spec in REGISTRY.values():
         lines += ["", ""]

@@ -198,8 +198,9 @@ _LOW_OCCUPANCY_GRID = 128
 
 
 def _launch(kernel, blocks: int, threads: int, stream):
-    """``kernel[blocks, threads, stream]``, without Numba's low-occupancy warning."""
-    if blocks >= _LOW_OCCUPANCY_GRID:
+    """``kernel[blocks, threads, stream]``, without Numba's low-occupancy warning
+    (``blocks``: a count, or a tuple of them)."""
+    if (math.prod(blocks) if isinstance(blocks, tuple) else blocks) >= _LOW_OCCUPANCY_GRID:
         return kernel[blocks, threads, stream]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*Grid size \d+ will likely result in GPU under-utilization")
@@ -578,6 +579,82 @@ class Launch:
         host = out_view.copy_to_host(stream=stream)
         _sync(stream)
         return self._to_host_result(host.reshape(-1).reshape(shape, order=order), rdt, finish)
+
+    def weighted(self, name, op, arrays, layout, rdt, cdt, pvals, finish):
+        """An activation with a weight array: ``op`` on the (outer, C, inner) view of ``x``
+        (``layout``; None: one weight per element), C-ordered device arrays as they are,
+        Fortran-ordered ones as the C-ordered arrays of their transposes.  ``backward_xw``
+        gives ``(dx, dweight)``, dweight on the device where an operand is."""
+        cuda, stream = self.cuda, self.stream
+        x, w = arrays[-2], arrays[-1]
+        shape = tuple(x.shape)
+        n = math.prod(shape)
+        roles = ("dy", "x", "w") if len(arrays) == 3 else ("x", "w")
+        expected = {"dy": shape, "x": shape, "w": shape if layout is None else tuple(w.shape)}
+        ops, order = self._operands(arrays, shape, [expected[r] for r in roles])
+        any_device = any(d is not None for d, _ in ops) or self.device_out is not None
+        if layout is None:
+            outer, channels, inner = 1, n, 1
+        elif order == "F" and layout[1] > 1:  # the channel axis, counted in the reversed shape
+            outer, channels, inner = layout[2], layout[1], layout[0]
+        else:
+            outer, channels, inner = layout
+        two = op == "backward_xw"
+        if n == 0:
+            dx = self._empty(shape, rdt, order, any_device, finish)
+            dw = np.zeros(w.shape, rdt)
+            return (dx, cuda.to_device(dw, stream=stream) if any_device else dw) if two else dx
+
+        def flat(d):
+            return d.reshape(d.size) if d.ndim <= 1 else d.ravel(order=order)
+
+        def view(d):
+            return flat(d).reshape(outer, channels, inner)
+
+        inputs = []
+        for (d, h), role in zip(ops, roles):
+            if role == "w":
+                if d is not None:
+                    inputs.append(self._compute_view(d, cdt, lambda a: flat(a)))
+                else:
+                    wh = np.broadcast_to(h, shape).ravel(order=order) if layout is None else h.reshape(-1)
+                    inputs.append(self._to_device(wh.astype(cdt, copy=False)))
+            elif d is not None:
+                inputs.append(self._compute_view(d, cdt, view))
+            else:
+                h = np.broadcast_to(h if h.dtype == cdt else h.astype(cdt), shape)
+                inputs.append(self._to_device(h.ravel(order=order).reshape(outer, channels, inner)))
+        out_view, finisher = self._result(shape, rdt, cdt, order, view, any_device)
+        if out_view is None:
+            out_view = cuda.device_array((outer, channels, inner), cdt, stream=stream)
+        params = tuple(cdt.type(p) for p in pvals)
+        kernel = getattr(self.mod, f"{name}__{op}__cuda")
+        if not two:
+            blocks, threads = _flat_config(cuda, n)
+            _launch(kernel, blocks, threads, stream)(out_view, *inputs, *params)
+        else:
+            threads = SIM_THREADS if _simulated(cuda) else self.mod.ROW_THREADS
+            parts = max(1, min(self.mod.WEIGHT_PARTS, -(-(outer * inner) // threads)))
+            part = cuda.device_array((channels, parts), np.float64, stream=stream)
+            _launch(kernel, (channels, parts), threads, stream)(out_view, *inputs, *params, part)
+            dw64 = cuda.device_array(channels, np.float64, stream=stream)
+            blocks, t = _flat_config(cuda, channels)
+            _launch(self.mod._sum_parts__cuda, blocks, t, stream)(part, dw64)
+            if any_device:
+                dw = cuda.device_array(channels, rdt, stream=stream)
+                self._cast(dw, dw64)
+                dw = dw.reshape(w.shape) if w.ndim != 1 else dw
+            else:
+                dw = dw64.copy_to_host(stream=stream)
+                _sync(stream)
+                dw = dw.astype(rdt).reshape(w.shape)
+        if finisher is not None:
+            dx = finisher()
+        else:
+            host = out_view.copy_to_host(stream=stream)
+            _sync(stream)
+            dx = self._to_host_result(host.reshape(-1).reshape(shape, order=order), rdt, finish)
+        return (dx, dw) if two else dx
 
     def _empty(self, shape, rdt, order, any_device, finish):
         if self.returned_out is not None:

@@ -1489,9 +1489,13 @@ def run_weighted(spec, op, func, named, axis, out, target, stream, dim, params, 
     if launch is not None:
         with np.errstate(all="ignore"):
             result = launch.weighted(spec.name, op, arrays, layout, rdt, cdt, pvals, finish)
-            if not two:
-                return result
-            dx, dw = result
+        if not two:
+            return result
+        dx, dw = result
+        if out_w is None:
+            return dx, dw  # in the result's dtype already, on the device where an operand is
+        if not isinstance(dw, np.ndarray):
+            dw = dw.copy_to_host()
     else:
         dx = dest if out_x is not None else _new_result(arrays[-2:-1], shape, rdt)
         dw = np.zeros(w.shape, np.float64) if two else None

@@ -30,6 +30,8 @@ _device = cuda.jit(device=True)
 
 #: Threads of a ``__cuda_block`` kernel at most: a launch uses a power of two up to this.
 ROW_THREADS = 256
+#: Blocks per channel of a weight's gradient at most (``<name>__backward_xw__cuda``).
+WEIGHT_PARTS = 64
 
 
 @cuda.jit(device=True)

@@ -506,3 +506,161 @@ def _xarray_gated(call, func, named, axis):
         return xr.DataArray(result, coords=x.coords, dims=x.dims, name=x.name, attrs=dict(x.attrs))
     coords = {k: c for k, c in x.coords.items() if dim not in c.dims}
     return xr.DataArray(result, coords=coords, dims=x.dims, name=x.name, attrs=dict(x.attrs))
+
+
+# --- activations with a weight array (prelu; rrelu's slopes) ----------------------------------
+
+
+def weighted_chunk(name, op, target, axis, params, per_element, *blocks):
+    """fastact's ``op`` of function ``name`` on one chunk: ``x`` and its weight block
+    (``dy`` first for the backward passes); ``backward_xw`` gives the chunk's ``dx``,
+    ``backward_w`` its partial weight gradient in float64, in the weight's broadcast shape."""
+    import fastact
+
+    fn = fastact.FUNCTIONS[name]
+    kw = dict(params)
+    *rest, w = blocks
+    if per_element:
+        kw["slopes"] = w
+    else:
+        kw["weight"] = w.reshape(-1)
+        kw["axis"] = axis
+    if op in ("forward", "grad", "grad2"):
+        return (fn if op == "forward" else getattr(fn, op))(rest[0], target=target, **kw)
+    dy, x = rest
+    if op == "backward_x":
+        return fn.backward(dy, x=x, target=target, **kw)
+    dx, dw = fn.backward(dy, x=x, target=target, **kw)
+    if op == "backward_xw":
+        return dx
+    return np.asarray(dw, np.float64).reshape(w.shape)
+
+
+def weighted_call(spec, op, func, named, target, axis, dim, params, per_element):
+    """The lazy result of an activation with a weight array, with a Dask array or a
+    DataArray among the operands: chunk by chunk, each chunk with its channels' weights;
+    ``backward_xw`` gives ``(dx, dweight)``, the weight's gradient the sum of the chunks'
+    (in float64, cast once)."""
+    if kind_of(named) == "xarray":
+        return _xarray_weighted(spec, op, func, named, target, axis, dim, params, per_element)
+    if dim is not None:
+        raise TypeError(f"{func}(): dim= names a dimension of an xarray DataArray; for arrays, use axis=")
+    import dask.array as da
+
+    from fastact._dispatch import _broadcasts_to, weight_layout
+
+    target = _CHUNK_TARGET[target]
+    params = tuple(sorted(params.items()))
+    values, dtypes = _operands(named)
+    x = values[-2] if _kind(values[-2]) == "dask" else da.asarray(values[-2])
+    w = values[-1]
+    nd = x.ndim
+    name = named_callable(spec, per_element)
+    if per_element:
+        if not _broadcasts_to(tuple(w.shape), x.shape):
+            raise ValueError(f"{func}(): slopes must have x's shape {x.shape} (one per element), got {tuple(w.shape)}")
+        wb = da.broadcast_to(w if _kind(w) == "dask" else da.asarray(w), x.shape)
+        channel = None
+    else:
+        _, channels, _ = weight_layout(func, tuple(w.shape), x.shape, axis)
+        channel = None if channels == 1 else (axis % nd)
+        bshape = tuple(channels if k == channel else 1 for k in range(nd))
+        wb = (w if _kind(w) == "dask" else da.asarray(w)).reshape(bshape)
+    rdt = np.result_type(*dtypes)
+    rdt = np.dtype(np.float64) if rdt.kind != "f" else rdt
+    # The checks of an in-memory call, on one element of each operand, before any graph.
+    small = [np.ones((1,) * nd, dt) for dt in dtypes]
+    weighted_chunk(name, op, "cpu", axis, params, per_element, *small)
+    operands = [x, wb] if op in ("forward", "grad", "grad2") else [
+        da.broadcast_to(values[0] if _kind(values[0]) == "dask" else da.asarray(values[0]), x.shape), x, wb]
+    if op in ("backward_x", "backward_xw") and not _broadcasts_to(tuple(values[0].shape), x.shape):
+        raise ValueError(f"{func}(): dy must have x's shape {x.shape}, or broadcast to it; got {tuple(values[0].shape)}")
+    if len(operands) == 3:  # dy and x in common chunks
+        idx = tuple(range(nd))
+        _, (dy_, x) = da.core.unify_chunks(operands[0], idx, x, idx)
+    # The weight in x's chunks along the channel axis (or all axes, one per element).
+    wb = wb.rechunk(x.chunks if per_element else tuple(x.chunks[k] if k == channel else (1,) for k in range(nd)))
+    operands = [x, wb] if len(operands) == 2 else [dy_, x, wb]
+    if nd == 0:
+        operands = [o.reshape(1) for o in operands]
+    fn = functools.partial(weighted_chunk, name, op, target, axis, params, per_element)
+    dx = da.map_blocks(fn, *operands, dtype=rdt, meta=np.empty((0,) * max(nd, 1), rdt),
+                       token=f"fastact-{name}-{op}")
+    if nd == 0:
+        dx = dx.reshape(())
+    if op != "backward_xw":
+        return dx
+    # One partial gradient per chunk, in the weight's broadcast shape, summed over the chunks.
+    grid = operands[1].chunks
+    chunks = tuple(c if k == channel else (1,) * len(c) for k, c in enumerate(grid))
+    fn_w = functools.partial(weighted_chunk, name, "backward_w", target, axis, params, per_element)
+    parts = da.map_blocks(fn_w, *operands, chunks=chunks, dtype=np.float64, meta=np.empty((0,) * max(nd, 1)),
+                          token=f"fastact-{name}-backward-w")
+    others = tuple(k for k in range(max(nd, 1)) if k != channel)
+    dw = parts.sum(axis=others).astype(rdt).reshape(tuple(w.shape))
+    return dx, dw
+
+
+def named_callable(spec, per_element):
+    """The public function whose chunks run: ``rrelu`` for its slopes, else the weighted one."""
+    if per_element:
+        from fastact._spec import REGISTRY
+
+        return next(n for n, s in REGISTRY.items() if getattr(s, "sampled", "") == spec.name)
+    return spec.name
+
+
+def _xarray_weighted(spec, op, func, named, target, axis, dim, params, per_element):
+    """An activation with a weight array on DataArrays: ``dim=`` names the channel dim; a
+    weight DataArray is aligned with ``x`` along it; results keep ``x``'s dims, coordinates
+    and attrs (the weight's gradient: the weight's, where it is a DataArray)."""
+    import xarray as xr
+
+    x = named[-2][1]
+    w = named[-1][1]
+    if not isinstance(x, xr.DataArray):
+        raise TypeError(f"{func}(): with a DataArray weight, x must be a DataArray too, got {type(x).__name__}")
+    if dim is not None:
+        if axis not in (None, 1):
+            raise TypeError(f"{func}(): give dim= or axis=, not both")
+        if dim not in x.dims:
+            raise ValueError(f"{func}(): dim {dim!r} is not one of the DataArray's dims {x.dims}")
+        axis = x.dims.index(dim)
+    if isinstance(w, xr.DataArray) and not per_element:
+        if w.ndim == 1 and w.size > 1:
+            cdim = x.dims[axis % x.ndim]
+            if w.dims != (cdim,):
+                raise ValueError(f"{func}(): the weight's dim {w.dims} must be x's channel dim {cdim!r}")
+            if cdim in w.coords and cdim in x.coords and not w.indexes[cdim].equals(x.indexes[cdim]):
+                raise ValueError(f"{func}(): the weight's {cdim!r} coordinate differs from x's")
+        wvalue = w.data
+    elif isinstance(w, xr.DataArray):
+        wvalue = w.transpose(*x.dims).data
+    else:
+        wvalue = w
+    values = [(n, v.transpose(*x.dims).data if isinstance(v, xr.DataArray) else v) for n, v in named[:-2]]
+    inner = (*values, ("x", x.data), ("weight" if not per_element else "slopes", wvalue))
+    if any(_kind(v) == "dask" for _, v in inner):
+        r = weighted_call(spec, op, func, inner, target, axis, None, dict(params), per_element)
+    else:
+        from fastact._dispatch import run_weighted
+
+        r = run_weighted(spec, op, func, inner, axis, (None, None) if op == "backward_xw" else None,
+                         target, None, None, dict(params), tuple(spec.kernel_defaults.values()) if not params
+                         else tuple(_checked(spec, func, params)), per_element=per_element)
+
+    def wrap(a):
+        return xr.DataArray(a, coords=x.coords, dims=x.dims, name=x.name, attrs=dict(x.attrs))
+
+    if op != "backward_xw":
+        return wrap(r)
+    dx, dw = r
+    if isinstance(w, xr.DataArray):
+        dw = xr.DataArray(dw, coords=w.coords, dims=w.dims, name=w.name, attrs=dict(w.attrs))
+    return wrap(dx), dw
+
+
+def _checked(spec, func, params):
+    from fastact._spec import check_params
+
+    return check_params(spec, func, params).values()
