@@ -104,6 +104,9 @@ def apply(function, src, dst, *, op="forward", params=None, axis=None, chunk_mb=
     if fn is None:
         raise SystemExit(f"fastact apply: unknown function {function!r}; one of {', '.join(fastact.FUNCTIONS)}")
     params = dict(params or {})
+    if function in fastact.WEIGHTED:
+        raise SystemExit(f"fastact apply: {function} takes a weight array, which the command line does not pass; "
+                         f"call fastact.{function}(x, weight) on a Dask array (fastact.{function}(da.from_zarr(...), w))")
     rowwise = function in fastact.ROWWISE or function in fastact.REDUCTIONS or function in fastact.GATED
     if rowwise and op != "forward":
         raise SystemExit(f"fastact apply: {function} is {'a gated unit' if function in fastact.GATED else 'row-wise'}: "

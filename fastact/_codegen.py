@@ -731,8 +731,10 @@ def _weighted(spec: WeightedSpec) -> list[str]:
         dy = "dy" in args
         chan_extra = ", part" if op == "backward_xw" else ""
         pos_extra = ", cols, comp" if op == "backward_xw" else ""
-        chan_acc = f"tb[j] = gj * {n}__dfdw(xj, wv{p})"
-        pos_acc = f"cs[j], cc[j] = _add(cs[j], cc[j], gj * {n}__dfdw(xj, wv[j]{p}))"
+        # The weight's terms in double precision (exact for float32 operands: prelu's
+        # dfdw is x), summed in double precision.
+        chan_acc = f"tb[j] = np.float64(gj) * np.float64({n}__dfdw(xj, wv{p}))"
+        pos_acc = f"cs[j], cc[j] = _add(cs[j], cc[j], np.float64(gj) * np.float64({n}__dfdw(xj, wv[j]{p})))"
         for parallel in (False, True):
             loop = "prange" if parallel else "range"
             suffix = "_parallel" if parallel else ""
@@ -742,7 +744,7 @@ def _weighted(spec: WeightedSpec) -> list[str]:
             if dy:
                 chan_views.append("        g = dy[i, c][j0:j1]")
             if op == "backward_xw":
-                chan_views.append("        tb = _stack_block(x)")
+                chan_views.append("        tb = _stack_block(part)")
             lines += [
                 "", "", deco, f"def {n}__{op}__chan{suffix}(out, {', '.join(args)}, w{p}{chan_extra}):",
                 "    outer, C, inner = x.shape",
@@ -1202,7 +1204,7 @@ def _cuda_weighted(spec: WeightedSpec) -> list[str]:
                 "        j = q - i * inner",
                 "        xj, gj = x[i, c, j], dy[i, c, j]",
                 f"        out[i, c, j] = gj * {n}__dfdx(xj, wv{p})",
-                f"        acc += gj * {n}__dfdw(xj, wv{p})",
+                f"        acc += float64(gj) * float64({n}__dfdw(xj, wv{p}))",
                 "    acc = _block_sum(sh, acc)",
                 "    if cuda.threadIdx.x == 0:",
                 "        part[c, cuda.blockIdx.y] = acc",

@@ -804,6 +804,8 @@ class Sampled(Elementwise):
         return self._sampled("forward", func, (("x", x), ("slopes", slopes)), out, target, stream, params)
 
     def grad(self, x, *args, slopes=None, out=None, target=None, stream=None, **params):
+        """Elementwise derivative ``f'(x)``: with the mean slope (evaluation), or with
+        ``slopes=`` those of a training-mode call."""
         if slopes is None:
             return super().grad(x, *args, out=out, target=target, stream=stream, **params)
         func = f"{self.spec.name}.grad"
@@ -813,6 +815,9 @@ class Sampled(Elementwise):
 
     def backward(self, dy, *args, x=None, y=None, slopes=None, out=None, accumulate=False, target=None, stream=None,
                  **params):
+        """Fused ``dy * f'(x)`` in one pass, as :meth:`Elementwise.backward`; with
+        ``slopes=`` (those a training-mode call returned) the derivative uses them, and
+        needs ``x=``."""
         if slopes is None:
             if params.pop("training", False):
                 raise TypeError(
@@ -1460,8 +1465,7 @@ def run_weighted(spec, op, func, named, axis, out, target, stream, dim, params, 
         target = _config.target()
     two = op == "backward_xw"
     out_x, out_w = out if two else (out, None)
-    lazy_target = _lazy_target(func, named, None if out is None or out == (None, None) else out_x, target, stream,
-                               dim)
+    lazy_target = _lazy_target(func, named, out_x if out_x is not None else out_w, target, stream, dim)
     if lazy_target is not None:
         return _lazy.weighted_call(spec, op, func, named, lazy_target, axis, dim, params, per_element)
     target, named, out_x, launch = resolve_target(func, target, named, out_x, stream)

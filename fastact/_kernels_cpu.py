@@ -10762,11 +10762,11 @@ def prelu__backward_xw__chan(out, dy, x, w, part):
         wv = w[c]
         xv, o = x[i, c][j0:j1], out[i, c][j0:j1]
         g = dy[i, c][j0:j1]
-        tb = _stack_block(x)
+        tb = _stack_block(part)
         for j in range(j1 - j0):
             xj, gj = xv[j], g[j]
             o[j] = gj * prelu__dfdx(xj, wv)
-            tb[j] = gj * prelu__dfdw(xj, wv)
+            tb[j] = np.float64(gj) * np.float64(prelu__dfdw(xj, wv))
         part[i, c, r - c * nb] = _lane_sum(tb, 0, j1 - j0)
 
 
@@ -10787,7 +10787,7 @@ def prelu__backward_xw__pos(out, dy, x, w, cols, comp):
             for j in range(k1 - k0):
                 xj, gj = xv[j], g[j]
                 o[j] = gj * prelu__dfdx(xj, wv[j])
-                cs[j], cc[j] = _add(cs[j], cc[j], gj * prelu__dfdw(xj, wv[j]))
+                cs[j], cc[j] = _add(cs[j], cc[j], np.float64(gj) * np.float64(prelu__dfdw(xj, wv[j])))
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model='numpy')
@@ -10804,11 +10804,11 @@ def prelu__backward_xw__chan_parallel(out, dy, x, w, part):
         wv = w[c]
         xv, o = x[i, c][j0:j1], out[i, c][j0:j1]
         g = dy[i, c][j0:j1]
-        tb = _stack_block(x)
+        tb = _stack_block(part)
         for j in range(j1 - j0):
             xj, gj = xv[j], g[j]
             o[j] = gj * prelu__dfdx(xj, wv)
-            tb[j] = gj * prelu__dfdw(xj, wv)
+            tb[j] = np.float64(gj) * np.float64(prelu__dfdw(xj, wv))
         part[i, c, r - c * nb] = _lane_sum(tb, 0, j1 - j0)
 
 
@@ -10829,7 +10829,7 @@ def prelu__backward_xw__pos_parallel(out, dy, x, w, cols, comp):
             for j in range(k1 - k0):
                 xj, gj = xv[j], g[j]
                 o[j] = gj * prelu__dfdx(xj, wv[j])
-                cs[j], cc[j] = _add(cs[j], cc[j], gj * prelu__dfdw(xj, wv[j]))
+                cs[j], cc[j] = _add(cs[j], cc[j], np.float64(gj) * np.float64(prelu__dfdw(xj, wv[j])))
 
 
 # --- glu ---------------------------------------------------------------------------------

@@ -2016,7 +2016,7 @@ def prelu__backward_xw__cuda(out, dy, x, w, part):
         j = q - i * inner
         xj, gj = x[i, c, j], dy[i, c, j]
         out[i, c, j] = gj * prelu__dfdx(xj, wv)
-        acc += gj * prelu__dfdw(xj, wv)
+        acc += float64(gj) * float64(prelu__dfdw(xj, wv))
     acc = _block_sum(sh, acc)
     if cuda.threadIdx.x == 0:
         part[c, cuda.blockIdx.y] = acc

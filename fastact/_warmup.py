@@ -22,10 +22,28 @@ def _operations(fn):
     if spec.kind == "gated":
         return [(name, lambda x, t: fn(x, target=t), None),
                 (f"{name}.backward", lambda x, t: fn.backward(fn(x, target=t), x=x, target=t), None)]
+    if spec.kind == "weighted":  # both layouts of the weight: channel runs, positions
+        def call(op, shape):
+            def run(x, t):
+                x3 = np.resize(x, shape)
+                w = np.full(shape[1], 0.25, x.dtype)
+                if op == "backward":
+                    return fn.backward(x3, x=x3, weight=w, target=t)
+                return (fn if op == "forward" else getattr(fn, op))(x3, w, target=t)
+            return run
+
+        return [(f"{name}{'' if op == 'forward' else '.' + op} {layout}", call(op, shape), None)
+                for op in ("forward", "grad", *(("grad2",) if spec.d2fdx2 is not None else ()), "backward")
+                for layout, shape in (("channels", (2, 2, 64)), ("positions", (2, 2, 2)))]
+    if getattr(spec, "sampled", ""):
+        ops = [(f"{name} training", lambda x, t: fn(x, slopes=x, target=t), None),
+               (f"{name}.backward training", lambda x, t: fn.backward(x, x=x, slopes=x, target=t), None)]
+    else:
+        ops = []
     if spec.kind == "reduction":
         return [(name, lambda x, t: fn(x, axis=-1, target=t), None),
                 (f"{name}.backward", lambda x, t: fn.backward(fn(x, axis=-1, target=t), x=x, axis=-1, target=t), None)]
-    ops = [(name, lambda x, t: fn(x, target=t), None)]
+    ops.append((name, lambda x, t: fn(x, target=t), None))
     for method in ("grad", "grad2"):
         if method in methods(spec):
             ops.append((f"{name}.{method}", lambda x, t, m=getattr(fn, method): m(x, target=t), None))

@@ -32,13 +32,15 @@ negative log-likelihood in one numerically stable step, with the fused gradient
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from fastact import FUNCTIONS, REGISTRY, _config
 from fastact._dispatch import as_input, check_target, result_dtype, use_parallel
 from fastact._spec import RowwiseSpec, check_params, dfdy_allowed
 
-__all__ = ["Activation", "SoftmaxCrossEntropy"]
+__all__ = ["Activation", "Sampled", "Weighted", "SoftmaxCrossEntropy"]
 
 
 class Activation:
@@ -148,13 +150,117 @@ def _layer_doc(spec) -> str:
     params = "".join(f", {p.name}={p.default!r}" for p in spec.params)
     if isinstance(spec, RowwiseSpec):
         params = ", axis=-1" + params
-    summary = (spec.doc.strip().splitlines() or [spec.name])[0]
+    training = ""
+    if getattr(spec, "sampled", ""):
+        params += ", training=False, rng=None"
+        training = ("With ``training=True`` each ``forward`` draws new slopes from ``rng`` and\n"
+                    "``backward`` uses them (see :class:`fastact.layers.Sampled`).\n")
+    summary = _summary(spec)
     return (
         f"{summary} (:data:`{fn}`) as a layer.\n\n"
         f"``{spec.layer}(*, inplace=False, target=None{params})``: ``forward(x)`` computes\n"
         f"``{spec.name}(x)``, ``backward(dout)`` the gradient with respect to ``x``.  See\n"
         f":class:`fastact.layers.Activation` for the options and :data:`{fn}` for the math.\n"
+        + training
     )
+
+
+class Sampled(Activation):
+    """The base of the layers of randomised activations (``RReLU``): ``training=True``
+    draws new slopes at each ``forward`` from ``rng`` (anything
+    :func:`numpy.random.default_rng` accepts, made into one generator when the layer is
+    built) and keeps them, with the input, for ``backward``; ``training=False`` is the
+    evaluation mode (the mean slope).  Set ``layer.training`` to switch modes.
+    """
+
+    def __init__(self, *, training: bool = False, rng=None, inplace: bool = False, target: str | None = None,
+                 **params):
+        if type(training) is not bool:
+            raise TypeError(f"{type(self).__name__}(): training must be True or False, got {training!r}")
+        super().__init__(inplace=inplace and not training, target=target, **params)
+        if inplace and training:
+            raise ValueError(f"{type(self).__name__}(): inplace=True is refused in training mode: backward needs the "
+                             "forward input")
+        self.training = training
+        self.rng = np.random.default_rng(rng)
+        self._slopes = None
+
+    def forward(self, x):
+        if not self.training:
+            self._slopes = None
+            return super().forward(x)
+        y, self._slopes = self.function(x, training=True, rng=self.rng, target=self.target, **self._kwargs)
+        self._saved = x
+        return y
+
+    __call__ = forward
+
+    def backward(self, dout):
+        if self._slopes is None:
+            return super().backward(dout)
+        return self.function.backward(dout, x=self._saved, slopes=self._slopes, target=self.target)
+
+
+class Weighted:
+    """The base of the layers of activations with a weight array (``PReLU``): the weight is
+    the layer's parameter, learned with the network.
+
+    Args:
+        num_parameters: the weight's length: 1 (one slope for all, PyTorch's default) or
+            the number of channels along ``axis``.
+        init: the weight's initial value (PyTorch's 0.25).
+        axis: the channel axis (PyTorch's 1).
+        dtype: the weight's dtype (float32, as PyTorch's; a float64 weight makes float32
+            input compute in float64).
+        target: where the kernels run (see :func:`fastact.config`).
+
+    ``forward(x)`` keeps ``x``; ``backward(dout)`` returns the gradient with respect to it
+    and adds the weight's gradient into ``weight_grad`` (as PyTorch accumulates
+    ``.grad``; :meth:`zero_grad` resets it).
+    """
+
+    function = None
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25, *, axis: int = 1, dtype=np.float32,
+                 target: str | None = None):
+        name = type(self).__name__
+        if type(num_parameters) is bool or not isinstance(num_parameters, (int, np.integer)) or num_parameters < 1:
+            raise TypeError(f"{name}(): num_parameters must be a positive integer, got {num_parameters!r}")
+        if target is not None:
+            check_target(name, target)
+        dt = np.dtype(dtype)
+        if dt.kind != "f":
+            raise TypeError(f"{name}(): dtype must be a float dtype, got {dt}")
+        #: The learned weight, and the sum of its gradients since the last zero_grad().
+        self.weight = np.full(int(num_parameters), init, dt)
+        self.weight_grad = np.zeros_like(self.weight)
+        self.axis = axis
+        self.target = target
+        self._saved = None
+
+    def forward(self, x):
+        """``f(x, weight)``; keeps ``x`` for :meth:`backward`."""
+        y = self.function(x, self.weight, axis=self.axis, target=self.target)
+        self._saved = x
+        return y
+
+    __call__ = forward
+
+    def backward(self, dout):
+        """The gradient with respect to the last ``forward``'s input; the weight's gradient
+        is added into ``weight_grad``."""
+        if self._saved is None:
+            raise RuntimeError(f"{type(self).__name__}.backward() was called before forward()")
+        dx, dw = self.function.backward(dout, x=self._saved, weight=self.weight, axis=self.axis, target=self.target)
+        self.weight_grad += dw
+        return dx
+
+    def zero_grad(self):
+        """Reset ``weight_grad`` to zeros."""
+        self.weight_grad[...] = 0
+
+    def __repr__(self):
+        return f"{type(self).__name__}(num_parameters={self.weight.size}, axis={self.axis})"
 
 
 def _build():
@@ -162,10 +268,21 @@ def _build():
     for name, spec in REGISTRY.items():
         if spec.kind in ("reduction", "gated"):  # not shape-preserving activations: no layer
             continue
-        cls = type(spec.layer, (Activation,), {"function": FUNCTIONS[name], "__doc__": _layer_doc(spec),
-                                               "__module__": __name__})
+        if spec.kind == "weighted":
+            base = Weighted
+            doc = (f"{_summary(spec)} (:data:`fastact.{name}`) as a layer with a learned weight.\n\n"
+                   + inspect.cleandoc(Weighted.__doc__).split("\n\n", 1)[1] + "\n")
+        else:
+            base, doc = (Sampled if getattr(spec, "sampled", "") else Activation), _layer_doc(spec)
+        cls = type(spec.layer, (base,), {"function": FUNCTIONS[name], "__doc__": doc, "__module__": __name__})
         made[spec.layer] = cls
     return made
+
+
+def _summary(spec) -> str:
+    """The first sentence of the declaration's docstring, without its final stop."""
+    first = " ".join(inspect.cleandoc(spec.doc).split("\n\n")[0].split()) or spec.name
+    return first.split(". ")[0].rstrip(".")
 
 
 LAYERS = _build()

@@ -16,6 +16,7 @@ as a function of one logit.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import types
 
@@ -55,6 +56,11 @@ def _function(fn):
     return fn
 
 
+#: The weight that the plot of an activation with a weight array uses (PyTorch's initial
+#: value for ``PReLU``).
+WEIGHT = 0.25
+
+
 def curves(fn, x, **params):
     """``[(order, label, values)]``: f and each derivative it has, at the points ``x``."""
     from fastact._spec import RowwiseSpec
@@ -70,6 +76,13 @@ def curves(fn, x, **params):
         y = fn(pair, axis=-1, target="cpu", **params)
         d = fn.backward(np.ones_like(y), x=pair, axis=-1, target="cpu", **params)
         return [(0, f"{name}([x, 0])", y), (1, "d/dx", d[:, 0])]
+    if fn.spec.kind == "weighted":  # with one weight for all: PyTorch's initial 0.25
+        w = WEIGHT
+        out = [(0, f"{name}(x, {w})", fn(x, w, target="cpu", **params)),
+               (1, "d/dx", fn.grad(x, w, target="cpu", **params))]
+        if hasattr(fn, "grad2"):
+            out.append((2, "d²/dx²", fn.grad2(x, w, target="cpu", **params)))
+        return out
     if isinstance(fn.spec, RowwiseSpec):
         pair = np.stack([x, np.zeros_like(x)], axis=-1)
         first = np.zeros_like(pair)
@@ -136,6 +149,8 @@ def _mark_kink(ax, fn, k, order, params):
     evaluate = {0: fn, 1: getattr(fn, "grad", None), 2: getattr(fn, "grad2", None)}[order]
     if evaluate is None:
         return
+    if fn.spec.kind == "weighted":
+        evaluate = functools.partial(evaluate, weight=WEIGHT)
     h = 1e-9 * max(1.0, abs(k))
     left, at, right = (float(v) for v in evaluate(np.array([k - h, k, k + h]), target="cpu", **params))
     if abs(left - right) <= 1e-6 * max(1.0, abs(left), abs(right)):

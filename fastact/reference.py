@@ -9,7 +9,9 @@ function computes in the dtype of its input; pass float64 to get a float64 oracl
 y=None, **params)``; for a row-wise function, ``forward(x, axis)`` and
 ``backward(dy, x=None, y=None, axis=-1)``; for a reduction, ``forward(x, axis, keepdims)``
 and ``backward(dy, x, axis, keepdims)``; for a gated unit, ``forward(x, axis)`` and
-``backward(dy, x, axis)``.
+``backward(dy, x, axis)``; for an activation with a weight array, ``forward(x, weight,
+axis)``, ``grad(x, weight, axis)`` and ``backward(dy, x, weight, axis)``, which returns
+``(dx, dweight)``.
 """
 
 from __future__ import annotations
@@ -650,6 +652,43 @@ def glu_backward(dy, x, axis=-1):
     return np.concatenate([dy * s, dy * a * sigmoid_grad(b)], axis=axis)
 
 
+def rrelu(x, lower=1 / 8, upper=1 / 3):
+    return leaky_relu(x, (lower + upper) / 2)
+
+
+def rrelu_grad(x, lower=1 / 8, upper=1 / 3):
+    return leaky_relu_grad(x, (lower + upper) / 2)
+
+
+def _channel_weight(w, ndim, axis):
+    """``w`` shaped to broadcast against an array of ``ndim`` dimensions along ``axis``."""
+    w = np.asarray(w)
+    if w.size == 1:
+        return w.reshape(())
+    shape = [1] * ndim
+    shape[axis] = w.size
+    return w.reshape(shape)
+
+
+def prelu(x, weight, axis=1):
+    return np.where(x > 0, x, _channel_weight(weight, x.ndim, axis) * x)
+
+
+def prelu_grad(x, weight, axis=1):
+    w = _channel_weight(weight, x.ndim, axis)
+    return _nan_where(x, np.where(x > 0, 1, w) + np.zeros_like(x))
+
+
+def prelu_backward(dy, x, weight, axis=1):
+    """(dx, dweight): the weight's gradient summed over every axis but the channel's."""
+    dx = dy * prelu_grad(x, weight, axis)
+    terms = np.where(x > 0, 0, dy * x) + np.zeros_like(dy)
+    if np.size(weight) == 1:
+        return dx, np.sum(terms).reshape(np.shape(weight))
+    others = tuple(k for k in range(x.ndim) if k != axis % x.ndim)
+    return dx, np.sum(terms, axis=others)
+
+
 # --- the table the tests and benchmarks iterate over ----------------------------------------
 
 
@@ -700,6 +739,7 @@ def _log_softmax_scale_backward(dy, y, axis):
 REFERENCE = {
     "relu": _elementwise(relu, relu_grad, relu_grad_y, relu_grad2),
     "leaky_relu": _elementwise(leaky_relu, leaky_relu_grad, leaky_relu_grad_y, leaky_relu_grad2),
+    "rrelu": _elementwise(rrelu, rrelu_grad, rrelu_grad, leaky_relu_grad2),
     "elu": _elementwise(elu, elu_grad, elu_grad_y, elu_grad2),
     "sigmoid": _elementwise(sigmoid, sigmoid_grad, sigmoid_grad_y, sigmoid_grad2),
     "step": _elementwise(step, step_grad, step_grad_y, step_grad2),
@@ -735,4 +775,6 @@ REFERENCE = {
     "softmin": _rowwise(softmin, softmin_backward_y),
     "logsumexp": SimpleNamespace(kind="reduction", forward=_quiet(logsumexp), backward=_quiet(logsumexp_backward)),
     "glu": SimpleNamespace(kind="gated", forward=_quiet(glu), backward=_quiet(glu_backward)),
+    "prelu": SimpleNamespace(kind="weighted", forward=_quiet(prelu), grad=_quiet(prelu_grad),
+                             backward=_quiet(prelu_backward)),
 }

@@ -11,7 +11,7 @@ import fastact as fa
 
 def test_namespace_follows_the_registry():
     assert list(fa.FUNCTIONS) == list(fa.REGISTRY)
-    kinds = (fa.ELEMENTWISE, fa.ROWWISE, fa.REDUCTIONS, fa.GATED)
+    kinds = (fa.ELEMENTWISE, fa.ROWWISE, fa.REDUCTIONS, fa.GATED, fa.WEIGHTED)
     assert set().union(*kinds) == set(fa.REGISTRY) and sum(map(len, kinds)) == len(fa.REGISTRY)
     for name, fn in fa.FUNCTIONS.items():
         assert getattr(fa, name) is fn and name in fa.__all__

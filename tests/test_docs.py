@@ -44,7 +44,7 @@ def test_a_failing_example_is_reported():
         _run(">>> import fastact as fa\n>>> float(fa.relu(-1.0))\n1.0\n", "bad")
 
 
-@pytest.mark.parametrize("name", list(fa.FUNCTIONS))
+@pytest.mark.parametrize("name", [n for n in fa.FUNCTIONS if n not in fa.WEIGHTED and not fa.REGISTRY[n].sampled])
 def test_help_shows_the_call_signatures(name):
     fn = fa.FUNCTIONS[name]
     text = pydoc.render_doc(fn, renderer=pydoc.plaintext)
@@ -62,3 +62,21 @@ def test_help_shows_the_call_signatures(name):
     sig = inspect.signature(fn)
     assert list(sig.parameters)[:2] == ["x", *(["axis"] if axis else ["out"])]
     assert sig.parameters["target"].default is None
+
+
+@pytest.mark.parametrize("name", fa.WEIGHTED)
+def test_help_shows_the_weighted_signatures(name):
+    text = pydoc.render_doc(fa.FUNCTIONS[name], renderer=pydoc.plaintext)
+    tail = "axis=1, out=None, target=None, stream=None, dim=None"
+    assert f"{name}(x, weight, *, {tail})" in text
+    assert f"{name}.grad(x, weight, *, {tail})" in text
+    assert f"{name}.backward(dy, /, *, x, weight, {tail})" in text
+
+
+def test_help_shows_the_training_mode():
+    text = pydoc.render_doc(fa.rrelu, renderer=pydoc.plaintext)
+    bounds = "lower=0.125, upper=0.3333333333333333"
+    assert f"rrelu(x, /, *, out=None, target=None, stream=None, {bounds}, training=False, rng=None, slopes=None)" in text
+    assert f"rrelu.grad(x, /, *, out=None, target=None, stream=None, {bounds}, slopes=None)" in text
+    assert ("rrelu.backward(dy, /, *, x=None, y=None, out=None, accumulate=False, target=None, stream=None, "
+            f"{bounds}, slopes=None)") in text

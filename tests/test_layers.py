@@ -270,3 +270,40 @@ def test_cross_entropy_errors():
     with pytest.raises(ValueError, match=r"dout must have one value per row, shape \(2,\), got \(3,\)"):
         none.backward(np.ones(3))
     assert repr(none) == "SoftmaxCrossEntropy(reduction='none')"
+
+
+def test_prelu_layer_learns_its_weight(rng):
+    layer = layers.PReLU(3, init=0.1)
+    assert layer.weight.dtype == np.float32 and np.array_equal(layer.weight, np.full(3, 0.1, np.float32))
+    x = rng.standard_normal((4, 3, 5)).astype(np.float32)
+    dout = rng.standard_normal(x.shape).astype(np.float32)
+    np.testing.assert_array_equal(layer(x), fa.prelu(x, layer.weight))
+    dx, dw = fa.prelu.backward(dout, x=x, weight=layer.weight)
+    np.testing.assert_array_equal(layer.backward(dout), dx)
+    np.testing.assert_array_equal(layer.weight_grad, dw)
+    layer.backward(dout)  # gradients accumulate, as PyTorch's .grad
+    np.testing.assert_array_equal(layer.weight_grad, dw + dw)
+    layer.zero_grad()
+    assert not layer.weight_grad.any()
+    assert isinstance(layer, layers.Weighted) and repr(layer) == "PReLU(num_parameters=3, axis=1)"
+    assert "fastact.prelu" in layers.PReLU.__doc__
+    with pytest.raises(RuntimeError, match="before forward"):
+        layers.PReLU().backward(dout)
+    with pytest.raises(TypeError, match="num_parameters"):
+        layers.PReLU(0)
+
+
+def test_rrelu_layer_training_and_evaluation(rng):
+    x = rng.standard_normal((20, 10))
+    dout = rng.standard_normal(x.shape)
+    layer = layers.RReLU(training=True, rng=3)
+    y = layer(x)
+    _, slopes = fa.rrelu(x, training=True, rng=np.random.default_rng(3))  # the layer's first draw
+    np.testing.assert_array_equal(y, fa.rrelu(x, slopes=slopes))
+    np.testing.assert_array_equal(layer.backward(dout), fa.rrelu.backward(dout, x=x, slopes=slopes))
+    assert not np.array_equal(layer(x), y)  # new slopes at each forward
+    layer.training = False
+    np.testing.assert_array_equal(layer(x), fa.rrelu(x))
+    np.testing.assert_array_equal(layer.backward(dout), fa.rrelu.backward(dout, x=x))
+    with pytest.raises(ValueError, match="refused in training mode"):
+        layers.RReLU(training=True, inplace=True)

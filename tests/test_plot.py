@@ -30,6 +30,8 @@ def test_curves_are_the_functions(name):
     assert x.min() <= -4 and x.max() >= 4
     if name in fa.ELEMENTWISE:
         want = [fn(x), fn.grad(x)]
+    elif name in fa.WEIGHTED:  # with one weight for all
+        want = [fn(x, fa.plot.WEIGHT), fn.grad(x, fa.plot.WEIGHT), fn.grad2(x, fa.plot.WEIGHT)]
     elif name in fa.GATED:  # of [1, x]: the gate
         pair = np.stack([np.ones_like(x), x], -1)
         want = [fn(pair)[:, 0], fn.backward(np.ones((len(x), 1)), x=pair)[:, 1]]
