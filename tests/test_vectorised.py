@@ -80,7 +80,7 @@ def _check_kernel(name, op, kind, t, *args):
     """Compile the generated loop ``<name>__<op>__<kind>`` afresh (the cached one has no
     assembly to inspect), run it on ``args`` and check its assembly."""
     py = getattr(_cpu.kernels(), f"{name}__{op}__{kind}").py_func
-    kernel = njit(parallel=kind != "rows", nogil=True, error_model="numpy")(py)
+    kernel = njit(parallel=kind == "blocks" or kind.endswith("parallel"), nogil=True, error_model="numpy")(py)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         kernel(*args)
@@ -172,6 +172,27 @@ def test_gated_kernels_are_vectorised(name, op, t):
     inputs = (x,) if op == "forward" else (np.ones((4, 64), dt), x)
     for kind in ("rows", "parallel"):
         _check_kernel(name, op, kind, t, out, *inputs)
+
+
+@pytest.mark.parametrize("t", DTYPES)
+@pytest.mark.parametrize("op", list(_codegen.WEIGHTED_OPS))
+@pytest.mark.parametrize("name", fa.WEIGHTED)
+def test_weighted_kernels_are_vectorised(name, op, t):
+    """Both layouts (a channel's run with its weight, a row of positions with theirs), on
+    one thread and on all, the weight's gradient sums included."""
+    if op not in _codegen.weighted_ops(fa.REGISTRY[name]):
+        pytest.skip(f"{name} declares no {op}")
+    dt = np.dtype(t)
+    x3 = np.linspace(-3, 3, 4 * 3 * 64).astype(dt).reshape(4, 3, 64)
+    x2 = x3.reshape(4, 3 * 64)
+    for layout, x, w, extra in (
+        ("chan", x3, np.full(3, 0.25, dt), (np.empty((4, 3, 1)),)),
+        ("pos", x2, np.full(3 * 64, 0.25, dt), (np.zeros((2, 3 * 64)), np.zeros((2, 3 * 64)))),
+    ):
+        inputs = (x,) if _codegen.WEIGHTED_OPS[op] == ("x",) else (np.ones_like(x), x)
+        for kind in (layout, f"{layout}_parallel"):
+            _check_kernel(name, op, kind, t, np.empty_like(x), *inputs, w,
+                          *(extra if op == "backward_xw" else ()))
 
 
 def test_a_scalar_loop_is_detected():

@@ -433,6 +433,63 @@ def test_gated_matches_cpu(name, layout, dtype):
     assert_close(f.backward(dy, x=x, axis=axis, target="cuda"), dwant, f"{name}.backward", maxulp=MAX_ULP)
 
 
+# --- activations with a weight array ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: np.dtype(t).name)
+@pytest.mark.parametrize("layout", [((3, 4, 10), 1), ((6, 5), -1), ((4, 3), 0), ((7,), 0)],
+                         ids=lambda la: f"{la[0]}-axis{la[1]}")
+@pytest.mark.parametrize("name", fa.WEIGHTED)
+def test_weighted_matches_cpu(name, layout, dtype):
+    """Values and dx bitwise (one product each), the weight's gradient within a few ULP of
+    its terms' magnitudes (the blocks add in another order); host and device operands, C
+    and Fortran order, in place, the pair of outs."""
+    f = fa.FUNCTIONS[name]
+    shape, axis = layout
+    x, dy = elementwise_data(dtype, 13, shape=shape)
+    x, dy = x.reshape(shape), dy.reshape(shape)
+    w = np.linspace(0.1, 0.6, shape[axis] if len(shape) > 1 else 1).astype(dtype)
+    want = f(x, w, axis=axis, target="cpu")
+    dxw, dww = f.backward(dy, x=x, weight=w, axis=axis, target="cpu")
+    finite = np.isfinite(dww)
+    mag = f.backward(np.abs(dy), x=-np.abs(np.nan_to_num(x)), weight=w, axis=axis, target="cpu")[1]
+
+    def close_w(got, what):
+        assert np.array_equal(np.isnan(got), np.isnan(dww)), what
+        assert np.all(np.abs(got[finite] - dww[finite]) <= 8 * np.finfo(dtype).eps * np.abs(mag[finite])), what
+
+    np.testing.assert_array_equal(f(x, w, axis=axis, target="cuda"), want)
+    np.testing.assert_array_equal(f.grad(x, w, axis=axis, target="cuda"), f.grad(x, w, axis=axis, target="cpu"))
+    dx, dw = f.backward(dy, x=x, weight=w, axis=axis, target="cuda")
+    np.testing.assert_array_equal(dx, dxw)
+    close_w(dw, "host")
+    outs = (np.empty_like(x), np.empty_like(w))
+    got = f.backward(dy, x=x, weight=w, axis=axis, target="cuda", out=outs)
+    assert got[0] is outs[0] and got[1] is outs[1]
+    np.testing.assert_array_equal(outs[0], dxw)
+    for order in ("C", "F"):
+        d = cuda.to_device(np.asarray(x, order=order))
+        r = f(d, cuda.to_device(w), axis=axis)
+        assert not isinstance(r, np.ndarray)
+        np.testing.assert_array_equal(r.copy_to_host(), want)
+        dd = cuda.to_device(np.asarray(dy, order=order))
+        dx, dw = f.backward(dd, x=d, weight=w, axis=axis, out=(dd, None))  # in place into dy
+        assert dx is dd and not isinstance(dw, np.ndarray)
+        np.testing.assert_array_equal(dd.copy_to_host(), dxw)
+        close_w(dw.copy_to_host(), f"device {order}")
+    with pytest.raises(TypeError, match="dweight must be a host array"):
+        f.backward(dy, x=x, weight=w, axis=axis, target="cuda", out=(None, cuda.to_device(w)))
+
+
+def test_rrelu_slopes_on_the_device():
+    x, dy = elementwise_data(np.float32, 17, shape=(5, 8))
+    x, dy = x.reshape(5, 8), dy.reshape(5, 8)
+    y, s = fa.rrelu(x, training=True, rng=0)
+    np.testing.assert_array_equal(fa.rrelu(cuda.to_device(x), slopes=cuda.to_device(s)).copy_to_host(), y)
+    np.testing.assert_array_equal(fa.rrelu.backward(dy, x=x, slopes=s, target="cuda"),
+                                  fa.rrelu.backward(dy, x=x, slopes=s, target="cpu"))
+
+
 # --- streams, errors --------------------------------------------------------------------------
 
 
@@ -450,6 +507,9 @@ def test_stream_keyword_everywhere():
                 return x4 if isinstance(a, np.ndarray) else cuda.to_device(x4)
 
             calls = [lambda a, **k: fn(even(a), **k), lambda a, **k: fn.backward(dy[:, :3], x=even(a), **k)]
+        if name in fa.WEIGHTED:  # one weight per channel (axis 1); the gradient's dx
+            w = np.linspace(0.1, 0.5, 5).astype(np.float32)
+            calls = [lambda a, **k: fn(a, w, **k), lambda a, **k: fn.backward(dy, x=a, weight=w, **k)[0]]
         if name in fa.ELEMENTWISE:
             calls.append(lambda a, **k: fn.grad(a, **k))
         for i, c in enumerate(calls):

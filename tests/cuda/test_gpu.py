@@ -18,7 +18,7 @@ import fastact as fa
 if not fa.cuda_available():
     pytest.skip("no CUDA GPU here", allow_module_level=True)
 
-from numba import cuda, float32  # noqa: E402
+from numba import cuda, float32, float64  # noqa: E402
 
 if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
     pytest.skip("needs a real GPU, not the simulator", allow_module_level=True)
@@ -48,7 +48,8 @@ def _asks_for_f64(src: str, seen: set) -> bool:
 def _float32_kernels():
     out = []
     for name in sorted(_SOURCES):
-        if name.startswith("cast__") or not re.search(r"__cuda(_block|_serial)?$", name):
+        # cast__cuda converts between dtypes; _sum_parts__cuda adds float64 partial sums.
+        if name.startswith(("cast__", "_")) or not re.search(r"__cuda(_block|_serial)?$", name):
             continue
         out.append(name)
     return out
@@ -69,12 +70,18 @@ def test_float32_kernels_have_no_f64_unless_asked(kernel):
     dims = {p: nd - (reduction and p in fewer) for p in params}
     if kernel.split("__")[0] in fa.GATED:  # x (outer, 2, m); dy and the forward result (outer, m)
         dims = {p: 3 if p == "x" or (p == "out" and "__backward" in kernel) else 2 for p in params}
+    weighted = kernel.split("__")[0] in fa.WEIGHTED  # (outer, C, inner) arrays, w (C,), part (C, parts) float64
+    if weighted:
+        dims = {p: 3 for p in params}
     sig = tuple(arr[dims[p]] if p in ("out", "x", "y", "dy", "acc") else float32 for p in params)
+    if weighted:
+        sig = tuple(float32[::1] if p == "w" else float64[:, ::1] if p == "part" else t for p, t in zip(params, sig))
     ptx, _ = cuda.compile_ptx_for_current_device(k.py_func, sig)
     f64 = [line.strip() for line in ptx.splitlines() if re.search(r"\.f64\b", line) and not line.strip().startswith(".reg")]
     rowwise = nd > 1 and kernel.split("__")[0] not in fa.GATED
-    if rowwise or _asks_for_f64(_SOURCES[kernel], set()):
-        if rowwise:
+    sums = rowwise or (weighted and "__backward_xw__" in kernel)  # the weight's gradient: float64 sums
+    if sums or _asks_for_f64(_SOURCES[kernel], set()):
+        if sums:
             assert f64, f"{kernel}: the row sums are float64 by design, yet the PTX has no f64 instruction"
         return
     assert not f64, f"{kernel}: {len(f64)} f64 instructions in a float32 kernel, e.g. {f64[:5]}"
@@ -99,6 +106,23 @@ def test_elementwise_beyond_one_grid(name):
     atol = 2 * tolerance(name, "backward_x", x64, dy64, params, np.float32, MAX_ULP)
     got = f.backward(cuda.to_device(dy), x=d).copy_to_host()
     assert_close(got, f.backward(dy, x=x, target="cpu"), f"{name}.backward", atol=atol)
+
+
+@pytest.mark.parametrize(("shape", "axis"), [((3_000_017,), 0), ((64, 3, 40_000), 1), ((50_000, 61), -1)])
+@pytest.mark.parametrize("name", fa.WEIGHTED)
+def test_weighted_beyond_one_grid(name, shape, axis):
+    """More elements than one grid covers, and the weight's gradient over long channels
+    (blocks of many parts, added in order)."""
+    f = fa.FUNCTIONS[name]
+    rng = np.random.default_rng(len(shape))
+    x = (rng.standard_normal(shape) * 8).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    w = np.linspace(0.05, 0.5, shape[axis] if len(shape) > 1 else 1).astype(np.float32)
+    np.testing.assert_array_equal(f(cuda.to_device(x), w, axis=axis).copy_to_host(), f(x, w, axis=axis, target="cpu"))
+    dx, dw = f.backward(cuda.to_device(dy), x=cuda.to_device(x), weight=cuda.to_device(w), axis=axis)
+    edx, edw = f.backward(dy, x=x, weight=w, axis=axis, target="cpu")
+    np.testing.assert_array_equal(dx.copy_to_host(), edx)
+    np.testing.assert_allclose(dw.copy_to_host(), edw, rtol=1e-6)
 
 
 @pytest.mark.parametrize("n", [1, 31, 255, 257, 4096, 5000, 32768])
