@@ -216,7 +216,7 @@ def ops_of(name: str) -> tuple[str, ...]:
     spec = fastact.REGISTRY[name]
     if spec.kind == "rowwise":
         return ROWWISE_OPS
-    if spec.kind in ("reduction", "gated"):
+    if spec.kind in ("reduction", "gated", "weighted"):
         return REDUCTION_OPS
     ops = ["forward", "grad", "backward"]
     if spec.dfdy is not None and dfdy_by_default(spec):
@@ -369,6 +369,8 @@ class Data:
         shape = case.shape
         rows = {"reduction": shape[:-1], "gated": case.half_shape}.get(case.kind, shape)  # dy: the result's
         ns = SimpleNamespace(
+            # The weight of an activation with one (prelu): one per channel, axis 1.
+            w=np.linspace(0.05, 0.5, shape[1]).astype(self.dtype) if case.kind == "weighted" else None,
             x=self.x.reshape(shape),
             dy=self.dy[: int(np.prod(rows))].reshape(rows),
             out=self.out[: int(np.prod(case.result_shape))].reshape(case.result_shape),
@@ -438,6 +440,12 @@ def _fastact(case: Case, a):
         kw["out"] = a.out
     elif case.mode == "inplace":
         kw["out"] = a.work
+    if case.kind == "weighted":  # the weight along axis 1; backward gives (dx, dweight)
+        if case.op in ("forward", "grad"):
+            return partial(call, a.work if case.mode == "inplace" else a.x, a.w, **kw)
+        if "out" in kw:
+            kw["out"] = (kw["out"], None)
+        return partial(call, a.work if case.mode == "inplace" else a.dy, x=a.x, weight=a.w, **kw)
     if case.op in ("forward", "grad"):
         return partial(call, a.work if case.mode == "inplace" else a.x, **kw)
     dy = a.work if case.mode == "inplace" else a.dy
@@ -460,6 +468,10 @@ def _numpy_reference(case: Case, a):
         if case.op == "forward":
             return partial(plain(ref.forward), a.x, -1)
         return partial(plain(ref.backward), a.dy, a.x, -1)
+    if case.kind == "weighted":
+        if case.op == "forward":
+            return partial(plain(ref.forward), a.x, a.w, 1)
+        return partial(plain(ref.backward), a.dy, a.x, a.w, 1)
     if case.op == "forward":
         return partial(plain(ref.forward), a.x)
     if case.op == "grad":
@@ -575,6 +587,11 @@ def _numpy_entries():
         ("logsumexp", "forward"): new(lambda x: _logsumexp(x), "x"),
         ("logsumexp", "backward"): new(lambda dy, x: dy[..., None] * _softmax(x), "dy", "x"),
         ("glu", "forward"): new(lambda x: _glu(x), "x"),
+        ("rrelu", "forward"): new(lambda x: np.where(x > 0, x, (1 / 8 + 1 / 3) / 2 * x), "x"),
+        # prelu with one weight per column (axis 1 of the row shapes), and its two gradients.
+        ("prelu", "forward"): new(lambda x, w: np.where(x > 0, x, w * x), "x", "w"),
+        ("prelu", "backward"): new(lambda dy, x, w: (np.where(x > 0, dy, w * dy), np.where(x > 0, 0, dy * x).sum(0)),
+                                   "dy", "x", "w"),
     }
 
 

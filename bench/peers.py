@@ -193,8 +193,20 @@ def _torch_entries():
         ("softmax", "backward_y"): {
             "new": lambda m, t: partial(aten(m)._softmax_backward_data, t.dy, t.y, -1, t.x.dtype)
         },
+        ("prelu", "forward"): {"new": lambda m, t: partial(F(m).prelu, t.x, t.w)},
+        # Autograd's: the ATen kernel's elementwise gradients, the weight's summed to its shape.
+        ("prelu", "backward"): {"new": lambda m, t: partial(_torch_prelu_backward, aten(m), t.dy, t.x, t.w)},
+        ("rrelu", "forward"): {"new": lambda m, t: partial(F(m).rrelu, t.x)},  # training=False
+        ("rrelu", "backward"): {  # evaluation mode: leaky_relu's kernel with the mean slope
+            "new": lambda m, t: partial(aten(m).leaky_relu_backward, t.dy, t.x, (1 / 8 + 1 / 3) / 2, False)
+        },
         **_torch_zoo(F, aten),
     }
+
+
+def _torch_prelu_backward(aten, dy, x, w):
+    dx, dw = aten._prelu_kernel_backward(dy, x, w)
+    return dx, dw.sum_to_size(w.shape)
 
 
 def _torch_logsumexp_backward(torch, dy, x, result):
@@ -316,6 +328,8 @@ def _jax_entries():
 _ONNX_OPS = {
     "relu": ("Relu", {}),
     "leaky_relu": ("LeakyRelu", {"alpha": 0.01}),
+    "rrelu": ("LeakyRelu", {"alpha": (1 / 8 + 1 / 3) / 2}),  # evaluation mode: the mean slope
+    "prelu": ("PRelu", {}),  # the slope: a second input, an initializer of the weight's values
     "elu": ("Elu", {"alpha": 1.0}),
     "sigmoid": ("Sigmoid", {}),
     "identity": ("Identity", {}),
@@ -334,18 +348,23 @@ _ONNX_OPS = {
 }
 
 
-def _onnx_session(ort, function, dtype, shape, threads):
+def _onnx_session(ort, function, dtype, shape, threads, weight=None):
     try:
         import onnx
+        import onnx.numpy_helper
         from onnx import TensorProto, helper
     except ImportError as e:
         raise Unavailable(f"onnx is not installed ({e})") from None
     op, attrs = _ONNX_OPS[function]
     et = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE}[np.dtype(dtype)]
-    node = helper.make_node(op, ["x"], ["y"], **attrs)
+    inputs, initializers = ["x"], []
+    if weight is not None:  # PRelu's slope, broadcast along the last axis (axis 1 of a matrix)
+        inputs.append("slope")
+        initializers.append(onnx.numpy_helper.from_array(np.asarray(weight, dtype), "slope"))
+    node = helper.make_node(op, inputs, ["y"], **attrs)
     graph = helper.make_graph(
         [node], function, [helper.make_tensor_value_info("x", et, list(shape))],
-        [helper.make_tensor_value_info("y", et, list(shape))],
+        [helper.make_tensor_value_info("y", et, list(shape))], initializer=initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = min(model.ir_version, onnx.IR_VERSION)
@@ -361,11 +380,11 @@ def _onnx_session(ort, function, dtype, shape, threads):
 
 def _onnx_entry(function):
     def new(ort, a):
-        s = _onnx_session(ort, function, a.x.dtype, a.x.shape, a.threads)
+        s = _onnx_session(ort, function, a.x.dtype, a.x.shape, a.threads, a.w)
         return partial(s.run, None, {"x": a.x})
 
     def out(ort, a):
-        s = _onnx_session(ort, function, a.x.dtype, a.x.shape, a.threads)
+        s = _onnx_session(ort, function, a.x.dtype, a.x.shape, a.threads, a.w)
         binding = s.io_binding()
         binding.bind_cpu_input("x", a.x)
         binding.bind_output("y", "cpu", 0, a.out.dtype, list(a.out.shape), a.out.ctypes.data)

@@ -91,6 +91,10 @@ def _check(case, a, fn):
     if a.restore is not None:
         a.restore()
     got = fn()
+    got_w = None
+    if case.kind == "weighted" and case.op == "backward":  # (dx, dweight)
+        got, got_w = got
+        got_w = _as_array(got_w)
     if case.mode == "out":
         got = a.out
     elif case.mode == "inplace":
@@ -102,8 +106,14 @@ def _check(case, a, fn):
 
     ref = REFERENCE[case.function]
     x, dy = a.x.astype(np.float64), a.dy.astype(np.float64)
+    want_w = None
     if case.kind in ("reduction", "gated"):
         want = ref.forward(x, -1) if case.op == "forward" else ref.backward(dy, x, -1)
+    elif case.kind == "weighted":
+        w = a.w.astype(np.float64) if isinstance(a.w, np.ndarray) else np.asarray(a.w, np.float64)
+        want = ref.forward(x, w, 1) if case.op == "forward" else ref.backward(dy, x, w, 1)
+        if case.op == "backward":
+            want, want_w = want
     elif case.op == "forward":
         want = ref.forward(x)
     elif case.op == "grad":
@@ -118,3 +128,6 @@ def _check(case, a, fn):
     if case.impl.startswith("torch") and (case.function, case.op) == ("hardsigmoid", "backward"):
         tol = max(tol, 1e-7)  # PyTorch's hardsigmoid_backward takes 1/6 as a float32, in float64 too
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=case.id)
+    if want_w is not None:  # a sum over the rows: relative to the sum of its terms' magnitudes
+        mag = np.sum(np.abs(dy * x), axis=0)
+        assert np.all(np.abs(got_w - want_w) <= tol * np.maximum(mag, 1)), f"{case.id}: the weight's gradient"

@@ -660,6 +660,10 @@ def rrelu_grad(x, lower=1 / 8, upper=1 / 3):
     return leaky_relu_grad(x, (lower + upper) / 2)
 
 
+def rrelu_grad2(x, lower=1 / 8, upper=1 / 3):
+    return _nan_where(x, np.zeros_like(x))
+
+
 def _channel_weight(w, ndim, axis):
     """``w`` shaped to broadcast against an array of ``ndim`` dimensions along ``axis``."""
     w = np.asarray(w)
@@ -739,7 +743,7 @@ def _log_softmax_scale_backward(dy, y, axis):
 REFERENCE = {
     "relu": _elementwise(relu, relu_grad, relu_grad_y, relu_grad2),
     "leaky_relu": _elementwise(leaky_relu, leaky_relu_grad, leaky_relu_grad_y, leaky_relu_grad2),
-    "rrelu": _elementwise(rrelu, rrelu_grad, rrelu_grad, leaky_relu_grad2),
+    "rrelu": _elementwise(rrelu, rrelu_grad, rrelu_grad, rrelu_grad2),
     "elu": _elementwise(elu, elu_grad, elu_grad_y, elu_grad2),
     "sigmoid": _elementwise(sigmoid, sigmoid_grad, sigmoid_grad_y, sigmoid_grad2),
     "step": _elementwise(step, step_grad, step_grad_y, step_grad2),
