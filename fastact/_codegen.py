@@ -726,8 +726,7 @@ def _weighted(spec: WeightedSpec) -> list[str]:
         elif op == "backward_x":
             body = ["xj, gj = xv[j], g[j]", f"o[j] = gj * {n}__dfdx(xj, {{w}}{p})"]
         else:
-            body = ["xj, gj = xv[j], g[j]", f"o[j] = gj * {n}__dfdx(xj, {{w}}{p})",
-                    f"{{acc}}"]
+            body = ["xj, gj = xv[j], g[j]", f"o[j] = gj * {n}__dfdx(xj, {{w}}{p})", "{acc}"]
         dy = "dy" in args
         chan_extra = ", part" if op == "backward_xw" else ""
         pos_extra = ", cols, comp" if op == "backward_xw" else ""
@@ -748,7 +747,7 @@ def _weighted(spec: WeightedSpec) -> list[str]:
             lines += [
                 "", "", deco, f"def {n}__{op}__chan{suffix}(out, {', '.join(args)}, w{p}{chan_extra}):",
                 "    outer, C, inner = x.shape",
-                *([f"    nb = part.shape[2]", "    bs = (inner + nb - 1) // nb"] if op == "backward_xw" else
+                *(["    nb = part.shape[2]", "    bs = (inner + nb - 1) // nb"] if op == "backward_xw" else
                   [f"    nb = (inner + {B - 1}) // {B}", f"    bs = {B}"]),
                 f"    for t in {loop}(outer * C * nb):",
                 "        i = t // (C * nb)",

@@ -16,7 +16,11 @@ from _helpers import (
     make_layout,
     parallel_threshold,
     raises_unchanged,
+    values,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import fastact as fa
 from fastact import _dispatch
@@ -340,7 +344,7 @@ def test_rrelu_training_slopes(dtype):
     assert np.all((s >= dtype(0.2)) & (s <= dtype(0.3))) and np.unique(s).size > 100
     np.testing.assert_array_equal(y, np.where(x > 0, x, (s.astype(np.float64) * x).astype(dtype)))
     # The same generator state gives the same slopes; a seed is accepted.
-    y2, s2 = fa.rrelu(x, training=True, rng=np.random.default_rng(7), lower=0.2, upper=0.3)
+    _, s2 = fa.rrelu(x, training=True, rng=np.random.default_rng(7), lower=0.2, upper=0.3)
     assert_bitwise(s2, s)
     assert_bitwise(fa.rrelu(x, training=True, rng=3)[1], fa.rrelu(x, training=True, rng=3)[1])
     # Backward and grad with the same slopes; the forward with given slopes.
@@ -432,3 +436,29 @@ def test_xarray_keeps_dims_and_coordinates():
     lazy = prelu(X.chunk({"n": 1}), W, dim="c")
     assert type(lazy.data).__module__.startswith("dask")
     np.testing.assert_array_equal(lazy.values, prelu(x, W.values))
+
+
+# --- properties -------------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), dtype=st.sampled_from([np.float32, np.float64]),
+       shape=hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=7), layout=st.sampled_from(LAYOUTS))
+def test_each_channel_is_leaky_relu_with_its_slope(data, dtype, shape, layout):
+    """For any values (NaN, inf, subnormals included), layout and channel axis: each
+    channel of prelu is leaky_relu with that channel's slope, bit for bit, and so is its
+    dx; the weight's gradient is NaN exactly where its channel has a NaN term."""
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    x = make_layout(data.draw(hnp.arrays(dtype, shape, elements=values(dtype))), layout)
+    dy = data.draw(hnp.arrays(dtype, shape, elements=values(dtype, allow_special=False)))
+    w = data.draw(hnp.arrays(dtype, (shape[axis],), elements=st.floats(0, 1, width=np.dtype(dtype).itemsize * 8)))
+    y = prelu(x, w, axis=axis)
+    dx, dw = prelu.backward(dy, x=x, weight=w, axis=axis)
+    for c in range(shape[axis]):
+        xc, dyc = np.take(x, c, axis=axis), np.take(dy, c, axis=axis)
+        slope = float(w[c])
+        assert_bitwise(np.take(y, c, axis=axis), fa.leaky_relu(xc, negative_slope=slope))
+        assert_bitwise(np.take(dx, c, axis=axis), fa.leaky_relu.backward(dyc, x=xc, negative_slope=slope))
+        with np.errstate(all="ignore"):
+            terms = np.where(xc > 0, 0, dyc.astype(np.float64) * xc)
+        assert np.isnan(dw[c]) == bool(np.isnan(terms).any() or (np.isposinf(terms).any() and np.isneginf(terms).any()))
