@@ -179,9 +179,9 @@ def sum_parts(part, out):
     kernels()._sum_parts(part, out)
 
 
-def sum_columns(cols, comp, inner, out):
+def sum_columns(cols, comp, inner, period, out):
     """The weight's gradient from a ``__pos`` kernel's column sums, into ``out``."""
-    kernels()._sum_columns(cols, comp, inner, out)
+    kernels()._sum_columns(cols, comp, inner, period, out)
 
 
 def _build(make, fn):

@@ -1368,6 +1368,8 @@ _CHANNEL_RUN = 64
 #: Fixed, so that the sums' order depends on the shape only.
 _WEIGHT_BLOCK = 2048
 _WEIGHT_TASKS = 64
+#: Rows of positions shorter than this are taken several at a time as one row.
+_SUPER_ROW = 1024
 
 
 class Weighted(_Function):
@@ -1538,9 +1540,11 @@ def _run_weighted(spec, op, arrays, layout, result, dw, cdt, pvals, target):
     if view is not None and _needs_scratch(view, inputs, cdt):
         view = None
     dest = view if view is not None else np.empty(kshape, cdt)
+    if np.may_share_memory(wk, dest):  # a weight inside the result: read from a copy
+        wk = wk.copy()
     params = tuple(cdt.type(p) for p in pvals)
     kernel = _cpu.weighted(spec.name, op, "chan" if chan else "pos", use_parallel(target, n, spec, cdt.itemsize))
-    if op != "backward_xw":
+    if chan and op != "backward_xw":
         kernel(dest, *inputs, wk, *params)
     elif chan:
         nb = -(-inner // _WEIGHT_BLOCK)
@@ -1548,10 +1552,27 @@ def _run_weighted(spec, op, arrays, layout, result, dw, cdt, pvals, target):
         kernel(dest, *inputs, wk, *params, part)
         _cpu.sum_parts(part, dw.reshape(-1))
     else:
-        nq = -(-(channels * inner) // _WEIGHT_BLOCK)
-        nr = min(outer, max(1, -(-_WEIGHT_TASKS // nq)))
-        cols, comp = np.zeros((nr, channels * inner)), np.zeros((nr, channels * inner))
-        kernel(dest, *inputs, wk, *params, cols, comp)
-        _cpu.sum_columns(cols, comp, inner, dw.reshape(-1))
+        # Short rows of positions: ``m`` of them side by side as one row (the weight
+        # repeated m times), so that each loop is long enough to vectorise and pays its
+        # overhead once per m rows; the rows left over, as they are.
+        k = channels * inner
+        m = max(1, _SUPER_ROW // k)
+        main = outer // m * m
+        for lo, rows, period in ((0, main, m * k), (main, outer - main, k)):
+            if rows == 0:
+                continue
+            shape2 = (rows * k // period, period)
+            ins = [a[lo:lo + rows].reshape(shape2) for a in inputs]
+            wp = np.tile(wk, period // k)
+            if op != "backward_xw":
+                kernel(dest[lo:lo + rows].reshape(shape2), *ins, wp, *params)
+                continue
+            nq = -(-period // _WEIGHT_BLOCK)
+            nr = min(shape2[0], max(1, -(-_WEIGHT_TASKS // nq)))
+            cols, comp = np.zeros((nr, period)), np.zeros((nr, period))
+            kernel(dest[lo:lo + rows].reshape(shape2), *ins, wp, *params, cols, comp)
+            part = np.empty(channels)
+            _cpu.sum_columns(cols, comp, inner, k, part)
+            dw.reshape(-1)[...] += part  # the rows side by side, then the rows left over
     if view is None:
         _quiet(np.copyto, result, dest.reshape(result.shape), casting="unsafe")

@@ -79,15 +79,17 @@ def _sum_parts(part, out):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _sum_columns(cols, comp, inner, out):
+def _sum_columns(cols, comp, inner, period, out):
     """The weight gradient of a ``__pos`` kernel: ``out[c]`` is the sum of the compensated
-    column sums ``cols + comp`` of channel ``c``'s ``inner`` positions, chunk by chunk, in
-    order, with compensation."""
+    column sums ``cols + comp`` of channel ``c``'s positions (``inner`` of them from
+    ``c * inner`` on, in every ``period`` of a row), chunk by chunk, in order, with
+    compensation."""
     for c in range(out.shape[0]):
         s = e = 0.0
-        for k in range(c * inner, (c + 1) * inner):
-            for r in range(cols.shape[0]):
-                s, e = _add(s, e, _total(cols[r, k], comp[r, k]))
+        for rep in range(cols.shape[1] // period):
+            for k in range(rep * period + c * inner, rep * period + (c + 1) * inner):
+                for r in range(cols.shape[0]):
+                    s, e = _add(s, e, _total(cols[r, k], comp[r, k]))
         out[c] = _total(s, e)
 
 

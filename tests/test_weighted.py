@@ -28,8 +28,8 @@ from fastact import _dispatch
 prelu = fa.prelu
 SENTINEL = 12345.0
 
-# (shape, axis): channel runs long (the __chan kernels) and short (the __pos kernels),
-# channels first, last and in between, one channel, 1-d and 0-d input.
+# (shape, axis): channel runs long (the __chan kernels) and short (the __pos kernels, with
+# short rows side by side), channels first, last and in between, one channel, 1-d input.
 SHAPES = [
     ((5, 3, 200), 1),
     ((2, 4, 3, 33), 1),
@@ -40,6 +40,9 @@ SHAPES = [
     ((4, 1, 70), 1),
     ((1, 5000), -1),
     ((3, 2, 2048 * 2 + 5), 1),
+    # short rows of positions taken many at a time, with rows left over
+    ((1000, 7), 1),
+    ((300, 3, 5), 1),
 ]
 
 
