@@ -1510,8 +1510,8 @@ def run_weighted(spec, op, func, named, axis, out, target, stream, dim, params, 
         dx = finish(dx, out_x)
         if not two:
             return dx
-    if out_w is None:
-        return dx, finish(dw.astype(rdt, copy=False), None)
+    if out_w is None:  # a sum beyond the result dtype's range is inf, silently
+        return dx, finish(_quiet(np.asarray(dw).astype, rdt, copy=False), None)
     _quiet(np.copyto, dest_w, dw, casting="unsafe")
     return dx, out_w
 
