@@ -36,8 +36,10 @@ __version__ = "0.1.0"
 def _build():
     kinds = {ElementwiseSpec: Elementwise, RowwiseSpec: Rowwise, ReductionSpec: Reduction, GatedSpec: Gated,
              WeightedSpec: Weighted}
-    return {name: (Sampled if getattr(spec, "sampled", "") else kinds[type(spec)])(spec)
-            for name, spec in REGISTRY.items()}
+    def kind(spec):
+        return next(cls for base, cls in kinds.items() if isinstance(spec, base))  # a projection is row-wise
+
+    return {name: (Sampled if getattr(spec, "sampled", "") else kind(spec))(spec) for name, spec in REGISTRY.items()}
 
 
 FUNCTIONS = _build()

@@ -33,6 +33,7 @@ from fastact._spec import (
     REGISTRY,
     ElementwiseSpec,
     GatedSpec,
+    ProjectionSpec,
     ReductionSpec,
     RowwiseSpec,
     WeightedSpec,
@@ -60,6 +61,11 @@ ELEMENTWISE_FUNCTIONS = ("f", "dfdx", "dfdy", "d2fdx2")
 #: The scalar functions of a row-wise declaration (``norm``, ``finish`` and ``out`` are
 #: optional; ``finish`` or ``out`` must be declared).
 ROW_FUNCTIONS = ("key", "term", "norm", "finish", "out", "bterm", "bout")
+
+#: The scalar functions of a projection onto the simplex (all required), and the passes
+#: of Michelot's iteration before the kernels sort the remaining candidates.
+PROJECTION_FUNCTIONS = ("g", "tau", "support")
+PROJECTION_PASSES = 16
 
 #: Elements per block of a row's sums: a row is summed block by block, in order, each
 #: block by :mod:`fastact._lanes` (in 16 interleaved partial sums, combined pairwise).
@@ -417,12 +423,118 @@ def _block_kernels(spec: RowwiseSpec) -> list[str]:
     return lines
 
 
+def _projection_row_functions(spec: ProjectionSpec) -> list[str]:
+    """A projection's row functions (see :class:`fastact._spec.ProjectionSpec`): the
+    support's sums by ``_support_sums`` (block by block, the order of the row sums), at
+    most ``PROJECTION_PASSES`` passes of Michelot's iteration, then a sort of the
+    remaining candidates; the same operations on every CPU target."""
+    n = spec.name
+    fill = ["        for j in range(n):", "            out[j] = math.nan", "        return"]
+    forward = [
+        "    n = x.shape[0]",
+        "    if n == 0:",
+        "        return",
+        "    m = _lane_max(x, 0, n)",
+        "    if m != m or m == -math.inf:  # NaN only, or -inf only: no limit",
+        *fill,
+        "    if m == math.inf:  # one +inf: 1 there, 0 elsewhere; several, or a NaN: no limit",
+        "        infs = nans = 0",
+        "        for j in range(n):",
+        "            infs += x[j] == math.inf",
+        "            nans += x[j] != x[j]",
+        "        if infs != 1 or nans:",
+        *("    " + f for f in fill),
+        "        for j in range(n):",
+        "            out[j] = 1.0 if x[j] == math.inf else 0.0",
+        "        return",
+        "    tb = _stack_block(x)",
+        "    s, k, nans = _support_sums(x, m, -1.0, tb)  # the support is within 1 of the maximum",
+        "    if nans:",
+        *fill,
+        f"    tau = {n}__tau(s, np.float64(k))",
+        "    settled = False",
+        f"    for _ in range({PROJECTION_PASSES}):",
+        "        s, k2, _ = _support_sums(x, m, tau, tb)",
+        "        if k2 == k:",
+        "            settled = True",
+        "            break",
+        "        k = k2",
+        f"        tau = {n}__tau(s, np.float64(k))",
+        "    if not settled:  # the candidates left, sorted: the largest prefix in the support",
+        "        c = np.empty(k, np.float64)",
+        "        i = 0",
+        "        for j in range(n):",
+        "            z = x[j] - m",
+        "            if z > tau:",
+        "                c[i] = z",
+        "                i += 1",
+        "        c = np.sort(c[:i])[::-1]",
+        "        cum = 0.0",
+        "        for i in range(c.shape[0]):",
+        "            cum += c[i]",
+        f"            t = {n}__tau(cum, np.float64(i + 1))",
+        "            if c[i] > t:",
+        "                tau = t",
+        "    for j in range(n):",
+        f"        out[j] = {n}__g((x[j] - m) - tau)",
+    ]
+    backward_y = [
+        "    n = out.shape[0]",
+        "    ta = _stack_block(dy)",
+        "    tk = _stack_block(dy)",
+        "    d = c1 = k = c2 = 0.0",
+        f"    for b0 in range(0, n, {ROW_BLOCK}):",
+        f"        b1 = min(b0 + {ROW_BLOCK}, n)",
+        "        dyb, yb = dy[b0:b1], y[b0:b1]",
+        "        for j in range(b1 - b0):",
+        f"            sj = {n}__support(yb[j])",
+        "            ta[j] = sj * dyb[j]",
+        "            tk[j] = sj",
+        "        d, c1 = _add(d, c1, _lane_sum(ta, 0, b1 - b0))",
+        "        k, c2 = _add(k, c2, _lane_sum(tk, 0, b1 - b0))",
+        "    d = _total(d, c1) / _total(k, c2)",
+        "    for j in range(n):  # + 0.0: +0 off the support (not -0), NaN kept",
+        f"        out[j] = {n}__support(y[j]) * (dy[j] - d) + 0.0",
+    ]
+    rows = {
+        "forward": (["x", "out"], forward),
+        "backward_y": (["dy", "y", "out"], backward_y),
+        # y computed once into scratch (out may be dy or x, so it cannot hold y).
+        "backward_x": (["dy", "x", "out", "scratch"], [
+            f"    {n}__forward__row(x, scratch)",
+            f"    {n}__backward_y__row(dy, scratch, out)",
+        ]),
+    }
+    lines = []
+    for op, (args, body) in rows.items():
+        lines += ["", "", "@njit(nogil=True, error_model='numpy')", f"def {n}__{op}__row({', '.join(args)}):", *body]
+    return lines
+
+
+def _projection_block_kernels(spec: ProjectionSpec) -> list[str]:
+    """A projection's ``__blocks`` kernels (a few long rows): the rows on all threads, each
+    row on one (Michelot's passes depend on each other), so the row functions' bits."""
+    n = spec.name
+    lines = []
+    for op, args in ROWWISE_OPS.items():
+        rows = ", ".join(a + "[i]" for a in args)
+        scratch = ", np.empty(out.shape[1], out.dtype)" if op == "backward_x" else ""
+        lines += ["", "", "@njit(parallel=True, cache=True, nogil=True, error_model='numpy')",
+                  f"def {n}__{op}__blocks(out, {', '.join(args)}):", "    for i in prange(out.shape[0]):",
+                  f"        {n}__{op}__row({rows}, out[i]{scratch})"]
+    return lines
+
+
 def _rowwise(spec: RowwiseSpec) -> list[str]:
     n = spec.name
     lines = [f"# --- {n} " + "-" * (84 - len(n))]
-    lines += scalar_functions(n, {fn: getattr(spec, fn) for fn in ROW_FUNCTIONS}, "_scalar")
-    lines += _row_reductions(spec)
-    lines += _row_functions(spec)
+    if isinstance(spec, ProjectionSpec):
+        lines += scalar_functions(n, {fn: getattr(spec, fn) for fn in PROJECTION_FUNCTIONS}, "_scalar")
+        lines += _projection_row_functions(spec)
+    else:
+        lines += scalar_functions(n, {fn: getattr(spec, fn) for fn in ROW_FUNCTIONS}, "_scalar")
+        lines += _row_reductions(spec)
+        lines += _row_functions(spec)
     for op, args in ROWWISE_OPS.items():
         arglist = ", ".join(args)
         rows = rows_args = ", ".join(a + "[i]" for a in args)
@@ -450,7 +562,7 @@ def _rowwise(spec: RowwiseSpec) -> list[str]:
                "    for i in prange(out.shape[0]):",
                f"        {n}__{op}__row({rows_args}, out[i])"]),
         ]
-    lines += _block_kernels(spec)
+    lines += _projection_block_kernels(spec) if isinstance(spec, ProjectionSpec) else _block_kernels(spec)
     return lines
 
 
@@ -598,6 +710,28 @@ def _add(s, c, v):
 def _total(s, c):
     """The compensated sum: s + c, or s where c is not finite (a sum that is inf or NaN)."""
     return s + c if abs(c) < np.inf else s
+
+
+@njit(nogil=True, error_model="numpy")
+def _support_sums(x, m, tau, tb):
+    """A projection's support (see ``fastact._spec.ProjectionSpec``): the sum of
+    ``x_j - m`` over the j where it exceeds ``tau``, their count, and the count of NaN in
+    ``x`` (``m`` finite).  Block by block into ``tb`` (0 outside the support), each block
+    lane-summed, the blocks added with compensation: a fixed order."""
+    n = x.shape[0]
+    s = c = 0.0
+    k = nans = 0
+    for b0 in range(0, n, tb.shape[0]):
+        b1 = min(b0 + tb.shape[0], n)
+        xb = x[b0:b1]
+        for j in range(b1 - b0):
+            z = xb[j] - m
+            inside = z > tau
+            tb[j] = z if inside else 0.0
+            k += inside
+            nans += z != z
+        s, c = _add(s, c, _lane_sum(tb, 0, b1 - b0))
+    return _total(s, c), k, nans
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -955,12 +1089,95 @@ def _cuda_block_bodies(spec: RowwiseSpec) -> dict[str, list[str]]:
     }
 
 
+def _cuda_projection_bodies(spec: ProjectionSpec) -> tuple[dict, dict]:
+    """A projection's row loops for the CUDA kernels (one thread per row; one block per
+    row): the row's maximum and special values, then Michelot's iteration to its end (no
+    sort on the device), with each pass's sums of one thread or of the block; the output
+    of an element ``v`` as ``y(v)``."""
+    n = spec.name
+
+    def stats(x, pre, each, reduce):
+        """``x``: how to read element j; ``reduce(name)``: the lines that combine a
+        thread's partial ``name`` across the block (none for one thread per row)."""
+        return [
+            f"{pre}m = -math.inf",
+            f"{pre}nans = infs = 0.0",
+            each,
+            f"{pre}    v = {x}",
+            f"{pre}    if v > m:",
+            f"{pre}        m = v",
+            f"{pre}    nans += 1.0 if v != v else 0.0",
+            f"{pre}    infs += 1.0 if v == math.inf else 0.0",
+            *reduce("m", "_block_max"), *reduce("nans"), *reduce("infs"),
+            f"{pre}tau = -1.0",
+            f"{pre}state = 1 if nans > 0.0 or m == -math.inf or infs > 1.0 else (2 if infs == 1.0 else 0)",
+            f"{pre}kp = -1.0",
+            f"{pre}while state == 0:",
+            f"{pre}    s = c = k = 0.0",
+            "    " + each,
+            f"{pre}        z = {x} - m",
+            f"{pre}        if z > tau:",
+            f"{pre}            s, c = _add(s, c, z)",
+            f"{pre}            k += 1.0",
+            f"{pre}    s = _total(s, c)",
+            *("    " + line for line in reduce("s")), *("    " + line for line in reduce("k")),
+            f"{pre}    if k == kp:",
+            f"{pre}        break",
+            f"{pre}    kp = k",
+            f"{pre}    tau = {n}__tau(s, k)",
+        ]
+
+    def y(v):
+        return f"(math.nan if state == 1 else ((1.0 if {v} == math.inf else 0.0) if state == 2 else {n}__g(({v} - m) - tau)))"
+
+    def grad(pre, each, dy, yv, out, reduce):
+        return [
+            f"{pre}d = c = k = ck = 0.0",
+            each,
+            f"{pre}    sj = {n}__support({yv})",
+            f"{pre}    d, c = _add(d, c, sj * {dy})",
+            f"{pre}    k, ck = _add(k, ck, sj)",
+            f"{pre}d = _total(d, c)",
+            f"{pre}k = _total(k, ck)",
+            *reduce("d"), *reduce("k"),
+            f"{pre}d = d / k",
+            each,
+            f"{pre}    {out} = {n}__support({yv}) * ({dy} - d) + 0.0",
+        ]
+
+    def one(*_):
+        return []
+
+    def block(name, combine="_block_sum"):
+        return [f"        {name} = {combine}(sh, {name})"]
+
+    s_each, b_each = "    for j in range(n):", _CUDA_EACH
+    serial = {
+        "forward": ["    n = x.shape[0]", *stats("x[j]", "    ", s_each, one),
+                    s_each, f"        out[j] = {y('x[j]')}"],
+        "backward_y": ["    n = out.shape[0]", *grad("    ", s_each, "dy[j]", "y[j]", "out[j]", one)],
+        "backward_x": ["    n = x.shape[0]", *stats("x[j]", "    ", s_each, one),
+                       *grad("    ", s_each, "dy[j]", y("x[j]"), "out[j]", one)],
+    }
+    blocks = {
+        "forward": [*stats("x[r, j]", "        ", b_each, block), b_each, f"            out[r, j] = {y('x[r, j]')}"],
+        "backward_y": grad("        ", b_each, "dy[r, j]", "y[r, j]", "out[r, j]", block),
+        "backward_x": [*stats("x[r, j]", "        ", b_each, block),
+                       *grad("        ", b_each, "dy[r, j]", y("x[r, j]"), "out[r, j]", block)],
+    }
+    return serial, blocks
+
+
 def _cuda_rowwise(spec: RowwiseSpec) -> list[str]:
     n = spec.name
     lines = [f"# --- {n} " + "-" * (84 - len(n))]
-    lines += scalar_functions(n, {fn: getattr(spec, fn) for fn in ROW_FUNCTIONS}, "_device")
-    serial = _cuda_serial_bodies(spec)
-    block = _cuda_block_bodies(spec)
+    if isinstance(spec, ProjectionSpec):
+        lines += scalar_functions(n, {fn: getattr(spec, fn) for fn in PROJECTION_FUNCTIONS}, "_device")
+        serial, block = _cuda_projection_bodies(spec)
+    else:
+        lines += scalar_functions(n, {fn: getattr(spec, fn) for fn in ROW_FUNCTIONS}, "_device")
+        serial = _cuda_serial_bodies(spec)
+        block = _cuda_block_bodies(spec)
     for op, args in ROWWISE_OPS.items():
         arglist = ", ".join(args)
         lines += [

@@ -38,7 +38,7 @@ from fastact._lanes import stack_block as _stack_block
 from fastact._lanes import lane_sum as _lane_sum
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "be1fb616ce2a37bd767e6cfc70569ded85f74e4cd36fc4df7ff8c987181a803b"
+DECLARATIONS_SHA256 = "d23764e3e75c7a69b9e75d45a1740927798aa7c2c2ffc6ee78a6ac66757d753c"
 
 
 def _scalar(fn):
@@ -63,6 +63,28 @@ def _add(s, c, v):
 def _total(s, c):
     """The compensated sum: s + c, or s where c is not finite (a sum that is inf or NaN)."""
     return s + c if abs(c) < np.inf else s
+
+
+@njit(nogil=True, error_model="numpy")
+def _support_sums(x, m, tau, tb):
+    """A projection's support (see ``fastact._spec.ProjectionSpec``): the sum of
+    ``x_j - m`` over the j where it exceeds ``tau``, their count, and the count of NaN in
+    ``x`` (``m`` finite).  Block by block into ``tb`` (0 outside the support), each block
+    lane-summed, the blocks added with compensation: a fixed order."""
+    n = x.shape[0]
+    s = c = 0.0
+    k = nans = 0
+    for b0 in range(0, n, tb.shape[0]):
+        b1 = min(b0 + tb.shape[0], n)
+        xb = x[b0:b1]
+        for j in range(b1 - b0):
+            z = xb[j] - m
+            inside = z > tau
+            tb[j] = z if inside else 0.0
+            k += inside
+            nans += z != z
+        s, c = _add(s, c, _lane_sum(tb, 0, b1 - b0))
+    return _total(s, c), k, nans
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -11595,6 +11617,163 @@ def softmin__backward_x__blocks(out, dy, x):
             dyb, yb, ob = dyi[b0:b1], yi[b0:b1], oi[b0:b1]
             for j in range(b1 - b0):
                 ob[j] = softmin__bout(dyb[j], yb[j], d)
+
+
+# --- sparsemax ---------------------------------------------------------------------------
+
+
+def sparsemax__g(t):
+    return t if t > lit(0.0, t) else lit(0.0, t) if t <= lit(0.0, t) else t
+sparsemax__g = _scalar(sparsemax__g)
+
+
+def sparsemax__tau(s, k):
+    return (s - lit(1.0, s)) / k
+sparsemax__tau = _scalar(sparsemax__tau)
+
+
+def sparsemax__support(y):
+    return lit(1.0, y) if y > lit(0.0, y) else lit(0.0, y) if y <= lit(0.0, y) else y
+sparsemax__support = _scalar(sparsemax__support)
+
+
+@njit(nogil=True, error_model='numpy')
+def sparsemax__forward__row(x, out):
+    n = x.shape[0]
+    if n == 0:
+        return
+    m = _lane_max(x, 0, n)
+    if m != m or m == -math.inf:  # NaN only, or -inf only: no limit
+        for j in range(n):
+            out[j] = math.nan
+        return
+    if m == math.inf:  # one +inf: 1 there, 0 elsewhere; several, or a NaN: no limit
+        infs = nans = 0
+        for j in range(n):
+            infs += x[j] == math.inf
+            nans += x[j] != x[j]
+        if infs != 1 or nans:
+            for j in range(n):
+                out[j] = math.nan
+            return
+        for j in range(n):
+            out[j] = 1.0 if x[j] == math.inf else 0.0
+        return
+    tb = _stack_block(x)
+    s, k, nans = _support_sums(x, m, -1.0, tb)  # the support is within 1 of the maximum
+    if nans:
+        for j in range(n):
+            out[j] = math.nan
+        return
+    tau = sparsemax__tau(s, np.float64(k))
+    settled = False
+    for _ in range(16):
+        s, k2, _ = _support_sums(x, m, tau, tb)
+        if k2 == k:
+            settled = True
+            break
+        k = k2
+        tau = sparsemax__tau(s, np.float64(k))
+    if not settled:  # the candidates left, sorted: the largest prefix in the support
+        c = np.empty(k, np.float64)
+        i = 0
+        for j in range(n):
+            z = x[j] - m
+            if z > tau:
+                c[i] = z
+                i += 1
+        c = np.sort(c[:i])[::-1]
+        cum = 0.0
+        for i in range(c.shape[0]):
+            cum += c[i]
+            t = sparsemax__tau(cum, np.float64(i + 1))
+            if c[i] > t:
+                tau = t
+    for j in range(n):
+        out[j] = sparsemax__g((x[j] - m) - tau)
+
+
+@njit(nogil=True, error_model='numpy')
+def sparsemax__backward_y__row(dy, y, out):
+    n = out.shape[0]
+    ta = _stack_block(dy)
+    tk = _stack_block(dy)
+    d = c1 = k = c2 = 0.0
+    for b0 in range(0, n, 2048):
+        b1 = min(b0 + 2048, n)
+        dyb, yb = dy[b0:b1], y[b0:b1]
+        for j in range(b1 - b0):
+            sj = sparsemax__support(yb[j])
+            ta[j] = sj * dyb[j]
+            tk[j] = sj
+        d, c1 = _add(d, c1, _lane_sum(ta, 0, b1 - b0))
+        k, c2 = _add(k, c2, _lane_sum(tk, 0, b1 - b0))
+    d = _total(d, c1) / _total(k, c2)
+    for j in range(n):  # + 0.0: +0 off the support (not -0), NaN kept
+        out[j] = sparsemax__support(y[j]) * (dy[j] - d) + 0.0
+
+
+@njit(nogil=True, error_model='numpy')
+def sparsemax__backward_x__row(dy, x, out, scratch):
+    sparsemax__forward__row(x, scratch)
+    sparsemax__backward_y__row(dy, scratch, out)
+
+
+@njit(cache=True, nogil=True, error_model='numpy')
+def sparsemax__forward__rows(out, x):
+    for i in range(out.shape[0]):
+        sparsemax__forward__row(x[i], out[i])
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def sparsemax__forward__parallel(out, x):
+    for i in prange(out.shape[0]):
+        sparsemax__forward__row(x[i], out[i])
+
+
+@njit(cache=True, nogil=True, error_model='numpy')
+def sparsemax__backward_x__rows(out, dy, x, scratch):
+    for i in range(out.shape[0]):
+        sparsemax__backward_x__row(dy[i], x[i], out[i], scratch)
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def sparsemax__backward_x__parallel(out, dy, x, scratch):
+    chunks = scratch.shape[0]
+    rows = out.shape[0]
+    for c in prange(chunks):
+        for i in range(c * rows // chunks, (c + 1) * rows // chunks):
+            sparsemax__backward_x__row(dy[i], x[i], out[i], scratch[c])
+
+
+@njit(cache=True, nogil=True, error_model='numpy')
+def sparsemax__backward_y__rows(out, dy, y):
+    for i in range(out.shape[0]):
+        sparsemax__backward_y__row(dy[i], y[i], out[i])
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def sparsemax__backward_y__parallel(out, dy, y):
+    for i in prange(out.shape[0]):
+        sparsemax__backward_y__row(dy[i], y[i], out[i])
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def sparsemax__forward__blocks(out, x):
+    for i in prange(out.shape[0]):
+        sparsemax__forward__row(x[i], out[i])
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def sparsemax__backward_x__blocks(out, dy, x):
+    for i in prange(out.shape[0]):
+        sparsemax__backward_x__row(dy[i], x[i], out[i], np.empty(out.shape[1], out.dtype))
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model='numpy')
+def sparsemax__backward_y__blocks(out, dy, y):
+    for i in prange(out.shape[0]):
+        sparsemax__backward_y__row(dy[i], y[i], out[i])
 
 
 # --- logsumexp ---------------------------------------------------------------------------

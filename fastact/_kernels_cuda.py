@@ -24,7 +24,7 @@ from numba import cuda, float64
 from fastact import _cudamath as math
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "be1fb616ce2a37bd767e6cfc70569ded85f74e4cd36fc4df7ff8c987181a803b"
+DECLARATIONS_SHA256 = "d23764e3e75c7a69b9e75d45a1740927798aa7c2c2ffc6ee78a6ac66757d753c"
 
 _device = cuda.jit(device=True)
 
@@ -2559,6 +2559,243 @@ def softmin__backward_y__cuda_block(out, dy, y):
         d = _block_sum(sh, _total(d, c))
         for j in range(t, n, nt):
             out[r, j] = softmin__bout(dy[r, j], y[r, j], d)
+
+
+# --- sparsemax ---------------------------------------------------------------------------
+
+
+def sparsemax__g(t):
+    return t if t > lit(0.0, t) else lit(0.0, t) if t <= lit(0.0, t) else t
+sparsemax__g = _device(sparsemax__g)
+
+
+def sparsemax__tau(s, k):
+    return (s - lit(1.0, s)) / k
+sparsemax__tau = _device(sparsemax__tau)
+
+
+def sparsemax__support(y):
+    return lit(1.0, y) if y > lit(0.0, y) else lit(0.0, y) if y <= lit(0.0, y) else y
+sparsemax__support = _device(sparsemax__support)
+
+
+@cuda.jit(device=True)
+def sparsemax__forward__row(x, out):
+    n = x.shape[0]
+    m = -math.inf
+    nans = infs = 0.0
+    for j in range(n):
+        v = x[j]
+        if v > m:
+            m = v
+        nans += 1.0 if v != v else 0.0
+        infs += 1.0 if v == math.inf else 0.0
+    tau = -1.0
+    state = 1 if nans > 0.0 or m == -math.inf or infs > 1.0 else (2 if infs == 1.0 else 0)
+    kp = -1.0
+    while state == 0:
+        s = c = k = 0.0
+        for j in range(n):
+            z = x[j] - m
+            if z > tau:
+                s, c = _add(s, c, z)
+                k += 1.0
+        s = _total(s, c)
+        if k == kp:
+            break
+        kp = k
+        tau = sparsemax__tau(s, k)
+    for j in range(n):
+        out[j] = (math.nan if state == 1 else ((1.0 if x[j] == math.inf else 0.0) if state == 2 else sparsemax__g((x[j] - m) - tau)))
+
+
+@cuda.jit(cache=True)
+def sparsemax__forward__cuda_serial(out, x):
+    inner = out.shape[2]
+    for r in range(cuda.grid(1), out.shape[0] * inner, cuda.gridsize(1)):
+        o = r // inner
+        i = r - o * inner
+        sparsemax__forward__row(x[o, :, i], out[o, :, i])
+
+
+@cuda.jit(cache=True)
+def sparsemax__forward__cuda_block(out, x):
+    sh = cuda.shared.array(ROW_THREADS, float64)
+    t = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    n = out.shape[1]
+    for r in range(cuda.blockIdx.x, out.shape[0], cuda.gridDim.x):
+        m = -math.inf
+        nans = infs = 0.0
+        for j in range(t, n, nt):
+            v = x[r, j]
+            if v > m:
+                m = v
+            nans += 1.0 if v != v else 0.0
+            infs += 1.0 if v == math.inf else 0.0
+        m = _block_max(sh, m)
+        nans = _block_sum(sh, nans)
+        infs = _block_sum(sh, infs)
+        tau = -1.0
+        state = 1 if nans > 0.0 or m == -math.inf or infs > 1.0 else (2 if infs == 1.0 else 0)
+        kp = -1.0
+        while state == 0:
+            s = c = k = 0.0
+            for j in range(t, n, nt):
+                z = x[r, j] - m
+                if z > tau:
+                    s, c = _add(s, c, z)
+                    k += 1.0
+            s = _total(s, c)
+            s = _block_sum(sh, s)
+            k = _block_sum(sh, k)
+            if k == kp:
+                break
+            kp = k
+            tau = sparsemax__tau(s, k)
+        for j in range(t, n, nt):
+            out[r, j] = (math.nan if state == 1 else ((1.0 if x[r, j] == math.inf else 0.0) if state == 2 else sparsemax__g((x[r, j] - m) - tau)))
+
+
+@cuda.jit(device=True)
+def sparsemax__backward_x__row(dy, x, out):
+    n = x.shape[0]
+    m = -math.inf
+    nans = infs = 0.0
+    for j in range(n):
+        v = x[j]
+        if v > m:
+            m = v
+        nans += 1.0 if v != v else 0.0
+        infs += 1.0 if v == math.inf else 0.0
+    tau = -1.0
+    state = 1 if nans > 0.0 or m == -math.inf or infs > 1.0 else (2 if infs == 1.0 else 0)
+    kp = -1.0
+    while state == 0:
+        s = c = k = 0.0
+        for j in range(n):
+            z = x[j] - m
+            if z > tau:
+                s, c = _add(s, c, z)
+                k += 1.0
+        s = _total(s, c)
+        if k == kp:
+            break
+        kp = k
+        tau = sparsemax__tau(s, k)
+    d = c = k = ck = 0.0
+    for j in range(n):
+        sj = sparsemax__support((math.nan if state == 1 else ((1.0 if x[j] == math.inf else 0.0) if state == 2 else sparsemax__g((x[j] - m) - tau))))
+        d, c = _add(d, c, sj * dy[j])
+        k, ck = _add(k, ck, sj)
+    d = _total(d, c)
+    k = _total(k, ck)
+    d = d / k
+    for j in range(n):
+        out[j] = sparsemax__support((math.nan if state == 1 else ((1.0 if x[j] == math.inf else 0.0) if state == 2 else sparsemax__g((x[j] - m) - tau)))) * (dy[j] - d) + 0.0
+
+
+@cuda.jit(cache=True)
+def sparsemax__backward_x__cuda_serial(out, dy, x):
+    inner = out.shape[2]
+    for r in range(cuda.grid(1), out.shape[0] * inner, cuda.gridsize(1)):
+        o = r // inner
+        i = r - o * inner
+        sparsemax__backward_x__row(dy[o, :, i], x[o, :, i], out[o, :, i])
+
+
+@cuda.jit(cache=True)
+def sparsemax__backward_x__cuda_block(out, dy, x):
+    sh = cuda.shared.array(ROW_THREADS, float64)
+    t = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    n = out.shape[1]
+    for r in range(cuda.blockIdx.x, out.shape[0], cuda.gridDim.x):
+        m = -math.inf
+        nans = infs = 0.0
+        for j in range(t, n, nt):
+            v = x[r, j]
+            if v > m:
+                m = v
+            nans += 1.0 if v != v else 0.0
+            infs += 1.0 if v == math.inf else 0.0
+        m = _block_max(sh, m)
+        nans = _block_sum(sh, nans)
+        infs = _block_sum(sh, infs)
+        tau = -1.0
+        state = 1 if nans > 0.0 or m == -math.inf or infs > 1.0 else (2 if infs == 1.0 else 0)
+        kp = -1.0
+        while state == 0:
+            s = c = k = 0.0
+            for j in range(t, n, nt):
+                z = x[r, j] - m
+                if z > tau:
+                    s, c = _add(s, c, z)
+                    k += 1.0
+            s = _total(s, c)
+            s = _block_sum(sh, s)
+            k = _block_sum(sh, k)
+            if k == kp:
+                break
+            kp = k
+            tau = sparsemax__tau(s, k)
+        d = c = k = ck = 0.0
+        for j in range(t, n, nt):
+            sj = sparsemax__support((math.nan if state == 1 else ((1.0 if x[r, j] == math.inf else 0.0) if state == 2 else sparsemax__g((x[r, j] - m) - tau))))
+            d, c = _add(d, c, sj * dy[r, j])
+            k, ck = _add(k, ck, sj)
+        d = _total(d, c)
+        k = _total(k, ck)
+        d = _block_sum(sh, d)
+        k = _block_sum(sh, k)
+        d = d / k
+        for j in range(t, n, nt):
+            out[r, j] = sparsemax__support((math.nan if state == 1 else ((1.0 if x[r, j] == math.inf else 0.0) if state == 2 else sparsemax__g((x[r, j] - m) - tau)))) * (dy[r, j] - d) + 0.0
+
+
+@cuda.jit(device=True)
+def sparsemax__backward_y__row(dy, y, out):
+    n = out.shape[0]
+    d = c = k = ck = 0.0
+    for j in range(n):
+        sj = sparsemax__support(y[j])
+        d, c = _add(d, c, sj * dy[j])
+        k, ck = _add(k, ck, sj)
+    d = _total(d, c)
+    k = _total(k, ck)
+    d = d / k
+    for j in range(n):
+        out[j] = sparsemax__support(y[j]) * (dy[j] - d) + 0.0
+
+
+@cuda.jit(cache=True)
+def sparsemax__backward_y__cuda_serial(out, dy, y):
+    inner = out.shape[2]
+    for r in range(cuda.grid(1), out.shape[0] * inner, cuda.gridsize(1)):
+        o = r // inner
+        i = r - o * inner
+        sparsemax__backward_y__row(dy[o, :, i], y[o, :, i], out[o, :, i])
+
+
+@cuda.jit(cache=True)
+def sparsemax__backward_y__cuda_block(out, dy, y):
+    sh = cuda.shared.array(ROW_THREADS, float64)
+    t = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    n = out.shape[1]
+    for r in range(cuda.blockIdx.x, out.shape[0], cuda.gridDim.x):
+        d = c = k = ck = 0.0
+        for j in range(t, n, nt):
+            sj = sparsemax__support(y[r, j])
+            d, c = _add(d, c, sj * dy[r, j])
+            k, ck = _add(k, ck, sj)
+        d = _total(d, c)
+        k = _total(k, ck)
+        d = _block_sum(sh, d)
+        k = _block_sum(sh, k)
+        d = d / k
+        for j in range(t, n, nt):
+            out[r, j] = sparsemax__support(y[r, j]) * (dy[r, j] - d) + 0.0
 
 
 # --- logsumexp ---------------------------------------------------------------------------

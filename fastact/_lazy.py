@@ -225,7 +225,12 @@ def _chunked_rows(name, op, arrays, axis, rdt):
     import dask.array as da
 
     if name not in ("softmax", "log_softmax", "softmin"):
-        raise NotImplementedError(f"{name} along an axis of several Dask chunks")
+        # sparsemax's threshold comes from an iteration over the whole row (or a sort of
+        # it), not from sums that chunks can combine: the row must be in one chunk.
+        raise NotImplementedError(
+            f"{name} along an axis of several Dask chunks ({arrays[-1].chunks[axis]}): its threshold needs the "
+            f"whole row; rechunk that axis into one chunk first (x.rechunk({{{axis}: -1}}))"
+        )
     f64 = np.float64
     if op in ("forward", "backward_x"):
         y = _forward_rows(name, arrays[-1].astype(f64), axis)

@@ -18,8 +18,9 @@ import numpy as np
 #: dtypes the kernels are compiled for; float16 is computed in float32 by the dispatch.
 DTYPES = ("float32", "float64")
 
-__all__ = ["DTYPES", "Param", "ElementwiseSpec", "RowwiseSpec", "ReductionSpec", "GatedSpec", "WeightedSpec",
-           "elementwise", "rowwise", "reduction", "gated", "weighted", "helper", "double", "REGISTRY", "HELPERS"]
+__all__ = ["DTYPES", "Param", "ElementwiseSpec", "RowwiseSpec", "ProjectionSpec", "ReductionSpec", "GatedSpec",
+           "WeightedSpec", "elementwise", "rowwise", "projection", "reduction", "gated", "weighted", "helper", "double",
+           "REGISTRY", "HELPERS"]
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,30 @@ class RowwiseSpec(_Parametrised):
     work: int = 1
     layer: str = ""
     kind: str = field(default="rowwise", init=False)
+
+
+@dataclass(frozen=True)
+class ProjectionSpec(RowwiseSpec):
+    """A row-wise function that projects each row onto the probability simplex
+    (``sparsemax``): a row-wise function to its users (the same calls, axis and
+    backward), computed from a threshold instead of a normalising sum::
+
+        y_j = g(x_j - m - tau),   tau = tau(s, k)   with s = sum of x_j - m and k = the
+        number of them over the support (the j with y_j > 0), m = max(x)
+
+    where ``g`` is zero below 0 and the identity above (so that ``sum(y) = 1`` gives
+    ``tau`` in closed form on the support).  The kernels find the support by Michelot's
+    iteration from ``{x_j > m - 1}`` (which holds it), with a sort of the remaining
+    candidates where that has not settled after a few passes.  Backward from the output::
+
+        dx_j = support(y_j) * (dy_j - sum_i support(y_i) dy_i / sum_i support(y_i))
+
+    The ``key`` ... ``bout`` functions of :class:`RowwiseSpec` are unused (None).
+    """
+
+    g: Callable | None = None
+    tau: Callable | None = None
+    support: Callable | None = None
 
 
 @dataclass(frozen=True)
@@ -336,6 +361,24 @@ def rowwise(*params: Param, formula: str, work: int = 1, layer: str | None = Non
             RowwiseSpec(
                 name=cls.__name__, doc=cls.__doc__ or "", formula=formula, params=tuple(params), work=work,
                 layer=layer or layer_name(cls.__name__), **fns
+            )
+        )
+
+    return declare
+
+
+def projection(*params: Param, formula: str, work: int = 1, layer: str | None = None):
+    """Declare a projection onto the simplex (``sparsemax``) from ``g``, ``tau`` and
+    ``support``; see :class:`ProjectionSpec`.  ``work`` and ``layer`` as for
+    :func:`elementwise`."""
+
+    def declare(cls) -> ProjectionSpec:
+        _check_work(cls.__name__, work)
+        fns = _functions(cls, ("g", "tau", "support"))
+        return _register(
+            ProjectionSpec(
+                name=cls.__name__, doc=cls.__doc__ or "", formula=formula, params=tuple(params), work=work,
+                layer=layer or layer_name(cls.__name__), key=None, term=None, bterm=None, bout=None, **fns
             )
         )
 

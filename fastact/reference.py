@@ -652,6 +652,52 @@ def glu_backward(dy, x, axis=-1):
     return np.concatenate([dy * s, dy * a * sigmoid_grad(b)], axis=axis)
 
 
+def sparsemax(x, axis=-1):
+    """The sort-based algorithm (Martins & Astudillo): the support is the largest k with
+    1 + k z_(k) > the sum of the k largest; rows with NaN, several +inf or only -inf are
+    NaN, one +inf is its limit (1 there)."""
+    x = np.moveaxis(np.asarray(x), axis, -1)
+    shape = x.shape
+    rows = x.reshape(-1, shape[-1]) if x.ndim else x.reshape(1, 1)
+    out = np.empty(rows.shape, np.result_type(rows.dtype, np.float32))
+    for i, r in enumerate(rows):
+        inf = np.isposinf(r)
+        if np.isnan(r).any() or inf.sum() > 1 or (r.size and np.all(np.isneginf(r))):
+            out[i] = np.nan
+            continue
+        if inf.any():
+            out[i] = inf
+            continue
+        if r.size == 0:
+            continue
+        # In long double where NumPy has it: the support's test 1 + k z_k > sum can be
+        # decided by less than float64's rounding of the sum.
+        z = np.sort(r.astype(np.longdouble) - r.max())[::-1]
+        cum = np.cumsum(z)
+        k = np.nonzero(1 + np.arange(1, z.size + 1) * z > cum)[0][-1] + 1
+        tau = (cum[k - 1] - 1) / k
+        out[i] = np.maximum(r.astype(np.longdouble) - r.max() - tau, 0)
+    return np.moveaxis(out.reshape(shape), -1, axis)
+
+
+def sparsemax_backward_y(dy, y, axis=-1):
+    s = np.where(y > 0, 1.0, np.where(y <= 0, 0.0, y)).astype(y.dtype)
+    d = np.sum(s * dy, axis=axis, keepdims=True) / np.sum(s, axis=axis, keepdims=True)
+    return s * (dy - d) + 0.0
+
+
+def _sparsemax_scale_forward(x, y, axis):
+    # tau is a sum over the support, of values within 1 of the maximum: accurate to n ULP
+    # of 1 (the row's sum), whatever the size of y.
+    return np.ones_like(y)
+
+
+def _sparsemax_scale_backward(dy, y, axis):
+    s = np.where(y > 0, 1.0, 0.0)
+    return s * (np.abs(dy) + np.sum(np.abs(dy) * s, axis=axis, keepdims=True) / np.maximum(
+        np.sum(s, axis=axis, keepdims=True), 1))
+
+
 def rrelu(x, lower=1 / 8, upper=1 / 3):
     return leaky_relu(x, (lower + upper) / 2)
 
@@ -778,6 +824,8 @@ REFERENCE = {
                             scale={"forward": _log_softmax_scale_forward, "backward": _log_softmax_scale_backward}),
     "softmin": _rowwise(softmin, softmin_backward_y),
     "logsumexp": SimpleNamespace(kind="reduction", forward=_quiet(logsumexp), backward=_quiet(logsumexp_backward)),
+    "sparsemax": _rowwise(sparsemax, sparsemax_backward_y,
+                          scale={"forward": _sparsemax_scale_forward, "backward": _sparsemax_scale_backward}),
     "glu": SimpleNamespace(kind="gated", forward=_quiet(glu), backward=_quiet(glu_backward)),
     "prelu": SimpleNamespace(kind="weighted", forward=_quiet(prelu), grad=_quiet(prelu_grad),
                              backward=_quiet(prelu_backward)),

@@ -268,3 +268,93 @@ def test_float64_rows_of_one_block_are_accurate(n, target):
     exact = (e / e.sum(axis=1, keepdims=True)).astype(np.float64)
     ulps = ulp_distance(fa.softmax(x, target=target), exact)
     assert ulps.max() <= 4, f"{ulps.max()} ULP"
+
+
+# --- sparsemax's own contract -------------------------------------------------------------------
+
+
+def _michelot_passes(x):
+    """The passes over a row that the kernels' iteration takes (the first from the
+    entries within 1 of the maximum), counting the one that finds the support unchanged."""
+    z = x - x.max()
+    inside = z > -1.0
+    k, tau, passes = inside.sum(), (z[inside].sum() - 1) / inside.sum(), 1
+    while True:
+        inside = z > tau
+        passes += 1
+        if inside.sum() == k:
+            return passes
+        k, tau = inside.sum(), (z[inside].sum() - 1) / inside.sum()
+
+
+def _slow_row(k=2, d=1.0779074004992737e-15):
+    """A row on which Michelot's iteration drops one candidate per pass: each entry just
+    below the threshold of the entries above it, spaced so that the next threshold falls
+    between two entries (built greedily from k zeros)."""
+    z = [0.0] * k
+    while True:
+        j = len(z) + 1
+        tau = (sum(z) - 1) / (j - 1)
+        nxt = (tau if j - 1 == k else min(tau, j * z[-1] - (j - 1) * tau)) - d
+        if nxt <= -1:
+            return np.array(z)
+        z.append(nxt)
+
+
+@pytest.mark.parametrize("target", CPU_TARGETS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("n", [3, 100, 2048, 5000, 100_000])
+def test_sparsemax_sums_to_one_and_is_sparse(n, dtype, target, rng):
+    """Rows of every length (one block, several, many): sum 1 within a few ULP, exact
+    zeros off the support, the support's entries equal to x - tau, and the sort-based
+    long-double reference."""
+    rows = max(1, 200_000 // n)
+    x = (rng.standard_normal((rows, n)) * 3).astype(dtype)
+    with parallel_threshold(1):
+        y = fa.sparsemax(x, target=target)
+    eps = np.finfo(dtype).eps
+    assert np.all(np.abs(y.astype(np.float64).sum(axis=1) - 1) <= 4 * eps * np.sqrt(n) + 2 * eps)
+    ref = REFERENCE["sparsemax"].forward(x.astype(np.float64), -1)
+    assert np.abs(y - ref).max() <= 8 * eps
+    if n >= 100:
+        assert (y > 0).sum(axis=1).max() < n // 4  # sparse: rows of normal values keep a few entries
+
+
+@pytest.mark.parametrize("target", CPU_TARGETS)
+def test_sparsemax_sort_fallback(target):
+    """An input on which the iteration has not settled after its 16 passes: the remaining
+    candidates are sorted, and the result is the reference's."""
+    z = _slow_row()
+    assert _michelot_passes(z) > 17, "the row no longer needs the fallback"
+    x = np.random.default_rng(3).permutation(np.concatenate([z, np.full(5, -3.0)])) + 7.0
+    with parallel_threshold(1):
+        y = fa.sparsemax(x, target=target)
+    np.testing.assert_allclose(y, REFERENCE["sparsemax"].forward(x, -1), rtol=0, atol=8e-16)
+    assert y.sum() == pytest.approx(1.0, abs=1e-15)
+
+
+def test_sparsemax_limits_and_conventions():
+    inf, nan = np.inf, np.nan
+    x = np.array([[inf, 1.0, -inf], [inf, inf, 0.0], [nan, 1.0, 2.0], [-inf, -inf, -inf], [-inf, 3.0, 3.0],
+                  [1e300, 1e300, -1e300], [0.0, -1.0, -2.0]])
+    y = fa.sparsemax(x)
+    np.testing.assert_array_equal(y, [[1, 0, 0], [nan, nan, nan], [nan, nan, nan], [nan, nan, nan], [0, 0.5, 0.5],
+                                      [0.5, 0.5, 0], [1, 0, 0]])
+    # Shift-invariant (exactly, where the shift is exact), and a constant row is uniform.
+    r = np.round(np.random.default_rng(0).standard_normal(50) * 256) / 256  # exact under the shifts
+    np.testing.assert_array_equal(fa.sparsemax(r + 1024.0), fa.sparsemax(r - 2048.0))
+    np.testing.assert_array_equal(fa.sparsemax(np.full(8, 3.0)), np.full(8, 0.125))
+    # The gradient: zero off the support (+0), the support's dy minus their mean.
+    yy = fa.sparsemax(np.array([1.0, 1.2, 0.1]))
+    dx = fa.sparsemax.backward(np.array([1.0, 0.0, 5.0]), y=yy)
+    np.testing.assert_allclose(dx, [0.5, -0.5, 0.0])
+    assert not np.signbit(dx[2])
+    assert np.isnan(fa.sparsemax.backward(np.array([1.0, 0.0, nan]), y=yy)).all()  # NaN dy: NaN row
+
+
+def test_sparsemax_dask_needs_whole_rows():
+    da = pytest.importorskip("dask.array")
+    x = np.random.default_rng(0).standard_normal((6, 8))
+    np.testing.assert_array_equal(fa.sparsemax(da.from_array(x, chunks=(2, 8))).compute(), fa.sparsemax(x))
+    with pytest.raises(NotImplementedError, match=r"rechunk that axis into one chunk first \(x.rechunk\(\{1: -1\}\)\)"):
+        fa.sparsemax(da.from_array(x, chunks=(2, 4)))
