@@ -588,11 +588,22 @@ def _numpy_entries():
         ("logsumexp", "backward"): new(lambda dy, x: dy[..., None] * _softmax(x), "dy", "x"),
         ("glu", "forward"): new(lambda x: _glu(x), "x"),
         ("rrelu", "forward"): new(lambda x: np.where(x > 0, x, (1 / 8 + 1 / 3) / 2 * x), "x"),
+        ("sparsemax", "forward"): new(_sparsemax, "x"),
         # prelu with one weight per column (axis 1 of the row shapes), and its two gradients.
         ("prelu", "forward"): new(lambda x, w: np.where(x > 0, x, w * x), "x", "w"),
         ("prelu", "backward"): new(lambda dy, x, w: (np.where(x > 0, dy, w * dy), np.where(x > 0, 0, dy * x).sum(0)),
                                    "dy", "x", "w"),
     }
+
+
+def _sparsemax(x):
+    """The sort-based sparsemax of the paper (and of Keras and TensorFlow Addons)."""
+    z = np.sort(x, axis=-1)[..., ::-1]
+    cum = np.cumsum(z, axis=-1)
+    k = np.arange(1, x.shape[-1] + 1, dtype=x.dtype)
+    size = np.sum(1 + k * z > cum, axis=-1, keepdims=True)
+    tau = (np.take_along_axis(cum, size - 1, axis=-1) - 1) / size
+    return np.maximum(x - tau, 0)
 
 
 def _glu(x):
