@@ -66,6 +66,9 @@ ROW_FUNCTIONS = ("key", "term", "norm", "finish", "out", "bterm", "bout")
 #: of Michelot's iteration before the kernels sort the remaining candidates.
 PROJECTION_FUNCTIONS = ("g", "tau", "support")
 PROJECTION_PASSES = 16
+#: Rows up to this long take plain loops (the lane sums' fixed cost would dominate), and
+#: the iteration to its end.
+PROJECTION_SHORT = 64
 
 #: Elements per block of a row's sums: a row is summed block by block, in order, each
 #: block by :mod:`fastact._lanes` (in 16 interleaved partial sums, combined pairwise).
@@ -447,6 +450,27 @@ def _projection_row_functions(spec: ProjectionSpec) -> list[str]:
         "        for j in range(n):",
         "            out[j] = 1.0 if x[j] == math.inf else 0.0",
         "        return",
+        f"    if n <= {PROJECTION_SHORT}:  # a short row: plain loops, to the end of the iteration",
+        "        tau = -1.0  # the support is within 1 of the maximum",
+        "        kp = -1",
+        "        while True:",
+        "            s = c = 0.0",
+        "            k = nans = 0",
+        "            for j in range(n):",
+        "                z = x[j] - m",
+        "                nans += z != z",
+        "                if z > tau:",
+        "                    s, c = _add(s, c, z)",
+        "                    k += 1",
+        "            if nans:",
+        *("        " + f for f in fill),
+        "            if k == kp:",
+        "                break",
+        "            kp = k",
+        f"            tau = {n}__tau(_total(s, c), np.float64(k))",
+        "        for j in range(n):",
+        f"            out[j] = {n}__g((x[j] - m) - tau)",
+        "        return",
         "    tb = _stack_block(x)",
         "    s, k, nans = _support_sums(x, m, -1.0, tb)  # the support is within 1 of the maximum",
         "    if nans:",
@@ -480,6 +504,16 @@ def _projection_row_functions(spec: ProjectionSpec) -> list[str]:
     ]
     backward_y = [
         "    n = out.shape[0]",
+        f"    if n <= {PROJECTION_SHORT}:  # a short row: plain loops",
+        "        d = c1 = k = 0.0",
+        "        for j in range(n):",
+        f"            sj = {n}__support(y[j])",
+        "            d, c1 = _add(d, c1, sj * dy[j])",
+        "            k += sj",
+        "        d = _total(d, c1) / k",
+        "        for j in range(n):",
+        f"            out[j] = {n}__support(y[j]) * (dy[j] - d) + 0.0",
+        "        return",
         "    ta = _stack_block(dy)",
         "    tk = _stack_block(dy)",
         "    d = c1 = k = c2 = 0.0",

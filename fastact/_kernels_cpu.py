@@ -11659,6 +11659,29 @@ def sparsemax__forward__row(x, out):
         for j in range(n):
             out[j] = 1.0 if x[j] == math.inf else 0.0
         return
+    if n <= 64:  # a short row: plain loops, to the end of the iteration
+        tau = -1.0  # the support is within 1 of the maximum
+        kp = -1
+        while True:
+            s = c = 0.0
+            k = nans = 0
+            for j in range(n):
+                z = x[j] - m
+                nans += z != z
+                if z > tau:
+                    s, c = _add(s, c, z)
+                    k += 1
+            if nans:
+                for j in range(n):
+                    out[j] = math.nan
+                return
+            if k == kp:
+                break
+            kp = k
+            tau = sparsemax__tau(_total(s, c), np.float64(k))
+        for j in range(n):
+            out[j] = sparsemax__g((x[j] - m) - tau)
+        return
     tb = _stack_block(x)
     s, k, nans = _support_sums(x, m, -1.0, tb)  # the support is within 1 of the maximum
     if nans:
@@ -11696,6 +11719,16 @@ def sparsemax__forward__row(x, out):
 @njit(nogil=True, error_model='numpy')
 def sparsemax__backward_y__row(dy, y, out):
     n = out.shape[0]
+    if n <= 64:  # a short row: plain loops
+        d = c1 = k = 0.0
+        for j in range(n):
+            sj = sparsemax__support(y[j])
+            d, c1 = _add(d, c1, sj * dy[j])
+            k += sj
+        d = _total(d, c1) / k
+        for j in range(n):
+            out[j] = sparsemax__support(y[j]) * (dy[j] - d) + 0.0
+        return
     ta = _stack_block(dy)
     tk = _stack_block(dy)
     d = c1 = k = c2 = 0.0
