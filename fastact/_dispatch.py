@@ -1573,6 +1573,7 @@ def _run_weighted(spec, op, arrays, layout, result, dw, cdt, pvals, target):
             kernel(dest[lo:lo + rows].reshape(shape2), *ins, wp, *params, cols, comp)
             part = np.empty(channels)
             _cpu.sum_columns(cols, comp, inner, k, part)
-            dw.reshape(-1)[...] += part  # the rows side by side, then the rows left over
+            with np.errstate(all="ignore"):  # inf + -inf: NaN, silently, as in the kernels
+                dw.reshape(-1)[...] += part  # the rows side by side, then the rows left over
     if view is None:
         _quiet(np.copyto, result, dest.reshape(result.shape), casting="unsafe")

@@ -617,8 +617,9 @@ def named_callable(spec, per_element):
 
 def _xarray_weighted(spec, op, func, named, target, axis, dim, params, per_element):
     """An activation with a weight array on DataArrays: ``dim=`` names the channel dim; a
-    weight DataArray is aligned with ``x`` along it; results keep ``x``'s dims, coordinates
-    and attrs (the weight's gradient: the weight's, where it is a DataArray)."""
+    weight DataArray must lie along it, with the same coordinate where both have one;
+    results keep ``x``'s dims, coordinates and attrs (the weight's gradient: the weight's,
+    where it is a DataArray)."""
     import xarray as xr
 
     x = named[-2][1]
