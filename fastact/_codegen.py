@@ -326,28 +326,36 @@ def _row_functions(spec: RowwiseSpec) -> list[str]:
         "    for j in range(n):",
         f"        out[j] = {_out_expr(spec, 'x[j]', 'out[j]')}",
     ]
-    row = {
-        # Terms stored in out, summed block by block while in cache, finished in place;
-        # out may be x (element j of x is read before element j of out is written).
-        "forward": (["x", "out"], ["    n = out.shape[0]", f"    m = {n}__rowmax(x, 0, n)", *terms_then_sum]),
-        "backward_y": (["dy", "y", "out"], [
-            "    n = out.shape[0]",
-            "    d = c = 0.0",
-            f"    for b0 in range(0, n, {ROW_BLOCK}):",
-            f"        d, c = _add(d, c, {n}__bsum(dy, y, b0, min(b0 + {ROW_BLOCK}, n)))",
-            "    d = _total(d, c)",
-            "    for j in range(n):",
-            f"        out[j] = {n}__bout(dy[j], y[j], d)",
-        ]),
-        # y computed once into scratch (out may be dy or x, so it cannot hold y): the same
-        # operations as forward and backward_y, so the same bits.
+    # Terms stored in out, summed block by block while in cache, finished in place; out
+    # may be x (element j of x is read before element j of out is written).
+    forward = ["    n = out.shape[0]", f"    m = {n}__rowmax(x, 0, n)", *terms_then_sum]
+    backward_y = [
+        "    n = out.shape[0]",
+        "    d = c = 0.0",
+        f"    for b0 in range(0, n, {ROW_BLOCK}):",
+        f"        d, c = _add(d, c, {n}__bsum(dy, y, b0, min(b0 + {ROW_BLOCK}, n)))",
+        "    d = _total(d, c)",
+        "    for j in range(n):",
+        f"        out[j] = {n}__bout(dy[j], y[j], d)",
+    ]
+    return _row_function_defs(n, forward, backward_y)
+
+
+def _row_function_defs(n: str, forward: list[str], backward_y: list[str]) -> list[str]:
+    """The row functions ``<n>__forward__row(x, out)``, ``<n>__backward_y__row(dy, y,
+    out)`` with these bodies, and ``<n>__backward_x__row(dy, x, out, scratch)``: y computed
+    once into scratch (out may be dy or x, so it cannot hold y), by the same operations as
+    forward and backward_y, so the same bits."""
+    rows = {
+        "forward": (["x", "out"], forward),
+        "backward_y": (["dy", "y", "out"], backward_y),
         "backward_x": (["dy", "x", "out", "scratch"], [
             f"    {n}__forward__row(x, scratch)",
             f"    {n}__backward_y__row(dy, scratch, out)",
         ]),
     }
     lines = []
-    for op, (args, body) in row.items():
+    for op, (args, body) in rows.items():
         lines += ["", "", "@njit(nogil=True, error_model='numpy')", f"def {n}__{op}__row({', '.join(args)}):", *body]
     return lines
 
@@ -530,19 +538,7 @@ def _projection_row_functions(spec: ProjectionSpec) -> list[str]:
         "    for j in range(n):  # + 0.0: +0 off the support (not -0), NaN kept",
         f"        out[j] = {n}__support(y[j]) * (dy[j] - d) + 0.0",
     ]
-    rows = {
-        "forward": (["x", "out"], forward),
-        "backward_y": (["dy", "y", "out"], backward_y),
-        # y computed once into scratch (out may be dy or x, so it cannot hold y).
-        "backward_x": (["dy", "x", "out", "scratch"], [
-            f"    {n}__forward__row(x, scratch)",
-            f"    {n}__backward_y__row(dy, scratch, out)",
-        ]),
-    }
-    lines = []
-    for op, (args, body) in rows.items():
-        lines += ["", "", "@njit(nogil=True, error_model='numpy')", f"def {n}__{op}__row({', '.join(args)}):", *body]
-    return lines
+    return _row_function_defs(n, forward, backward_y)
 
 
 def _projection_block_kernels(spec: ProjectionSpec) -> list[str]:
