@@ -1449,7 +1449,10 @@ def weight_layout(func: str, wshape: tuple, xshape: tuple, axis) -> tuple[int, i
         return 1, 1, n
     if type(axis) is bool or not isinstance(axis, (int, np.integer)):
         raise TypeError(f"{func}(): axis must be an int, got {type(axis).__name__} {axis!r}")
-    axis = _check_axis(func, int(axis), len(xshape)) if xshape else _check_axis(func, int(axis), 0)
+    if not xshape:
+        raise ValueError(f"{func}(): x is 0-d, so it has no channels for the {channels} values of weight; "
+                         "pass one weight for all, or x with a channel axis")
+    axis = _check_axis(func, int(axis), len(xshape))
     if xshape[axis] != channels:
         raise ValueError(
             f"{func}(): weight has {channels} values, but x has {xshape[axis]} channels along axis {axis} "

@@ -247,6 +247,7 @@ def test_errors_write_nothing():
     raises_unchanged(ValueError, r"weight must be 1-d", lambda: prelu(x, np.ones((3, 1)), out=o), o)
     raises_unchanged(ValueError, r"axis 3 is out of bounds|axis", lambda: prelu(x, w3, axis=3, out=o), o)
     raises_unchanged(TypeError, r"missing its weight", lambda: prelu(x, out=o), o)
+    raises_unchanged(ValueError, r"x is 0-d, so it has no channels", lambda: prelu(np.float64(-1.0), w3, axis=0), o)
     raises_unchanged(TypeError, r"takes 2 positional arguments", lambda: prelu(x, w3, 1), o)
     raises_unchanged(TypeError, r"x=, not y=", lambda: prelu.backward(dy, y=x, weight=w3, out=(o, None)), o)
     raises_unchanged(TypeError, r"needs weight=", lambda: prelu.backward(dy, x=x), dy)
