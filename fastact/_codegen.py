@@ -67,7 +67,7 @@ ROW_FUNCTIONS = ("key", "term", "norm", "finish", "out", "bterm", "bout")
 PROJECTION_FUNCTIONS = ("g", "tau", "support")
 PROJECTION_PASSES = 16
 #: Rows up to this long take plain loops (the lane sums' fixed cost would dominate), and
-#: the iteration to its end.
+#: up to n + 1 passes.
 PROJECTION_SHORT = 64
 
 #: Elements per block of a row's sums: a row is summed block by block, in order, each
@@ -436,9 +436,10 @@ def _block_kernels(spec: RowwiseSpec) -> list[str]:
 
 def _projection_row_functions(spec: ProjectionSpec) -> list[str]:
     """A projection's row functions (see :class:`fastact._spec.ProjectionSpec`): the
-    support's sums by ``_support_sums`` (block by block, the order of the row sums), at
-    most ``PROJECTION_PASSES`` passes of Michelot's iteration, then a sort of the
-    remaining candidates; the same operations on every CPU target."""
+    support's sums by ``_support_sums`` (block by block, the order of the row sums; plain
+    loops for rows up to ``PROJECTION_SHORT``), at most ``PROJECTION_PASSES`` passes of
+    Michelot's iteration (``n + 1`` for short rows), then, where it has not settled, a
+    sort of the candidates; the same operations on every CPU target."""
     n = spec.name
     fill = ["        for j in range(n):", "            out[j] = math.nan", "        return"]
     forward = [
@@ -458,46 +459,38 @@ def _projection_row_functions(spec: ProjectionSpec) -> list[str]:
         "        for j in range(n):",
         "            out[j] = 1.0 if x[j] == math.inf else 0.0",
         "        return",
-        f"    if n <= {PROJECTION_SHORT}:  # a short row: plain loops, to the end of the iteration",
-        "        tau = -1.0  # the support is within 1 of the maximum",
-        "        kp = -1",
-        "        while True:",
-        "            s = c = 0.0",
-        "            k = nans = 0",
-        "            for j in range(n):",
-        "                z = x[j] - m",
-        "                nans += z != z",
-        "                if z > tau:",
-        "                    s, c = _add(s, c, z)",
-        "                    k += 1",
-        "            if nans:",
-        *("        " + f for f in fill),
-        "            if k == kp:",
-        "                break",
-        "            kp = k",
-        f"            tau = {n}__tau(_total(s, c), np.float64(k))",
-        "        for j in range(n):",
-        f"            out[j] = {n}__g((x[j] - m) - tau)",
-        "        return",
+        # Michelot's passes: the support is within 1 of the maximum, and each pass's
+        # threshold is at most the final one, so the support only shrinks, and settles in
+        # at most n passes in exact arithmetic; a rounding that flips an entry at the
+        # support's edge back and forth (a tie within an ULP) cannot loop either: after the
+        # passes, the candidates are sorted.  Short rows: plain loops (the lane sums'
+        # fixed cost would dominate), and passes to the end.
+        f"    short = n <= {PROJECTION_SHORT}",
         "    tb = _stack_block(x)",
-        "    s, k, nans = _support_sums(x, m, -1.0, tb)  # the support is within 1 of the maximum",
+        "    if short:",
+        "        s, k, nans = _support_sums_short(x, m, -1.0)",
+        "    else:",
+        "        s, k, nans = _support_sums(x, m, -1.0, tb)",
         "    if nans:",
         *fill,
         f"    tau = {n}__tau(s, np.float64(k))",
         "    settled = False",
-        f"    for _ in range({PROJECTION_PASSES}):",
-        "        s, k2, _ = _support_sums(x, m, tau, tb)",
+        f"    for _ in range(n + 1 if short else {PROJECTION_PASSES}):",
+        "        if short:",
+        "            s, k2, _ = _support_sums_short(x, m, tau)",
+        "        else:",
+        "            s, k2, _ = _support_sums(x, m, tau, tb)",
         "        if k2 == k:",
         "            settled = True",
         "            break",
         "        k = k2",
         f"        tau = {n}__tau(s, np.float64(k))",
-        "    if not settled:  # the candidates left, sorted: the largest prefix in the support",
-        "        c = np.empty(k, np.float64)",
+        "    if not settled:  # the entries within 1 of the maximum, sorted: the largest prefix in the support",
+        "        c = np.empty(n, np.float64)",
         "        i = 0",
         "        for j in range(n):",
         "            z = x[j] - m",
-        "            if z > tau:",
+        "            if z > -1.0:",
         "                c[i] = z",
         "                i += 1",
         "        c = np.sort(c[:i])[::-1]",
@@ -761,6 +754,20 @@ def _support_sums(x, m, tau, tb):
             k += inside
             nans += z != z
         s, c = _add(s, c, _lane_sum(tb, 0, b1 - b0))
+    return _total(s, c), k, nans
+
+
+@njit(nogil=True, error_model="numpy", forceinline=True)
+def _support_sums_short(x, m, tau):
+    """``_support_sums`` of a short row: plain loops, in index order."""
+    s = c = 0.0
+    k = nans = 0
+    for j in range(x.shape[0]):
+        z = x[j] - m
+        nans += z != z
+        if z > tau:
+            s, c = _add(s, c, z)
+            k += 1
     return _total(s, c), k, nans
 
 

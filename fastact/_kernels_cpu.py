@@ -87,6 +87,20 @@ def _support_sums(x, m, tau, tb):
     return _total(s, c), k, nans
 
 
+@njit(nogil=True, error_model="numpy", forceinline=True)
+def _support_sums_short(x, m, tau):
+    """``_support_sums`` of a short row: plain loops, in index order."""
+    s = c = 0.0
+    k = nans = 0
+    for j in range(x.shape[0]):
+        z = x[j] - m
+        nans += z != z
+        if z > tau:
+            s, c = _add(s, c, z)
+            k += 1
+    return _total(s, c), k, nans
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _sum_parts(part, out):
     """The weight gradient of a ``__chan`` kernel: ``out[c]`` is the sum of ``part[:, c, :]``
@@ -11659,50 +11673,34 @@ def sparsemax__forward__row(x, out):
         for j in range(n):
             out[j] = 1.0 if x[j] == math.inf else 0.0
         return
-    if n <= 64:  # a short row: plain loops, to the end of the iteration
-        tau = -1.0  # the support is within 1 of the maximum
-        kp = -1
-        while True:
-            s = c = 0.0
-            k = nans = 0
-            for j in range(n):
-                z = x[j] - m
-                nans += z != z
-                if z > tau:
-                    s, c = _add(s, c, z)
-                    k += 1
-            if nans:
-                for j in range(n):
-                    out[j] = math.nan
-                return
-            if k == kp:
-                break
-            kp = k
-            tau = sparsemax__tau(_total(s, c), np.float64(k))
-        for j in range(n):
-            out[j] = sparsemax__g((x[j] - m) - tau)
-        return
+    short = n <= 64
     tb = _stack_block(x)
-    s, k, nans = _support_sums(x, m, -1.0, tb)  # the support is within 1 of the maximum
+    if short:
+        s, k, nans = _support_sums_short(x, m, -1.0)
+    else:
+        s, k, nans = _support_sums(x, m, -1.0, tb)
     if nans:
         for j in range(n):
             out[j] = math.nan
         return
     tau = sparsemax__tau(s, np.float64(k))
     settled = False
-    for _ in range(16):
-        s, k2, _ = _support_sums(x, m, tau, tb)
+    for _ in range(n + 1 if short else 16):
+        if short:
+            s, k2, _ = _support_sums_short(x, m, tau)
+        else:
+            s, k2, _ = _support_sums(x, m, tau, tb)
         if k2 == k:
             settled = True
             break
         k = k2
         tau = sparsemax__tau(s, np.float64(k))
-    if not settled:  # the candidates left, sorted: the largest prefix in the support
-        c = np.empty(k, np.float64)
+    if not settled:  # the entries within 1 of the maximum, sorted: the largest prefix in the support
+        c = np.empty(n, np.float64)
         i = 0
         for j in range(n):
             z = x[j] - m
-            if z > tau:
+            if z > -1.0:
                 c[i] = z
                 i += 1
         c = np.sort(c[:i])[::-1]

@@ -8,6 +8,8 @@ import warnings
 import numpy as np
 import pytest
 from _helpers import CPU_TARGETS, FLOATS, ROWWISE_OPS, edge_values, parallel_threshold, to_dtype
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastact as fa
 from fastact.reference import REFERENCE
@@ -331,6 +333,33 @@ def test_sparsemax_sort_fallback(target):
         y = fa.sparsemax(x, target=target)
     np.testing.assert_allclose(y, REFERENCE["sparsemax"].forward(x, -1), rtol=0, atol=8e-16)
     assert y.sum() == pytest.approx(1.0, abs=1e-15)
+
+
+@pytest.mark.parametrize("repeat", [1, 20], ids=["short", "long"])
+def test_sparsemax_tie_at_the_support_edge_ends(repeat):
+    """A row whose two -0.5 entries are in the support by less than an ULP (y = 5.6e-17):
+    the rounded thresholds put them out and in again, pass after pass; the passes are
+    bounded, the candidates sorted, and the result is the reference's within an ULP of 1
+    (this row looped for ever before)."""
+    row = np.array([-0.5, -1.0, -2.220446049250313e-16, -0.0, -0.5, -1e300])
+    x = np.tile(row, repeat)  # 6 entries (plain loops) and 120 (lane sums)
+    for target in CPU_TARGETS:
+        with parallel_threshold(1):
+            y = fa.sparsemax(x, target=target)
+        np.testing.assert_allclose(y, REFERENCE["sparsemax"].forward(x, -1), rtol=0, atol=4e-16)
+        assert y.sum() == pytest.approx(1.0, abs=4e-16)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([0.0, -0.0, -0.5, -1.0, -2.0, -2.220446049250313e-16, -1e-300, 1e-300, -1e300,
+                                 0.25, -0.75, -1.5, 1.0, 3.0]), min_size=1, max_size=80))
+def test_sparsemax_ends_and_sums_to_one(values):
+    """Rows of values full of ties (the same value many times, values an ULP apart): the
+    result sums to 1 and matches the long-double reference within an ULP of 1."""
+    x = np.array(values)
+    y = fa.sparsemax(x)
+    assert abs(float(y.sum()) - 1.0) <= 1e-15 * len(values)
+    np.testing.assert_allclose(y, REFERENCE["sparsemax"].forward(x, -1), rtol=0, atol=2e-16 * len(values))
 
 
 def test_sparsemax_limits_and_conventions():
