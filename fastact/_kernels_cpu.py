@@ -38,7 +38,7 @@ from fastact._lanes import stack_block as _stack_block
 from fastact._lanes import lane_sum as _lane_sum
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "d23764e3e75c7a69b9e75d45a1740927798aa7c2c2ffc6ee78a6ac66757d753c"
+DECLARATIONS_SHA256 = "2471a20ba5688f439e052f88423ec20e22aa077d2e53993c9ac5679aa19620e2"
 
 
 def _scalar(fn):

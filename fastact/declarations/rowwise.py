@@ -179,8 +179,9 @@ class sparsemax:
     shares).  :math:`\tau` is :math:`(\sum_{i \in S} x_i - 1) / |S|` over the support
     :math:`S` (the entries left positive), found from the row maximum without sorting
     the row: Michelot's iteration from the entries within 1 of the maximum (a few passes
-    over the row), finished by a sort of the remaining candidates where it has not settled
-    after 16 passes.  Computed on :math:`x - \max(x)` (exact on the support), with
+    over the row), finished by a sort of those entries where it has not settled after 16
+    passes (``n + 1`` for rows up to 64; a tie at the support's edge within an ULP can
+    keep it from settling).  Computed on :math:`x - \max(x)` (exact on the support), with
     sums in double precision in a fixed order (every CPU target gives the same bits):
     the results are within a few ULP of 1 (the row's sum) of the exact values, which
     are exactly 0 off the support.  Infinities give the limits: a single ``+inf`` gives
