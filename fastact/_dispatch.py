@@ -1501,8 +1501,8 @@ def run_weighted(spec, op, func, named, axis, out, target, stream, dim, params, 
         if not two:
             return result
         dx, dw = result
-        if out_w is None:
-            return dx, dw  # in the result's dtype already, on the device where an operand is
+        if out_w is None:  # in the result's dtype already, on the device where an operand is
+            return dx, (finish(dw, None) if isinstance(dw, np.ndarray) else dw)
         if not isinstance(dw, np.ndarray):
             dw = dw.copy_to_host()
     else:

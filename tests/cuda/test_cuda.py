@@ -481,6 +481,14 @@ def test_weighted_matches_cpu(name, layout, dtype):
         f.backward(dy, x=x, weight=w, axis=axis, target="cuda", out=(None, cuda.to_device(w)))
 
 
+def test_weighted_one_weight_gives_a_scalar_gradient():
+    x = np.array([[-1.0, 2.0], [3.0, -4.0]])
+    for w in (0.5, np.array(0.5)):
+        dx, dw = fa.prelu.backward(np.ones_like(x), x=x, weight=w, target="cuda")
+        assert isinstance(dw, np.float64) and dw == -5.0  # as on the host: a 0-d weight's gradient is a scalar
+        np.testing.assert_array_equal(dx, [[0.5, 1.0], [1.0, 0.5]])
+
+
 def test_rrelu_slopes_on_the_device():
     x, dy = elementwise_data(np.float32, 17, shape=(5, 8))
     x, dy = x.reshape(5, 8), dy.reshape(5, 8)
