@@ -17,7 +17,7 @@ from numba import njit
 
 import fastact as fa
 from fastact import _codegen, _cpu, _loops
-from fastact._spec import DTYPES
+from fastact._spec import DTYPES, ProjectionSpec
 
 pytestmark = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="reads x86 assembly")
 
@@ -101,8 +101,12 @@ def test_rowwise_kernels_are_vectorised(name, op, t):
         _check_kernel(name, op, kind, t, np.empty_like(x), *inputs, *extra)
 
 
+NORMALISED = [n for n in fa.ROWWISE if not isinstance(fa.REGISTRY[n], ProjectionSpec)]
+PROJECTIONS = [n for n in fa.ROWWISE if isinstance(fa.REGISTRY[n], ProjectionSpec)]
+
+
 @pytest.mark.parametrize("t", DTYPES)
-@pytest.mark.parametrize("name", fa.ROWWISE)
+@pytest.mark.parametrize("name", NORMALISED)
 def test_rowwise_element_loops_are_vectorised(name, t):
     # A row kernel has several loops, some of them scalar by design (remainders), so the
     # kernels above are only checked for one vectorised loop; here each of the loops over
@@ -145,6 +149,38 @@ def test_rowwise_element_loops_are_vectorised(name, t):
         finished(x, out, 0.5)
         backward(x, x, out, 0.5)
     for probe in (terms, finished, backward):
+        _check(probe.inspect_asm(probe.signatures[0]), f"{name} {probe.__name__} {t}")
+
+
+@pytest.mark.parametrize("t", DTYPES)
+@pytest.mark.parametrize("name", PROJECTIONS)
+def test_projection_element_loops_are_vectorised(name, t):
+    """A projection's loops over a row's elements, each alone: a pass of the support's
+    sums (``_support_sums``: the masked store and the lane sum), the output
+    ``g(x - m - tau)``, and backward's ``support(y) * (dy - d)``."""
+    kernels = _cpu.kernels()
+    g, support = getattr(kernels, f"{name}__g"), getattr(kernels, f"{name}__support")
+    sums = njit(error_model="numpy")(kernels._support_sums.py_func)
+
+    @njit(error_model="numpy")
+    def output(x, out, m, tau):
+        for j in range(x.shape[0]):
+            out[j] = g((x[j] - m) - tau)
+
+    @njit(error_model="numpy")
+    def backward(dy, y, out, d):
+        for j in range(dy.shape[0]):
+            out[j] = support(y[j]) * (dy[j] - d) + 0.0
+
+    dt = np.dtype(t)
+    x = np.linspace(-3, 3, 4096).astype(dt)
+    out = np.empty_like(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sums(x, dt.type(3), -1.0, np.empty(2048, dt))
+        output(x, out, dt.type(3), -0.5)
+        backward(x, x, out, 0.5)
+    for probe in (sums, output, backward):
         _check(probe.inspect_asm(probe.signatures[0]), f"{name} {probe.__name__} {t}")
 
 
