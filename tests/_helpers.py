@@ -78,6 +78,9 @@ _KNOWN_VALUES = {
     "alpha": (0.5, 2.0),
     "at_zero": (1.0, 0.5),
     "beta": (0.5, 2.0, -1.0),
+    # rrelu's bounds: one other value each (its evaluation mode is leaky_relu's kernel shape)
+    "lower": (0.0,),
+    "upper": (0.5,),
 }
 
 

@@ -310,7 +310,7 @@ def test_sparsemax_sums_to_one_and_is_sparse(n, dtype, target, rng):
     """Rows of every length (one block, several, many): sum 1 within a few ULP, exact
     zeros off the support, the support's entries equal to x - tau, and the sort-based
     long-double reference."""
-    rows = max(1, 200_000 // n)
+    rows = max(1, min(2000, 200_000 // n))  # the reference loops over rows in Python
     x = (rng.standard_normal((rows, n)) * 3).astype(dtype)
     with parallel_threshold(1):
         y = fa.sparsemax(x, target=target)

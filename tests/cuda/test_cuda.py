@@ -564,7 +564,7 @@ def test_non_contiguous_device_arrays_raise():
     d = on_device(np.ones((6, 8)))
     for name, fn in fa.FUNCTIONS.items():
         with pytest.raises(ValueError, match="not contiguous"):
-            fn(d[:, ::2], **({"axis": -1} if name in fa.REDUCTIONS else {}))
+            fn(d[:, ::2], *((0.5,) if name in fa.WEIGHTED else ()), **({"axis": -1} if name in fa.REDUCTIONS else {}))
 
 
 @pytest.mark.skipif(SIMULATOR, reason="the simulator's device arrays have no __cuda_array_interface__")
