@@ -602,7 +602,7 @@ def _sparsemax(x):
     cum = np.cumsum(z, axis=-1)
     k = np.arange(1, x.shape[-1] + 1, dtype=x.dtype)
     size = np.sum(1 + k * z > cum, axis=-1, keepdims=True)
-    tau = (np.take_along_axis(cum, size - 1, axis=-1) - 1) / size
+    tau = (np.take_along_axis(cum, size - 1, axis=-1) - 1) / size.astype(x.dtype)
     return np.maximum(x - tau, 0)
 
 
