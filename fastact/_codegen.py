@@ -1128,9 +1128,11 @@ def _cuda_block_bodies(spec: RowwiseSpec) -> dict[str, list[str]]:
 
 def _cuda_projection_bodies(spec: ProjectionSpec) -> tuple[dict, dict]:
     """A projection's row loops for the CUDA kernels (one thread per row; one block per
-    row): the row's maximum and special values, then Michelot's iteration to its end (no
-    sort on the device), with each pass's sums of one thread or of the block; the output
-    of an element ``v`` as ``y(v)``."""
+    row): the row's maximum and special values, then Michelot's iteration until the
+    support settles or for ``n + 1`` passes (no sort on the device: where a tie within an
+    ULP keeps it from settling, the last threshold stands, right within rounding), with
+    each pass's sums of one thread or of the block; the output of an element ``v`` as
+    ``y(v)``."""
     n = spec.name
 
     def stats(x, pre, each, reduce):
@@ -1149,7 +1151,11 @@ def _cuda_projection_bodies(spec: ProjectionSpec) -> tuple[dict, dict]:
             f"{pre}tau = -1.0",
             f"{pre}state = 1 if nans > 0.0 or m == -math.inf or infs > 1.0 else (2 if infs == 1.0 else 0)",
             f"{pre}kp = -1.0",
-            f"{pre}while state == 0:",
+            f"{pre}passes = 0",
+            # n + 1 passes at most: a tie at the support's edge within an ULP can flip an
+            # entry in and out for ever; the threshold is then right within rounding.
+            f"{pre}while state == 0 and passes <= n:",
+            f"{pre}    passes += 1",
             f"{pre}    s = c = k = 0.0",
             "    " + each,
             f"{pre}        z = {x} - m",

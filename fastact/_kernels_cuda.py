@@ -2593,7 +2593,9 @@ def sparsemax__forward__row(x, out):
     tau = -1.0
     state = 1 if nans > 0.0 or m == -math.inf or infs > 1.0 else (2 if infs == 1.0 else 0)
     kp = -1.0
-    while state == 0:
+    passes = 0
+    while state == 0 and passes <= n:
+        passes += 1
         s = c = k = 0.0
         for j in range(n):
             z = x[j] - m
@@ -2639,7 +2641,9 @@ def sparsemax__forward__cuda_block(out, x):
         tau = -1.0
         state = 1 if nans > 0.0 or m == -math.inf or infs > 1.0 else (2 if infs == 1.0 else 0)
         kp = -1.0
-        while state == 0:
+        passes = 0
+        while state == 0 and passes <= n:
+            passes += 1
             s = c = k = 0.0
             for j in range(t, n, nt):
                 z = x[r, j] - m
@@ -2671,7 +2675,9 @@ def sparsemax__backward_x__row(dy, x, out):
     tau = -1.0
     state = 1 if nans > 0.0 or m == -math.inf or infs > 1.0 else (2 if infs == 1.0 else 0)
     kp = -1.0
-    while state == 0:
+    passes = 0
+    while state == 0 and passes <= n:
+        passes += 1
         s = c = k = 0.0
         for j in range(n):
             z = x[j] - m
@@ -2725,7 +2731,9 @@ def sparsemax__backward_x__cuda_block(out, dy, x):
         tau = -1.0
         state = 1 if nans > 0.0 or m == -math.inf or infs > 1.0 else (2 if infs == 1.0 else 0)
         kp = -1.0
-        while state == 0:
+        passes = 0
+        while state == 0 and passes <= n:
+            passes += 1
             s = c = k = 0.0
             for j in range(t, n, nt):
                 z = x[r, j] - m

@@ -481,6 +481,18 @@ def test_weighted_matches_cpu(name, layout, dtype):
         f.backward(dy, x=x, weight=w, axis=axis, target="cuda", out=(None, cuda.to_device(w)))
 
 
+@pytest.mark.parametrize("repeat", [1, 20], ids=["short", "long"])
+def test_sparsemax_tie_at_the_support_edge_ends(repeat):
+    """The row whose rounded thresholds flip two entries in and out of the support for ever
+    (tests/test_rowwise.py): the device's passes are bounded, the result within an ULP of
+    1 of the host's, along the contiguous axis (a block per row) and across it (a thread)."""
+    row = np.array([-0.5, -1.0, -2.220446049250313e-16, -0.0, -0.5, -1e300])
+    x = np.tile(row, (3, repeat))
+    for axis, xx in ((-1, x), (0, np.ascontiguousarray(x.T))):
+        got = fa.sparsemax(on_device(xx), axis=axis).copy_to_host()
+        np.testing.assert_allclose(got, fa.sparsemax(xx, axis=axis, target="cpu"), rtol=0, atol=4e-16)
+
+
 def test_weighted_one_weight_gives_a_scalar_gradient():
     x = np.array([[-1.0, 2.0], [3.0, -4.0]])
     for w in (0.5, np.array(0.5)):
