@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from fastact import declarations  # noqa: F401  (fills the registry)
+from fastact._dispatch import WEIGHT_BLOCK, WEIGHT_TASKS
 from fastact._lanes import BLOCK as _LANES_BLOCK
 from fastact._rewrite import function_source, shape_of
 from fastact._spec import (
@@ -110,9 +111,10 @@ WEIGHTED_OPS = {
     "backward_xw": ("dy", "x"),
 }
 #: Elements per task, and per partial sum of the weight's gradient, of the weighted
-#: kernels; tasks of the per-position layout, at most (see :func:`_weighted`).
-WEIGHTED_BLOCK = _LANES_BLOCK
-WEIGHTED_TASKS = 64
+#: kernels; tasks of the per-position layout, at most (see :func:`_weighted`): the
+#: dispatch's, which sizes the kernels' scratch by them.
+WEIGHTED_BLOCK, WEIGHTED_TASKS = WEIGHT_BLOCK, WEIGHT_TASKS
+assert WEIGHTED_BLOCK <= _LANES_BLOCK, "a block's terms must fit the kernels' stack block"
 
 #: Row-wise operations: name -> input names (each a row; the output row comes last).
 ROWWISE_OPS = {
@@ -877,7 +879,8 @@ def _weighted(spec: WeightedSpec) -> list[str]:
     * ``chan``: ``x`` as (outer, C, inner), one weight per channel ``c``; a task is a
       block of up to ``WEIGHTED_BLOCK`` elements of one (outer, channel) run, and
       ``backward_xw`` writes its block's sum to ``part[i, c, b]`` (combined by
-      ``_sum_parts``; the caller chooses the blocks per run, ``part.shape[2]``).  For runs long enough to vectorise (and one weight for all).
+      ``_sum_parts``; the caller chooses the blocks per run, ``part.shape[2]``).  For
+      runs long enough to vectorise (and one weight for all).
     * ``pos``: ``x`` as (outer, K), one weight per position ``k`` (a channel's weight
       repeated over its run, or one weight per element); a task is a block of columns
       over a chunk of rows, chunks and blocks fixed by the shape (``WEIGHTED_TASKS``), and
@@ -892,9 +895,9 @@ def _weighted(spec: WeightedSpec) -> list[str]:
     B = WEIGHTED_BLOCK
     for op in weighted_ops(spec):
         args = WEIGHTED_OPS[op]
-        fn = {"forward": "f", "grad": "dfdx", "grad2": "d2fdx2", "backward_x": "dfdx", "backward_xw": "dfdx"}[op]
         # Every operand of element j is read before out (which may be x or dy) is written.
         if op in ("forward", "grad", "grad2"):
+            fn = {"forward": "f", "grad": "dfdx", "grad2": "d2fdx2"}[op]
             body = [f"o[j] = {n}__{fn}(xv[j], {{w}}{p})"]
         elif op == "backward_x":
             body = ["xj, gj = xv[j], g[j]", f"o[j] = gj * {n}__dfdx(xj, {{w}}{p})"]

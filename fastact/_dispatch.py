@@ -1362,12 +1362,13 @@ def _run_gated(spec, op, arrays, axis, half, result, cdt, pvals, target):
 #: (a loop over the run with its one weight); shorter runs by the ``__pos`` kernels (a loop
 #: over a row of positions, each with its weight), which LLVM vectorises either way.
 _CHANNEL_RUN = 64
-#: The weight's gradient is summed in blocks of at most this many elements of a channel's
-#: run (at most :data:`fastact._lanes.BLOCK`, the kernel's stack block), and in at least
-#: this many chunks of rows for runs shorter than ``_CHANNEL_RUN`` (see the kernels).
+#: The weighted kernels' tasks: blocks of at most this many elements of a channel's run
+#: (the weight's gradient summed block by block; at most :data:`fastact._lanes.BLOCK`,
+#: the kernels' stack block), and at least this many chunks of rows for runs shorter than
+#: ``_CHANNEL_RUN``.  The code generator writes the same constants into the kernels.
 #: Fixed, so that the sums' order depends on the shape only.
-_WEIGHT_BLOCK = 2048
-_WEIGHT_TASKS = 64
+WEIGHT_BLOCK = 2048
+WEIGHT_TASKS = 64
 #: Rows of positions shorter than this are taken several at a time as one row.
 _SUPER_ROW = 1024
 
@@ -1550,7 +1551,7 @@ def _run_weighted(spec, op, arrays, layout, result, dw, cdt, pvals, target):
     if chan and op != "backward_xw":
         kernel(dest, *inputs, wk, *params)
     elif chan:
-        nb = -(-inner // _WEIGHT_BLOCK)
+        nb = -(-inner // WEIGHT_BLOCK)
         part = np.empty((outer, channels, nb))
         kernel(dest, *inputs, wk, *params, part)
         _cpu.sum_parts(part, dw.reshape(-1))
@@ -1570,8 +1571,8 @@ def _run_weighted(spec, op, arrays, layout, result, dw, cdt, pvals, target):
             if op != "backward_xw":
                 kernel(dest[lo:lo + rows].reshape(shape2), *ins, wp, *params)
                 continue
-            nq = -(-period // _WEIGHT_BLOCK)
-            nr = min(shape2[0], max(1, -(-_WEIGHT_TASKS // nq)))
+            nq = -(-period // WEIGHT_BLOCK)
+            nr = min(shape2[0], max(1, -(-WEIGHT_TASKS // nq)))
             cols, comp = np.zeros((nr, period)), np.zeros((nr, period))
             kernel(dest[lo:lo + rows].reshape(shape2), *ins, wp, *params, cols, comp)
             part = np.empty(channels)

@@ -545,7 +545,7 @@ def weighted_call(spec, op, func, named, target, axis, dim, params, per_element)
     """The lazy result of an activation with a weight array, with a Dask array or a
     DataArray among the operands: chunk by chunk, each chunk with its channels' weights;
     ``backward_xw`` gives ``(dx, dweight)``, the weight's gradient the sum of the chunks'
-    (in float64, cast once)."""
+    (added in float64)."""
     if kind_of(named) == "xarray":
         return _xarray_weighted(spec, op, func, named, target, axis, dim, params, per_element)
     if dim is not None:
@@ -576,16 +576,18 @@ def weighted_call(spec, op, func, named, target, axis, dim, params, per_element)
     # The checks of an in-memory call, on one element of each operand, before any graph.
     small = [np.ones((1,) * nd, dt) for dt in dtypes]
     weighted_chunk(name, op, "cpu", axis, params, per_element, *small)
-    operands = [x, wb] if op in ("forward", "grad", "grad2") else [
-        da.broadcast_to(values[0] if _kind(values[0]) == "dask" else da.asarray(values[0]), x.shape), x, wb]
-    if op in ("backward_x", "backward_xw") and not _broadcasts_to(tuple(values[0].shape), x.shape):
-        raise ValueError(f"{func}(): dy must have x's shape {x.shape}, or broadcast to it; got {tuple(values[0].shape)}")
-    if len(operands) == 3:  # dy and x in common chunks
+    backward = op in ("backward_x", "backward_xw")
+    if backward:  # dy broadcast to x's shape, in common chunks with x
+        if not _broadcasts_to(tuple(values[0].shape), x.shape):
+            raise ValueError(
+                f"{func}(): dy must have x's shape {x.shape}, or broadcast to it; got {tuple(values[0].shape)}"
+            )
+        dy = da.broadcast_to(values[0] if _kind(values[0]) == "dask" else da.asarray(values[0]), x.shape)
         idx = tuple(range(nd))
-        _, (dy_, x) = da.core.unify_chunks(operands[0], idx, x, idx)
+        _, (dy, x) = da.core.unify_chunks(dy, idx, x, idx)
     # The weight in x's chunks along the channel axis (or all axes, one per element).
     wb = wb.rechunk(x.chunks if per_element else tuple(x.chunks[k] if k == channel else (1,) for k in range(nd)))
-    operands = [x, wb] if len(operands) == 2 else [dy_, x, wb]
+    operands = [dy, x, wb] if backward else [x, wb]
     if nd == 0:
         operands = [o.reshape(1) for o in operands]
     fn = functools.partial(weighted_chunk, name, op, target, axis, params, per_element)

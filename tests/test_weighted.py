@@ -420,6 +420,8 @@ def test_dask_chunks_with_their_channels():
         prelu(xd, w, out=np.empty(x.shape, np.float32))
     with pytest.raises(ValueError, match="weight has 4 values"):
         prelu(xd, np.ones(4))
+    with pytest.raises(ValueError, match="dy must have x's shape"):  # fastact's message, not Dask's
+        prelu.backward(np.ones((2, 5, 40), np.float32), x=xd, weight=w)
 
 
 def test_xarray_keeps_dims_and_coordinates():
