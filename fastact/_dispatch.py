@@ -830,9 +830,11 @@ class Sampled(Elementwise):
         func = f"{self.spec.name}.backward"
         if args:
             _backward_positional(func, args)
-        if x is None:
-            raise TypeError(f"{func}() with slopes= needs x= (the forward input): y= does not give x's sign where "
-                            "a slope is 0 or negative")
+        if (x is None) == (y is None):
+            raise TypeError(f"{func}() takes exactly one of x= (the forward input) or y= (the forward output)")
+        if y is not None:  # the contract's rule for a y= that is not exact: ValueError
+            raise ValueError(f"{func}(dy, y=...) is not supported with slopes=: y does not give x's sign where a "
+                             "slope is 0 or negative; pass the forward input x instead")
         if accumulate is not False:
             raise TypeError(f"{func}(): accumulate=True is not supported with slopes=")
         return self._sampled("backward_x", func, (("dy", dy), ("x", x), ("slopes", slopes)), out, target, stream,

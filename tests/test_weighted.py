@@ -384,8 +384,10 @@ def test_rrelu_training_errors():
         fa.rrelu(x, training=1)
     with pytest.raises(TypeError, match="needs the slopes of the forward call"):
         fa.rrelu.backward(np.ones(2), x=x, training=True)
-    with pytest.raises(TypeError, match="needs x="):
+    with pytest.raises(ValueError, match=r"y=\.\.\.\) is not supported with slopes=.*pass the forward input x"):
         fa.rrelu.backward(np.ones(2), y=x, slopes=s)
+    with pytest.raises(TypeError, match="exactly one of x="):
+        fa.rrelu.backward(np.ones(2), slopes=s)
     with pytest.raises(ValueError, match="slopes must have x's shape"):
         fa.rrelu(x, slopes=np.ones(3))
     with pytest.raises(TypeError, match="rng must be"):
