@@ -27,6 +27,7 @@ from fastact._dispatch import (
     Sampled,
     Weighted,
 )
+from fastact._memory import memory_stats, release_memory
 from fastact._spec import REGISTRY, ElementwiseSpec, GatedSpec, ReductionSpec, RowwiseSpec, WeightedSpec
 from fastact._warmup import warmup
 
@@ -90,6 +91,8 @@ __all__ = [
     "set_config",
     "get_config",
     "warmup",
+    "release_memory",
+    "memory_stats",
     "layers",
     "plot",
 ]

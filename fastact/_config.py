@@ -15,8 +15,9 @@ from fastact._locks import ForkSafeLock
 
 __all__ = ["config", "set_config", "get_config"]
 
-#: The settings and their values before any :func:`set_config`.
-DEFAULTS = {"target": "auto"}
+#: The settings and their values before any :func:`set_config`: where calls run, and the
+#: most bytes of dropped results kept for reuse (:mod:`fastact._memory`; 0: none).
+DEFAULTS = {"target": "auto", "memory_pool": 1 << 30}
 
 _process = dict(DEFAULTS)  # set_config: the whole process
 _lock = ForkSafeLock()
@@ -34,6 +35,10 @@ def _checked(func: str, settings: dict) -> dict:
         )
     if "target" in settings:
         check_target(func, settings["target"])
+    if "memory_pool" in settings:
+        n = settings["memory_pool"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"{func}(): memory_pool must be a number of bytes (an int >= 0), got {n!r}")
     return settings
 
 
@@ -45,8 +50,19 @@ def target() -> str:
     return _process["target"]
 
 
+def get(name: str):
+    """One setting's value in effect here."""
+    scoped = _scoped.get()
+    return (scoped if scoped is not None else _process)[name]
+
+
+def process_setting(name: str):
+    """One setting's process-wide value (:func:`set_config`'s), whatever block is active."""
+    return _process[name]
+
+
 def get_config() -> dict:
-    """The settings in effect here: ``{"target": ...}``."""
+    """The settings in effect here: ``{"target": ..., "memory_pool": ...}``."""
     scoped = _scoped.get()
     return dict(scoped if scoped is not None else _process)
 
@@ -58,12 +74,15 @@ def set_config(**settings) -> None:
     Args:
         target: ``"auto"``, ``"cpu"``, ``"parallel"`` or ``"cuda"``: where calls without
             ``target=`` run.
+        memory_pool: the most bytes of memory of dropped results that fastact keeps to
+            make later results from (1 GiB by default; ``0``: none, every result is a
+            plain NumPy allocation).  See :func:`fastact.release_memory`.
 
     Example:
         >>> import fastact as fa
         >>> fa.set_config(target="cpu")
-        >>> fa.get_config()
-        {'target': 'cpu'}
+        >>> fa.get_config()["target"]
+        'cpu'
         >>> fa.set_config(target="auto")
     """
     _checked("set_config", settings)
@@ -78,6 +97,9 @@ def config(**settings):
 
     Args:
         target: ``"auto"``, ``"cpu"``, ``"parallel"`` or ``"cuda"``.
+        memory_pool: ``0`` makes the results of calls in the block plain NumPy
+            allocations; another value lets them come from the pool (whose limit is the
+            process-wide setting).
 
     Example:
         >>> import numpy as np, fastact as fa

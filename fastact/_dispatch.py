@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from fastact import _config, _cpu, _cuda, _lazy, _threads
+from fastact import _config, _cpu, _cuda, _lazy, _memory, _threads
 from fastact._cuda import CudaUnavailableError  # noqa: F401  (re-exported by fastact)
 from fastact._spec import (
     ElementwiseSpec,
@@ -269,8 +269,8 @@ def _new_result(arrays, shape, dtype) -> np.ndarray:
     does, so that Fortran-ordered input gives Fortran-ordered output)."""
     for a in arrays:
         if a.shape == shape:
-            return np.empty_like(a, dtype)
-    return np.empty(shape, dtype)
+            return _memory.empty_like(a, dtype)
+    return _memory.empty(shape, dtype)
 
 
 def broadcast_shape(func: str, named, arrays) -> tuple:
@@ -349,7 +349,7 @@ def _run_elementwise_parallel(kernel, inputs, params, result, cdt):
     scratch = None
     if flat_out is None:
         shape = result.shape if order is None else tuple(result.shape[k] for k in order)
-        scratch = np.empty(shape, cdt)
+        scratch = _memory.empty(shape, cdt)
         flat_out = scratch.reshape(-1)
     flats = []
     for a in inputs:
@@ -662,7 +662,7 @@ class Elementwise(_Function):
             # Where the threading layer is unsafe here, the general path decides.
             return self._small_parallel(op, a, b, out) if _threads.parallel_allowed(target) else None
         if out is None:
-            out = np.empty_like(a if b is None else b)
+            out = _memory.empty_like(a if b is None else b)
         elif (type(out) is not np.ndarray or out.dtype is not dt or out.shape != a.shape or not out.flags.writeable
               or not _ufunc_can_write(out)):
             return None
@@ -681,7 +681,7 @@ class Elementwise(_Function):
         if not a.flags.c_contiguous or a.size == 0 or (b is not None and not b.flags.c_contiguous):
             return None
         if out is None:
-            out = np.empty_like(a)
+            out = _memory.empty_like(a)
         elif (type(out) is not np.ndarray or out.dtype is not a.dtype or out.shape != a.shape
               or not out.flags.writeable or not out.flags.c_contiguous):
             return None
@@ -928,7 +928,7 @@ class Rowwise(_Function):
                               or not b.flags.c_contiguous):
             return None
         if out is None:
-            out = np.empty_like(a)
+            out = _memory.empty_like(a)
         elif (type(out) is not np.ndarray or out.dtype is not dt or out.shape != a.shape or not out.flags.writeable
               or not out.flags.c_contiguous):
             return None
@@ -982,7 +982,7 @@ class Rowwise(_Function):
             else:
                 kernel = _cpu.parallel(self.spec.name, op)
                 if op == "backward_x":  # a scratch row for each chunk of rows
-                    extra = (np.empty((min(rows, 4 * threads), n), cdt),)
+                    extra = (_memory.empty((min(rows, 4 * threads), n), cdt),)
             _run_rowwise_parallel(kernel, inputs, res, axis, cdt, extra)
         else:
             _run_rows(_cpu.rows(self.spec.name, op), op, inputs, res, axis, cdt)
@@ -1028,7 +1028,7 @@ def _run_rows(kernel, op, inputs, result, axis, cdt):
     split where their outer axes cannot be merged; into scratch memory where ``result`` has
     another dtype or partially overlaps an input.  Scratch is allocated before anything
     is written."""
-    target = np.empty(result.shape, cdt) if _needs_scratch(result, inputs, cdt) else result
+    target = _memory.empty(result.shape, cdt) if _needs_scratch(result, inputs, cdt) else result
     extra = (np.empty(result.shape[axis], cdt),) if op == "backward_x" else ()
     for views in _row_parts([target, *inputs], axis):
         kernel(*views, *extra)
@@ -1045,7 +1045,7 @@ def _run_rowwise_parallel(kernel, inputs, result, axis, cdt, extra=()):
     rows_out = None if _needs_scratch(result, inputs, cdt) else _rows(result, axis)
     scratch = None
     if rows_out is None:
-        scratch = np.empty(np.moveaxis(result, axis, -1).shape, cdt)
+        scratch = _memory.empty(np.moveaxis(result, axis, -1).shape, cdt)
         rows_out = scratch.reshape(-1, scratch.shape[-1])
     rows_in = []
     for a in inputs:
@@ -1134,7 +1134,7 @@ class Reduction(_Function):
         if launch is not None:
             with np.errstate(all="ignore"):
                 return launch.reduction(self.spec.name, op, arrays, axes, kept, rshape, shape, rdt, cdt, finish)
-        result = dest if out is not None else np.empty(shape, rdt)
+        result = dest if out is not None else _memory.empty(shape, rdt)
         if result.size == 0:
             return finish(result, out)
         _run_reduction(self.spec, op, arrays, axes, kept, rshape, result, cdt, target)
@@ -1222,7 +1222,7 @@ def _run_reduction(spec, op, arrays, axes, kept, rshape, result, cdt, target):
         view = _rows_view(result, axes, rows, n) if result.dtype == cdt else None
     if view is not None and _needs_scratch(view, inputs, cdt):  # out inside x's rows, say
         view = None
-    dest = view if view is not None else np.empty((rows,) if op == "forward" else (rows, n), cdt)
+    dest = view if view is not None else _memory.empty((rows,) if op == "forward" else (rows, n), cdt)
     if use_parallel(target, x.size, spec, cdt.itemsize):
         few_long = rows < _threads.num_threads() and n > _ROW_SPLIT
         kernel = _cpu.blocks(spec.name, op) if few_long else _cpu.parallel(spec.name, op)
@@ -1350,7 +1350,7 @@ def _run_gated(spec, op, arrays, axis, half, result, cdt, pvals, target):
     view = result.reshape(kshape) if result.dtype == cdt and result.flags.c_contiguous else None
     if view is not None and _needs_scratch(view, inputs, cdt):
         view = None
-    dest = view if view is not None else np.empty(kshape, cdt)
+    dest = view if view is not None else _memory.empty(kshape, cdt)
     params = tuple(cdt.type(p) for p in pvals)
     kernel = (_cpu.parallel if use_parallel(target, x.size, spec, cdt.itemsize) else _cpu.rows)(spec.name, op)
     kernel(dest, *inputs, *params)
@@ -1545,7 +1545,7 @@ def _run_weighted(spec, op, arrays, layout, result, dw, cdt, pvals, target):
     view = result.reshape(kshape) if result.dtype == cdt and result.flags.c_contiguous else None
     if view is not None and _needs_scratch(view, inputs, cdt):
         view = None
-    dest = view if view is not None else np.empty(kshape, cdt)
+    dest = view if view is not None else _memory.empty(kshape, cdt)
     if np.may_share_memory(wk, dest):  # a weight inside the result: read from a copy
         wk = wk.copy()
     params = tuple(cdt.type(p) for p in pvals)

@@ -44,7 +44,7 @@ def spy(monkeypatch):
 @pytest.fixture(autouse=True)
 def restore():
     yield
-    fa.set_config(target="auto")
+    fa.set_config(target="auto", memory_pool=1 << 30)
 
 
 X = np.linspace(-2, 2, 64)
@@ -58,12 +58,12 @@ X = np.linspace(-2, 2, 64)
     lambda **k: fa.softmax.backward(X.reshape(8, 8), y=X.reshape(8, 8), **k),
 ], ids=["call", "grad", "backward", "rowwise", "rowwise-backward"])
 def test_block_sets_the_target_and_explicit_arguments_win(call, spy):
-    assert fa.get_config() == {"target": "auto"}
+    assert fa.get_config() == {"target": "auto", "memory_pool": 1 << 30}
     call()  # 64 elements: auto runs on one thread
     assert spy == ["cpu"]
     spy.clear()
     with fa.config(target="parallel"):
-        assert fa.get_config() == {"target": "parallel"}
+        assert fa.get_config()["target"] == "parallel"
         call()
         assert spy == ["parallel"]
         spy.clear()
@@ -116,7 +116,7 @@ def test_set_config_applies_to_every_thread_and_blocks_take_precedence(spy):
     with fa.config(target="cpu"):
         fa.sigmoid(X)
     assert spy == ["cpu"]
-    assert fa.get_config() == {"target": "parallel"}
+    assert fa.get_config()["target"] == "parallel"
 
 
 def test_a_block_is_local_to_its_thread():
@@ -143,6 +143,9 @@ def test_bad_settings(setter):
     name = "set_config" if setter is fa.set_config else "config"
     with pytest.raises(ValueError, match=rf"{name}\(\): target must be one of 'auto', 'cpu', 'parallel', 'cuda', got 'gpu'"):
         setter(target="gpu")
-    with pytest.raises(TypeError, match=rf"{name}\(\) got an unexpected keyword argument 'threads' \(settings: target\)"):
+    with pytest.raises(TypeError, match=rf"{name}\(\) got an unexpected keyword argument 'threads' \(settings: target, memory_pool\)"):
         setter(threads=2)
-    assert fa.get_config() == {"target": "auto"}
+    for bad in (-1, 1.5, True, "1G"):
+        with pytest.raises(ValueError, match=rf"{name}\(\): memory_pool must be a number of bytes \(an int >= 0\), got"):
+            setter(memory_pool=bad)
+    assert fa.get_config() == {"target": "auto", "memory_pool": 1 << 30}

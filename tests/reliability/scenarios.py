@@ -423,6 +423,7 @@ def scenario_memory(target: str):
     for label, run in calls.items():  # compiled, and the thread pool started, before the limit
         shifted[:] = pattern
         expected[label] = np.array(run(), copy=True)
+    fa.release_memory()  # no kept results: the limit below leaves no room for a new one
 
     def vm_bytes():
         with open("/proc/self/status") as f:
