@@ -23,6 +23,7 @@ the libraries are imported only when such an object is passed.
 from __future__ import annotations
 
 import functools
+import operator
 
 import numpy as np
 
@@ -518,8 +519,8 @@ def _xarray_gated(call, func, named, axis):
 
 def weighted_chunk(name, op, target, axis, params, per_element, *blocks):
     """fastact's ``op`` of function ``name`` on one chunk: ``x`` and its weight block
-    (``dy`` first for the backward passes); ``backward_xw`` gives the chunk's ``dx``,
-    ``backward_w`` its partial weight gradient in float64, in the weight's broadcast shape."""
+    (``dy`` first for the backward passes); ``backward_pair`` gives the chunk's ``dx`` and
+    its partial weight gradient in float64, in the weight's broadcast shape."""
     import fastact
 
     fn = fastact.FUNCTIONS[name]
@@ -536,9 +537,7 @@ def weighted_chunk(name, op, target, axis, params, per_element, *blocks):
     if op == "backward_x":
         return fn.backward(dy, x=x, target=target, **kw)
     dx, dw = fn.backward(dy, x=x, target=target, **kw)
-    if op == "backward_xw":
-        return dx
-    return np.asarray(dw, np.float64).reshape(w.shape)
+    return dx, np.asarray(dw, np.float64).reshape(w.shape)
 
 
 def weighted_call(spec, op, func, named, target, axis, dim, params, per_element):
@@ -590,19 +589,25 @@ def weighted_call(spec, op, func, named, target, axis, dim, params, per_element)
     operands = [dy, x, wb] if backward else [x, wb]
     if nd == 0:
         operands = [o.reshape(1) for o in operands]
-    fn = functools.partial(weighted_chunk, name, op, target, axis, params, per_element)
-    dx = da.map_blocks(fn, *operands, dtype=rdt, meta=np.empty((0,) * max(nd, 1), rdt),
-                       token=f"fastact-{name}-{op}")
+    if op != "backward_xw":
+        fn = functools.partial(weighted_chunk, name, op, target, axis, params, per_element)
+        dx = da.map_blocks(fn, *operands, dtype=rdt, meta=np.empty((0,) * max(nd, 1), rdt),
+                           token=f"fastact-{name}-{op}")
+        return dx.reshape(()) if nd == 0 else dx
+    # One pass per chunk gives its dx and its partial weight gradient (in the weight's
+    # broadcast shape) as a pair; dx and the partial gradients are the pairs' halves, so
+    # that computing both computes each chunk once.  The partial gradients are summed.
+    fn = functools.partial(weighted_chunk, name, "backward_pair", target, axis, params, per_element)
+    pairs = da.map_blocks(fn, *operands, dtype=object, meta=np.empty((0,) * max(nd, 1), object),
+                          token=f"fastact-{name}-backward-pair")
+    dx = pairs.map_blocks(operator.itemgetter(0), dtype=rdt, meta=np.empty((0,) * max(nd, 1), rdt),
+                          token=f"fastact-{name}-backward-dx")
     if nd == 0:
         dx = dx.reshape(())
-    if op != "backward_xw":
-        return dx
-    # One partial gradient per chunk, in the weight's broadcast shape, summed over the chunks.
     grid = operands[1].chunks
     chunks = tuple(c if k == channel else (1,) * len(c) for k, c in enumerate(grid))
-    fn_w = functools.partial(weighted_chunk, name, "backward_w", target, axis, params, per_element)
-    parts = da.map_blocks(fn_w, *operands, chunks=chunks, dtype=np.float64, meta=np.empty((0,) * max(nd, 1)),
-                          token=f"fastact-{name}-backward-w")
+    parts = pairs.map_blocks(operator.itemgetter(1), chunks=chunks, dtype=np.float64,
+                             meta=np.empty((0,) * max(nd, 1)), token=f"fastact-{name}-backward-w")
     others = tuple(k for k in range(max(nd, 1)) if k != channel)
     dw = parts.sum(axis=others).astype(rdt).reshape(tuple(w.shape))
     return dx, dw

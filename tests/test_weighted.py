@@ -426,6 +426,31 @@ def test_dask_chunks_with_their_channels():
         prelu.backward(np.ones((2, 5, 40), np.float32), x=xd, weight=w)
 
 
+def test_dask_backward_computes_each_chunk_once(monkeypatch):
+    da = pytest.importorskip("dask.array")
+    import dask
+
+    from fastact import _lazy
+
+    passes = []
+    real = _lazy.weighted_chunk
+
+    def counted(name, op, *rest):
+        passes.append(op)
+        return real(name, op, *rest)
+
+    monkeypatch.setattr(_lazy, "weighted_chunk", counted)
+    x, dy = _data((8, 3, 50), np.float64)
+    w = np.array([0.1, 0.2, 0.3])
+    xd = da.from_array(x, chunks=(2, 3, 25))  # 8 chunks
+    dx, dw = prelu.backward(dy, x=xd, weight=w)
+    got_dx, got_dw = dask.compute(dx, dw, scheduler="sync")
+    assert passes == ["backward_xw"] + ["backward_pair"] * 8  # the checks on one element, then each chunk once
+    edx, edw = prelu.backward(dy, x=x, weight=w)
+    np.testing.assert_array_equal(got_dx, edx)
+    np.testing.assert_allclose(got_dw, edw, rtol=1e-14)
+
+
 def test_xarray_keeps_dims_and_coordinates():
     xr = pytest.importorskip("xarray")
     x, dy = _data((3, 4, 5), np.float64)
