@@ -188,6 +188,15 @@ def memory_stats() -> dict:
         A dict: ``idle_bytes`` (kept for reuse now), ``idle_blocks``, ``reused`` (results
         made from a kept block), ``allocated`` (blocks taken from the operating system),
         ``released`` (blocks given back: beyond the limit or by :func:`release_memory`).
+
+    Example:
+        >>> import numpy as np, fastact as fa
+        >>> x = np.ones((512, 1024))                    # 4 MiB
+        >>> before = fa.memory_stats()["reused"]
+        >>> for _ in range(3):
+        ...     y = fa.softmax(x)                       # drops the previous y
+        >>> fa.memory_stats()["reused"] - before >= 1
+        True
     """
     with _lock:
         _collect()

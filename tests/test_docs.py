@@ -39,6 +39,14 @@ def test_method_docstrings(method):
     _run(getattr(fa.FUNCTIONS[fa.ELEMENTWISE[0]], method).__doc__, method)
 
 
+@pytest.mark.parametrize("name", ["config", "set_config", "release_memory", "memory_stats"])
+def test_settings_and_memory_docstring_examples(name):
+    try:
+        assert _run(getattr(fa, name).__doc__, f"fastact.{name}") >= 1
+    finally:
+        fa.set_config(target="auto", memory_pool=1 << 30)
+
+
 def test_a_failing_example_is_reported():
     with pytest.raises(AssertionError, match=r"1 of 2 examples failed"):
         _run(">>> import fastact as fa\n>>> float(fa.relu(-1.0))\n1.0\n", "bad")
