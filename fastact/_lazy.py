@@ -221,18 +221,98 @@ def _forward_rows(name, x, axis):
     return da.map_blocks(_softmax_block, t, m, s, dtype=f64)
 
 
-def _chunked_rows(name, op, arrays, axis, rdt):
-    """The row-wise ``op`` along an axis of several chunks, in float64 (see _forward_rows)."""
+def _difference_block(x, m):
+    with np.errstate(all="ignore"):
+        return x - m
+
+
+def _sparsemax_candidates(d, m):
+    """One chunk's candidates for the support, row by row: the entries of ``d = x - m``
+    above -1 (the support lies among them: the threshold is at least -1), and NaN ones
+    (``m`` NaN or infinite), as (counts per row, their values in row order)."""
+    with np.errstate(all="ignore"):
+        keep = ~(d <= -1.0)
+    rows = keep.reshape(-1, keep.shape[-1])
+    return rows.sum(axis=1), d.reshape(rows.shape)[rows]
+
+
+def _sparsemax_tau(parts, m):
+    """The rows' thresholds (relative to their maxima) from their chunks' candidates: the
+    sort-based solution on the candidates, in extended precision where NumPy has it.  A
+    row whose maximum is +inf gets 0 where it holds one +inf (the limit: 1 there, 0
+    elsewhere) and NaN where it holds several; a NaN or -inf maximum gives NaN."""
+    if not isinstance(parts, list):
+        parts = [parts]
+    counts = np.stack([p[0] for p in parts], axis=1)  # rows x chunks
+    starts = [np.concatenate(([0], np.cumsum(p[0])[:-1])) for p in parts]
+    mr = m.reshape(-1)
+    tau = np.empty(mr.shape, np.float64)
+    for i in range(mr.size):
+        if not np.isfinite(mr[i]):
+            tau[i] = 0.0 if mr[i] == np.inf and counts[i].sum() == 1 else np.nan
+            continue
+        v = np.concatenate([p[1][s[i]:s[i] + c] for p, s, c in zip(parts, starts, counts[i])])
+        v = np.sort(v.astype(np.longdouble))[::-1]
+        k = np.arange(1, v.size + 1)
+        cs = np.cumsum(v)
+        k_max = k[1 + k * v > cs][-1]
+        tau[i] = float((cs[k_max - 1] - 1) / k_max)
+    return tau.reshape(m.shape)
+
+
+def _sparsemax_block(x, m, tau):
+    with np.errstate(all="ignore"):
+        t = (x - m) - tau
+        y = np.where(t > 0.0, t, np.where(t <= 0.0, 0.0, t))
+        return np.where(m == np.inf, np.where(np.isnan(tau), np.nan, np.where(x == np.inf, 1.0, 0.0)), y)
+
+
+def _support_block(y):
+    with np.errstate(all="ignore"):
+        return np.where(y > 0.0, 1.0, np.where(y <= 0.0, 0.0, y))
+
+
+def _sparsemax_backward_block(dy, s, ds, k):
+    with np.errstate(all="ignore"):
+        return s * (dy - ds / k)
+
+
+def _sparsemax_rows(x, axis):
+    """sparsemax of float64 ``x`` along a chunked ``axis``, without gathering the row:
+    its maximum (a tree reduction), each chunk's candidates for the support (the entries
+    within 1 of the maximum: usually few), the threshold of each row from its candidates
+    (one task per block of rows), then one elementwise pass."""
     import dask.array as da
 
-    if name not in ("softmax", "log_softmax", "softmin"):
-        # sparsemax's threshold comes from an iteration over the whole row (or a sort of
-        # it), not from sums that chunks can combine: the row must be in one chunk.
-        raise NotImplementedError(
-            f"{name} along an axis of several Dask chunks ({arrays[-1].chunks[axis]}): its threshold needs the "
-            f"whole row; rechunk that axis into one chunk first (x.rechunk({{{axis}: -1}}))"
-        )
+    m = _reduce(x, _max_block, axis)
+    nd = x.ndim
+    xl, ml = da.moveaxis(x, axis, -1), da.moveaxis(m, axis, -1)
+    cand = da.map_blocks(_sparsemax_candidates, da.map_blocks(_difference_block, xl, ml, dtype=np.float64), ml,
+                         dtype=object, meta=np.empty((0,) * nd, object))
+    lead = "abcdefghijklmnopqrstuvwxy"[: nd - 1]
+    tau = da.blockwise(_sparsemax_tau, lead, cand, lead + "z", ml[..., 0], lead, dtype=np.float64,
+                       concatenate=False, meta=np.empty((0,) * (nd - 1)))
+    return da.map_blocks(_sparsemax_block, x, m, da.moveaxis(tau[..., None], -1, axis), dtype=np.float64)
+
+
+def _chunked_rows(name, op, arrays, axis, rdt):
+    """The row-wise ``op`` along an axis of several chunks, in float64 (see _forward_rows
+    and _sparsemax_rows)."""
+    import dask.array as da
+
     f64 = np.float64
+    if name == "sparsemax":
+        if op in ("forward", "backward_x"):
+            y = _sparsemax_rows(arrays[-1].astype(f64), axis)
+            if op == "forward":
+                return y.astype(rdt)
+        else:
+            y = arrays[1].astype(f64)
+        dy = arrays[0].astype(f64)
+        s = da.map_blocks(_support_block, y, dtype=f64)
+        ds = _reduce(da.map_blocks(_product_block, dy, s, dtype=f64), _sum_block, axis)
+        k = _reduce(s, _sum_block, axis)
+        return da.map_blocks(_sparsemax_backward_block, dy, s, ds, k, dtype=f64).astype(rdt)
     if op in ("forward", "backward_x"):
         y = _forward_rows(name, arrays[-1].astype(f64), axis)
         if op == "forward":

@@ -26,13 +26,14 @@ allocations).  :func:`release_memory` gives the idle blocks back to the operatin
 from __future__ import annotations
 
 import collections
+import contextlib
 
 import numpy as np
 
 from fastact import _config
 from fastact._locks import ForkSafeLock
 
-__all__ = ["empty", "empty_like", "release_memory", "memory_stats", "MIN_BYTES"]
+__all__ = ["MIN_BYTES", "empty", "empty_like", "memory_stats", "release_memory"]
 
 #: Results smaller than this come from NumPy directly (``malloc`` reuses small blocks).
 MIN_BYTES = 1 << 20
@@ -52,7 +53,7 @@ class _Lease:
     """The ``base`` of a result made from a pooled block: while any array of the block
     lives it lives, and when it goes the block goes back to the pool."""
 
-    __slots__ = ("block", "__array_interface__")
+    __slots__ = ("__array_interface__", "block")
 
     def __init__(self, block: np.ndarray, shape: tuple, dtype: np.dtype, strides):
         self.block = block
@@ -62,10 +63,8 @@ class _Lease:
                                     "data": (address, False), "strides": strides, "version": 3}
 
     def __del__(self):
-        try:
+        with contextlib.suppress(AttributeError, TypeError):  # at interpreter shutdown, globals are None
             _returned.append(self.block)  # deque.append is atomic; no lock in a finaliser
-        except Exception:  # interpreter shutdown
-            pass
 
 
 def _take(need: int):

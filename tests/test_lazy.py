@@ -155,8 +155,8 @@ def _assert_rows_close(got, expected, dtype, what, scale=None):
     assert not d.size or d.max() <= bound, f"{what}: {int(d.max())} ULP"
 
 
-#: Row-wise functions whose rows combine from the chunks' sums (sparsemax's threshold needs
-#: the whole row: refused along a chunked axis, tests/test_rowwise.py).
+#: Row-wise functions whose rows combine from the chunks' sums (sparsemax's threshold comes
+#: from its candidates: tests/test_rowwise.py).
 SUMMED = [n for n in fa.ROWWISE if not isinstance(fa.REGISTRY[n], ProjectionSpec)]
 
 

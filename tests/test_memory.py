@@ -174,7 +174,7 @@ def test_threads_dropping_and_taking_results():
                 if not np.array_equal(y, expected):
                     errors.append(k)
                 del y
-        except Exception as e:  # pragma: no cover - reported below
+        except Exception as e:  # noqa: BLE001  (reported below)
             errors.append(e)
 
     threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]

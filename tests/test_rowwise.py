@@ -381,9 +381,53 @@ def test_sparsemax_limits_and_conventions():
     assert np.isnan(fa.sparsemax.backward(np.array([1.0, 0.0, nan]), y=yy)).all()  # NaN dy: NaN row
 
 
-def test_sparsemax_dask_needs_whole_rows():
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,chunks,axis", [
+    ((40, 50), (13, 17), 1), ((40, 50), (13, 17), 0), ((6, 30, 8), (4, 7, 3), 1), ((6, 30, 8), (6, 30, 3), 2),
+    ((500,), (64,), 0),
+])
+def test_sparsemax_dask_along_a_chunked_axis(dtype, shape, chunks, axis):
     da = pytest.importorskip("dask.array")
-    x = np.random.default_rng(0).standard_normal((6, 8))
-    np.testing.assert_array_equal(fa.sparsemax(da.from_array(x, chunks=(2, 8))).compute(), fa.sparsemax(x))
-    with pytest.raises(NotImplementedError, match=r"rechunk that axis into one chunk first \(x.rechunk\(\{1: -1\}\)\)"):
-        fa.sparsemax(da.from_array(x, chunks=(2, 4)))
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal(shape) * 2).astype(dtype)
+    if len(shape) == 2:
+        x[7] = -np.inf  # a row of -inf: NaN
+        x[11, 3] = np.inf  # one +inf: 1 there
+        x[12, [3, 30]] = np.inf  # two: NaN
+        x[13] *= 300
+        x[14, 5] = np.nan
+        x[15] = 0.5  # every entry in the support
+        x[16, :] = 0.25
+        x[16, [2, 45]] = 1.0  # a tie across chunks
+    dx = da.from_array(x, chunks=chunks)
+    y = fa.sparsemax(dx, axis=axis)
+    assert y.chunks == dx.chunks and y.dtype == dtype
+    expected = fa.sparsemax(x, axis=axis)
+    got = y.compute()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=4 * np.finfo(dtype).eps, equal_nan=True)
+    assert np.array_equal(got == 0, expected == 0)  # the same support
+    dy = rng.standard_normal(shape).astype(dtype)
+    ddy = da.from_array(dy, chunks=chunks)
+    for kw, mem in (({"x": dx}, {"x": x}), ({"y": da.from_array(expected, chunks=chunks)}, {"y": expected})):
+        g = fa.sparsemax.backward(ddy, axis=axis, **kw)
+        assert g.chunks == dx.chunks and g.dtype == dtype
+        np.testing.assert_allclose(g.compute(), fa.sparsemax.backward(dy, axis=axis, **mem), rtol=0,
+                                   atol=16 * np.finfo(dtype).eps * (1 + np.abs(dy).max()), equal_nan=True)
+
+
+def test_sparsemax_dask_gathers_only_candidates(monkeypatch):
+    da = pytest.importorskip("dask.array")
+    from fastact import _lazy
+
+    seen = []
+    real = _lazy._sparsemax_tau
+
+    def tau(parts, m):
+        seen.append(sum(p[1].size for p in (parts if isinstance(parts, list) else [parts])))
+        return real(parts, m)
+
+    monkeypatch.setattr(_lazy, "_sparsemax_tau", tau)
+    x = np.random.default_rng(1).standard_normal((4, 100_000)) * 3  # a few entries within 1 of each maximum
+    y = fa.sparsemax(da.from_array(x, chunks=(2, 10_000)))
+    np.testing.assert_allclose(y.compute(), fa.sparsemax(x), rtol=0, atol=1e-15)
+    assert len(seen) == 2 and max(seen) < 1000  # candidates of two rows per task, not 200,000 values
