@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextvars
 from contextlib import contextmanager
 
+import numpy as np
+
 from fastact._locks import ForkSafeLock
 
 __all__ = ["config", "set_config", "get_config"]
@@ -37,8 +39,9 @@ def _checked(func: str, settings: dict) -> dict:
         check_target(func, settings["target"])
     if "memory_pool" in settings:
         n = settings["memory_pool"]
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"{func}(): memory_pool must be a number of bytes (an int >= 0), got {n!r}")
+        settings["memory_pool"] = int(n)
     return settings
 
 

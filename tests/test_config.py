@@ -145,7 +145,14 @@ def test_bad_settings(setter):
         setter(target="gpu")
     with pytest.raises(TypeError, match=rf"{name}\(\) got an unexpected keyword argument 'threads' \(settings: target, memory_pool\)"):
         setter(threads=2)
-    for bad in (-1, 1.5, True, "1G"):
+    for bad in (-1, 1.5, True, np.True_, "1G"):
         with pytest.raises(ValueError, match=rf"{name}\(\): memory_pool must be a number of bytes \(an int >= 0\), got"):
             setter(memory_pool=bad)
     assert fa.get_config() == {"target": "auto", "memory_pool": 1 << 30}
+
+
+def test_memory_pool_takes_any_integer_type():
+    fa.set_config(memory_pool=np.int64(1 << 20))
+    assert fa.get_config()["memory_pool"] == 1 << 20 and type(fa.get_config()["memory_pool"]) is int
+    with fa.config(memory_pool=np.uint8(0)):
+        assert fa.get_config()["memory_pool"] == 0
