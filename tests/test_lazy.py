@@ -342,8 +342,16 @@ def test_a_distributed_cluster_of_two_worker_processes(method):
         # asserted here: timings are the benchmarks' business)
         loads = client.run(_first_call_seconds)
         assert len(loads) == 2 and all(t > 0 for t in loads.values())
-        y, g, s, r = client.compute([fa.sigmoid(dx), fa.sigmoid.backward(ddy, x=dx), fa.softmax(dx),
-                                     fa.logsumexp(dx, axis=-1)], sync=True)
+        w = np.linspace(0.1, 0.3, 300).astype(np.float32)
+        pdx, pdw = fa.prelu.backward(ddy, x=dx, weight=w, axis=-1)
+        y, g, s, r, sp, px, pw = client.compute(
+            [fa.sigmoid(dx), fa.sigmoid.backward(ddy, x=dx), fa.softmax(dx), fa.logsumexp(dx, axis=-1),
+             fa.sparsemax(da.from_array(x, chunks=(250, 100))), pdx, pdw],  # the rows' candidates between workers
+            sync=True)
+    # The same graphs as on one machine, bit for bit (those against memory: the tests above).
+    np.testing.assert_array_equal(sp, fa.sparsemax(da.from_array(x, chunks=(250, 100))).compute(scheduler="sync"))
+    np.testing.assert_array_equal(px, fa.prelu.backward(dy, x=x, weight=w, axis=-1)[0])
+    np.testing.assert_array_equal(pw, pdw.compute(scheduler="sync"))
     np.testing.assert_array_equal(r, fa.logsumexp(x, axis=-1))
     np.testing.assert_array_equal(y, fa.sigmoid(x))
     np.testing.assert_array_equal(g, fa.sigmoid.backward(dy, x=x))
