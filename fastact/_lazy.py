@@ -226,7 +226,7 @@ def _difference_block(x, m):
         return x - m
 
 
-def _sparsemax_candidates(d, m):
+def _sparsemax_candidates(d):
     """One chunk's candidates for the support, row by row: the entries of ``d = x - m``
     above -1 (the support lies among them: the threshold is at least -1), and NaN ones
     (``m`` NaN or infinite), as (counts per row, their values in row order)."""
@@ -238,25 +238,46 @@ def _sparsemax_candidates(d, m):
 
 def _sparsemax_tau(parts, m):
     """The rows' thresholds (relative to their maxima) from their chunks' candidates: the
-    sort-based solution on the candidates, in extended precision where NumPy has it.  A
-    row whose maximum is +inf gets 0 where it holds one +inf (the limit: 1 there, 0
-    elsewhere) and NaN where it holds several; a NaN or -inf maximum gives NaN."""
+    sort-based solution on the candidates, in extended precision where NumPy has it, all
+    rows at once (padded to the longest) unless that would be much more than the
+    candidates themselves.  A row whose maximum is +inf gets 0 where it holds one +inf
+    (the limit: 1 there, 0 elsewhere) and NaN where it holds several; a NaN or -inf
+    maximum gives NaN."""
     if not isinstance(parts, list):
         parts = [parts]
-    counts = np.stack([p[0] for p in parts], axis=1)  # rows x chunks
-    starts = [np.concatenate(([0], np.cumsum(p[0])[:-1])) for p in parts]
     mr = m.reshape(-1)
-    tau = np.empty(mr.shape, np.float64)
-    for i in range(mr.size):
-        if not np.isfinite(mr[i]):
-            tau[i] = 0.0 if mr[i] == np.inf and counts[i].sum() == 1 else np.nan
-            continue
-        v = np.concatenate([p[1][s[i]:s[i] + c] for p, s, c in zip(parts, starts, counts[i])])
-        v = np.sort(v.astype(np.longdouble))[::-1]
-        k = np.arange(1, v.size + 1)
-        cs = np.cumsum(v)
-        k_max = k[1 + k * v > cs][-1]
-        tau[i] = float((cs[k_max - 1] - 1) / k_max)
+    counts = np.stack([p[0] for p in parts], axis=1).sum(axis=1)
+    finite = np.isfinite(mr)
+    tau = np.where(finite, 0.0, np.where((mr == np.inf) & (counts == 1), 0.0, np.nan))
+    rows = np.concatenate([np.repeat(np.arange(mr.size), p[0]) for p in parts])
+    values = np.concatenate([p[1] for p in parts])
+    keep = finite[rows]
+    rows, values = rows[keep], values[keep].astype(np.longdouble)
+    if not rows.size:
+        return tau.reshape(m.shape)
+    order = np.argsort(rows, kind="stable")
+    rows, values = rows[order], values[order]
+    n = np.bincount(rows, minlength=mr.size)
+    first = np.cumsum(n) - n
+    width = int(n.max())
+    if mr.size * width <= 16 * rows.size + 4096:  # padded rows: -inf never enters the support
+        padded = np.full((mr.size, width), -np.inf, np.longdouble)
+        padded[rows, np.arange(rows.size) - first[rows]] = values
+        padded = np.sort(padded, axis=1)[:, ::-1]
+        with np.errstate(invalid="ignore"):
+            sums = np.cumsum(padded, axis=1)
+            k = np.arange(1, width + 1)
+            inside = 1 + k * padded > sums
+        size = width - np.argmax(inside[:, ::-1], axis=1)
+        t = (sums[np.arange(mr.size), size - 1] - 1) / size
+        tau = np.where(finite, t.astype(np.float64), tau)
+    else:  # a few rows with many candidates: row by row
+        for i in np.flatnonzero(finite):
+            v = np.sort(values[first[i]:first[i] + n[i]])[::-1]
+            sums = np.cumsum(v)
+            k = np.arange(1, v.size + 1)
+            size = k[1 + k * v > sums][-1]
+            tau[i] = float((sums[size - 1] - 1) / size)
     return tau.reshape(m.shape)
 
 
@@ -287,7 +308,7 @@ def _sparsemax_rows(x, axis):
     m = _reduce(x, _max_block, axis)
     nd = x.ndim
     xl, ml = da.moveaxis(x, axis, -1), da.moveaxis(m, axis, -1)
-    cand = da.map_blocks(_sparsemax_candidates, da.map_blocks(_difference_block, xl, ml, dtype=np.float64), ml,
+    cand = da.map_blocks(_sparsemax_candidates, da.map_blocks(_difference_block, xl, ml, dtype=np.float64),
                          dtype=object, meta=np.empty((0,) * nd, object))
     lead = "abcdefghijklmnopqrstuvwxy"[: nd - 1]
     tau = da.blockwise(_sparsemax_tau, lead, cand, lead + "z", ml[..., 0], lead, dtype=np.float64,

@@ -415,6 +415,19 @@ def test_sparsemax_dask_along_a_chunked_axis(dtype, shape, chunks, axis):
                                    atol=16 * np.finfo(dtype).eps * (1 + np.abs(dy).max()), equal_nan=True)
 
 
+@pytest.mark.parametrize("flat_rows", [0, 1, 60], ids=["peaked", "one-flat-row", "many-flat-rows"])
+def test_sparsemax_dask_thresholds_padded_or_row_by_row(flat_rows):
+    # One row whose every entry is a candidate among peaked rows: the thresholds are found
+    # row by row (padding every row to its length would cost far more than the candidates);
+    # otherwise all rows at once.
+    da = pytest.importorskip("dask.array")
+    x = np.random.default_rng(2).standard_normal((100, 1000)) * 4
+    x[:flat_rows] = np.random.default_rng(3).uniform(0, 0.5, (flat_rows, 1000))
+    got = fa.sparsemax(da.from_array(x, chunks=(30, 300))).compute()
+    np.testing.assert_allclose(got, fa.sparsemax(x), rtol=0, atol=4 * np.finfo(np.float64).eps)
+    assert np.array_equal(got == 0, fa.sparsemax(x) == 0)
+
+
 def test_sparsemax_dask_gathers_only_candidates(monkeypatch):
     da = pytest.importorskip("dask.array")
     from fastact import _lazy
