@@ -79,7 +79,8 @@ IMPL_LABELS = {
 }
 #: One line on what each column is (the report prints them).
 IMPL_NOTES = {
-    "fastact.cpu": '`target="cpu"`: the single-threaded kernels',
+    "fastact.cpu": '`target="cpu"`: the single-threaded kernels (with the default settings: a new result '
+    "of 32 MiB or more is made from the memory of a dropped one, as ONNX Runtime's comes from its arena)",
     "fastact.parallel": '`target="parallel"`: the multi-threaded kernels on all of Numba\'s threads',
     "fastact.auto": '`target="auto"` (the default): one thread below a size threshold, all above',
     "numpy": "the NumPy one-liner a NumPy user writes: `np.maximum(x, 0)`, `1 / (1 + np.exp(-x))`, "
