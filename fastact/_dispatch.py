@@ -311,13 +311,6 @@ def finish(result: np.ndarray, out):
 # --- layout helpers for the parallel kernels ----------------------------------------------
 
 
-def _axis_order(a: np.ndarray):
-    """Axes of ``a`` from the largest stride to the smallest: its memory order."""
-    if a.ndim <= 1:
-        return None
-    return sorted(range(a.ndim), key=lambda k: -abs(a.strides[k]))
-
-
 def _flat(a: np.ndarray, order):
     """A 1-d view of ``a`` in the given axis order, or None when that needs a copy."""
     v = a if order is None else a.transpose(order)
@@ -344,7 +337,7 @@ def _needs_scratch(result: np.ndarray, inputs, cdt) -> bool:
 
 
 def _run_elementwise_parallel(kernel, inputs, params, result, cdt):
-    order = _axis_order(result)
+    order = _memory.axis_order(result)
     flat_out = None if _needs_scratch(result, inputs, cdt) else _flat(result, order)
     scratch = None
     if flat_out is None:

@@ -34,7 +34,7 @@ import numpy as np
 from fastact import _config
 from fastact._locks import ForkSafeLock
 
-__all__ = ["MIN_BYTES", "empty", "empty_like", "memory_stats", "release_memory"]
+__all__ = ["MIN_BYTES", "axis_order", "empty", "empty_like", "memory_stats", "release_memory"]
 
 #: Results smaller than this come from NumPy directly: ``malloc`` itself reuses the memory
 #: of freed blocks up to its largest mapping threshold (glibc: 32 MiB), and below it a
@@ -61,11 +61,11 @@ class _Lease:
 
     __slots__ = ("__array_interface__", "block")
 
-    def __init__(self, block: np.ndarray, shape: tuple, dtype: np.dtype, strides):
+    def __init__(self, block: np.ndarray, shape: tuple, dtype: np.dtype):
         self.block = block
         address = _addresses[id(block)]
         self.__array_interface__ = {"shape": shape, "typestr": dtype.str, "data": (address + -address % _ALIGN, False),
-                                    "strides": strides, "version": 3}
+                                    "version": 3}
 
     def __del__(self):
         with contextlib.suppress(AttributeError, TypeError):  # at interpreter shutdown, globals are None
@@ -117,29 +117,30 @@ def _block(nbytes: int) -> np.ndarray:
     return block
 
 
-def empty(shape, dtype, order: str = "C") -> np.ndarray:
-    """``np.empty(shape, dtype, order)``, from the pool where it is large enough."""
+def empty(shape, dtype) -> np.ndarray:
+    """``np.empty(shape, dtype)`` (C order), from the pool where it is large enough."""
     dtype = np.dtype(dtype)
     shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(n) for n in shape)
     nbytes = dtype.itemsize
     for n in shape:
         nbytes *= n
     if nbytes < MIN_BYTES or dtype.hasobject or not _config.get("memory_pool"):
-        return np.empty(shape, dtype, order)
-    if order == "F":
-        strides, step = [], dtype.itemsize
-        for n in shape:
-            strides.append(step)
-            step *= n
-        strides = tuple(strides)
-    else:
-        strides = None
-    return np.asarray(_Lease(_block(nbytes), shape, dtype, strides))
+        return np.empty(shape, dtype)
+    return np.asarray(_Lease(_block(nbytes), shape, dtype))
+
+
+def axis_order(a: np.ndarray):
+    """Axes of ``a`` from the largest stride to the smallest: its memory order (None for
+    fewer than 2 dimensions)."""
+    if a.ndim <= 1:
+        return None
+    return sorted(range(a.ndim), key=lambda k: -abs(a.strides[k]))
 
 
 def empty_like(a: np.ndarray, dtype=None) -> np.ndarray:
     """``np.empty_like(a, dtype)``: laid out as ``a`` is (its axes in the order of their
-    strides, as NumPy's ``order="K"``), from the pool where it is large enough."""
+    strides, as NumPy's ``order="K"``: C, Fortran or any other), from the pool where it is
+    large enough."""
     if dtype is None:
         if a.nbytes < MIN_BYTES:
             return np.empty_like(a)
@@ -149,13 +150,14 @@ def empty_like(a: np.ndarray, dtype=None) -> np.ndarray:
     if a.size * dtype.itemsize < MIN_BYTES or type(a) is not np.ndarray:
         return np.empty_like(a, dtype)
     if a.flags.c_contiguous or a.ndim < 2:
+        order = None
+    elif a.flags.f_contiguous:  # reversed exactly (length-1 axes have NumPy's strides too)
+        order = list(range(a.ndim - 1, -1, -1))
+    else:
+        order = axis_order(a)
+    if order is None or order == sorted(order):
         return empty(a.shape, dtype)
-    if a.flags.f_contiguous:
-        return empty(a.shape, dtype, "F")
-    # NumPy's order="K": the axes sorted by the size of their strides, largest first.
-    perm = sorted(range(a.ndim), key=lambda k: -abs(a.strides[k]))
-    inner = empty(tuple(a.shape[k] for k in perm), dtype)
-    return inner if perm == sorted(perm) else inner.transpose(np.argsort(perm))
+    return empty(tuple(a.shape[k] for k in order), dtype).transpose(np.argsort(order))
 
 
 def release_memory() -> int:
