@@ -236,48 +236,47 @@ def _sparsemax_candidates(d):
     return rows.sum(axis=1), d.reshape(rows.shape)[rows]
 
 
+def _thresholds(padded):
+    """The sort-based thresholds of rows of candidates (extended precision, padded with
+    -inf, which never enters a support): the support is the largest k with
+    1 + k z_(k) > the sum of the k largest."""
+    width = padded.shape[1]
+    z = np.sort(padded, axis=1)[:, ::-1]
+    with np.errstate(invalid="ignore"):
+        sums = np.cumsum(z, axis=1)
+        inside = 1 + np.arange(1, width + 1) * z > sums
+    size = width - np.argmax(inside[:, ::-1], axis=1)
+    return ((sums[np.arange(z.shape[0]), size - 1] - 1) / size).astype(np.float64)
+
+
 def _sparsemax_tau(parts, m):
-    """The rows' thresholds (relative to their maxima) from their chunks' candidates: the
-    sort-based solution on the candidates, in extended precision where NumPy has it, all
-    rows at once (padded to the longest) unless that would be much more than the
-    candidates themselves.  A row whose maximum is +inf gets 0 where it holds one +inf
-    (the limit: 1 there, 0 elsewhere) and NaN where it holds several; a NaN or -inf
-    maximum gives NaN."""
-    if not isinstance(parts, list):
-        parts = [parts]
+    """The rows' thresholds (relative to their maxima) from their chunks' candidates (a
+    list, one per chunk along the row): all rows at once, padded to the longest, unless
+    that would be much more than the candidates themselves (then row by row).  A row
+    whose maximum is +inf gets 0 where it holds one +inf (the limit: 1 there, 0
+    elsewhere) and NaN where it holds several; a NaN or -inf maximum gives NaN."""
     mr = m.reshape(-1)
-    counts = np.stack([p[0] for p in parts], axis=1).sum(axis=1)
-    finite = np.isfinite(mr)
-    tau = np.where(finite, 0.0, np.where((mr == np.inf) & (counts == 1), 0.0, np.nan))
     rows = np.concatenate([np.repeat(np.arange(mr.size), p[0]) for p in parts])
     values = np.concatenate([p[1] for p in parts])
+    counts = np.bincount(rows, minlength=mr.size)
+    finite = np.isfinite(mr)
+    tau = np.where(finite, 0.0, np.where((mr == np.inf) & (counts == 1), 0.0, np.nan))
     keep = finite[rows]
     rows, values = rows[keep], values[keep].astype(np.longdouble)
     if not rows.size:
         return tau.reshape(m.shape)
     order = np.argsort(rows, kind="stable")
     rows, values = rows[order], values[order]
-    n = np.bincount(rows, minlength=mr.size)
+    n = np.where(finite, counts, 0)
     first = np.cumsum(n) - n
     width = int(n.max())
-    if mr.size * width <= 16 * rows.size + 4096:  # padded rows: -inf never enters the support
+    if mr.size * width <= 16 * rows.size + 4096:
         padded = np.full((mr.size, width), -np.inf, np.longdouble)
         padded[rows, np.arange(rows.size) - first[rows]] = values
-        padded = np.sort(padded, axis=1)[:, ::-1]
-        with np.errstate(invalid="ignore"):
-            sums = np.cumsum(padded, axis=1)
-            k = np.arange(1, width + 1)
-            inside = 1 + k * padded > sums
-        size = width - np.argmax(inside[:, ::-1], axis=1)
-        t = (sums[np.arange(mr.size), size - 1] - 1) / size
-        tau = np.where(finite, t.astype(np.float64), tau)
+        tau = np.where(finite, _thresholds(padded), tau)
     else:  # a few rows with many candidates: row by row
         for i in np.flatnonzero(finite):
-            v = np.sort(values[first[i]:first[i] + n[i]])[::-1]
-            sums = np.cumsum(v)
-            k = np.arange(1, v.size + 1)
-            size = k[1 + k * v > sums][-1]
-            tau[i] = float((sums[size - 1] - 1) / size)
+            tau[i] = _thresholds(values[first[i]:first[i] + n[i]].reshape(1, -1))[0]
     return tau.reshape(m.shape)
 
 
