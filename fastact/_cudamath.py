@@ -41,6 +41,20 @@ def exp_f64(x):
 
 
 @cuda.jit(device=True)
+def exp_diff(a, b):
+    """``e**(a - b)`` for ``a <= b`` with the difference taken exactly
+    (:func:`fastact._vmath.exp_diff`): the rounding error of ``a - b`` (TwoSum) added back
+    to first order, ``e**d (1 + err)``; where ``d`` is infinite, ``err`` is NaN and
+    dropped."""
+    d = a - b
+    v = d - a
+    err = (a - (d - v)) - (b + v)
+    t = exp(d)
+    c = t * err
+    return t + (c if c == c else lit(0.0, a))
+
+
+@cuda.jit(device=True)
 def fma(a, b, c):
     """``a * b + c`` rounded once (:func:`fastact._vmath.fma`)."""
     return cuda.fma(a, b, c)

@@ -38,7 +38,7 @@ from fastact._lanes import stack_block as _stack_block
 from fastact._lanes import lane_sum as _lane_sum
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "2471a20ba5688f439e052f88423ec20e22aa077d2e53993c9ac5679aa19620e2"
+DECLARATIONS_SHA256 = "472b3a83c83f0e7b0c32dffd1f7ede30b541ff49947508e33b50ff86d8875d28"
 
 
 def _scalar(fn):
@@ -76,7 +76,7 @@ def _support_sums(x, m, tau, tb):
     k = nans = 0
     for b0 in range(0, n, tb.shape[0]):
         b1 = min(b0 + tb.shape[0], n)
-        xb = x[b0:b1]
+        xb = _loops.window(x, b0, b1)
         for j in range(b1 - b0):
             z = xb[j] - m
             inside = z > tau
@@ -152,12 +152,7 @@ helper__exp_f64_neg_abs_prod = _scalar(helper__exp_f64_neg_abs_prod)
 
 
 def helper__exp_diff(a, b):
-    d = a - b
-    v = d - a
-    err = a - (d - v) - (b + v)
-    t = math.exp(d)
-    c = t * err
-    return t + (c if c == c else lit(0.0, a))
+    return math.exp_diff(a, b)
 helper__exp_diff = _scalar(helper__exp_diff)
 
 
@@ -203,8 +198,12 @@ def relu__forward__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         at_zero = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = relu__f(x[i], at_zero)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = relu__f(out[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = relu__f(x[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, relu__f(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -216,8 +215,12 @@ def relu__forward__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         at_zero = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = relu__f(x[i], at_zero)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = relu__f(out[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = relu__f(x[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, relu__f(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -232,8 +235,12 @@ def relu__forward__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = relu__f(x[i], np.float32(0.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = relu__f(out[i], np.float32(0.0))
+        else:
+            for i in range(n):
+                out[i] = relu__f(x[i], np.float32(0.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, relu__f(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.0)))
@@ -248,8 +255,12 @@ def relu__forward__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = relu__f(x[i], np.float64(0.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = relu__f(out[i], np.float64(0.0))
+        else:
+            for i in range(n):
+                out[i] = relu__f(x[i], np.float64(0.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, relu__f(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.0)))
@@ -257,8 +268,12 @@ def relu__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu__forward__parallel(out, x, at_zero):
-    for i in prange(out.shape[0]):
-        out[i] = relu__f(x[i], at_zero)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = relu__f(out[i], at_zero)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = relu__f(x[i], at_zero)
 
 
 def relu__grad(x, at_zero):
@@ -271,8 +286,12 @@ def relu__grad__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         at_zero = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = relu__dfdx(x[i], at_zero)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = relu__dfdx(out[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = relu__dfdx(x[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, relu__dfdx(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -284,8 +303,12 @@ def relu__grad__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         at_zero = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = relu__dfdx(x[i], at_zero)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = relu__dfdx(out[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = relu__dfdx(x[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, relu__dfdx(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -300,8 +323,12 @@ def relu__grad__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = relu__dfdx(x[i], np.float32(0.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = relu__dfdx(out[i], np.float32(0.0))
+        else:
+            for i in range(n):
+                out[i] = relu__dfdx(x[i], np.float32(0.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, relu__dfdx(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.0)))
@@ -316,8 +343,12 @@ def relu__grad__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = relu__dfdx(x[i], np.float64(0.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = relu__dfdx(out[i], np.float64(0.0))
+        else:
+            for i in range(n):
+                out[i] = relu__dfdx(x[i], np.float64(0.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, relu__dfdx(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.0)))
@@ -325,8 +356,12 @@ def relu__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu__grad__parallel(out, x, at_zero):
-    for i in prange(out.shape[0]):
-        out[i] = relu__dfdx(x[i], at_zero)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = relu__dfdx(out[i], at_zero)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = relu__dfdx(x[i], at_zero)
 
 
 def relu__grad2(x, at_zero):
@@ -339,8 +374,12 @@ def relu__grad2__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         at_zero = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = relu__d2fdx2(x[i], at_zero)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = relu__d2fdx2(out[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = relu__d2fdx2(x[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, relu__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -352,8 +391,12 @@ def relu__grad2__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         at_zero = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = relu__d2fdx2(x[i], at_zero)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = relu__d2fdx2(out[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = relu__d2fdx2(x[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, relu__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -368,8 +411,12 @@ def relu__grad2__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = relu__d2fdx2(x[i], np.float32(0.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = relu__d2fdx2(out[i], np.float32(0.0))
+        else:
+            for i in range(n):
+                out[i] = relu__d2fdx2(x[i], np.float32(0.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, relu__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.0)))
@@ -384,8 +431,12 @@ def relu__grad2__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = relu__d2fdx2(x[i], np.float64(0.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = relu__d2fdx2(out[i], np.float64(0.0))
+        else:
+            for i in range(n):
+                out[i] = relu__d2fdx2(x[i], np.float64(0.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, relu__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.0)))
@@ -393,8 +444,12 @@ def relu__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu__grad2__parallel(out, x, at_zero):
-    for i in prange(out.shape[0]):
-        out[i] = relu__d2fdx2(x[i], at_zero)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = relu__d2fdx2(out[i], at_zero)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = relu__d2fdx2(x[i], at_zero)
 
 
 def relu__backward_x(dy, x, at_zero):
@@ -408,8 +463,15 @@ def relu__backward_x__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         at_zero = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * relu__dfdx(x[i], at_zero)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * relu__dfdx(x[i], at_zero)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * relu__dfdx(out[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * relu__dfdx(x[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[0], i * steps[0], np.float32) * relu__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -422,8 +484,15 @@ def relu__backward_x__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         at_zero = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * relu__dfdx(x[i], at_zero)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * relu__dfdx(x[i], at_zero)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * relu__dfdx(out[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * relu__dfdx(x[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[0], i * steps[0], np.float64) * relu__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -439,8 +508,15 @@ def relu__backward_x__float32__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * relu__dfdx(x[i], np.float32(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * relu__dfdx(x[i], np.float32(0.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * relu__dfdx(out[i], np.float32(0.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * relu__dfdx(x[i], np.float32(0.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * relu__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.0)))
@@ -456,8 +532,15 @@ def relu__backward_x__float64__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * relu__dfdx(x[i], np.float64(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * relu__dfdx(x[i], np.float64(0.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * relu__dfdx(out[i], np.float64(0.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * relu__dfdx(x[i], np.float64(0.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * relu__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.0)))
@@ -465,8 +548,15 @@ def relu__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu__backward_x__parallel(out, dy, x, at_zero):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * relu__dfdx(x[i], at_zero)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * relu__dfdx(x[i], at_zero)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * relu__dfdx(out[i], at_zero)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * relu__dfdx(x[i], at_zero)
 
 
 def relu__backward_y(dy, y, at_zero):
@@ -480,8 +570,15 @@ def relu__backward_y__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         at_zero = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * relu__dfdy(y[i], at_zero)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * relu__dfdy(y[i], at_zero)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * relu__dfdy(out[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * relu__dfdy(y[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[0], i * steps[0], np.float32) * relu__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -494,8 +591,15 @@ def relu__backward_y__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         at_zero = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * relu__dfdy(y[i], at_zero)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * relu__dfdy(y[i], at_zero)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * relu__dfdy(out[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * relu__dfdy(y[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[0], i * steps[0], np.float64) * relu__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -511,8 +615,15 @@ def relu__backward_y__float32__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         y = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * relu__dfdy(y[i], np.float32(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * relu__dfdy(y[i], np.float32(0.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * relu__dfdy(out[i], np.float32(0.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * relu__dfdy(y[i], np.float32(0.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * relu__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.0)))
@@ -528,8 +639,15 @@ def relu__backward_y__float64__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         y = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * relu__dfdy(y[i], np.float64(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * relu__dfdy(y[i], np.float64(0.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * relu__dfdy(out[i], np.float64(0.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * relu__dfdy(y[i], np.float64(0.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * relu__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.0)))
@@ -537,8 +655,15 @@ def relu__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu__backward_y__parallel(out, dy, y, at_zero):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * relu__dfdy(y[i], at_zero)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * relu__dfdy(y[i], at_zero)
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * relu__dfdy(out[i], at_zero)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * relu__dfdy(y[i], at_zero)
 
 
 def relu__backward_x_acc(dy, x, acc, at_zero):
@@ -553,8 +678,18 @@ def relu__backward_x_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         at_zero = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * relu__dfdx(x[i], at_zero)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * relu__dfdx(x[i], at_zero)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * relu__dfdx(out[i], at_zero)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * relu__dfdx(x[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * relu__dfdx(x[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * relu__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
@@ -568,8 +703,18 @@ def relu__backward_x_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         at_zero = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * relu__dfdx(x[i], at_zero)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * relu__dfdx(x[i], at_zero)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * relu__dfdx(out[i], at_zero)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * relu__dfdx(x[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * relu__dfdx(x[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * relu__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
@@ -586,8 +731,18 @@ def relu__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * relu__dfdx(x[i], np.float32(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * relu__dfdx(x[i], np.float32(0.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * relu__dfdx(out[i], np.float32(0.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * relu__dfdx(x[i], np.float32(0.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * relu__dfdx(x[i], np.float32(0.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * relu__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.0)))
@@ -604,8 +759,18 @@ def relu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * relu__dfdx(x[i], np.float64(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * relu__dfdx(x[i], np.float64(0.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * relu__dfdx(out[i], np.float64(0.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * relu__dfdx(x[i], np.float64(0.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * relu__dfdx(x[i], np.float64(0.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * relu__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.0)))
@@ -613,8 +778,18 @@ def relu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu__backward_x_acc__parallel(out, dy, x, acc, at_zero):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * relu__dfdx(x[i], at_zero)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * relu__dfdx(x[i], at_zero)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * relu__dfdx(out[i], at_zero)
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * relu__dfdx(x[i], at_zero)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * relu__dfdx(x[i], at_zero)
 
 
 def relu__backward_y_acc(dy, y, acc, at_zero):
@@ -629,8 +804,18 @@ def relu__backward_y_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         at_zero = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * relu__dfdy(y[i], at_zero)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * relu__dfdy(y[i], at_zero)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * relu__dfdy(out[i], at_zero)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * relu__dfdy(y[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * relu__dfdy(y[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * relu__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
@@ -644,8 +829,18 @@ def relu__backward_y_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         at_zero = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * relu__dfdy(y[i], at_zero)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * relu__dfdy(y[i], at_zero)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * relu__dfdy(out[i], at_zero)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * relu__dfdy(y[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * relu__dfdy(y[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * relu__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
@@ -662,8 +857,18 @@ def relu__backward_y_acc__float32__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * relu__dfdy(y[i], np.float32(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * relu__dfdy(y[i], np.float32(0.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * relu__dfdy(out[i], np.float32(0.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * relu__dfdy(y[i], np.float32(0.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * relu__dfdy(y[i], np.float32(0.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * relu__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.0)))
@@ -680,8 +885,18 @@ def relu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * relu__dfdy(y[i], np.float64(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * relu__dfdy(y[i], np.float64(0.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * relu__dfdy(out[i], np.float64(0.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * relu__dfdy(y[i], np.float64(0.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * relu__dfdy(y[i], np.float64(0.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * relu__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.0)))
@@ -689,8 +904,18 @@ def relu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu__backward_y_acc__parallel(out, dy, y, acc, at_zero):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * relu__dfdy(y[i], at_zero)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * relu__dfdy(y[i], at_zero)
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * relu__dfdy(out[i], at_zero)
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * relu__dfdy(y[i], at_zero)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * relu__dfdy(y[i], at_zero)
 
 
 # --- leaky_relu --------------------------------------------------------------------------
@@ -726,8 +951,12 @@ def leaky_relu__forward__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         negative_slope = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = leaky_relu__f(x[i], negative_slope)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = leaky_relu__f(out[i], negative_slope)
+        else:
+            for i in range(n):
+                out[i] = leaky_relu__f(x[i], negative_slope)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, leaky_relu__f(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -739,8 +968,12 @@ def leaky_relu__forward__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         negative_slope = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = leaky_relu__f(x[i], negative_slope)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = leaky_relu__f(out[i], negative_slope)
+        else:
+            for i in range(n):
+                out[i] = leaky_relu__f(x[i], negative_slope)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, leaky_relu__f(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -755,8 +988,12 @@ def leaky_relu__forward__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = leaky_relu__f(x[i], np.float32(0.01))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = leaky_relu__f(out[i], np.float32(0.01))
+        else:
+            for i in range(n):
+                out[i] = leaky_relu__f(x[i], np.float32(0.01))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, leaky_relu__f(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.01)))
@@ -771,8 +1008,12 @@ def leaky_relu__forward__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = leaky_relu__f(x[i], np.float64(0.01))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = leaky_relu__f(out[i], np.float64(0.01))
+        else:
+            for i in range(n):
+                out[i] = leaky_relu__f(x[i], np.float64(0.01))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, leaky_relu__f(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.01)))
@@ -780,8 +1021,12 @@ def leaky_relu__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def leaky_relu__forward__parallel(out, x, negative_slope):
-    for i in prange(out.shape[0]):
-        out[i] = leaky_relu__f(x[i], negative_slope)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = leaky_relu__f(out[i], negative_slope)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = leaky_relu__f(x[i], negative_slope)
 
 
 def leaky_relu__grad(x, negative_slope):
@@ -794,8 +1039,12 @@ def leaky_relu__grad__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         negative_slope = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = leaky_relu__dfdx(x[i], negative_slope)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = leaky_relu__dfdx(out[i], negative_slope)
+        else:
+            for i in range(n):
+                out[i] = leaky_relu__dfdx(x[i], negative_slope)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, leaky_relu__dfdx(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -807,8 +1056,12 @@ def leaky_relu__grad__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         negative_slope = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = leaky_relu__dfdx(x[i], negative_slope)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = leaky_relu__dfdx(out[i], negative_slope)
+        else:
+            for i in range(n):
+                out[i] = leaky_relu__dfdx(x[i], negative_slope)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, leaky_relu__dfdx(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -823,8 +1076,12 @@ def leaky_relu__grad__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = leaky_relu__dfdx(x[i], np.float32(0.01))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = leaky_relu__dfdx(out[i], np.float32(0.01))
+        else:
+            for i in range(n):
+                out[i] = leaky_relu__dfdx(x[i], np.float32(0.01))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, leaky_relu__dfdx(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.01)))
@@ -839,8 +1096,12 @@ def leaky_relu__grad__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = leaky_relu__dfdx(x[i], np.float64(0.01))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = leaky_relu__dfdx(out[i], np.float64(0.01))
+        else:
+            for i in range(n):
+                out[i] = leaky_relu__dfdx(x[i], np.float64(0.01))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, leaky_relu__dfdx(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.01)))
@@ -848,8 +1109,12 @@ def leaky_relu__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def leaky_relu__grad__parallel(out, x, negative_slope):
-    for i in prange(out.shape[0]):
-        out[i] = leaky_relu__dfdx(x[i], negative_slope)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = leaky_relu__dfdx(out[i], negative_slope)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = leaky_relu__dfdx(x[i], negative_slope)
 
 
 def leaky_relu__grad2(x, negative_slope):
@@ -862,8 +1127,12 @@ def leaky_relu__grad2__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         negative_slope = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = leaky_relu__d2fdx2(x[i], negative_slope)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = leaky_relu__d2fdx2(out[i], negative_slope)
+        else:
+            for i in range(n):
+                out[i] = leaky_relu__d2fdx2(x[i], negative_slope)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, leaky_relu__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -875,8 +1144,12 @@ def leaky_relu__grad2__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         negative_slope = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = leaky_relu__d2fdx2(x[i], negative_slope)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = leaky_relu__d2fdx2(out[i], negative_slope)
+        else:
+            for i in range(n):
+                out[i] = leaky_relu__d2fdx2(x[i], negative_slope)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, leaky_relu__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -891,8 +1164,12 @@ def leaky_relu__grad2__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = leaky_relu__d2fdx2(x[i], np.float32(0.01))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = leaky_relu__d2fdx2(out[i], np.float32(0.01))
+        else:
+            for i in range(n):
+                out[i] = leaky_relu__d2fdx2(x[i], np.float32(0.01))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, leaky_relu__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.01)))
@@ -907,8 +1184,12 @@ def leaky_relu__grad2__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = leaky_relu__d2fdx2(x[i], np.float64(0.01))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = leaky_relu__d2fdx2(out[i], np.float64(0.01))
+        else:
+            for i in range(n):
+                out[i] = leaky_relu__d2fdx2(x[i], np.float64(0.01))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, leaky_relu__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.01)))
@@ -916,8 +1197,12 @@ def leaky_relu__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def leaky_relu__grad2__parallel(out, x, negative_slope):
-    for i in prange(out.shape[0]):
-        out[i] = leaky_relu__d2fdx2(x[i], negative_slope)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = leaky_relu__d2fdx2(out[i], negative_slope)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = leaky_relu__d2fdx2(x[i], negative_slope)
 
 
 def leaky_relu__backward_x(dy, x, negative_slope):
@@ -931,8 +1216,15 @@ def leaky_relu__backward_x__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         negative_slope = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * leaky_relu__dfdx(x[i], negative_slope)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * leaky_relu__dfdx(x[i], negative_slope)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * leaky_relu__dfdx(out[i], negative_slope)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * leaky_relu__dfdx(x[i], negative_slope)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[0], i * steps[0], np.float32) * leaky_relu__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -945,8 +1237,15 @@ def leaky_relu__backward_x__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         negative_slope = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * leaky_relu__dfdx(x[i], negative_slope)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * leaky_relu__dfdx(x[i], negative_slope)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * leaky_relu__dfdx(out[i], negative_slope)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * leaky_relu__dfdx(x[i], negative_slope)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[0], i * steps[0], np.float64) * leaky_relu__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -962,8 +1261,15 @@ def leaky_relu__backward_x__float32__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * leaky_relu__dfdx(x[i], np.float32(0.01))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * leaky_relu__dfdx(x[i], np.float32(0.01))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * leaky_relu__dfdx(out[i], np.float32(0.01))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * leaky_relu__dfdx(x[i], np.float32(0.01))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * leaky_relu__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.01)))
@@ -979,8 +1285,15 @@ def leaky_relu__backward_x__float64__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * leaky_relu__dfdx(x[i], np.float64(0.01))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * leaky_relu__dfdx(x[i], np.float64(0.01))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * leaky_relu__dfdx(out[i], np.float64(0.01))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * leaky_relu__dfdx(x[i], np.float64(0.01))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * leaky_relu__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.01)))
@@ -988,8 +1301,15 @@ def leaky_relu__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def leaky_relu__backward_x__parallel(out, dy, x, negative_slope):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * leaky_relu__dfdx(x[i], negative_slope)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * leaky_relu__dfdx(x[i], negative_slope)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * leaky_relu__dfdx(out[i], negative_slope)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * leaky_relu__dfdx(x[i], negative_slope)
 
 
 def leaky_relu__backward_y(dy, y, negative_slope):
@@ -1003,8 +1323,15 @@ def leaky_relu__backward_y__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         negative_slope = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * leaky_relu__dfdy(y[i], negative_slope)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * leaky_relu__dfdy(y[i], negative_slope)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * leaky_relu__dfdy(out[i], negative_slope)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * leaky_relu__dfdy(y[i], negative_slope)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[0], i * steps[0], np.float32) * leaky_relu__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -1017,8 +1344,15 @@ def leaky_relu__backward_y__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         negative_slope = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * leaky_relu__dfdy(y[i], negative_slope)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * leaky_relu__dfdy(y[i], negative_slope)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * leaky_relu__dfdy(out[i], negative_slope)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * leaky_relu__dfdy(y[i], negative_slope)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[0], i * steps[0], np.float64) * leaky_relu__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -1034,8 +1368,15 @@ def leaky_relu__backward_y__float32__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         y = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * leaky_relu__dfdy(y[i], np.float32(0.01))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * leaky_relu__dfdy(y[i], np.float32(0.01))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * leaky_relu__dfdy(out[i], np.float32(0.01))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * leaky_relu__dfdy(y[i], np.float32(0.01))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * leaky_relu__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.01)))
@@ -1051,8 +1392,15 @@ def leaky_relu__backward_y__float64__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         y = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * leaky_relu__dfdy(y[i], np.float64(0.01))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * leaky_relu__dfdy(y[i], np.float64(0.01))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * leaky_relu__dfdy(out[i], np.float64(0.01))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * leaky_relu__dfdy(y[i], np.float64(0.01))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * leaky_relu__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.01)))
@@ -1060,8 +1408,15 @@ def leaky_relu__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def leaky_relu__backward_y__parallel(out, dy, y, negative_slope):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * leaky_relu__dfdy(y[i], negative_slope)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * leaky_relu__dfdy(y[i], negative_slope)
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * leaky_relu__dfdy(out[i], negative_slope)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * leaky_relu__dfdy(y[i], negative_slope)
 
 
 def leaky_relu__backward_x_acc(dy, x, acc, negative_slope):
@@ -1076,8 +1431,18 @@ def leaky_relu__backward_x_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         negative_slope = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * leaky_relu__dfdx(x[i], negative_slope)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * leaky_relu__dfdx(x[i], negative_slope)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * leaky_relu__dfdx(out[i], negative_slope)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * leaky_relu__dfdx(x[i], negative_slope)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * leaky_relu__dfdx(x[i], negative_slope)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * leaky_relu__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
@@ -1091,8 +1456,18 @@ def leaky_relu__backward_x_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         negative_slope = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * leaky_relu__dfdx(x[i], negative_slope)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * leaky_relu__dfdx(x[i], negative_slope)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * leaky_relu__dfdx(out[i], negative_slope)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * leaky_relu__dfdx(x[i], negative_slope)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * leaky_relu__dfdx(x[i], negative_slope)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * leaky_relu__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
@@ -1109,8 +1484,18 @@ def leaky_relu__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * leaky_relu__dfdx(x[i], np.float32(0.01))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * leaky_relu__dfdx(x[i], np.float32(0.01))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * leaky_relu__dfdx(out[i], np.float32(0.01))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * leaky_relu__dfdx(x[i], np.float32(0.01))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * leaky_relu__dfdx(x[i], np.float32(0.01))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * leaky_relu__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.01)))
@@ -1127,8 +1512,18 @@ def leaky_relu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * leaky_relu__dfdx(x[i], np.float64(0.01))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * leaky_relu__dfdx(x[i], np.float64(0.01))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * leaky_relu__dfdx(out[i], np.float64(0.01))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * leaky_relu__dfdx(x[i], np.float64(0.01))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * leaky_relu__dfdx(x[i], np.float64(0.01))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * leaky_relu__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.01)))
@@ -1136,8 +1531,18 @@ def leaky_relu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def leaky_relu__backward_x_acc__parallel(out, dy, x, acc, negative_slope):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * leaky_relu__dfdx(x[i], negative_slope)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * leaky_relu__dfdx(x[i], negative_slope)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * leaky_relu__dfdx(out[i], negative_slope)
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * leaky_relu__dfdx(x[i], negative_slope)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * leaky_relu__dfdx(x[i], negative_slope)
 
 
 def leaky_relu__backward_y_acc(dy, y, acc, negative_slope):
@@ -1152,8 +1557,18 @@ def leaky_relu__backward_y_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         negative_slope = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * leaky_relu__dfdy(y[i], negative_slope)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * leaky_relu__dfdy(y[i], negative_slope)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * leaky_relu__dfdy(out[i], negative_slope)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * leaky_relu__dfdy(y[i], negative_slope)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * leaky_relu__dfdy(y[i], negative_slope)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * leaky_relu__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
@@ -1167,8 +1582,18 @@ def leaky_relu__backward_y_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         negative_slope = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * leaky_relu__dfdy(y[i], negative_slope)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * leaky_relu__dfdy(y[i], negative_slope)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * leaky_relu__dfdy(out[i], negative_slope)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * leaky_relu__dfdy(y[i], negative_slope)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * leaky_relu__dfdy(y[i], negative_slope)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * leaky_relu__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
@@ -1185,8 +1610,18 @@ def leaky_relu__backward_y_acc__float32__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * leaky_relu__dfdy(y[i], np.float32(0.01))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * leaky_relu__dfdy(y[i], np.float32(0.01))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * leaky_relu__dfdy(out[i], np.float32(0.01))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * leaky_relu__dfdy(y[i], np.float32(0.01))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * leaky_relu__dfdy(y[i], np.float32(0.01))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * leaky_relu__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.01)))
@@ -1203,8 +1638,18 @@ def leaky_relu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * leaky_relu__dfdy(y[i], np.float64(0.01))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * leaky_relu__dfdy(y[i], np.float64(0.01))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * leaky_relu__dfdy(out[i], np.float64(0.01))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * leaky_relu__dfdy(y[i], np.float64(0.01))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * leaky_relu__dfdy(y[i], np.float64(0.01))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * leaky_relu__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.01)))
@@ -1212,8 +1657,18 @@ def leaky_relu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def leaky_relu__backward_y_acc__parallel(out, dy, y, acc, negative_slope):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * leaky_relu__dfdy(y[i], negative_slope)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * leaky_relu__dfdy(y[i], negative_slope)
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * leaky_relu__dfdy(out[i], negative_slope)
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * leaky_relu__dfdy(y[i], negative_slope)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * leaky_relu__dfdy(y[i], negative_slope)
 
 
 # --- rrelu -------------------------------------------------------------------------------
@@ -1250,8 +1705,12 @@ def rrelu__forward__loop_float32(args, dims, steps, data):
         lower = _loops.load(args[1], 0, np.float32)
         upper = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = rrelu__f(x[i], lower, upper)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = rrelu__f(out[i], lower, upper)
+        else:
+            for i in range(n):
+                out[i] = rrelu__f(x[i], lower, upper)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, rrelu__f(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -1264,8 +1723,12 @@ def rrelu__forward__loop_float64(args, dims, steps, data):
         lower = _loops.load(args[1], 0, np.float64)
         upper = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = rrelu__f(x[i], lower, upper)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = rrelu__f(out[i], lower, upper)
+        else:
+            for i in range(n):
+                out[i] = rrelu__f(x[i], lower, upper)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, rrelu__f(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -1280,8 +1743,12 @@ def rrelu__forward__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = rrelu__f(x[i], np.float32(0.125), np.float32(0.3333333333333333))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = rrelu__f(out[i], np.float32(0.125), np.float32(0.3333333333333333))
+        else:
+            for i in range(n):
+                out[i] = rrelu__f(x[i], np.float32(0.125), np.float32(0.3333333333333333))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, rrelu__f(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.125), np.float32(0.3333333333333333)))
@@ -1296,8 +1763,12 @@ def rrelu__forward__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = rrelu__f(x[i], np.float64(0.125), np.float64(0.3333333333333333))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = rrelu__f(out[i], np.float64(0.125), np.float64(0.3333333333333333))
+        else:
+            for i in range(n):
+                out[i] = rrelu__f(x[i], np.float64(0.125), np.float64(0.3333333333333333))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, rrelu__f(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.125), np.float64(0.3333333333333333)))
@@ -1305,8 +1776,12 @@ def rrelu__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def rrelu__forward__parallel(out, x, lower, upper):
-    for i in prange(out.shape[0]):
-        out[i] = rrelu__f(x[i], lower, upper)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = rrelu__f(out[i], lower, upper)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = rrelu__f(x[i], lower, upper)
 
 
 def rrelu__grad(x, lower, upper):
@@ -1320,8 +1795,12 @@ def rrelu__grad__loop_float32(args, dims, steps, data):
         lower = _loops.load(args[1], 0, np.float32)
         upper = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = rrelu__dfdx(x[i], lower, upper)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = rrelu__dfdx(out[i], lower, upper)
+        else:
+            for i in range(n):
+                out[i] = rrelu__dfdx(x[i], lower, upper)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, rrelu__dfdx(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -1334,8 +1813,12 @@ def rrelu__grad__loop_float64(args, dims, steps, data):
         lower = _loops.load(args[1], 0, np.float64)
         upper = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = rrelu__dfdx(x[i], lower, upper)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = rrelu__dfdx(out[i], lower, upper)
+        else:
+            for i in range(n):
+                out[i] = rrelu__dfdx(x[i], lower, upper)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, rrelu__dfdx(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -1350,8 +1833,12 @@ def rrelu__grad__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = rrelu__dfdx(x[i], np.float32(0.125), np.float32(0.3333333333333333))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = rrelu__dfdx(out[i], np.float32(0.125), np.float32(0.3333333333333333))
+        else:
+            for i in range(n):
+                out[i] = rrelu__dfdx(x[i], np.float32(0.125), np.float32(0.3333333333333333))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, rrelu__dfdx(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.125), np.float32(0.3333333333333333)))
@@ -1366,8 +1853,12 @@ def rrelu__grad__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = rrelu__dfdx(x[i], np.float64(0.125), np.float64(0.3333333333333333))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = rrelu__dfdx(out[i], np.float64(0.125), np.float64(0.3333333333333333))
+        else:
+            for i in range(n):
+                out[i] = rrelu__dfdx(x[i], np.float64(0.125), np.float64(0.3333333333333333))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, rrelu__dfdx(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.125), np.float64(0.3333333333333333)))
@@ -1375,8 +1866,12 @@ def rrelu__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def rrelu__grad__parallel(out, x, lower, upper):
-    for i in prange(out.shape[0]):
-        out[i] = rrelu__dfdx(x[i], lower, upper)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = rrelu__dfdx(out[i], lower, upper)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = rrelu__dfdx(x[i], lower, upper)
 
 
 def rrelu__grad2(x, lower, upper):
@@ -1390,8 +1885,12 @@ def rrelu__grad2__loop_float32(args, dims, steps, data):
         lower = _loops.load(args[1], 0, np.float32)
         upper = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = rrelu__d2fdx2(x[i], lower, upper)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = rrelu__d2fdx2(out[i], lower, upper)
+        else:
+            for i in range(n):
+                out[i] = rrelu__d2fdx2(x[i], lower, upper)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, rrelu__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -1404,8 +1903,12 @@ def rrelu__grad2__loop_float64(args, dims, steps, data):
         lower = _loops.load(args[1], 0, np.float64)
         upper = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = rrelu__d2fdx2(x[i], lower, upper)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = rrelu__d2fdx2(out[i], lower, upper)
+        else:
+            for i in range(n):
+                out[i] = rrelu__d2fdx2(x[i], lower, upper)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, rrelu__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -1420,8 +1923,12 @@ def rrelu__grad2__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = rrelu__d2fdx2(x[i], np.float32(0.125), np.float32(0.3333333333333333))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = rrelu__d2fdx2(out[i], np.float32(0.125), np.float32(0.3333333333333333))
+        else:
+            for i in range(n):
+                out[i] = rrelu__d2fdx2(x[i], np.float32(0.125), np.float32(0.3333333333333333))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, rrelu__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.125), np.float32(0.3333333333333333)))
@@ -1436,8 +1943,12 @@ def rrelu__grad2__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = rrelu__d2fdx2(x[i], np.float64(0.125), np.float64(0.3333333333333333))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = rrelu__d2fdx2(out[i], np.float64(0.125), np.float64(0.3333333333333333))
+        else:
+            for i in range(n):
+                out[i] = rrelu__d2fdx2(x[i], np.float64(0.125), np.float64(0.3333333333333333))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, rrelu__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.125), np.float64(0.3333333333333333)))
@@ -1445,8 +1956,12 @@ def rrelu__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def rrelu__grad2__parallel(out, x, lower, upper):
-    for i in prange(out.shape[0]):
-        out[i] = rrelu__d2fdx2(x[i], lower, upper)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = rrelu__d2fdx2(out[i], lower, upper)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = rrelu__d2fdx2(x[i], lower, upper)
 
 
 def rrelu__backward_x(dy, x, lower, upper):
@@ -1461,8 +1976,15 @@ def rrelu__backward_x__loop_float32(args, dims, steps, data):
         lower = _loops.load(args[2], 0, np.float32)
         upper = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * rrelu__dfdx(x[i], lower, upper)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * rrelu__dfdx(x[i], lower, upper)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * rrelu__dfdx(out[i], lower, upper)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * rrelu__dfdx(x[i], lower, upper)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[0], i * steps[0], np.float32) * rrelu__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
@@ -1476,8 +1998,15 @@ def rrelu__backward_x__loop_float64(args, dims, steps, data):
         lower = _loops.load(args[2], 0, np.float64)
         upper = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * rrelu__dfdx(x[i], lower, upper)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * rrelu__dfdx(x[i], lower, upper)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * rrelu__dfdx(out[i], lower, upper)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * rrelu__dfdx(x[i], lower, upper)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[0], i * steps[0], np.float64) * rrelu__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
@@ -1493,8 +2022,15 @@ def rrelu__backward_x__float32__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * rrelu__dfdx(x[i], np.float32(0.125), np.float32(0.3333333333333333))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * rrelu__dfdx(x[i], np.float32(0.125), np.float32(0.3333333333333333))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * rrelu__dfdx(out[i], np.float32(0.125), np.float32(0.3333333333333333))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * rrelu__dfdx(x[i], np.float32(0.125), np.float32(0.3333333333333333))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * rrelu__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.125), np.float32(0.3333333333333333)))
@@ -1510,8 +2046,15 @@ def rrelu__backward_x__float64__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * rrelu__dfdx(x[i], np.float64(0.125), np.float64(0.3333333333333333))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * rrelu__dfdx(x[i], np.float64(0.125), np.float64(0.3333333333333333))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * rrelu__dfdx(out[i], np.float64(0.125), np.float64(0.3333333333333333))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * rrelu__dfdx(x[i], np.float64(0.125), np.float64(0.3333333333333333))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * rrelu__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.125), np.float64(0.3333333333333333)))
@@ -1519,8 +2062,15 @@ def rrelu__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def rrelu__backward_x__parallel(out, dy, x, lower, upper):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * rrelu__dfdx(x[i], lower, upper)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * rrelu__dfdx(x[i], lower, upper)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * rrelu__dfdx(out[i], lower, upper)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * rrelu__dfdx(x[i], lower, upper)
 
 
 def rrelu__backward_y(dy, y, lower, upper):
@@ -1535,8 +2085,15 @@ def rrelu__backward_y__loop_float32(args, dims, steps, data):
         lower = _loops.load(args[2], 0, np.float32)
         upper = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * rrelu__dfdy(y[i], lower, upper)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * rrelu__dfdy(y[i], lower, upper)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * rrelu__dfdy(out[i], lower, upper)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * rrelu__dfdy(y[i], lower, upper)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[0], i * steps[0], np.float32) * rrelu__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
@@ -1550,8 +2107,15 @@ def rrelu__backward_y__loop_float64(args, dims, steps, data):
         lower = _loops.load(args[2], 0, np.float64)
         upper = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * rrelu__dfdy(y[i], lower, upper)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * rrelu__dfdy(y[i], lower, upper)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * rrelu__dfdy(out[i], lower, upper)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * rrelu__dfdy(y[i], lower, upper)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[0], i * steps[0], np.float64) * rrelu__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
@@ -1567,8 +2131,15 @@ def rrelu__backward_y__float32__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         y = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * rrelu__dfdy(y[i], np.float32(0.125), np.float32(0.3333333333333333))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * rrelu__dfdy(y[i], np.float32(0.125), np.float32(0.3333333333333333))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * rrelu__dfdy(out[i], np.float32(0.125), np.float32(0.3333333333333333))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * rrelu__dfdy(y[i], np.float32(0.125), np.float32(0.3333333333333333))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * rrelu__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.125), np.float32(0.3333333333333333)))
@@ -1584,8 +2155,15 @@ def rrelu__backward_y__float64__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         y = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * rrelu__dfdy(y[i], np.float64(0.125), np.float64(0.3333333333333333))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * rrelu__dfdy(y[i], np.float64(0.125), np.float64(0.3333333333333333))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * rrelu__dfdy(out[i], np.float64(0.125), np.float64(0.3333333333333333))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * rrelu__dfdy(y[i], np.float64(0.125), np.float64(0.3333333333333333))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * rrelu__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.125), np.float64(0.3333333333333333)))
@@ -1593,8 +2171,15 @@ def rrelu__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def rrelu__backward_y__parallel(out, dy, y, lower, upper):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * rrelu__dfdy(y[i], lower, upper)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * rrelu__dfdy(y[i], lower, upper)
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * rrelu__dfdy(out[i], lower, upper)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * rrelu__dfdy(y[i], lower, upper)
 
 
 def rrelu__backward_x_acc(dy, x, acc, lower, upper):
@@ -1610,8 +2195,18 @@ def rrelu__backward_x_acc__loop_float32(args, dims, steps, data):
         lower = _loops.load(args[3], 0, np.float32)
         upper = _loops.load(args[4], 0, np.float32)
         out = _loops.contiguous(args[5], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * rrelu__dfdx(x[i], lower, upper)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * rrelu__dfdx(x[i], lower, upper)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * rrelu__dfdx(out[i], lower, upper)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * rrelu__dfdx(x[i], lower, upper)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * rrelu__dfdx(x[i], lower, upper)
     else:
         for i in range(n):
             _loops.store(args[5], i * steps[5], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * rrelu__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32), _loops.load(args[4], i * steps[4], np.float32)))
@@ -1626,8 +2221,18 @@ def rrelu__backward_x_acc__loop_float64(args, dims, steps, data):
         lower = _loops.load(args[3], 0, np.float64)
         upper = _loops.load(args[4], 0, np.float64)
         out = _loops.contiguous(args[5], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * rrelu__dfdx(x[i], lower, upper)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * rrelu__dfdx(x[i], lower, upper)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * rrelu__dfdx(out[i], lower, upper)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * rrelu__dfdx(x[i], lower, upper)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * rrelu__dfdx(x[i], lower, upper)
     else:
         for i in range(n):
             _loops.store(args[5], i * steps[5], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * rrelu__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64), _loops.load(args[4], i * steps[4], np.float64)))
@@ -1644,8 +2249,18 @@ def rrelu__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * rrelu__dfdx(x[i], np.float32(0.125), np.float32(0.3333333333333333))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * rrelu__dfdx(x[i], np.float32(0.125), np.float32(0.3333333333333333))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * rrelu__dfdx(out[i], np.float32(0.125), np.float32(0.3333333333333333))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * rrelu__dfdx(x[i], np.float32(0.125), np.float32(0.3333333333333333))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * rrelu__dfdx(x[i], np.float32(0.125), np.float32(0.3333333333333333))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * rrelu__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.125), np.float32(0.3333333333333333)))
@@ -1662,8 +2277,18 @@ def rrelu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * rrelu__dfdx(x[i], np.float64(0.125), np.float64(0.3333333333333333))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * rrelu__dfdx(x[i], np.float64(0.125), np.float64(0.3333333333333333))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * rrelu__dfdx(out[i], np.float64(0.125), np.float64(0.3333333333333333))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * rrelu__dfdx(x[i], np.float64(0.125), np.float64(0.3333333333333333))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * rrelu__dfdx(x[i], np.float64(0.125), np.float64(0.3333333333333333))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * rrelu__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.125), np.float64(0.3333333333333333)))
@@ -1671,8 +2296,18 @@ def rrelu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def rrelu__backward_x_acc__parallel(out, dy, x, acc, lower, upper):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * rrelu__dfdx(x[i], lower, upper)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * rrelu__dfdx(x[i], lower, upper)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * rrelu__dfdx(out[i], lower, upper)
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * rrelu__dfdx(x[i], lower, upper)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * rrelu__dfdx(x[i], lower, upper)
 
 
 def rrelu__backward_y_acc(dy, y, acc, lower, upper):
@@ -1688,8 +2323,18 @@ def rrelu__backward_y_acc__loop_float32(args, dims, steps, data):
         lower = _loops.load(args[3], 0, np.float32)
         upper = _loops.load(args[4], 0, np.float32)
         out = _loops.contiguous(args[5], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * rrelu__dfdy(y[i], lower, upper)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * rrelu__dfdy(y[i], lower, upper)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * rrelu__dfdy(out[i], lower, upper)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * rrelu__dfdy(y[i], lower, upper)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * rrelu__dfdy(y[i], lower, upper)
     else:
         for i in range(n):
             _loops.store(args[5], i * steps[5], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * rrelu__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32), _loops.load(args[4], i * steps[4], np.float32)))
@@ -1704,8 +2349,18 @@ def rrelu__backward_y_acc__loop_float64(args, dims, steps, data):
         lower = _loops.load(args[3], 0, np.float64)
         upper = _loops.load(args[4], 0, np.float64)
         out = _loops.contiguous(args[5], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * rrelu__dfdy(y[i], lower, upper)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * rrelu__dfdy(y[i], lower, upper)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * rrelu__dfdy(out[i], lower, upper)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * rrelu__dfdy(y[i], lower, upper)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * rrelu__dfdy(y[i], lower, upper)
     else:
         for i in range(n):
             _loops.store(args[5], i * steps[5], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * rrelu__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64), _loops.load(args[4], i * steps[4], np.float64)))
@@ -1722,8 +2377,18 @@ def rrelu__backward_y_acc__float32__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * rrelu__dfdy(y[i], np.float32(0.125), np.float32(0.3333333333333333))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * rrelu__dfdy(y[i], np.float32(0.125), np.float32(0.3333333333333333))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * rrelu__dfdy(out[i], np.float32(0.125), np.float32(0.3333333333333333))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * rrelu__dfdy(y[i], np.float32(0.125), np.float32(0.3333333333333333))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * rrelu__dfdy(y[i], np.float32(0.125), np.float32(0.3333333333333333))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * rrelu__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.125), np.float32(0.3333333333333333)))
@@ -1740,8 +2405,18 @@ def rrelu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * rrelu__dfdy(y[i], np.float64(0.125), np.float64(0.3333333333333333))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * rrelu__dfdy(y[i], np.float64(0.125), np.float64(0.3333333333333333))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * rrelu__dfdy(out[i], np.float64(0.125), np.float64(0.3333333333333333))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * rrelu__dfdy(y[i], np.float64(0.125), np.float64(0.3333333333333333))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * rrelu__dfdy(y[i], np.float64(0.125), np.float64(0.3333333333333333))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * rrelu__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.125), np.float64(0.3333333333333333)))
@@ -1749,8 +2424,18 @@ def rrelu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def rrelu__backward_y_acc__parallel(out, dy, y, acc, lower, upper):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * rrelu__dfdy(y[i], lower, upper)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * rrelu__dfdy(y[i], lower, upper)
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * rrelu__dfdy(out[i], lower, upper)
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * rrelu__dfdy(y[i], lower, upper)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * rrelu__dfdy(y[i], lower, upper)
 
 
 # --- relu6 -------------------------------------------------------------------------------
@@ -1785,8 +2470,12 @@ def relu6__forward__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = relu6__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = relu6__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = relu6__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, relu6__f(_loops.load(args[0], i * steps[0], np.float32)))
@@ -1797,8 +2486,12 @@ def relu6__forward__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = relu6__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = relu6__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = relu6__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, relu6__f(_loops.load(args[0], i * steps[0], np.float64)))
@@ -1806,8 +2499,12 @@ def relu6__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu6__forward__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = relu6__f(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = relu6__f(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = relu6__f(x[i])
 
 
 def relu6__grad(x):
@@ -1819,8 +2516,12 @@ def relu6__grad__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = relu6__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = relu6__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = relu6__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, relu6__dfdx(_loops.load(args[0], i * steps[0], np.float32)))
@@ -1831,8 +2532,12 @@ def relu6__grad__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = relu6__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = relu6__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = relu6__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, relu6__dfdx(_loops.load(args[0], i * steps[0], np.float64)))
@@ -1840,8 +2545,12 @@ def relu6__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu6__grad__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = relu6__dfdx(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = relu6__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = relu6__dfdx(x[i])
 
 
 def relu6__grad2(x):
@@ -1853,8 +2562,12 @@ def relu6__grad2__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = relu6__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = relu6__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = relu6__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, relu6__d2fdx2(_loops.load(args[0], i * steps[0], np.float32)))
@@ -1865,8 +2578,12 @@ def relu6__grad2__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = relu6__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = relu6__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = relu6__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, relu6__d2fdx2(_loops.load(args[0], i * steps[0], np.float64)))
@@ -1874,8 +2591,12 @@ def relu6__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu6__grad2__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = relu6__d2fdx2(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = relu6__d2fdx2(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = relu6__d2fdx2(x[i])
 
 
 def relu6__backward_x(dy, x):
@@ -1888,8 +2609,15 @@ def relu6__backward_x__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * relu6__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * relu6__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * relu6__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * relu6__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * relu6__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -1901,8 +2629,15 @@ def relu6__backward_x__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * relu6__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * relu6__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * relu6__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * relu6__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * relu6__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -1910,8 +2645,15 @@ def relu6__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu6__backward_x__parallel(out, dy, x):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * relu6__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * relu6__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * relu6__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * relu6__dfdx(x[i])
 
 
 def relu6__backward_y(dy, y):
@@ -1924,8 +2666,15 @@ def relu6__backward_y__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         y = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * relu6__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * relu6__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * relu6__dfdy(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * relu6__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * relu6__dfdy(_loops.load(args[1], i * steps[1], np.float32)))
@@ -1937,8 +2686,15 @@ def relu6__backward_y__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         y = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * relu6__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * relu6__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * relu6__dfdy(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * relu6__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * relu6__dfdy(_loops.load(args[1], i * steps[1], np.float64)))
@@ -1946,8 +2702,15 @@ def relu6__backward_y__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu6__backward_y__parallel(out, dy, y):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * relu6__dfdy(y[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * relu6__dfdy(y[i])
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * relu6__dfdy(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * relu6__dfdy(y[i])
 
 
 def relu6__backward_x_acc(dy, x, acc):
@@ -1961,8 +2724,18 @@ def relu6__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * relu6__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * relu6__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * relu6__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * relu6__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * relu6__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * relu6__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -1975,8 +2748,18 @@ def relu6__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * relu6__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * relu6__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * relu6__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * relu6__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * relu6__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * relu6__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -1984,8 +2767,18 @@ def relu6__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu6__backward_x_acc__parallel(out, dy, x, acc):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * relu6__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * relu6__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * relu6__dfdx(out[i])
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * relu6__dfdx(x[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * relu6__dfdx(x[i])
 
 
 def relu6__backward_y_acc(dy, y, acc):
@@ -1999,8 +2792,18 @@ def relu6__backward_y_acc__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * relu6__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * relu6__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * relu6__dfdy(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * relu6__dfdy(y[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * relu6__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * relu6__dfdy(_loops.load(args[1], i * steps[1], np.float32)))
@@ -2013,8 +2816,18 @@ def relu6__backward_y_acc__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * relu6__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * relu6__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * relu6__dfdy(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * relu6__dfdy(y[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * relu6__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * relu6__dfdy(_loops.load(args[1], i * steps[1], np.float64)))
@@ -2022,8 +2835,18 @@ def relu6__backward_y_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu6__backward_y_acc__parallel(out, dy, y, acc):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * relu6__dfdy(y[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * relu6__dfdy(y[i])
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * relu6__dfdy(out[i])
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * relu6__dfdy(y[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * relu6__dfdy(y[i])
 
 
 # --- hardtanh ----------------------------------------------------------------------------
@@ -2060,8 +2883,12 @@ def hardtanh__forward__loop_float32(args, dims, steps, data):
         min_val = _loops.load(args[1], 0, np.float32)
         max_val = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = hardtanh__f(x[i], min_val, max_val)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardtanh__f(out[i], min_val, max_val)
+        else:
+            for i in range(n):
+                out[i] = hardtanh__f(x[i], min_val, max_val)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, hardtanh__f(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -2074,8 +2901,12 @@ def hardtanh__forward__loop_float64(args, dims, steps, data):
         min_val = _loops.load(args[1], 0, np.float64)
         max_val = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = hardtanh__f(x[i], min_val, max_val)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardtanh__f(out[i], min_val, max_val)
+        else:
+            for i in range(n):
+                out[i] = hardtanh__f(x[i], min_val, max_val)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, hardtanh__f(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -2090,8 +2921,12 @@ def hardtanh__forward__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = hardtanh__f(x[i], np.float32(-1.0), np.float32(1.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardtanh__f(out[i], np.float32(-1.0), np.float32(1.0))
+        else:
+            for i in range(n):
+                out[i] = hardtanh__f(x[i], np.float32(-1.0), np.float32(1.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, hardtanh__f(_loops.load(args[0], i * steps[0], np.float32), np.float32(-1.0), np.float32(1.0)))
@@ -2106,8 +2941,12 @@ def hardtanh__forward__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = hardtanh__f(x[i], np.float64(-1.0), np.float64(1.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardtanh__f(out[i], np.float64(-1.0), np.float64(1.0))
+        else:
+            for i in range(n):
+                out[i] = hardtanh__f(x[i], np.float64(-1.0), np.float64(1.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, hardtanh__f(_loops.load(args[0], i * steps[0], np.float64), np.float64(-1.0), np.float64(1.0)))
@@ -2115,8 +2954,12 @@ def hardtanh__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardtanh__forward__parallel(out, x, min_val, max_val):
-    for i in prange(out.shape[0]):
-        out[i] = hardtanh__f(x[i], min_val, max_val)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = hardtanh__f(out[i], min_val, max_val)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = hardtanh__f(x[i], min_val, max_val)
 
 
 def hardtanh__grad(x, min_val, max_val):
@@ -2130,8 +2973,12 @@ def hardtanh__grad__loop_float32(args, dims, steps, data):
         min_val = _loops.load(args[1], 0, np.float32)
         max_val = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = hardtanh__dfdx(x[i], min_val, max_val)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardtanh__dfdx(out[i], min_val, max_val)
+        else:
+            for i in range(n):
+                out[i] = hardtanh__dfdx(x[i], min_val, max_val)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, hardtanh__dfdx(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -2144,8 +2991,12 @@ def hardtanh__grad__loop_float64(args, dims, steps, data):
         min_val = _loops.load(args[1], 0, np.float64)
         max_val = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = hardtanh__dfdx(x[i], min_val, max_val)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardtanh__dfdx(out[i], min_val, max_val)
+        else:
+            for i in range(n):
+                out[i] = hardtanh__dfdx(x[i], min_val, max_val)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, hardtanh__dfdx(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -2160,8 +3011,12 @@ def hardtanh__grad__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = hardtanh__dfdx(x[i], np.float32(-1.0), np.float32(1.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardtanh__dfdx(out[i], np.float32(-1.0), np.float32(1.0))
+        else:
+            for i in range(n):
+                out[i] = hardtanh__dfdx(x[i], np.float32(-1.0), np.float32(1.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, hardtanh__dfdx(_loops.load(args[0], i * steps[0], np.float32), np.float32(-1.0), np.float32(1.0)))
@@ -2176,8 +3031,12 @@ def hardtanh__grad__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = hardtanh__dfdx(x[i], np.float64(-1.0), np.float64(1.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardtanh__dfdx(out[i], np.float64(-1.0), np.float64(1.0))
+        else:
+            for i in range(n):
+                out[i] = hardtanh__dfdx(x[i], np.float64(-1.0), np.float64(1.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, hardtanh__dfdx(_loops.load(args[0], i * steps[0], np.float64), np.float64(-1.0), np.float64(1.0)))
@@ -2185,8 +3044,12 @@ def hardtanh__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardtanh__grad__parallel(out, x, min_val, max_val):
-    for i in prange(out.shape[0]):
-        out[i] = hardtanh__dfdx(x[i], min_val, max_val)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = hardtanh__dfdx(out[i], min_val, max_val)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = hardtanh__dfdx(x[i], min_val, max_val)
 
 
 def hardtanh__grad2(x, min_val, max_val):
@@ -2200,8 +3063,12 @@ def hardtanh__grad2__loop_float32(args, dims, steps, data):
         min_val = _loops.load(args[1], 0, np.float32)
         max_val = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = hardtanh__d2fdx2(x[i], min_val, max_val)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardtanh__d2fdx2(out[i], min_val, max_val)
+        else:
+            for i in range(n):
+                out[i] = hardtanh__d2fdx2(x[i], min_val, max_val)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, hardtanh__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -2214,8 +3081,12 @@ def hardtanh__grad2__loop_float64(args, dims, steps, data):
         min_val = _loops.load(args[1], 0, np.float64)
         max_val = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = hardtanh__d2fdx2(x[i], min_val, max_val)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardtanh__d2fdx2(out[i], min_val, max_val)
+        else:
+            for i in range(n):
+                out[i] = hardtanh__d2fdx2(x[i], min_val, max_val)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, hardtanh__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -2230,8 +3101,12 @@ def hardtanh__grad2__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = hardtanh__d2fdx2(x[i], np.float32(-1.0), np.float32(1.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardtanh__d2fdx2(out[i], np.float32(-1.0), np.float32(1.0))
+        else:
+            for i in range(n):
+                out[i] = hardtanh__d2fdx2(x[i], np.float32(-1.0), np.float32(1.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, hardtanh__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), np.float32(-1.0), np.float32(1.0)))
@@ -2246,8 +3121,12 @@ def hardtanh__grad2__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = hardtanh__d2fdx2(x[i], np.float64(-1.0), np.float64(1.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardtanh__d2fdx2(out[i], np.float64(-1.0), np.float64(1.0))
+        else:
+            for i in range(n):
+                out[i] = hardtanh__d2fdx2(x[i], np.float64(-1.0), np.float64(1.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, hardtanh__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), np.float64(-1.0), np.float64(1.0)))
@@ -2255,8 +3134,12 @@ def hardtanh__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardtanh__grad2__parallel(out, x, min_val, max_val):
-    for i in prange(out.shape[0]):
-        out[i] = hardtanh__d2fdx2(x[i], min_val, max_val)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = hardtanh__d2fdx2(out[i], min_val, max_val)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = hardtanh__d2fdx2(x[i], min_val, max_val)
 
 
 def hardtanh__backward_x(dy, x, min_val, max_val):
@@ -2271,8 +3154,15 @@ def hardtanh__backward_x__loop_float32(args, dims, steps, data):
         min_val = _loops.load(args[2], 0, np.float32)
         max_val = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * hardtanh__dfdx(x[i], min_val, max_val)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * hardtanh__dfdx(x[i], min_val, max_val)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * hardtanh__dfdx(out[i], min_val, max_val)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * hardtanh__dfdx(x[i], min_val, max_val)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[0], i * steps[0], np.float32) * hardtanh__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
@@ -2286,8 +3176,15 @@ def hardtanh__backward_x__loop_float64(args, dims, steps, data):
         min_val = _loops.load(args[2], 0, np.float64)
         max_val = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * hardtanh__dfdx(x[i], min_val, max_val)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * hardtanh__dfdx(x[i], min_val, max_val)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * hardtanh__dfdx(out[i], min_val, max_val)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * hardtanh__dfdx(x[i], min_val, max_val)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[0], i * steps[0], np.float64) * hardtanh__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
@@ -2303,8 +3200,15 @@ def hardtanh__backward_x__float32__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * hardtanh__dfdx(x[i], np.float32(-1.0), np.float32(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * hardtanh__dfdx(x[i], np.float32(-1.0), np.float32(1.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * hardtanh__dfdx(out[i], np.float32(-1.0), np.float32(1.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * hardtanh__dfdx(x[i], np.float32(-1.0), np.float32(1.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * hardtanh__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(-1.0), np.float32(1.0)))
@@ -2320,8 +3224,15 @@ def hardtanh__backward_x__float64__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * hardtanh__dfdx(x[i], np.float64(-1.0), np.float64(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * hardtanh__dfdx(x[i], np.float64(-1.0), np.float64(1.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * hardtanh__dfdx(out[i], np.float64(-1.0), np.float64(1.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * hardtanh__dfdx(x[i], np.float64(-1.0), np.float64(1.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * hardtanh__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(-1.0), np.float64(1.0)))
@@ -2329,8 +3240,15 @@ def hardtanh__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardtanh__backward_x__parallel(out, dy, x, min_val, max_val):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * hardtanh__dfdx(x[i], min_val, max_val)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * hardtanh__dfdx(x[i], min_val, max_val)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * hardtanh__dfdx(out[i], min_val, max_val)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * hardtanh__dfdx(x[i], min_val, max_val)
 
 
 def hardtanh__backward_y(dy, y, min_val, max_val):
@@ -2345,8 +3263,15 @@ def hardtanh__backward_y__loop_float32(args, dims, steps, data):
         min_val = _loops.load(args[2], 0, np.float32)
         max_val = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * hardtanh__dfdy(y[i], min_val, max_val)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * hardtanh__dfdy(y[i], min_val, max_val)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * hardtanh__dfdy(out[i], min_val, max_val)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * hardtanh__dfdy(y[i], min_val, max_val)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[0], i * steps[0], np.float32) * hardtanh__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
@@ -2360,8 +3285,15 @@ def hardtanh__backward_y__loop_float64(args, dims, steps, data):
         min_val = _loops.load(args[2], 0, np.float64)
         max_val = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * hardtanh__dfdy(y[i], min_val, max_val)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * hardtanh__dfdy(y[i], min_val, max_val)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * hardtanh__dfdy(out[i], min_val, max_val)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * hardtanh__dfdy(y[i], min_val, max_val)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[0], i * steps[0], np.float64) * hardtanh__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
@@ -2377,8 +3309,15 @@ def hardtanh__backward_y__float32__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         y = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * hardtanh__dfdy(y[i], np.float32(-1.0), np.float32(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * hardtanh__dfdy(y[i], np.float32(-1.0), np.float32(1.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * hardtanh__dfdy(out[i], np.float32(-1.0), np.float32(1.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * hardtanh__dfdy(y[i], np.float32(-1.0), np.float32(1.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * hardtanh__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(-1.0), np.float32(1.0)))
@@ -2394,8 +3333,15 @@ def hardtanh__backward_y__float64__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         y = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * hardtanh__dfdy(y[i], np.float64(-1.0), np.float64(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * hardtanh__dfdy(y[i], np.float64(-1.0), np.float64(1.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * hardtanh__dfdy(out[i], np.float64(-1.0), np.float64(1.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * hardtanh__dfdy(y[i], np.float64(-1.0), np.float64(1.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * hardtanh__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(-1.0), np.float64(1.0)))
@@ -2403,8 +3349,15 @@ def hardtanh__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardtanh__backward_y__parallel(out, dy, y, min_val, max_val):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * hardtanh__dfdy(y[i], min_val, max_val)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * hardtanh__dfdy(y[i], min_val, max_val)
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * hardtanh__dfdy(out[i], min_val, max_val)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * hardtanh__dfdy(y[i], min_val, max_val)
 
 
 def hardtanh__backward_x_acc(dy, x, acc, min_val, max_val):
@@ -2420,8 +3373,18 @@ def hardtanh__backward_x_acc__loop_float32(args, dims, steps, data):
         min_val = _loops.load(args[3], 0, np.float32)
         max_val = _loops.load(args[4], 0, np.float32)
         out = _loops.contiguous(args[5], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * hardtanh__dfdx(x[i], min_val, max_val)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * hardtanh__dfdx(x[i], min_val, max_val)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardtanh__dfdx(out[i], min_val, max_val)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * hardtanh__dfdx(x[i], min_val, max_val)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardtanh__dfdx(x[i], min_val, max_val)
     else:
         for i in range(n):
             _loops.store(args[5], i * steps[5], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * hardtanh__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32), _loops.load(args[4], i * steps[4], np.float32)))
@@ -2436,8 +3399,18 @@ def hardtanh__backward_x_acc__loop_float64(args, dims, steps, data):
         min_val = _loops.load(args[3], 0, np.float64)
         max_val = _loops.load(args[4], 0, np.float64)
         out = _loops.contiguous(args[5], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * hardtanh__dfdx(x[i], min_val, max_val)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * hardtanh__dfdx(x[i], min_val, max_val)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardtanh__dfdx(out[i], min_val, max_val)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * hardtanh__dfdx(x[i], min_val, max_val)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardtanh__dfdx(x[i], min_val, max_val)
     else:
         for i in range(n):
             _loops.store(args[5], i * steps[5], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * hardtanh__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64), _loops.load(args[4], i * steps[4], np.float64)))
@@ -2454,8 +3427,18 @@ def hardtanh__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * hardtanh__dfdx(x[i], np.float32(-1.0), np.float32(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * hardtanh__dfdx(x[i], np.float32(-1.0), np.float32(1.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardtanh__dfdx(out[i], np.float32(-1.0), np.float32(1.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * hardtanh__dfdx(x[i], np.float32(-1.0), np.float32(1.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardtanh__dfdx(x[i], np.float32(-1.0), np.float32(1.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * hardtanh__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(-1.0), np.float32(1.0)))
@@ -2472,8 +3455,18 @@ def hardtanh__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * hardtanh__dfdx(x[i], np.float64(-1.0), np.float64(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * hardtanh__dfdx(x[i], np.float64(-1.0), np.float64(1.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardtanh__dfdx(out[i], np.float64(-1.0), np.float64(1.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * hardtanh__dfdx(x[i], np.float64(-1.0), np.float64(1.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardtanh__dfdx(x[i], np.float64(-1.0), np.float64(1.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * hardtanh__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(-1.0), np.float64(1.0)))
@@ -2481,8 +3474,18 @@ def hardtanh__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardtanh__backward_x_acc__parallel(out, dy, x, acc, min_val, max_val):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * hardtanh__dfdx(x[i], min_val, max_val)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * hardtanh__dfdx(x[i], min_val, max_val)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * hardtanh__dfdx(out[i], min_val, max_val)
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * hardtanh__dfdx(x[i], min_val, max_val)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * hardtanh__dfdx(x[i], min_val, max_val)
 
 
 def hardtanh__backward_y_acc(dy, y, acc, min_val, max_val):
@@ -2498,8 +3501,18 @@ def hardtanh__backward_y_acc__loop_float32(args, dims, steps, data):
         min_val = _loops.load(args[3], 0, np.float32)
         max_val = _loops.load(args[4], 0, np.float32)
         out = _loops.contiguous(args[5], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * hardtanh__dfdy(y[i], min_val, max_val)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * hardtanh__dfdy(y[i], min_val, max_val)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardtanh__dfdy(out[i], min_val, max_val)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * hardtanh__dfdy(y[i], min_val, max_val)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardtanh__dfdy(y[i], min_val, max_val)
     else:
         for i in range(n):
             _loops.store(args[5], i * steps[5], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * hardtanh__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32), _loops.load(args[4], i * steps[4], np.float32)))
@@ -2514,8 +3527,18 @@ def hardtanh__backward_y_acc__loop_float64(args, dims, steps, data):
         min_val = _loops.load(args[3], 0, np.float64)
         max_val = _loops.load(args[4], 0, np.float64)
         out = _loops.contiguous(args[5], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * hardtanh__dfdy(y[i], min_val, max_val)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * hardtanh__dfdy(y[i], min_val, max_val)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardtanh__dfdy(out[i], min_val, max_val)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * hardtanh__dfdy(y[i], min_val, max_val)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardtanh__dfdy(y[i], min_val, max_val)
     else:
         for i in range(n):
             _loops.store(args[5], i * steps[5], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * hardtanh__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64), _loops.load(args[4], i * steps[4], np.float64)))
@@ -2532,8 +3555,18 @@ def hardtanh__backward_y_acc__float32__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * hardtanh__dfdy(y[i], np.float32(-1.0), np.float32(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * hardtanh__dfdy(y[i], np.float32(-1.0), np.float32(1.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardtanh__dfdy(out[i], np.float32(-1.0), np.float32(1.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * hardtanh__dfdy(y[i], np.float32(-1.0), np.float32(1.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardtanh__dfdy(y[i], np.float32(-1.0), np.float32(1.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * hardtanh__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(-1.0), np.float32(1.0)))
@@ -2550,8 +3583,18 @@ def hardtanh__backward_y_acc__float64__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * hardtanh__dfdy(y[i], np.float64(-1.0), np.float64(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * hardtanh__dfdy(y[i], np.float64(-1.0), np.float64(1.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardtanh__dfdy(out[i], np.float64(-1.0), np.float64(1.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * hardtanh__dfdy(y[i], np.float64(-1.0), np.float64(1.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardtanh__dfdy(y[i], np.float64(-1.0), np.float64(1.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * hardtanh__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(-1.0), np.float64(1.0)))
@@ -2559,8 +3602,18 @@ def hardtanh__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardtanh__backward_y_acc__parallel(out, dy, y, acc, min_val, max_val):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * hardtanh__dfdy(y[i], min_val, max_val)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * hardtanh__dfdy(y[i], min_val, max_val)
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * hardtanh__dfdy(out[i], min_val, max_val)
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * hardtanh__dfdy(y[i], min_val, max_val)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * hardtanh__dfdy(y[i], min_val, max_val)
 
 
 # --- threshold ---------------------------------------------------------------------------
@@ -2597,8 +3650,12 @@ def threshold__forward__loop_float32(args, dims, steps, data):
         threshold = _loops.load(args[1], 0, np.float32)
         value = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = threshold__f(x[i], threshold, value)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = threshold__f(out[i], threshold, value)
+        else:
+            for i in range(n):
+                out[i] = threshold__f(x[i], threshold, value)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, threshold__f(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -2611,8 +3668,12 @@ def threshold__forward__loop_float64(args, dims, steps, data):
         threshold = _loops.load(args[1], 0, np.float64)
         value = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = threshold__f(x[i], threshold, value)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = threshold__f(out[i], threshold, value)
+        else:
+            for i in range(n):
+                out[i] = threshold__f(x[i], threshold, value)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, threshold__f(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -2627,8 +3688,12 @@ def threshold__forward__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = threshold__f(x[i], np.float32(0.0), np.float32(0.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = threshold__f(out[i], np.float32(0.0), np.float32(0.0))
+        else:
+            for i in range(n):
+                out[i] = threshold__f(x[i], np.float32(0.0), np.float32(0.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, threshold__f(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.0), np.float32(0.0)))
@@ -2643,8 +3708,12 @@ def threshold__forward__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = threshold__f(x[i], np.float64(0.0), np.float64(0.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = threshold__f(out[i], np.float64(0.0), np.float64(0.0))
+        else:
+            for i in range(n):
+                out[i] = threshold__f(x[i], np.float64(0.0), np.float64(0.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, threshold__f(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.0), np.float64(0.0)))
@@ -2652,8 +3721,12 @@ def threshold__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def threshold__forward__parallel(out, x, threshold, value):
-    for i in prange(out.shape[0]):
-        out[i] = threshold__f(x[i], threshold, value)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = threshold__f(out[i], threshold, value)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = threshold__f(x[i], threshold, value)
 
 
 def threshold__grad(x, threshold, value):
@@ -2667,8 +3740,12 @@ def threshold__grad__loop_float32(args, dims, steps, data):
         threshold = _loops.load(args[1], 0, np.float32)
         value = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = threshold__dfdx(x[i], threshold, value)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = threshold__dfdx(out[i], threshold, value)
+        else:
+            for i in range(n):
+                out[i] = threshold__dfdx(x[i], threshold, value)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, threshold__dfdx(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -2681,8 +3758,12 @@ def threshold__grad__loop_float64(args, dims, steps, data):
         threshold = _loops.load(args[1], 0, np.float64)
         value = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = threshold__dfdx(x[i], threshold, value)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = threshold__dfdx(out[i], threshold, value)
+        else:
+            for i in range(n):
+                out[i] = threshold__dfdx(x[i], threshold, value)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, threshold__dfdx(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -2697,8 +3778,12 @@ def threshold__grad__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = threshold__dfdx(x[i], np.float32(0.0), np.float32(0.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = threshold__dfdx(out[i], np.float32(0.0), np.float32(0.0))
+        else:
+            for i in range(n):
+                out[i] = threshold__dfdx(x[i], np.float32(0.0), np.float32(0.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, threshold__dfdx(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.0), np.float32(0.0)))
@@ -2713,8 +3798,12 @@ def threshold__grad__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = threshold__dfdx(x[i], np.float64(0.0), np.float64(0.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = threshold__dfdx(out[i], np.float64(0.0), np.float64(0.0))
+        else:
+            for i in range(n):
+                out[i] = threshold__dfdx(x[i], np.float64(0.0), np.float64(0.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, threshold__dfdx(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.0), np.float64(0.0)))
@@ -2722,8 +3811,12 @@ def threshold__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def threshold__grad__parallel(out, x, threshold, value):
-    for i in prange(out.shape[0]):
-        out[i] = threshold__dfdx(x[i], threshold, value)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = threshold__dfdx(out[i], threshold, value)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = threshold__dfdx(x[i], threshold, value)
 
 
 def threshold__grad2(x, threshold, value):
@@ -2737,8 +3830,12 @@ def threshold__grad2__loop_float32(args, dims, steps, data):
         threshold = _loops.load(args[1], 0, np.float32)
         value = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = threshold__d2fdx2(x[i], threshold, value)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = threshold__d2fdx2(out[i], threshold, value)
+        else:
+            for i in range(n):
+                out[i] = threshold__d2fdx2(x[i], threshold, value)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, threshold__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -2751,8 +3848,12 @@ def threshold__grad2__loop_float64(args, dims, steps, data):
         threshold = _loops.load(args[1], 0, np.float64)
         value = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = threshold__d2fdx2(x[i], threshold, value)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = threshold__d2fdx2(out[i], threshold, value)
+        else:
+            for i in range(n):
+                out[i] = threshold__d2fdx2(x[i], threshold, value)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, threshold__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -2767,8 +3868,12 @@ def threshold__grad2__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = threshold__d2fdx2(x[i], np.float32(0.0), np.float32(0.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = threshold__d2fdx2(out[i], np.float32(0.0), np.float32(0.0))
+        else:
+            for i in range(n):
+                out[i] = threshold__d2fdx2(x[i], np.float32(0.0), np.float32(0.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, threshold__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.0), np.float32(0.0)))
@@ -2783,8 +3888,12 @@ def threshold__grad2__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = threshold__d2fdx2(x[i], np.float64(0.0), np.float64(0.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = threshold__d2fdx2(out[i], np.float64(0.0), np.float64(0.0))
+        else:
+            for i in range(n):
+                out[i] = threshold__d2fdx2(x[i], np.float64(0.0), np.float64(0.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, threshold__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.0), np.float64(0.0)))
@@ -2792,8 +3901,12 @@ def threshold__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def threshold__grad2__parallel(out, x, threshold, value):
-    for i in prange(out.shape[0]):
-        out[i] = threshold__d2fdx2(x[i], threshold, value)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = threshold__d2fdx2(out[i], threshold, value)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = threshold__d2fdx2(x[i], threshold, value)
 
 
 def threshold__backward_x(dy, x, threshold, value):
@@ -2808,8 +3921,15 @@ def threshold__backward_x__loop_float32(args, dims, steps, data):
         threshold = _loops.load(args[2], 0, np.float32)
         value = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * threshold__dfdx(x[i], threshold, value)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * threshold__dfdx(x[i], threshold, value)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * threshold__dfdx(out[i], threshold, value)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * threshold__dfdx(x[i], threshold, value)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[0], i * steps[0], np.float32) * threshold__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
@@ -2823,8 +3943,15 @@ def threshold__backward_x__loop_float64(args, dims, steps, data):
         threshold = _loops.load(args[2], 0, np.float64)
         value = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * threshold__dfdx(x[i], threshold, value)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * threshold__dfdx(x[i], threshold, value)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * threshold__dfdx(out[i], threshold, value)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * threshold__dfdx(x[i], threshold, value)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[0], i * steps[0], np.float64) * threshold__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
@@ -2840,8 +3967,15 @@ def threshold__backward_x__float32__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * threshold__dfdx(x[i], np.float32(0.0), np.float32(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * threshold__dfdx(x[i], np.float32(0.0), np.float32(0.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * threshold__dfdx(out[i], np.float32(0.0), np.float32(0.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * threshold__dfdx(x[i], np.float32(0.0), np.float32(0.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * threshold__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.0), np.float32(0.0)))
@@ -2857,8 +3991,15 @@ def threshold__backward_x__float64__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * threshold__dfdx(x[i], np.float64(0.0), np.float64(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * threshold__dfdx(x[i], np.float64(0.0), np.float64(0.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * threshold__dfdx(out[i], np.float64(0.0), np.float64(0.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * threshold__dfdx(x[i], np.float64(0.0), np.float64(0.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * threshold__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.0), np.float64(0.0)))
@@ -2866,8 +4007,15 @@ def threshold__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def threshold__backward_x__parallel(out, dy, x, threshold, value):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * threshold__dfdx(x[i], threshold, value)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * threshold__dfdx(x[i], threshold, value)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * threshold__dfdx(out[i], threshold, value)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * threshold__dfdx(x[i], threshold, value)
 
 
 def threshold__backward_y(dy, y, threshold, value):
@@ -2882,8 +4030,15 @@ def threshold__backward_y__loop_float32(args, dims, steps, data):
         threshold = _loops.load(args[2], 0, np.float32)
         value = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * threshold__dfdy(y[i], threshold, value)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * threshold__dfdy(y[i], threshold, value)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * threshold__dfdy(out[i], threshold, value)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * threshold__dfdy(y[i], threshold, value)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[0], i * steps[0], np.float32) * threshold__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
@@ -2897,8 +4052,15 @@ def threshold__backward_y__loop_float64(args, dims, steps, data):
         threshold = _loops.load(args[2], 0, np.float64)
         value = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * threshold__dfdy(y[i], threshold, value)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * threshold__dfdy(y[i], threshold, value)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * threshold__dfdy(out[i], threshold, value)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * threshold__dfdy(y[i], threshold, value)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[0], i * steps[0], np.float64) * threshold__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
@@ -2914,8 +4076,15 @@ def threshold__backward_y__float32__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         y = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * threshold__dfdy(y[i], np.float32(0.0), np.float32(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * threshold__dfdy(y[i], np.float32(0.0), np.float32(0.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * threshold__dfdy(out[i], np.float32(0.0), np.float32(0.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * threshold__dfdy(y[i], np.float32(0.0), np.float32(0.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * threshold__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.0), np.float32(0.0)))
@@ -2931,8 +4100,15 @@ def threshold__backward_y__float64__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         y = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * threshold__dfdy(y[i], np.float64(0.0), np.float64(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * threshold__dfdy(y[i], np.float64(0.0), np.float64(0.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * threshold__dfdy(out[i], np.float64(0.0), np.float64(0.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * threshold__dfdy(y[i], np.float64(0.0), np.float64(0.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * threshold__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.0), np.float64(0.0)))
@@ -2940,8 +4116,15 @@ def threshold__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def threshold__backward_y__parallel(out, dy, y, threshold, value):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * threshold__dfdy(y[i], threshold, value)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * threshold__dfdy(y[i], threshold, value)
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * threshold__dfdy(out[i], threshold, value)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * threshold__dfdy(y[i], threshold, value)
 
 
 def threshold__backward_x_acc(dy, x, acc, threshold, value):
@@ -2957,8 +4140,18 @@ def threshold__backward_x_acc__loop_float32(args, dims, steps, data):
         threshold = _loops.load(args[3], 0, np.float32)
         value = _loops.load(args[4], 0, np.float32)
         out = _loops.contiguous(args[5], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * threshold__dfdx(x[i], threshold, value)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * threshold__dfdx(x[i], threshold, value)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * threshold__dfdx(out[i], threshold, value)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * threshold__dfdx(x[i], threshold, value)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * threshold__dfdx(x[i], threshold, value)
     else:
         for i in range(n):
             _loops.store(args[5], i * steps[5], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * threshold__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32), _loops.load(args[4], i * steps[4], np.float32)))
@@ -2973,8 +4166,18 @@ def threshold__backward_x_acc__loop_float64(args, dims, steps, data):
         threshold = _loops.load(args[3], 0, np.float64)
         value = _loops.load(args[4], 0, np.float64)
         out = _loops.contiguous(args[5], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * threshold__dfdx(x[i], threshold, value)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * threshold__dfdx(x[i], threshold, value)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * threshold__dfdx(out[i], threshold, value)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * threshold__dfdx(x[i], threshold, value)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * threshold__dfdx(x[i], threshold, value)
     else:
         for i in range(n):
             _loops.store(args[5], i * steps[5], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * threshold__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64), _loops.load(args[4], i * steps[4], np.float64)))
@@ -2991,8 +4194,18 @@ def threshold__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * threshold__dfdx(x[i], np.float32(0.0), np.float32(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * threshold__dfdx(x[i], np.float32(0.0), np.float32(0.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * threshold__dfdx(out[i], np.float32(0.0), np.float32(0.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * threshold__dfdx(x[i], np.float32(0.0), np.float32(0.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * threshold__dfdx(x[i], np.float32(0.0), np.float32(0.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * threshold__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.0), np.float32(0.0)))
@@ -3009,8 +4222,18 @@ def threshold__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * threshold__dfdx(x[i], np.float64(0.0), np.float64(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * threshold__dfdx(x[i], np.float64(0.0), np.float64(0.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * threshold__dfdx(out[i], np.float64(0.0), np.float64(0.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * threshold__dfdx(x[i], np.float64(0.0), np.float64(0.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * threshold__dfdx(x[i], np.float64(0.0), np.float64(0.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * threshold__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.0), np.float64(0.0)))
@@ -3018,8 +4241,18 @@ def threshold__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def threshold__backward_x_acc__parallel(out, dy, x, acc, threshold, value):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * threshold__dfdx(x[i], threshold, value)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * threshold__dfdx(x[i], threshold, value)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * threshold__dfdx(out[i], threshold, value)
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * threshold__dfdx(x[i], threshold, value)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * threshold__dfdx(x[i], threshold, value)
 
 
 def threshold__backward_y_acc(dy, y, acc, threshold, value):
@@ -3035,8 +4268,18 @@ def threshold__backward_y_acc__loop_float32(args, dims, steps, data):
         threshold = _loops.load(args[3], 0, np.float32)
         value = _loops.load(args[4], 0, np.float32)
         out = _loops.contiguous(args[5], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * threshold__dfdy(y[i], threshold, value)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * threshold__dfdy(y[i], threshold, value)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * threshold__dfdy(out[i], threshold, value)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * threshold__dfdy(y[i], threshold, value)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * threshold__dfdy(y[i], threshold, value)
     else:
         for i in range(n):
             _loops.store(args[5], i * steps[5], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * threshold__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32), _loops.load(args[4], i * steps[4], np.float32)))
@@ -3051,8 +4294,18 @@ def threshold__backward_y_acc__loop_float64(args, dims, steps, data):
         threshold = _loops.load(args[3], 0, np.float64)
         value = _loops.load(args[4], 0, np.float64)
         out = _loops.contiguous(args[5], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * threshold__dfdy(y[i], threshold, value)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * threshold__dfdy(y[i], threshold, value)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * threshold__dfdy(out[i], threshold, value)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * threshold__dfdy(y[i], threshold, value)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * threshold__dfdy(y[i], threshold, value)
     else:
         for i in range(n):
             _loops.store(args[5], i * steps[5], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * threshold__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64), _loops.load(args[4], i * steps[4], np.float64)))
@@ -3069,8 +4322,18 @@ def threshold__backward_y_acc__float32__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * threshold__dfdy(y[i], np.float32(0.0), np.float32(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * threshold__dfdy(y[i], np.float32(0.0), np.float32(0.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * threshold__dfdy(out[i], np.float32(0.0), np.float32(0.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * threshold__dfdy(y[i], np.float32(0.0), np.float32(0.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * threshold__dfdy(y[i], np.float32(0.0), np.float32(0.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * threshold__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.0), np.float32(0.0)))
@@ -3087,8 +4350,18 @@ def threshold__backward_y_acc__float64__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * threshold__dfdy(y[i], np.float64(0.0), np.float64(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * threshold__dfdy(y[i], np.float64(0.0), np.float64(0.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * threshold__dfdy(out[i], np.float64(0.0), np.float64(0.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * threshold__dfdy(y[i], np.float64(0.0), np.float64(0.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * threshold__dfdy(y[i], np.float64(0.0), np.float64(0.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * threshold__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.0), np.float64(0.0)))
@@ -3096,8 +4369,18 @@ def threshold__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def threshold__backward_y_acc__parallel(out, dy, y, acc, threshold, value):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * threshold__dfdy(y[i], threshold, value)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * threshold__dfdy(y[i], threshold, value)
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * threshold__dfdy(out[i], threshold, value)
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * threshold__dfdy(y[i], threshold, value)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * threshold__dfdy(y[i], threshold, value)
 
 
 # --- elu ---------------------------------------------------------------------------------
@@ -3133,8 +4416,12 @@ def elu__forward__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         alpha = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = elu__f(x[i], alpha)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = elu__f(out[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = elu__f(x[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, elu__f(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -3146,8 +4433,12 @@ def elu__forward__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         alpha = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = elu__f(x[i], alpha)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = elu__f(out[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = elu__f(x[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, elu__f(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -3162,8 +4453,12 @@ def elu__forward__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = elu__f(x[i], np.float32(1.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = elu__f(out[i], np.float32(1.0))
+        else:
+            for i in range(n):
+                out[i] = elu__f(x[i], np.float32(1.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, elu__f(_loops.load(args[0], i * steps[0], np.float32), np.float32(1.0)))
@@ -3178,8 +4473,12 @@ def elu__forward__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = elu__f(x[i], np.float64(1.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = elu__f(out[i], np.float64(1.0))
+        else:
+            for i in range(n):
+                out[i] = elu__f(x[i], np.float64(1.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, elu__f(_loops.load(args[0], i * steps[0], np.float64), np.float64(1.0)))
@@ -3187,8 +4486,12 @@ def elu__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def elu__forward__parallel(out, x, alpha):
-    for i in prange(out.shape[0]):
-        out[i] = elu__f(x[i], alpha)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = elu__f(out[i], alpha)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = elu__f(x[i], alpha)
 
 
 def elu__grad(x, alpha):
@@ -3201,8 +4504,12 @@ def elu__grad__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         alpha = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = elu__dfdx(x[i], alpha)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = elu__dfdx(out[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = elu__dfdx(x[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, elu__dfdx(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -3214,8 +4521,12 @@ def elu__grad__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         alpha = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = elu__dfdx(x[i], alpha)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = elu__dfdx(out[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = elu__dfdx(x[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, elu__dfdx(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -3230,8 +4541,12 @@ def elu__grad__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = elu__dfdx(x[i], np.float32(1.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = elu__dfdx(out[i], np.float32(1.0))
+        else:
+            for i in range(n):
+                out[i] = elu__dfdx(x[i], np.float32(1.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, elu__dfdx(_loops.load(args[0], i * steps[0], np.float32), np.float32(1.0)))
@@ -3246,8 +4561,12 @@ def elu__grad__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = elu__dfdx(x[i], np.float64(1.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = elu__dfdx(out[i], np.float64(1.0))
+        else:
+            for i in range(n):
+                out[i] = elu__dfdx(x[i], np.float64(1.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, elu__dfdx(_loops.load(args[0], i * steps[0], np.float64), np.float64(1.0)))
@@ -3255,8 +4574,12 @@ def elu__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def elu__grad__parallel(out, x, alpha):
-    for i in prange(out.shape[0]):
-        out[i] = elu__dfdx(x[i], alpha)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = elu__dfdx(out[i], alpha)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = elu__dfdx(x[i], alpha)
 
 
 def elu__grad2(x, alpha):
@@ -3269,8 +4592,12 @@ def elu__grad2__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         alpha = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = elu__d2fdx2(x[i], alpha)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = elu__d2fdx2(out[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = elu__d2fdx2(x[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, elu__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -3282,8 +4609,12 @@ def elu__grad2__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         alpha = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = elu__d2fdx2(x[i], alpha)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = elu__d2fdx2(out[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = elu__d2fdx2(x[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, elu__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -3298,8 +4629,12 @@ def elu__grad2__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = elu__d2fdx2(x[i], np.float32(1.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = elu__d2fdx2(out[i], np.float32(1.0))
+        else:
+            for i in range(n):
+                out[i] = elu__d2fdx2(x[i], np.float32(1.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, elu__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), np.float32(1.0)))
@@ -3314,8 +4649,12 @@ def elu__grad2__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = elu__d2fdx2(x[i], np.float64(1.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = elu__d2fdx2(out[i], np.float64(1.0))
+        else:
+            for i in range(n):
+                out[i] = elu__d2fdx2(x[i], np.float64(1.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, elu__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), np.float64(1.0)))
@@ -3323,8 +4662,12 @@ def elu__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def elu__grad2__parallel(out, x, alpha):
-    for i in prange(out.shape[0]):
-        out[i] = elu__d2fdx2(x[i], alpha)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = elu__d2fdx2(out[i], alpha)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = elu__d2fdx2(x[i], alpha)
 
 
 def elu__backward_x(dy, x, alpha):
@@ -3338,8 +4681,15 @@ def elu__backward_x__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         alpha = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * elu__dfdx(x[i], alpha)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * elu__dfdx(x[i], alpha)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * elu__dfdx(out[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * elu__dfdx(x[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[0], i * steps[0], np.float32) * elu__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -3352,8 +4702,15 @@ def elu__backward_x__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         alpha = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * elu__dfdx(x[i], alpha)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * elu__dfdx(x[i], alpha)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * elu__dfdx(out[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * elu__dfdx(x[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[0], i * steps[0], np.float64) * elu__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -3369,8 +4726,15 @@ def elu__backward_x__float32__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * elu__dfdx(x[i], np.float32(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * elu__dfdx(x[i], np.float32(1.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * elu__dfdx(out[i], np.float32(1.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * elu__dfdx(x[i], np.float32(1.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * elu__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(1.0)))
@@ -3386,8 +4750,15 @@ def elu__backward_x__float64__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * elu__dfdx(x[i], np.float64(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * elu__dfdx(x[i], np.float64(1.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * elu__dfdx(out[i], np.float64(1.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * elu__dfdx(x[i], np.float64(1.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * elu__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(1.0)))
@@ -3395,8 +4766,15 @@ def elu__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def elu__backward_x__parallel(out, dy, x, alpha):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * elu__dfdx(x[i], alpha)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * elu__dfdx(x[i], alpha)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * elu__dfdx(out[i], alpha)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * elu__dfdx(x[i], alpha)
 
 
 def elu__backward_y(dy, y, alpha):
@@ -3410,8 +4788,15 @@ def elu__backward_y__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         alpha = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * elu__dfdy(y[i], alpha)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * elu__dfdy(y[i], alpha)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * elu__dfdy(out[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * elu__dfdy(y[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[0], i * steps[0], np.float32) * elu__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -3424,8 +4809,15 @@ def elu__backward_y__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         alpha = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * elu__dfdy(y[i], alpha)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * elu__dfdy(y[i], alpha)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * elu__dfdy(out[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * elu__dfdy(y[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[0], i * steps[0], np.float64) * elu__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -3441,8 +4833,15 @@ def elu__backward_y__float32__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         y = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * elu__dfdy(y[i], np.float32(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * elu__dfdy(y[i], np.float32(1.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * elu__dfdy(out[i], np.float32(1.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * elu__dfdy(y[i], np.float32(1.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * elu__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(1.0)))
@@ -3458,8 +4857,15 @@ def elu__backward_y__float64__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         y = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * elu__dfdy(y[i], np.float64(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * elu__dfdy(y[i], np.float64(1.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * elu__dfdy(out[i], np.float64(1.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * elu__dfdy(y[i], np.float64(1.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * elu__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(1.0)))
@@ -3467,8 +4873,15 @@ def elu__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def elu__backward_y__parallel(out, dy, y, alpha):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * elu__dfdy(y[i], alpha)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * elu__dfdy(y[i], alpha)
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * elu__dfdy(out[i], alpha)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * elu__dfdy(y[i], alpha)
 
 
 def elu__backward_x_acc(dy, x, acc, alpha):
@@ -3483,8 +4896,18 @@ def elu__backward_x_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         alpha = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * elu__dfdx(x[i], alpha)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * elu__dfdx(x[i], alpha)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * elu__dfdx(out[i], alpha)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * elu__dfdx(x[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * elu__dfdx(x[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * elu__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
@@ -3498,8 +4921,18 @@ def elu__backward_x_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         alpha = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * elu__dfdx(x[i], alpha)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * elu__dfdx(x[i], alpha)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * elu__dfdx(out[i], alpha)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * elu__dfdx(x[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * elu__dfdx(x[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * elu__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
@@ -3516,8 +4949,18 @@ def elu__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * elu__dfdx(x[i], np.float32(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * elu__dfdx(x[i], np.float32(1.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * elu__dfdx(out[i], np.float32(1.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * elu__dfdx(x[i], np.float32(1.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * elu__dfdx(x[i], np.float32(1.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * elu__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(1.0)))
@@ -3534,8 +4977,18 @@ def elu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * elu__dfdx(x[i], np.float64(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * elu__dfdx(x[i], np.float64(1.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * elu__dfdx(out[i], np.float64(1.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * elu__dfdx(x[i], np.float64(1.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * elu__dfdx(x[i], np.float64(1.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * elu__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(1.0)))
@@ -3543,8 +4996,18 @@ def elu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def elu__backward_x_acc__parallel(out, dy, x, acc, alpha):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * elu__dfdx(x[i], alpha)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * elu__dfdx(x[i], alpha)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * elu__dfdx(out[i], alpha)
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * elu__dfdx(x[i], alpha)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * elu__dfdx(x[i], alpha)
 
 
 def elu__backward_y_acc(dy, y, acc, alpha):
@@ -3559,8 +5022,18 @@ def elu__backward_y_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         alpha = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * elu__dfdy(y[i], alpha)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * elu__dfdy(y[i], alpha)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * elu__dfdy(out[i], alpha)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * elu__dfdy(y[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * elu__dfdy(y[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * elu__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
@@ -3574,8 +5047,18 @@ def elu__backward_y_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         alpha = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * elu__dfdy(y[i], alpha)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * elu__dfdy(y[i], alpha)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * elu__dfdy(out[i], alpha)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * elu__dfdy(y[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * elu__dfdy(y[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * elu__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
@@ -3592,8 +5075,18 @@ def elu__backward_y_acc__float32__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * elu__dfdy(y[i], np.float32(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * elu__dfdy(y[i], np.float32(1.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * elu__dfdy(out[i], np.float32(1.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * elu__dfdy(y[i], np.float32(1.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * elu__dfdy(y[i], np.float32(1.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * elu__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(1.0)))
@@ -3610,8 +5103,18 @@ def elu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * elu__dfdy(y[i], np.float64(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * elu__dfdy(y[i], np.float64(1.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * elu__dfdy(out[i], np.float64(1.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * elu__dfdy(y[i], np.float64(1.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * elu__dfdy(y[i], np.float64(1.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * elu__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(1.0)))
@@ -3619,8 +5122,18 @@ def elu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def elu__backward_y_acc__parallel(out, dy, y, acc, alpha):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * elu__dfdy(y[i], alpha)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * elu__dfdy(y[i], alpha)
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * elu__dfdy(out[i], alpha)
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * elu__dfdy(y[i], alpha)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * elu__dfdy(y[i], alpha)
 
 
 # --- selu --------------------------------------------------------------------------------
@@ -3650,8 +5163,12 @@ def selu__forward__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = selu__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = selu__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = selu__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, selu__f(_loops.load(args[0], i * steps[0], np.float32)))
@@ -3662,8 +5179,12 @@ def selu__forward__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = selu__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = selu__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = selu__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, selu__f(_loops.load(args[0], i * steps[0], np.float64)))
@@ -3671,8 +5192,12 @@ def selu__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def selu__forward__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = selu__f(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = selu__f(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = selu__f(x[i])
 
 
 def selu__grad(x):
@@ -3684,8 +5209,12 @@ def selu__grad__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = selu__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = selu__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = selu__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, selu__dfdx(_loops.load(args[0], i * steps[0], np.float32)))
@@ -3696,8 +5225,12 @@ def selu__grad__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = selu__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = selu__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = selu__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, selu__dfdx(_loops.load(args[0], i * steps[0], np.float64)))
@@ -3705,8 +5238,12 @@ def selu__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def selu__grad__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = selu__dfdx(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = selu__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = selu__dfdx(x[i])
 
 
 def selu__grad2(x):
@@ -3718,8 +5255,12 @@ def selu__grad2__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = selu__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = selu__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = selu__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, selu__d2fdx2(_loops.load(args[0], i * steps[0], np.float32)))
@@ -3730,8 +5271,12 @@ def selu__grad2__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = selu__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = selu__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = selu__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, selu__d2fdx2(_loops.load(args[0], i * steps[0], np.float64)))
@@ -3739,8 +5284,12 @@ def selu__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def selu__grad2__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = selu__d2fdx2(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = selu__d2fdx2(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = selu__d2fdx2(x[i])
 
 
 def selu__backward_x(dy, x):
@@ -3753,8 +5302,15 @@ def selu__backward_x__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * selu__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * selu__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * selu__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * selu__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * selu__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -3766,8 +5322,15 @@ def selu__backward_x__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * selu__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * selu__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * selu__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * selu__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * selu__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -3775,8 +5338,15 @@ def selu__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def selu__backward_x__parallel(out, dy, x):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * selu__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * selu__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * selu__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * selu__dfdx(x[i])
 
 
 def selu__backward_x_acc(dy, x, acc):
@@ -3790,8 +5360,18 @@ def selu__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * selu__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * selu__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * selu__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * selu__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * selu__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * selu__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -3804,8 +5384,18 @@ def selu__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * selu__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * selu__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * selu__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * selu__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * selu__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * selu__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -3813,8 +5403,18 @@ def selu__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def selu__backward_x_acc__parallel(out, dy, x, acc):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * selu__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * selu__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * selu__dfdx(out[i])
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * selu__dfdx(x[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * selu__dfdx(x[i])
 
 
 # --- celu --------------------------------------------------------------------------------
@@ -3862,8 +5462,12 @@ def celu__forward__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         alpha = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = celu__f(x[i], alpha)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = celu__f(out[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = celu__f(x[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, celu__f(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -3875,8 +5479,12 @@ def celu__forward__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         alpha = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = celu__f(x[i], alpha)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = celu__f(out[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = celu__f(x[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, celu__f(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -3891,8 +5499,12 @@ def celu__forward__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = celu__f(x[i], np.float32(1.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = celu__f(out[i], np.float32(1.0))
+        else:
+            for i in range(n):
+                out[i] = celu__f(x[i], np.float32(1.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, celu__f(_loops.load(args[0], i * steps[0], np.float32), np.float32(1.0)))
@@ -3907,8 +5519,12 @@ def celu__forward__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = celu__f(x[i], np.float64(1.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = celu__f(out[i], np.float64(1.0))
+        else:
+            for i in range(n):
+                out[i] = celu__f(x[i], np.float64(1.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, celu__f(_loops.load(args[0], i * steps[0], np.float64), np.float64(1.0)))
@@ -3916,8 +5532,12 @@ def celu__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def celu__forward__parallel(out, x, alpha):
-    for i in prange(out.shape[0]):
-        out[i] = celu__f(x[i], alpha)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = celu__f(out[i], alpha)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = celu__f(x[i], alpha)
 
 
 def celu__grad(x, alpha):
@@ -3930,8 +5550,12 @@ def celu__grad__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         alpha = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = celu__dfdx(x[i], alpha)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = celu__dfdx(out[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = celu__dfdx(x[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, celu__dfdx(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -3943,8 +5567,12 @@ def celu__grad__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         alpha = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = celu__dfdx(x[i], alpha)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = celu__dfdx(out[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = celu__dfdx(x[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, celu__dfdx(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -3959,8 +5587,12 @@ def celu__grad__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = celu__dfdx(x[i], np.float32(1.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = celu__dfdx(out[i], np.float32(1.0))
+        else:
+            for i in range(n):
+                out[i] = celu__dfdx(x[i], np.float32(1.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, celu__dfdx(_loops.load(args[0], i * steps[0], np.float32), np.float32(1.0)))
@@ -3975,8 +5607,12 @@ def celu__grad__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = celu__dfdx(x[i], np.float64(1.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = celu__dfdx(out[i], np.float64(1.0))
+        else:
+            for i in range(n):
+                out[i] = celu__dfdx(x[i], np.float64(1.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, celu__dfdx(_loops.load(args[0], i * steps[0], np.float64), np.float64(1.0)))
@@ -3984,8 +5620,12 @@ def celu__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def celu__grad__parallel(out, x, alpha):
-    for i in prange(out.shape[0]):
-        out[i] = celu__dfdx(x[i], alpha)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = celu__dfdx(out[i], alpha)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = celu__dfdx(x[i], alpha)
 
 
 def celu__grad2(x, alpha):
@@ -3998,8 +5638,12 @@ def celu__grad2__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         alpha = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = celu__d2fdx2(x[i], alpha)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = celu__d2fdx2(out[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = celu__d2fdx2(x[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, celu__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -4011,8 +5655,12 @@ def celu__grad2__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         alpha = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = celu__d2fdx2(x[i], alpha)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = celu__d2fdx2(out[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = celu__d2fdx2(x[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, celu__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -4027,8 +5675,12 @@ def celu__grad2__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = celu__d2fdx2(x[i], np.float32(1.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = celu__d2fdx2(out[i], np.float32(1.0))
+        else:
+            for i in range(n):
+                out[i] = celu__d2fdx2(x[i], np.float32(1.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, celu__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), np.float32(1.0)))
@@ -4043,8 +5695,12 @@ def celu__grad2__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = celu__d2fdx2(x[i], np.float64(1.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = celu__d2fdx2(out[i], np.float64(1.0))
+        else:
+            for i in range(n):
+                out[i] = celu__d2fdx2(x[i], np.float64(1.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, celu__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), np.float64(1.0)))
@@ -4052,8 +5708,12 @@ def celu__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def celu__grad2__parallel(out, x, alpha):
-    for i in prange(out.shape[0]):
-        out[i] = celu__d2fdx2(x[i], alpha)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = celu__d2fdx2(out[i], alpha)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = celu__d2fdx2(x[i], alpha)
 
 
 def celu__backward_x(dy, x, alpha):
@@ -4067,8 +5727,15 @@ def celu__backward_x__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         alpha = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * celu__dfdx(x[i], alpha)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * celu__dfdx(x[i], alpha)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * celu__dfdx(out[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * celu__dfdx(x[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[0], i * steps[0], np.float32) * celu__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -4081,8 +5748,15 @@ def celu__backward_x__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         alpha = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * celu__dfdx(x[i], alpha)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * celu__dfdx(x[i], alpha)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * celu__dfdx(out[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * celu__dfdx(x[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[0], i * steps[0], np.float64) * celu__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -4098,8 +5772,15 @@ def celu__backward_x__float32__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * celu__dfdx(x[i], np.float32(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * celu__dfdx(x[i], np.float32(1.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * celu__dfdx(out[i], np.float32(1.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * celu__dfdx(x[i], np.float32(1.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * celu__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(1.0)))
@@ -4115,8 +5796,15 @@ def celu__backward_x__float64__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * celu__dfdx(x[i], np.float64(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * celu__dfdx(x[i], np.float64(1.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * celu__dfdx(out[i], np.float64(1.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * celu__dfdx(x[i], np.float64(1.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * celu__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(1.0)))
@@ -4124,8 +5812,15 @@ def celu__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def celu__backward_x__parallel(out, dy, x, alpha):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * celu__dfdx(x[i], alpha)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * celu__dfdx(x[i], alpha)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * celu__dfdx(out[i], alpha)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * celu__dfdx(x[i], alpha)
 
 
 def celu__backward_y(dy, y, alpha):
@@ -4139,8 +5834,15 @@ def celu__backward_y__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         alpha = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * celu__dfdy(y[i], alpha)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * celu__dfdy(y[i], alpha)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * celu__dfdy(out[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * celu__dfdy(y[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[0], i * steps[0], np.float32) * celu__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -4153,8 +5855,15 @@ def celu__backward_y__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         alpha = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * celu__dfdy(y[i], alpha)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * celu__dfdy(y[i], alpha)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * celu__dfdy(out[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * celu__dfdy(y[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[0], i * steps[0], np.float64) * celu__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -4170,8 +5879,15 @@ def celu__backward_y__float32__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         y = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * celu__dfdy(y[i], np.float32(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * celu__dfdy(y[i], np.float32(1.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * celu__dfdy(out[i], np.float32(1.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * celu__dfdy(y[i], np.float32(1.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * celu__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(1.0)))
@@ -4187,8 +5903,15 @@ def celu__backward_y__float64__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         y = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * celu__dfdy(y[i], np.float64(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * celu__dfdy(y[i], np.float64(1.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * celu__dfdy(out[i], np.float64(1.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * celu__dfdy(y[i], np.float64(1.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * celu__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(1.0)))
@@ -4196,8 +5919,15 @@ def celu__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def celu__backward_y__parallel(out, dy, y, alpha):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * celu__dfdy(y[i], alpha)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * celu__dfdy(y[i], alpha)
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * celu__dfdy(out[i], alpha)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * celu__dfdy(y[i], alpha)
 
 
 def celu__backward_x_acc(dy, x, acc, alpha):
@@ -4212,8 +5942,18 @@ def celu__backward_x_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         alpha = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * celu__dfdx(x[i], alpha)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * celu__dfdx(x[i], alpha)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * celu__dfdx(out[i], alpha)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * celu__dfdx(x[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * celu__dfdx(x[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * celu__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
@@ -4227,8 +5967,18 @@ def celu__backward_x_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         alpha = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * celu__dfdx(x[i], alpha)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * celu__dfdx(x[i], alpha)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * celu__dfdx(out[i], alpha)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * celu__dfdx(x[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * celu__dfdx(x[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * celu__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
@@ -4245,8 +5995,18 @@ def celu__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * celu__dfdx(x[i], np.float32(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * celu__dfdx(x[i], np.float32(1.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * celu__dfdx(out[i], np.float32(1.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * celu__dfdx(x[i], np.float32(1.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * celu__dfdx(x[i], np.float32(1.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * celu__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(1.0)))
@@ -4263,8 +6023,18 @@ def celu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * celu__dfdx(x[i], np.float64(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * celu__dfdx(x[i], np.float64(1.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * celu__dfdx(out[i], np.float64(1.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * celu__dfdx(x[i], np.float64(1.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * celu__dfdx(x[i], np.float64(1.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * celu__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(1.0)))
@@ -4272,8 +6042,18 @@ def celu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def celu__backward_x_acc__parallel(out, dy, x, acc, alpha):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * celu__dfdx(x[i], alpha)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * celu__dfdx(x[i], alpha)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * celu__dfdx(out[i], alpha)
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * celu__dfdx(x[i], alpha)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * celu__dfdx(x[i], alpha)
 
 
 def celu__backward_y_acc(dy, y, acc, alpha):
@@ -4288,8 +6068,18 @@ def celu__backward_y_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         alpha = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * celu__dfdy(y[i], alpha)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * celu__dfdy(y[i], alpha)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * celu__dfdy(out[i], alpha)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * celu__dfdy(y[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * celu__dfdy(y[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * celu__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
@@ -4303,8 +6093,18 @@ def celu__backward_y_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         alpha = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * celu__dfdy(y[i], alpha)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * celu__dfdy(y[i], alpha)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * celu__dfdy(out[i], alpha)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * celu__dfdy(y[i], alpha)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * celu__dfdy(y[i], alpha)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * celu__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
@@ -4321,8 +6121,18 @@ def celu__backward_y_acc__float32__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * celu__dfdy(y[i], np.float32(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * celu__dfdy(y[i], np.float32(1.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * celu__dfdy(out[i], np.float32(1.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * celu__dfdy(y[i], np.float32(1.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * celu__dfdy(y[i], np.float32(1.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * celu__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(1.0)))
@@ -4339,8 +6149,18 @@ def celu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * celu__dfdy(y[i], np.float64(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * celu__dfdy(y[i], np.float64(1.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * celu__dfdy(out[i], np.float64(1.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * celu__dfdy(y[i], np.float64(1.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * celu__dfdy(y[i], np.float64(1.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * celu__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(1.0)))
@@ -4348,8 +6168,18 @@ def celu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def celu__backward_y_acc__parallel(out, dy, y, acc, alpha):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * celu__dfdy(y[i], alpha)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * celu__dfdy(y[i], alpha)
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * celu__dfdy(out[i], alpha)
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * celu__dfdy(y[i], alpha)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * celu__dfdy(y[i], alpha)
 
 
 # --- softplus ----------------------------------------------------------------------------
@@ -4389,8 +6219,12 @@ def softplus__forward__loop_float32(args, dims, steps, data):
         beta = _loops.load(args[1], 0, np.float32)
         threshold = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = softplus__f(x[i], beta, threshold)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softplus__f(out[i], beta, threshold)
+        else:
+            for i in range(n):
+                out[i] = softplus__f(x[i], beta, threshold)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, softplus__f(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -4403,8 +6237,12 @@ def softplus__forward__loop_float64(args, dims, steps, data):
         beta = _loops.load(args[1], 0, np.float64)
         threshold = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = softplus__f(x[i], beta, threshold)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softplus__f(out[i], beta, threshold)
+        else:
+            for i in range(n):
+                out[i] = softplus__f(x[i], beta, threshold)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, softplus__f(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -4419,8 +6257,12 @@ def softplus__forward__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = softplus__f(x[i], np.float32(1.0), np.float32(20.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softplus__f(out[i], np.float32(1.0), np.float32(20.0))
+        else:
+            for i in range(n):
+                out[i] = softplus__f(x[i], np.float32(1.0), np.float32(20.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, softplus__f(_loops.load(args[0], i * steps[0], np.float32), np.float32(1.0), np.float32(20.0)))
@@ -4435,8 +6277,12 @@ def softplus__forward__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = softplus__f(x[i], np.float64(1.0), np.float64(20.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softplus__f(out[i], np.float64(1.0), np.float64(20.0))
+        else:
+            for i in range(n):
+                out[i] = softplus__f(x[i], np.float64(1.0), np.float64(20.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, softplus__f(_loops.load(args[0], i * steps[0], np.float64), np.float64(1.0), np.float64(20.0)))
@@ -4444,8 +6290,12 @@ def softplus__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softplus__forward__parallel(out, x, beta, threshold):
-    for i in prange(out.shape[0]):
-        out[i] = softplus__f(x[i], beta, threshold)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = softplus__f(out[i], beta, threshold)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = softplus__f(x[i], beta, threshold)
 
 
 def softplus__grad(x, beta, threshold):
@@ -4459,8 +6309,12 @@ def softplus__grad__loop_float32(args, dims, steps, data):
         beta = _loops.load(args[1], 0, np.float32)
         threshold = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = softplus__dfdx(x[i], beta, threshold)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softplus__dfdx(out[i], beta, threshold)
+        else:
+            for i in range(n):
+                out[i] = softplus__dfdx(x[i], beta, threshold)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, softplus__dfdx(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -4473,8 +6327,12 @@ def softplus__grad__loop_float64(args, dims, steps, data):
         beta = _loops.load(args[1], 0, np.float64)
         threshold = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = softplus__dfdx(x[i], beta, threshold)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softplus__dfdx(out[i], beta, threshold)
+        else:
+            for i in range(n):
+                out[i] = softplus__dfdx(x[i], beta, threshold)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, softplus__dfdx(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -4489,8 +6347,12 @@ def softplus__grad__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = softplus__dfdx(x[i], np.float32(1.0), np.float32(20.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softplus__dfdx(out[i], np.float32(1.0), np.float32(20.0))
+        else:
+            for i in range(n):
+                out[i] = softplus__dfdx(x[i], np.float32(1.0), np.float32(20.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, softplus__dfdx(_loops.load(args[0], i * steps[0], np.float32), np.float32(1.0), np.float32(20.0)))
@@ -4505,8 +6367,12 @@ def softplus__grad__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = softplus__dfdx(x[i], np.float64(1.0), np.float64(20.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softplus__dfdx(out[i], np.float64(1.0), np.float64(20.0))
+        else:
+            for i in range(n):
+                out[i] = softplus__dfdx(x[i], np.float64(1.0), np.float64(20.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, softplus__dfdx(_loops.load(args[0], i * steps[0], np.float64), np.float64(1.0), np.float64(20.0)))
@@ -4514,8 +6380,12 @@ def softplus__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softplus__grad__parallel(out, x, beta, threshold):
-    for i in prange(out.shape[0]):
-        out[i] = softplus__dfdx(x[i], beta, threshold)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = softplus__dfdx(out[i], beta, threshold)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = softplus__dfdx(x[i], beta, threshold)
 
 
 def softplus__grad2(x, beta, threshold):
@@ -4529,8 +6399,12 @@ def softplus__grad2__loop_float32(args, dims, steps, data):
         beta = _loops.load(args[1], 0, np.float32)
         threshold = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = softplus__d2fdx2(x[i], beta, threshold)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softplus__d2fdx2(out[i], beta, threshold)
+        else:
+            for i in range(n):
+                out[i] = softplus__d2fdx2(x[i], beta, threshold)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, softplus__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -4543,8 +6417,12 @@ def softplus__grad2__loop_float64(args, dims, steps, data):
         beta = _loops.load(args[1], 0, np.float64)
         threshold = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = softplus__d2fdx2(x[i], beta, threshold)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softplus__d2fdx2(out[i], beta, threshold)
+        else:
+            for i in range(n):
+                out[i] = softplus__d2fdx2(x[i], beta, threshold)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, softplus__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -4559,8 +6437,12 @@ def softplus__grad2__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = softplus__d2fdx2(x[i], np.float32(1.0), np.float32(20.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softplus__d2fdx2(out[i], np.float32(1.0), np.float32(20.0))
+        else:
+            for i in range(n):
+                out[i] = softplus__d2fdx2(x[i], np.float32(1.0), np.float32(20.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, softplus__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), np.float32(1.0), np.float32(20.0)))
@@ -4575,8 +6457,12 @@ def softplus__grad2__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = softplus__d2fdx2(x[i], np.float64(1.0), np.float64(20.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softplus__d2fdx2(out[i], np.float64(1.0), np.float64(20.0))
+        else:
+            for i in range(n):
+                out[i] = softplus__d2fdx2(x[i], np.float64(1.0), np.float64(20.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, softplus__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), np.float64(1.0), np.float64(20.0)))
@@ -4584,8 +6470,12 @@ def softplus__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softplus__grad2__parallel(out, x, beta, threshold):
-    for i in prange(out.shape[0]):
-        out[i] = softplus__d2fdx2(x[i], beta, threshold)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = softplus__d2fdx2(out[i], beta, threshold)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = softplus__d2fdx2(x[i], beta, threshold)
 
 
 def softplus__backward_x(dy, x, beta, threshold):
@@ -4600,8 +6490,15 @@ def softplus__backward_x__loop_float32(args, dims, steps, data):
         beta = _loops.load(args[2], 0, np.float32)
         threshold = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * softplus__dfdx(x[i], beta, threshold)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * softplus__dfdx(x[i], beta, threshold)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * softplus__dfdx(out[i], beta, threshold)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * softplus__dfdx(x[i], beta, threshold)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[0], i * steps[0], np.float32) * softplus__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
@@ -4615,8 +6512,15 @@ def softplus__backward_x__loop_float64(args, dims, steps, data):
         beta = _loops.load(args[2], 0, np.float64)
         threshold = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * softplus__dfdx(x[i], beta, threshold)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * softplus__dfdx(x[i], beta, threshold)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * softplus__dfdx(out[i], beta, threshold)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * softplus__dfdx(x[i], beta, threshold)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[0], i * steps[0], np.float64) * softplus__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
@@ -4632,8 +6536,15 @@ def softplus__backward_x__float32__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * softplus__dfdx(x[i], np.float32(1.0), np.float32(20.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * softplus__dfdx(x[i], np.float32(1.0), np.float32(20.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * softplus__dfdx(out[i], np.float32(1.0), np.float32(20.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * softplus__dfdx(x[i], np.float32(1.0), np.float32(20.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * softplus__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(1.0), np.float32(20.0)))
@@ -4649,8 +6560,15 @@ def softplus__backward_x__float64__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * softplus__dfdx(x[i], np.float64(1.0), np.float64(20.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * softplus__dfdx(x[i], np.float64(1.0), np.float64(20.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * softplus__dfdx(out[i], np.float64(1.0), np.float64(20.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * softplus__dfdx(x[i], np.float64(1.0), np.float64(20.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * softplus__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(1.0), np.float64(20.0)))
@@ -4658,8 +6576,15 @@ def softplus__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softplus__backward_x__parallel(out, dy, x, beta, threshold):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * softplus__dfdx(x[i], beta, threshold)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * softplus__dfdx(x[i], beta, threshold)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * softplus__dfdx(out[i], beta, threshold)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * softplus__dfdx(x[i], beta, threshold)
 
 
 def softplus__backward_x_acc(dy, x, acc, beta, threshold):
@@ -4675,8 +6600,18 @@ def softplus__backward_x_acc__loop_float32(args, dims, steps, data):
         beta = _loops.load(args[3], 0, np.float32)
         threshold = _loops.load(args[4], 0, np.float32)
         out = _loops.contiguous(args[5], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * softplus__dfdx(x[i], beta, threshold)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * softplus__dfdx(x[i], beta, threshold)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softplus__dfdx(out[i], beta, threshold)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * softplus__dfdx(x[i], beta, threshold)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softplus__dfdx(x[i], beta, threshold)
     else:
         for i in range(n):
             _loops.store(args[5], i * steps[5], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * softplus__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32), _loops.load(args[4], i * steps[4], np.float32)))
@@ -4691,8 +6626,18 @@ def softplus__backward_x_acc__loop_float64(args, dims, steps, data):
         beta = _loops.load(args[3], 0, np.float64)
         threshold = _loops.load(args[4], 0, np.float64)
         out = _loops.contiguous(args[5], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * softplus__dfdx(x[i], beta, threshold)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * softplus__dfdx(x[i], beta, threshold)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softplus__dfdx(out[i], beta, threshold)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * softplus__dfdx(x[i], beta, threshold)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softplus__dfdx(x[i], beta, threshold)
     else:
         for i in range(n):
             _loops.store(args[5], i * steps[5], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * softplus__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64), _loops.load(args[4], i * steps[4], np.float64)))
@@ -4709,8 +6654,18 @@ def softplus__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * softplus__dfdx(x[i], np.float32(1.0), np.float32(20.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * softplus__dfdx(x[i], np.float32(1.0), np.float32(20.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softplus__dfdx(out[i], np.float32(1.0), np.float32(20.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * softplus__dfdx(x[i], np.float32(1.0), np.float32(20.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softplus__dfdx(x[i], np.float32(1.0), np.float32(20.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * softplus__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(1.0), np.float32(20.0)))
@@ -4727,8 +6682,18 @@ def softplus__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * softplus__dfdx(x[i], np.float64(1.0), np.float64(20.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * softplus__dfdx(x[i], np.float64(1.0), np.float64(20.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softplus__dfdx(out[i], np.float64(1.0), np.float64(20.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * softplus__dfdx(x[i], np.float64(1.0), np.float64(20.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softplus__dfdx(x[i], np.float64(1.0), np.float64(20.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * softplus__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(1.0), np.float64(20.0)))
@@ -4736,8 +6701,18 @@ def softplus__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softplus__backward_x_acc__parallel(out, dy, x, acc, beta, threshold):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * softplus__dfdx(x[i], beta, threshold)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * softplus__dfdx(x[i], beta, threshold)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * softplus__dfdx(out[i], beta, threshold)
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * softplus__dfdx(x[i], beta, threshold)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * softplus__dfdx(x[i], beta, threshold)
 
 
 # --- silu --------------------------------------------------------------------------------
@@ -4781,8 +6756,12 @@ def silu__forward__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         beta = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = silu__f(x[i], beta)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = silu__f(out[i], beta)
+        else:
+            for i in range(n):
+                out[i] = silu__f(x[i], beta)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, silu__f(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -4794,8 +6773,12 @@ def silu__forward__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         beta = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = silu__f(x[i], beta)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = silu__f(out[i], beta)
+        else:
+            for i in range(n):
+                out[i] = silu__f(x[i], beta)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, silu__f(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -4810,8 +6793,12 @@ def silu__forward__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = silu__f(x[i], np.float32(1.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = silu__f(out[i], np.float32(1.0))
+        else:
+            for i in range(n):
+                out[i] = silu__f(x[i], np.float32(1.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, silu__f(_loops.load(args[0], i * steps[0], np.float32), np.float32(1.0)))
@@ -4826,8 +6813,12 @@ def silu__forward__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = silu__f(x[i], np.float64(1.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = silu__f(out[i], np.float64(1.0))
+        else:
+            for i in range(n):
+                out[i] = silu__f(x[i], np.float64(1.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, silu__f(_loops.load(args[0], i * steps[0], np.float64), np.float64(1.0)))
@@ -4835,8 +6826,12 @@ def silu__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def silu__forward__parallel(out, x, beta):
-    for i in prange(out.shape[0]):
-        out[i] = silu__f(x[i], beta)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = silu__f(out[i], beta)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = silu__f(x[i], beta)
 
 
 def silu__grad(x, beta):
@@ -4849,8 +6844,12 @@ def silu__grad__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         beta = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = silu__dfdx(x[i], beta)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = silu__dfdx(out[i], beta)
+        else:
+            for i in range(n):
+                out[i] = silu__dfdx(x[i], beta)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, silu__dfdx(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -4862,8 +6861,12 @@ def silu__grad__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         beta = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = silu__dfdx(x[i], beta)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = silu__dfdx(out[i], beta)
+        else:
+            for i in range(n):
+                out[i] = silu__dfdx(x[i], beta)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, silu__dfdx(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -4878,8 +6881,12 @@ def silu__grad__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = silu__dfdx(x[i], np.float32(1.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = silu__dfdx(out[i], np.float32(1.0))
+        else:
+            for i in range(n):
+                out[i] = silu__dfdx(x[i], np.float32(1.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, silu__dfdx(_loops.load(args[0], i * steps[0], np.float32), np.float32(1.0)))
@@ -4894,8 +6901,12 @@ def silu__grad__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = silu__dfdx(x[i], np.float64(1.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = silu__dfdx(out[i], np.float64(1.0))
+        else:
+            for i in range(n):
+                out[i] = silu__dfdx(x[i], np.float64(1.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, silu__dfdx(_loops.load(args[0], i * steps[0], np.float64), np.float64(1.0)))
@@ -4903,8 +6914,12 @@ def silu__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def silu__grad__parallel(out, x, beta):
-    for i in prange(out.shape[0]):
-        out[i] = silu__dfdx(x[i], beta)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = silu__dfdx(out[i], beta)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = silu__dfdx(x[i], beta)
 
 
 def silu__grad2(x, beta):
@@ -4917,8 +6932,12 @@ def silu__grad2__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         beta = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = silu__d2fdx2(x[i], beta)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = silu__d2fdx2(out[i], beta)
+        else:
+            for i in range(n):
+                out[i] = silu__d2fdx2(x[i], beta)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, silu__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -4930,8 +6949,12 @@ def silu__grad2__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         beta = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = silu__d2fdx2(x[i], beta)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = silu__d2fdx2(out[i], beta)
+        else:
+            for i in range(n):
+                out[i] = silu__d2fdx2(x[i], beta)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, silu__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -4946,8 +6969,12 @@ def silu__grad2__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = silu__d2fdx2(x[i], np.float32(1.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = silu__d2fdx2(out[i], np.float32(1.0))
+        else:
+            for i in range(n):
+                out[i] = silu__d2fdx2(x[i], np.float32(1.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, silu__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), np.float32(1.0)))
@@ -4962,8 +6989,12 @@ def silu__grad2__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = silu__d2fdx2(x[i], np.float64(1.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = silu__d2fdx2(out[i], np.float64(1.0))
+        else:
+            for i in range(n):
+                out[i] = silu__d2fdx2(x[i], np.float64(1.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, silu__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), np.float64(1.0)))
@@ -4971,8 +7002,12 @@ def silu__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def silu__grad2__parallel(out, x, beta):
-    for i in prange(out.shape[0]):
-        out[i] = silu__d2fdx2(x[i], beta)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = silu__d2fdx2(out[i], beta)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = silu__d2fdx2(x[i], beta)
 
 
 def silu__backward_x(dy, x, beta):
@@ -4986,8 +7021,15 @@ def silu__backward_x__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         beta = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * silu__dfdx(x[i], beta)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * silu__dfdx(x[i], beta)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * silu__dfdx(out[i], beta)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * silu__dfdx(x[i], beta)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[0], i * steps[0], np.float32) * silu__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -5000,8 +7042,15 @@ def silu__backward_x__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         beta = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * silu__dfdx(x[i], beta)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * silu__dfdx(x[i], beta)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * silu__dfdx(out[i], beta)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * silu__dfdx(x[i], beta)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[0], i * steps[0], np.float64) * silu__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -5017,8 +7066,15 @@ def silu__backward_x__float32__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * silu__dfdx(x[i], np.float32(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * silu__dfdx(x[i], np.float32(1.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * silu__dfdx(out[i], np.float32(1.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * silu__dfdx(x[i], np.float32(1.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * silu__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(1.0)))
@@ -5034,8 +7090,15 @@ def silu__backward_x__float64__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * silu__dfdx(x[i], np.float64(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * silu__dfdx(x[i], np.float64(1.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * silu__dfdx(out[i], np.float64(1.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * silu__dfdx(x[i], np.float64(1.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * silu__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(1.0)))
@@ -5043,8 +7106,15 @@ def silu__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def silu__backward_x__parallel(out, dy, x, beta):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * silu__dfdx(x[i], beta)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * silu__dfdx(x[i], beta)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * silu__dfdx(out[i], beta)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * silu__dfdx(x[i], beta)
 
 
 def silu__backward_x_acc(dy, x, acc, beta):
@@ -5059,8 +7129,18 @@ def silu__backward_x_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         beta = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * silu__dfdx(x[i], beta)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * silu__dfdx(x[i], beta)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * silu__dfdx(out[i], beta)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * silu__dfdx(x[i], beta)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * silu__dfdx(x[i], beta)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * silu__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
@@ -5074,8 +7154,18 @@ def silu__backward_x_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         beta = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * silu__dfdx(x[i], beta)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * silu__dfdx(x[i], beta)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * silu__dfdx(out[i], beta)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * silu__dfdx(x[i], beta)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * silu__dfdx(x[i], beta)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * silu__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
@@ -5092,8 +7182,18 @@ def silu__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * silu__dfdx(x[i], np.float32(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * silu__dfdx(x[i], np.float32(1.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * silu__dfdx(out[i], np.float32(1.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * silu__dfdx(x[i], np.float32(1.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * silu__dfdx(x[i], np.float32(1.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * silu__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(1.0)))
@@ -5110,8 +7210,18 @@ def silu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * silu__dfdx(x[i], np.float64(1.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * silu__dfdx(x[i], np.float64(1.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * silu__dfdx(out[i], np.float64(1.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * silu__dfdx(x[i], np.float64(1.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * silu__dfdx(x[i], np.float64(1.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * silu__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(1.0)))
@@ -5119,8 +7229,18 @@ def silu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def silu__backward_x_acc__parallel(out, dy, x, acc, beta):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * silu__dfdx(x[i], beta)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * silu__dfdx(x[i], beta)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * silu__dfdx(out[i], beta)
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * silu__dfdx(x[i], beta)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * silu__dfdx(x[i], beta)
 
 
 # --- gelu --------------------------------------------------------------------------------
@@ -5181,8 +7301,12 @@ def gelu__forward__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         approximate = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = gelu__f(x[i], approximate)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = gelu__f(out[i], approximate)
+        else:
+            for i in range(n):
+                out[i] = gelu__f(x[i], approximate)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, gelu__f(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -5194,8 +7318,12 @@ def gelu__forward__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         approximate = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = gelu__f(x[i], approximate)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = gelu__f(out[i], approximate)
+        else:
+            for i in range(n):
+                out[i] = gelu__f(x[i], approximate)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, gelu__f(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -5210,8 +7338,12 @@ def gelu__forward__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = gelu__f(x[i], np.float32(0.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = gelu__f(out[i], np.float32(0.0))
+        else:
+            for i in range(n):
+                out[i] = gelu__f(x[i], np.float32(0.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, gelu__f(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.0)))
@@ -5226,8 +7358,12 @@ def gelu__forward__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = gelu__f(x[i], np.float64(0.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = gelu__f(out[i], np.float64(0.0))
+        else:
+            for i in range(n):
+                out[i] = gelu__f(x[i], np.float64(0.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, gelu__f(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.0)))
@@ -5235,8 +7371,12 @@ def gelu__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def gelu__forward__parallel(out, x, approximate):
-    for i in prange(out.shape[0]):
-        out[i] = gelu__f(x[i], approximate)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = gelu__f(out[i], approximate)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = gelu__f(x[i], approximate)
 
 
 def gelu__grad(x, approximate):
@@ -5249,8 +7389,12 @@ def gelu__grad__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         approximate = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = gelu__dfdx(x[i], approximate)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = gelu__dfdx(out[i], approximate)
+        else:
+            for i in range(n):
+                out[i] = gelu__dfdx(x[i], approximate)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, gelu__dfdx(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -5262,8 +7406,12 @@ def gelu__grad__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         approximate = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = gelu__dfdx(x[i], approximate)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = gelu__dfdx(out[i], approximate)
+        else:
+            for i in range(n):
+                out[i] = gelu__dfdx(x[i], approximate)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, gelu__dfdx(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -5278,8 +7426,12 @@ def gelu__grad__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = gelu__dfdx(x[i], np.float32(0.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = gelu__dfdx(out[i], np.float32(0.0))
+        else:
+            for i in range(n):
+                out[i] = gelu__dfdx(x[i], np.float32(0.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, gelu__dfdx(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.0)))
@@ -5294,8 +7446,12 @@ def gelu__grad__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = gelu__dfdx(x[i], np.float64(0.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = gelu__dfdx(out[i], np.float64(0.0))
+        else:
+            for i in range(n):
+                out[i] = gelu__dfdx(x[i], np.float64(0.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, gelu__dfdx(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.0)))
@@ -5303,8 +7459,12 @@ def gelu__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def gelu__grad__parallel(out, x, approximate):
-    for i in prange(out.shape[0]):
-        out[i] = gelu__dfdx(x[i], approximate)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = gelu__dfdx(out[i], approximate)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = gelu__dfdx(x[i], approximate)
 
 
 def gelu__grad2(x, approximate):
@@ -5317,8 +7477,12 @@ def gelu__grad2__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         approximate = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = gelu__d2fdx2(x[i], approximate)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = gelu__d2fdx2(out[i], approximate)
+        else:
+            for i in range(n):
+                out[i] = gelu__d2fdx2(x[i], approximate)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, gelu__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -5330,8 +7494,12 @@ def gelu__grad2__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         approximate = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = gelu__d2fdx2(x[i], approximate)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = gelu__d2fdx2(out[i], approximate)
+        else:
+            for i in range(n):
+                out[i] = gelu__d2fdx2(x[i], approximate)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, gelu__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -5346,8 +7514,12 @@ def gelu__grad2__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = gelu__d2fdx2(x[i], np.float32(0.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = gelu__d2fdx2(out[i], np.float32(0.0))
+        else:
+            for i in range(n):
+                out[i] = gelu__d2fdx2(x[i], np.float32(0.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, gelu__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.0)))
@@ -5362,8 +7534,12 @@ def gelu__grad2__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = gelu__d2fdx2(x[i], np.float64(0.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = gelu__d2fdx2(out[i], np.float64(0.0))
+        else:
+            for i in range(n):
+                out[i] = gelu__d2fdx2(x[i], np.float64(0.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, gelu__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.0)))
@@ -5371,8 +7547,12 @@ def gelu__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def gelu__grad2__parallel(out, x, approximate):
-    for i in prange(out.shape[0]):
-        out[i] = gelu__d2fdx2(x[i], approximate)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = gelu__d2fdx2(out[i], approximate)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = gelu__d2fdx2(x[i], approximate)
 
 
 def gelu__backward_x(dy, x, approximate):
@@ -5386,8 +7566,15 @@ def gelu__backward_x__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         approximate = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * gelu__dfdx(x[i], approximate)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * gelu__dfdx(x[i], approximate)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * gelu__dfdx(out[i], approximate)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * gelu__dfdx(x[i], approximate)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[0], i * steps[0], np.float32) * gelu__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -5400,8 +7587,15 @@ def gelu__backward_x__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         approximate = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * gelu__dfdx(x[i], approximate)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * gelu__dfdx(x[i], approximate)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * gelu__dfdx(out[i], approximate)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * gelu__dfdx(x[i], approximate)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[0], i * steps[0], np.float64) * gelu__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -5417,8 +7611,15 @@ def gelu__backward_x__float32__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * gelu__dfdx(x[i], np.float32(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * gelu__dfdx(x[i], np.float32(0.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * gelu__dfdx(out[i], np.float32(0.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * gelu__dfdx(x[i], np.float32(0.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * gelu__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.0)))
@@ -5434,8 +7635,15 @@ def gelu__backward_x__float64__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * gelu__dfdx(x[i], np.float64(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * gelu__dfdx(x[i], np.float64(0.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * gelu__dfdx(out[i], np.float64(0.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * gelu__dfdx(x[i], np.float64(0.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * gelu__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.0)))
@@ -5443,8 +7651,15 @@ def gelu__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def gelu__backward_x__parallel(out, dy, x, approximate):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * gelu__dfdx(x[i], approximate)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * gelu__dfdx(x[i], approximate)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * gelu__dfdx(out[i], approximate)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * gelu__dfdx(x[i], approximate)
 
 
 def gelu__backward_x_acc(dy, x, acc, approximate):
@@ -5459,8 +7674,18 @@ def gelu__backward_x_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         approximate = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * gelu__dfdx(x[i], approximate)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * gelu__dfdx(x[i], approximate)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * gelu__dfdx(out[i], approximate)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * gelu__dfdx(x[i], approximate)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * gelu__dfdx(x[i], approximate)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * gelu__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
@@ -5474,8 +7699,18 @@ def gelu__backward_x_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         approximate = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * gelu__dfdx(x[i], approximate)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * gelu__dfdx(x[i], approximate)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * gelu__dfdx(out[i], approximate)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * gelu__dfdx(x[i], approximate)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * gelu__dfdx(x[i], approximate)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * gelu__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
@@ -5492,8 +7727,18 @@ def gelu__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * gelu__dfdx(x[i], np.float32(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * gelu__dfdx(x[i], np.float32(0.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * gelu__dfdx(out[i], np.float32(0.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * gelu__dfdx(x[i], np.float32(0.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * gelu__dfdx(x[i], np.float32(0.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * gelu__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.0)))
@@ -5510,8 +7755,18 @@ def gelu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * gelu__dfdx(x[i], np.float64(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * gelu__dfdx(x[i], np.float64(0.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * gelu__dfdx(out[i], np.float64(0.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * gelu__dfdx(x[i], np.float64(0.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * gelu__dfdx(x[i], np.float64(0.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * gelu__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.0)))
@@ -5519,8 +7774,18 @@ def gelu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def gelu__backward_x_acc__parallel(out, dy, x, acc, approximate):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * gelu__dfdx(x[i], approximate)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * gelu__dfdx(x[i], approximate)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * gelu__dfdx(out[i], approximate)
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * gelu__dfdx(x[i], approximate)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * gelu__dfdx(x[i], approximate)
 
 
 # --- mish --------------------------------------------------------------------------------
@@ -5570,8 +7835,12 @@ def mish__forward__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = mish__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = mish__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = mish__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, mish__f(_loops.load(args[0], i * steps[0], np.float32)))
@@ -5582,8 +7851,12 @@ def mish__forward__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = mish__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = mish__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = mish__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, mish__f(_loops.load(args[0], i * steps[0], np.float64)))
@@ -5591,8 +7864,12 @@ def mish__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def mish__forward__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = mish__f(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = mish__f(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = mish__f(x[i])
 
 
 def mish__grad(x):
@@ -5604,8 +7881,12 @@ def mish__grad__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = mish__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = mish__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = mish__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, mish__dfdx(_loops.load(args[0], i * steps[0], np.float32)))
@@ -5616,8 +7897,12 @@ def mish__grad__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = mish__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = mish__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = mish__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, mish__dfdx(_loops.load(args[0], i * steps[0], np.float64)))
@@ -5625,8 +7910,12 @@ def mish__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def mish__grad__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = mish__dfdx(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = mish__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = mish__dfdx(x[i])
 
 
 def mish__grad2(x):
@@ -5638,8 +7927,12 @@ def mish__grad2__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = mish__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = mish__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = mish__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, mish__d2fdx2(_loops.load(args[0], i * steps[0], np.float32)))
@@ -5650,8 +7943,12 @@ def mish__grad2__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = mish__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = mish__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = mish__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, mish__d2fdx2(_loops.load(args[0], i * steps[0], np.float64)))
@@ -5659,8 +7956,12 @@ def mish__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def mish__grad2__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = mish__d2fdx2(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = mish__d2fdx2(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = mish__d2fdx2(x[i])
 
 
 def mish__backward_x(dy, x):
@@ -5673,8 +7974,15 @@ def mish__backward_x__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * mish__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * mish__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * mish__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * mish__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * mish__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -5686,8 +7994,15 @@ def mish__backward_x__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * mish__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * mish__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * mish__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * mish__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * mish__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -5695,8 +8010,15 @@ def mish__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def mish__backward_x__parallel(out, dy, x):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * mish__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * mish__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * mish__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * mish__dfdx(x[i])
 
 
 def mish__backward_x_acc(dy, x, acc):
@@ -5710,8 +8032,18 @@ def mish__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * mish__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * mish__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * mish__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * mish__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * mish__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * mish__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -5724,8 +8056,18 @@ def mish__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * mish__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * mish__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * mish__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * mish__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * mish__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * mish__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -5733,8 +8075,18 @@ def mish__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def mish__backward_x_acc__parallel(out, dy, x, acc):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * mish__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * mish__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * mish__dfdx(out[i])
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * mish__dfdx(x[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * mish__dfdx(x[i])
 
 
 # --- hardswish ---------------------------------------------------------------------------
@@ -5764,8 +8116,12 @@ def hardswish__forward__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = hardswish__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardswish__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = hardswish__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, hardswish__f(_loops.load(args[0], i * steps[0], np.float32)))
@@ -5776,8 +8132,12 @@ def hardswish__forward__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = hardswish__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardswish__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = hardswish__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, hardswish__f(_loops.load(args[0], i * steps[0], np.float64)))
@@ -5785,8 +8145,12 @@ def hardswish__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardswish__forward__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = hardswish__f(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = hardswish__f(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = hardswish__f(x[i])
 
 
 def hardswish__grad(x):
@@ -5798,8 +8162,12 @@ def hardswish__grad__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = hardswish__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardswish__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = hardswish__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, hardswish__dfdx(_loops.load(args[0], i * steps[0], np.float32)))
@@ -5810,8 +8178,12 @@ def hardswish__grad__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = hardswish__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardswish__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = hardswish__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, hardswish__dfdx(_loops.load(args[0], i * steps[0], np.float64)))
@@ -5819,8 +8191,12 @@ def hardswish__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardswish__grad__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = hardswish__dfdx(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = hardswish__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = hardswish__dfdx(x[i])
 
 
 def hardswish__grad2(x):
@@ -5832,8 +8208,12 @@ def hardswish__grad2__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = hardswish__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardswish__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = hardswish__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, hardswish__d2fdx2(_loops.load(args[0], i * steps[0], np.float32)))
@@ -5844,8 +8224,12 @@ def hardswish__grad2__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = hardswish__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardswish__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = hardswish__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, hardswish__d2fdx2(_loops.load(args[0], i * steps[0], np.float64)))
@@ -5853,8 +8237,12 @@ def hardswish__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardswish__grad2__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = hardswish__d2fdx2(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = hardswish__d2fdx2(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = hardswish__d2fdx2(x[i])
 
 
 def hardswish__backward_x(dy, x):
@@ -5867,8 +8255,15 @@ def hardswish__backward_x__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * hardswish__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * hardswish__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * hardswish__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * hardswish__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * hardswish__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -5880,8 +8275,15 @@ def hardswish__backward_x__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * hardswish__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * hardswish__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * hardswish__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * hardswish__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * hardswish__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -5889,8 +8291,15 @@ def hardswish__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardswish__backward_x__parallel(out, dy, x):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * hardswish__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * hardswish__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * hardswish__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * hardswish__dfdx(x[i])
 
 
 def hardswish__backward_x_acc(dy, x, acc):
@@ -5904,8 +8313,18 @@ def hardswish__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * hardswish__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * hardswish__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardswish__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * hardswish__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardswish__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * hardswish__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -5918,8 +8337,18 @@ def hardswish__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * hardswish__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * hardswish__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardswish__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * hardswish__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardswish__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * hardswish__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -5927,8 +8356,18 @@ def hardswish__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardswish__backward_x_acc__parallel(out, dy, x, acc):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * hardswish__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * hardswish__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * hardswish__dfdx(out[i])
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * hardswish__dfdx(x[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * hardswish__dfdx(x[i])
 
 
 # --- squareplus --------------------------------------------------------------------------
@@ -5972,8 +8411,12 @@ def squareplus__forward__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         b = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = squareplus__f(x[i], b)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = squareplus__f(out[i], b)
+        else:
+            for i in range(n):
+                out[i] = squareplus__f(x[i], b)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, squareplus__f(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -5985,8 +8428,12 @@ def squareplus__forward__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         b = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = squareplus__f(x[i], b)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = squareplus__f(out[i], b)
+        else:
+            for i in range(n):
+                out[i] = squareplus__f(x[i], b)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, squareplus__f(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -6001,8 +8448,12 @@ def squareplus__forward__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = squareplus__f(x[i], np.float32(4.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = squareplus__f(out[i], np.float32(4.0))
+        else:
+            for i in range(n):
+                out[i] = squareplus__f(x[i], np.float32(4.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, squareplus__f(_loops.load(args[0], i * steps[0], np.float32), np.float32(4.0)))
@@ -6017,8 +8468,12 @@ def squareplus__forward__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = squareplus__f(x[i], np.float64(4.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = squareplus__f(out[i], np.float64(4.0))
+        else:
+            for i in range(n):
+                out[i] = squareplus__f(x[i], np.float64(4.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, squareplus__f(_loops.load(args[0], i * steps[0], np.float64), np.float64(4.0)))
@@ -6026,8 +8481,12 @@ def squareplus__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def squareplus__forward__parallel(out, x, b):
-    for i in prange(out.shape[0]):
-        out[i] = squareplus__f(x[i], b)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = squareplus__f(out[i], b)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = squareplus__f(x[i], b)
 
 
 def squareplus__grad(x, b):
@@ -6040,8 +8499,12 @@ def squareplus__grad__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         b = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = squareplus__dfdx(x[i], b)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = squareplus__dfdx(out[i], b)
+        else:
+            for i in range(n):
+                out[i] = squareplus__dfdx(x[i], b)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, squareplus__dfdx(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -6053,8 +8516,12 @@ def squareplus__grad__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         b = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = squareplus__dfdx(x[i], b)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = squareplus__dfdx(out[i], b)
+        else:
+            for i in range(n):
+                out[i] = squareplus__dfdx(x[i], b)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, squareplus__dfdx(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -6069,8 +8536,12 @@ def squareplus__grad__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = squareplus__dfdx(x[i], np.float32(4.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = squareplus__dfdx(out[i], np.float32(4.0))
+        else:
+            for i in range(n):
+                out[i] = squareplus__dfdx(x[i], np.float32(4.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, squareplus__dfdx(_loops.load(args[0], i * steps[0], np.float32), np.float32(4.0)))
@@ -6085,8 +8556,12 @@ def squareplus__grad__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = squareplus__dfdx(x[i], np.float64(4.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = squareplus__dfdx(out[i], np.float64(4.0))
+        else:
+            for i in range(n):
+                out[i] = squareplus__dfdx(x[i], np.float64(4.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, squareplus__dfdx(_loops.load(args[0], i * steps[0], np.float64), np.float64(4.0)))
@@ -6094,8 +8569,12 @@ def squareplus__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def squareplus__grad__parallel(out, x, b):
-    for i in prange(out.shape[0]):
-        out[i] = squareplus__dfdx(x[i], b)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = squareplus__dfdx(out[i], b)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = squareplus__dfdx(x[i], b)
 
 
 def squareplus__grad2(x, b):
@@ -6108,8 +8587,12 @@ def squareplus__grad2__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         b = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = squareplus__d2fdx2(x[i], b)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = squareplus__d2fdx2(out[i], b)
+        else:
+            for i in range(n):
+                out[i] = squareplus__d2fdx2(x[i], b)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, squareplus__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -6121,8 +8604,12 @@ def squareplus__grad2__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         b = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = squareplus__d2fdx2(x[i], b)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = squareplus__d2fdx2(out[i], b)
+        else:
+            for i in range(n):
+                out[i] = squareplus__d2fdx2(x[i], b)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, squareplus__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -6137,8 +8624,12 @@ def squareplus__grad2__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = squareplus__d2fdx2(x[i], np.float32(4.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = squareplus__d2fdx2(out[i], np.float32(4.0))
+        else:
+            for i in range(n):
+                out[i] = squareplus__d2fdx2(x[i], np.float32(4.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, squareplus__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), np.float32(4.0)))
@@ -6153,8 +8644,12 @@ def squareplus__grad2__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = squareplus__d2fdx2(x[i], np.float64(4.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = squareplus__d2fdx2(out[i], np.float64(4.0))
+        else:
+            for i in range(n):
+                out[i] = squareplus__d2fdx2(x[i], np.float64(4.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, squareplus__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), np.float64(4.0)))
@@ -6162,8 +8657,12 @@ def squareplus__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def squareplus__grad2__parallel(out, x, b):
-    for i in prange(out.shape[0]):
-        out[i] = squareplus__d2fdx2(x[i], b)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = squareplus__d2fdx2(out[i], b)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = squareplus__d2fdx2(x[i], b)
 
 
 def squareplus__backward_x(dy, x, b):
@@ -6177,8 +8676,15 @@ def squareplus__backward_x__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         b = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * squareplus__dfdx(x[i], b)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * squareplus__dfdx(x[i], b)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * squareplus__dfdx(out[i], b)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * squareplus__dfdx(x[i], b)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[0], i * steps[0], np.float32) * squareplus__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -6191,8 +8697,15 @@ def squareplus__backward_x__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         b = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * squareplus__dfdx(x[i], b)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * squareplus__dfdx(x[i], b)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * squareplus__dfdx(out[i], b)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * squareplus__dfdx(x[i], b)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[0], i * steps[0], np.float64) * squareplus__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -6208,8 +8721,15 @@ def squareplus__backward_x__float32__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * squareplus__dfdx(x[i], np.float32(4.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * squareplus__dfdx(x[i], np.float32(4.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * squareplus__dfdx(out[i], np.float32(4.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * squareplus__dfdx(x[i], np.float32(4.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * squareplus__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(4.0)))
@@ -6225,8 +8745,15 @@ def squareplus__backward_x__float64__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * squareplus__dfdx(x[i], np.float64(4.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * squareplus__dfdx(x[i], np.float64(4.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * squareplus__dfdx(out[i], np.float64(4.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * squareplus__dfdx(x[i], np.float64(4.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * squareplus__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(4.0)))
@@ -6234,8 +8761,15 @@ def squareplus__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def squareplus__backward_x__parallel(out, dy, x, b):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * squareplus__dfdx(x[i], b)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * squareplus__dfdx(x[i], b)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * squareplus__dfdx(out[i], b)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * squareplus__dfdx(x[i], b)
 
 
 def squareplus__backward_y(dy, y, b):
@@ -6249,8 +8783,15 @@ def squareplus__backward_y__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         b = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * squareplus__dfdy(y[i], b)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * squareplus__dfdy(y[i], b)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * squareplus__dfdy(out[i], b)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * squareplus__dfdy(y[i], b)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[0], i * steps[0], np.float32) * squareplus__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -6263,8 +8804,15 @@ def squareplus__backward_y__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         b = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * squareplus__dfdy(y[i], b)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * squareplus__dfdy(y[i], b)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * squareplus__dfdy(out[i], b)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * squareplus__dfdy(y[i], b)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[0], i * steps[0], np.float64) * squareplus__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -6280,8 +8828,15 @@ def squareplus__backward_y__float32__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         y = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * squareplus__dfdy(y[i], np.float32(4.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * squareplus__dfdy(y[i], np.float32(4.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * squareplus__dfdy(out[i], np.float32(4.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * squareplus__dfdy(y[i], np.float32(4.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * squareplus__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(4.0)))
@@ -6297,8 +8852,15 @@ def squareplus__backward_y__float64__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         y = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * squareplus__dfdy(y[i], np.float64(4.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * squareplus__dfdy(y[i], np.float64(4.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * squareplus__dfdy(out[i], np.float64(4.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * squareplus__dfdy(y[i], np.float64(4.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * squareplus__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(4.0)))
@@ -6306,8 +8868,15 @@ def squareplus__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def squareplus__backward_y__parallel(out, dy, y, b):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * squareplus__dfdy(y[i], b)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * squareplus__dfdy(y[i], b)
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * squareplus__dfdy(out[i], b)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * squareplus__dfdy(y[i], b)
 
 
 def squareplus__backward_x_acc(dy, x, acc, b):
@@ -6322,8 +8891,18 @@ def squareplus__backward_x_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         b = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * squareplus__dfdx(x[i], b)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * squareplus__dfdx(x[i], b)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * squareplus__dfdx(out[i], b)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * squareplus__dfdx(x[i], b)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * squareplus__dfdx(x[i], b)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * squareplus__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
@@ -6337,8 +8916,18 @@ def squareplus__backward_x_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         b = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * squareplus__dfdx(x[i], b)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * squareplus__dfdx(x[i], b)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * squareplus__dfdx(out[i], b)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * squareplus__dfdx(x[i], b)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * squareplus__dfdx(x[i], b)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * squareplus__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
@@ -6355,8 +8944,18 @@ def squareplus__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * squareplus__dfdx(x[i], np.float32(4.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * squareplus__dfdx(x[i], np.float32(4.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * squareplus__dfdx(out[i], np.float32(4.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * squareplus__dfdx(x[i], np.float32(4.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * squareplus__dfdx(x[i], np.float32(4.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * squareplus__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(4.0)))
@@ -6373,8 +8972,18 @@ def squareplus__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * squareplus__dfdx(x[i], np.float64(4.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * squareplus__dfdx(x[i], np.float64(4.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * squareplus__dfdx(out[i], np.float64(4.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * squareplus__dfdx(x[i], np.float64(4.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * squareplus__dfdx(x[i], np.float64(4.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * squareplus__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(4.0)))
@@ -6382,8 +8991,18 @@ def squareplus__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def squareplus__backward_x_acc__parallel(out, dy, x, acc, b):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * squareplus__dfdx(x[i], b)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * squareplus__dfdx(x[i], b)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * squareplus__dfdx(out[i], b)
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * squareplus__dfdx(x[i], b)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * squareplus__dfdx(x[i], b)
 
 
 def squareplus__backward_y_acc(dy, y, acc, b):
@@ -6398,8 +9017,18 @@ def squareplus__backward_y_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         b = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * squareplus__dfdy(y[i], b)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * squareplus__dfdy(y[i], b)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * squareplus__dfdy(out[i], b)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * squareplus__dfdy(y[i], b)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * squareplus__dfdy(y[i], b)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * squareplus__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
@@ -6413,8 +9042,18 @@ def squareplus__backward_y_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         b = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * squareplus__dfdy(y[i], b)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * squareplus__dfdy(y[i], b)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * squareplus__dfdy(out[i], b)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * squareplus__dfdy(y[i], b)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * squareplus__dfdy(y[i], b)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * squareplus__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
@@ -6431,8 +9070,18 @@ def squareplus__backward_y_acc__float32__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * squareplus__dfdy(y[i], np.float32(4.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * squareplus__dfdy(y[i], np.float32(4.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * squareplus__dfdy(out[i], np.float32(4.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * squareplus__dfdy(y[i], np.float32(4.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * squareplus__dfdy(y[i], np.float32(4.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * squareplus__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(4.0)))
@@ -6449,8 +9098,18 @@ def squareplus__backward_y_acc__float64__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * squareplus__dfdy(y[i], np.float64(4.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * squareplus__dfdy(y[i], np.float64(4.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * squareplus__dfdy(out[i], np.float64(4.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * squareplus__dfdy(y[i], np.float64(4.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * squareplus__dfdy(y[i], np.float64(4.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * squareplus__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(4.0)))
@@ -6458,8 +9117,18 @@ def squareplus__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def squareplus__backward_y_acc__parallel(out, dy, y, acc, b):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * squareplus__dfdy(y[i], b)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * squareplus__dfdy(y[i], b)
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * squareplus__dfdy(out[i], b)
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * squareplus__dfdy(y[i], b)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * squareplus__dfdy(y[i], b)
 
 
 # --- sparse_plus -------------------------------------------------------------------------
@@ -6494,8 +9163,12 @@ def sparse_plus__forward__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = sparse_plus__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = sparse_plus__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = sparse_plus__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, sparse_plus__f(_loops.load(args[0], i * steps[0], np.float32)))
@@ -6506,8 +9179,12 @@ def sparse_plus__forward__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = sparse_plus__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = sparse_plus__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = sparse_plus__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, sparse_plus__f(_loops.load(args[0], i * steps[0], np.float64)))
@@ -6515,8 +9192,12 @@ def sparse_plus__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_plus__forward__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = sparse_plus__f(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = sparse_plus__f(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = sparse_plus__f(x[i])
 
 
 def sparse_plus__grad(x):
@@ -6528,8 +9209,12 @@ def sparse_plus__grad__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = sparse_plus__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = sparse_plus__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = sparse_plus__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, sparse_plus__dfdx(_loops.load(args[0], i * steps[0], np.float32)))
@@ -6540,8 +9225,12 @@ def sparse_plus__grad__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = sparse_plus__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = sparse_plus__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = sparse_plus__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, sparse_plus__dfdx(_loops.load(args[0], i * steps[0], np.float64)))
@@ -6549,8 +9238,12 @@ def sparse_plus__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_plus__grad__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = sparse_plus__dfdx(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = sparse_plus__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = sparse_plus__dfdx(x[i])
 
 
 def sparse_plus__grad2(x):
@@ -6562,8 +9255,12 @@ def sparse_plus__grad2__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = sparse_plus__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = sparse_plus__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = sparse_plus__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, sparse_plus__d2fdx2(_loops.load(args[0], i * steps[0], np.float32)))
@@ -6574,8 +9271,12 @@ def sparse_plus__grad2__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = sparse_plus__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = sparse_plus__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = sparse_plus__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, sparse_plus__d2fdx2(_loops.load(args[0], i * steps[0], np.float64)))
@@ -6583,8 +9284,12 @@ def sparse_plus__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_plus__grad2__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = sparse_plus__d2fdx2(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = sparse_plus__d2fdx2(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = sparse_plus__d2fdx2(x[i])
 
 
 def sparse_plus__backward_x(dy, x):
@@ -6597,8 +9302,15 @@ def sparse_plus__backward_x__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * sparse_plus__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * sparse_plus__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * sparse_plus__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * sparse_plus__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * sparse_plus__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -6610,8 +9322,15 @@ def sparse_plus__backward_x__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * sparse_plus__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * sparse_plus__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * sparse_plus__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * sparse_plus__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * sparse_plus__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -6619,8 +9338,15 @@ def sparse_plus__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_plus__backward_x__parallel(out, dy, x):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * sparse_plus__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * sparse_plus__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * sparse_plus__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * sparse_plus__dfdx(x[i])
 
 
 def sparse_plus__backward_y(dy, y):
@@ -6633,8 +9359,15 @@ def sparse_plus__backward_y__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         y = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * sparse_plus__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * sparse_plus__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * sparse_plus__dfdy(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * sparse_plus__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * sparse_plus__dfdy(_loops.load(args[1], i * steps[1], np.float32)))
@@ -6646,8 +9379,15 @@ def sparse_plus__backward_y__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         y = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * sparse_plus__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * sparse_plus__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * sparse_plus__dfdy(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * sparse_plus__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * sparse_plus__dfdy(_loops.load(args[1], i * steps[1], np.float64)))
@@ -6655,8 +9395,15 @@ def sparse_plus__backward_y__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_plus__backward_y__parallel(out, dy, y):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * sparse_plus__dfdy(y[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * sparse_plus__dfdy(y[i])
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * sparse_plus__dfdy(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * sparse_plus__dfdy(y[i])
 
 
 def sparse_plus__backward_x_acc(dy, x, acc):
@@ -6670,8 +9417,18 @@ def sparse_plus__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * sparse_plus__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * sparse_plus__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * sparse_plus__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * sparse_plus__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * sparse_plus__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * sparse_plus__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -6684,8 +9441,18 @@ def sparse_plus__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * sparse_plus__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * sparse_plus__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * sparse_plus__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * sparse_plus__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * sparse_plus__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * sparse_plus__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -6693,8 +9460,18 @@ def sparse_plus__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_plus__backward_x_acc__parallel(out, dy, x, acc):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * sparse_plus__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * sparse_plus__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * sparse_plus__dfdx(out[i])
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * sparse_plus__dfdx(x[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * sparse_plus__dfdx(x[i])
 
 
 def sparse_plus__backward_y_acc(dy, y, acc):
@@ -6708,8 +9485,18 @@ def sparse_plus__backward_y_acc__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * sparse_plus__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * sparse_plus__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * sparse_plus__dfdy(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * sparse_plus__dfdy(y[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * sparse_plus__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * sparse_plus__dfdy(_loops.load(args[1], i * steps[1], np.float32)))
@@ -6722,8 +9509,18 @@ def sparse_plus__backward_y_acc__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * sparse_plus__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * sparse_plus__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * sparse_plus__dfdy(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * sparse_plus__dfdy(y[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * sparse_plus__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * sparse_plus__dfdy(_loops.load(args[1], i * steps[1], np.float64)))
@@ -6731,8 +9528,18 @@ def sparse_plus__backward_y_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_plus__backward_y_acc__parallel(out, dy, y, acc):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * sparse_plus__dfdy(y[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * sparse_plus__dfdy(y[i])
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * sparse_plus__dfdy(out[i])
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * sparse_plus__dfdy(y[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * sparse_plus__dfdy(y[i])
 
 
 # --- sigmoid -----------------------------------------------------------------------------
@@ -6774,8 +9581,12 @@ def sigmoid__forward__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = sigmoid__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = sigmoid__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = sigmoid__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, sigmoid__f(_loops.load(args[0], i * steps[0], np.float32)))
@@ -6786,8 +9597,12 @@ def sigmoid__forward__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = sigmoid__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = sigmoid__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = sigmoid__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, sigmoid__f(_loops.load(args[0], i * steps[0], np.float64)))
@@ -6795,8 +9610,12 @@ def sigmoid__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sigmoid__forward__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = sigmoid__f(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = sigmoid__f(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = sigmoid__f(x[i])
 
 
 def sigmoid__grad(x):
@@ -6808,8 +9627,12 @@ def sigmoid__grad__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = sigmoid__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = sigmoid__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = sigmoid__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, sigmoid__dfdx(_loops.load(args[0], i * steps[0], np.float32)))
@@ -6820,8 +9643,12 @@ def sigmoid__grad__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = sigmoid__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = sigmoid__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = sigmoid__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, sigmoid__dfdx(_loops.load(args[0], i * steps[0], np.float64)))
@@ -6829,8 +9656,12 @@ def sigmoid__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sigmoid__grad__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = sigmoid__dfdx(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = sigmoid__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = sigmoid__dfdx(x[i])
 
 
 def sigmoid__grad2(x):
@@ -6842,8 +9673,12 @@ def sigmoid__grad2__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = sigmoid__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = sigmoid__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = sigmoid__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, sigmoid__d2fdx2(_loops.load(args[0], i * steps[0], np.float32)))
@@ -6854,8 +9689,12 @@ def sigmoid__grad2__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = sigmoid__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = sigmoid__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = sigmoid__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, sigmoid__d2fdx2(_loops.load(args[0], i * steps[0], np.float64)))
@@ -6863,8 +9702,12 @@ def sigmoid__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sigmoid__grad2__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = sigmoid__d2fdx2(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = sigmoid__d2fdx2(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = sigmoid__d2fdx2(x[i])
 
 
 def sigmoid__backward_x(dy, x):
@@ -6877,8 +9720,15 @@ def sigmoid__backward_x__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * sigmoid__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * sigmoid__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * sigmoid__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * sigmoid__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * sigmoid__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -6890,8 +9740,15 @@ def sigmoid__backward_x__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * sigmoid__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * sigmoid__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * sigmoid__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * sigmoid__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * sigmoid__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -6899,8 +9756,15 @@ def sigmoid__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sigmoid__backward_x__parallel(out, dy, x):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * sigmoid__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * sigmoid__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * sigmoid__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * sigmoid__dfdx(x[i])
 
 
 def sigmoid__backward_y(dy, y):
@@ -6913,8 +9777,15 @@ def sigmoid__backward_y__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         y = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * sigmoid__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * sigmoid__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * sigmoid__dfdy(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * sigmoid__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * sigmoid__dfdy(_loops.load(args[1], i * steps[1], np.float32)))
@@ -6926,8 +9797,15 @@ def sigmoid__backward_y__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         y = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * sigmoid__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * sigmoid__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * sigmoid__dfdy(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * sigmoid__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * sigmoid__dfdy(_loops.load(args[1], i * steps[1], np.float64)))
@@ -6935,8 +9813,15 @@ def sigmoid__backward_y__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sigmoid__backward_y__parallel(out, dy, y):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * sigmoid__dfdy(y[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * sigmoid__dfdy(y[i])
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * sigmoid__dfdy(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * sigmoid__dfdy(y[i])
 
 
 def sigmoid__backward_x_acc(dy, x, acc):
@@ -6950,8 +9835,18 @@ def sigmoid__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * sigmoid__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * sigmoid__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * sigmoid__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * sigmoid__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * sigmoid__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * sigmoid__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -6964,8 +9859,18 @@ def sigmoid__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * sigmoid__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * sigmoid__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * sigmoid__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * sigmoid__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * sigmoid__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * sigmoid__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -6973,8 +9878,18 @@ def sigmoid__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sigmoid__backward_x_acc__parallel(out, dy, x, acc):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * sigmoid__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * sigmoid__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * sigmoid__dfdx(out[i])
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * sigmoid__dfdx(x[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * sigmoid__dfdx(x[i])
 
 
 def sigmoid__backward_y_acc(dy, y, acc):
@@ -6988,8 +9903,18 @@ def sigmoid__backward_y_acc__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * sigmoid__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * sigmoid__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * sigmoid__dfdy(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * sigmoid__dfdy(y[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * sigmoid__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * sigmoid__dfdy(_loops.load(args[1], i * steps[1], np.float32)))
@@ -7002,8 +9927,18 @@ def sigmoid__backward_y_acc__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * sigmoid__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * sigmoid__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * sigmoid__dfdy(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * sigmoid__dfdy(y[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * sigmoid__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * sigmoid__dfdy(_loops.load(args[1], i * steps[1], np.float64)))
@@ -7011,8 +9946,18 @@ def sigmoid__backward_y_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sigmoid__backward_y_acc__parallel(out, dy, y, acc):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * sigmoid__dfdy(y[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * sigmoid__dfdy(y[i])
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * sigmoid__dfdy(out[i])
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * sigmoid__dfdy(y[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * sigmoid__dfdy(y[i])
 
 
 # --- log_sigmoid -------------------------------------------------------------------------
@@ -7051,8 +9996,12 @@ def log_sigmoid__forward__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = log_sigmoid__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = log_sigmoid__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = log_sigmoid__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, log_sigmoid__f(_loops.load(args[0], i * steps[0], np.float32)))
@@ -7063,8 +10012,12 @@ def log_sigmoid__forward__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = log_sigmoid__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = log_sigmoid__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = log_sigmoid__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, log_sigmoid__f(_loops.load(args[0], i * steps[0], np.float64)))
@@ -7072,8 +10025,12 @@ def log_sigmoid__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def log_sigmoid__forward__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = log_sigmoid__f(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = log_sigmoid__f(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = log_sigmoid__f(x[i])
 
 
 def log_sigmoid__grad(x):
@@ -7085,8 +10042,12 @@ def log_sigmoid__grad__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = log_sigmoid__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = log_sigmoid__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = log_sigmoid__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, log_sigmoid__dfdx(_loops.load(args[0], i * steps[0], np.float32)))
@@ -7097,8 +10058,12 @@ def log_sigmoid__grad__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = log_sigmoid__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = log_sigmoid__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = log_sigmoid__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, log_sigmoid__dfdx(_loops.load(args[0], i * steps[0], np.float64)))
@@ -7106,8 +10071,12 @@ def log_sigmoid__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def log_sigmoid__grad__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = log_sigmoid__dfdx(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = log_sigmoid__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = log_sigmoid__dfdx(x[i])
 
 
 def log_sigmoid__grad2(x):
@@ -7119,8 +10088,12 @@ def log_sigmoid__grad2__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = log_sigmoid__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = log_sigmoid__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = log_sigmoid__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, log_sigmoid__d2fdx2(_loops.load(args[0], i * steps[0], np.float32)))
@@ -7131,8 +10104,12 @@ def log_sigmoid__grad2__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = log_sigmoid__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = log_sigmoid__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = log_sigmoid__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, log_sigmoid__d2fdx2(_loops.load(args[0], i * steps[0], np.float64)))
@@ -7140,8 +10117,12 @@ def log_sigmoid__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def log_sigmoid__grad2__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = log_sigmoid__d2fdx2(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = log_sigmoid__d2fdx2(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = log_sigmoid__d2fdx2(x[i])
 
 
 def log_sigmoid__backward_x(dy, x):
@@ -7154,8 +10135,15 @@ def log_sigmoid__backward_x__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * log_sigmoid__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * log_sigmoid__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * log_sigmoid__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * log_sigmoid__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * log_sigmoid__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -7167,8 +10155,15 @@ def log_sigmoid__backward_x__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * log_sigmoid__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * log_sigmoid__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * log_sigmoid__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * log_sigmoid__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * log_sigmoid__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -7176,8 +10171,15 @@ def log_sigmoid__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def log_sigmoid__backward_x__parallel(out, dy, x):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * log_sigmoid__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * log_sigmoid__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * log_sigmoid__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * log_sigmoid__dfdx(x[i])
 
 
 def log_sigmoid__backward_y(dy, y):
@@ -7190,8 +10192,15 @@ def log_sigmoid__backward_y__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         y = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * log_sigmoid__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * log_sigmoid__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * log_sigmoid__dfdy(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * log_sigmoid__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * log_sigmoid__dfdy(_loops.load(args[1], i * steps[1], np.float32)))
@@ -7203,8 +10212,15 @@ def log_sigmoid__backward_y__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         y = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * log_sigmoid__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * log_sigmoid__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * log_sigmoid__dfdy(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * log_sigmoid__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * log_sigmoid__dfdy(_loops.load(args[1], i * steps[1], np.float64)))
@@ -7212,8 +10228,15 @@ def log_sigmoid__backward_y__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def log_sigmoid__backward_y__parallel(out, dy, y):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * log_sigmoid__dfdy(y[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * log_sigmoid__dfdy(y[i])
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * log_sigmoid__dfdy(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * log_sigmoid__dfdy(y[i])
 
 
 def log_sigmoid__backward_x_acc(dy, x, acc):
@@ -7227,8 +10250,18 @@ def log_sigmoid__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * log_sigmoid__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * log_sigmoid__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * log_sigmoid__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * log_sigmoid__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * log_sigmoid__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * log_sigmoid__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -7241,8 +10274,18 @@ def log_sigmoid__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * log_sigmoid__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * log_sigmoid__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * log_sigmoid__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * log_sigmoid__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * log_sigmoid__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * log_sigmoid__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -7250,8 +10293,18 @@ def log_sigmoid__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def log_sigmoid__backward_x_acc__parallel(out, dy, x, acc):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * log_sigmoid__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * log_sigmoid__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * log_sigmoid__dfdx(out[i])
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * log_sigmoid__dfdx(x[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * log_sigmoid__dfdx(x[i])
 
 
 def log_sigmoid__backward_y_acc(dy, y, acc):
@@ -7265,8 +10318,18 @@ def log_sigmoid__backward_y_acc__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * log_sigmoid__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * log_sigmoid__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * log_sigmoid__dfdy(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * log_sigmoid__dfdy(y[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * log_sigmoid__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * log_sigmoid__dfdy(_loops.load(args[1], i * steps[1], np.float32)))
@@ -7279,8 +10342,18 @@ def log_sigmoid__backward_y_acc__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * log_sigmoid__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * log_sigmoid__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * log_sigmoid__dfdy(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * log_sigmoid__dfdy(y[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * log_sigmoid__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * log_sigmoid__dfdy(_loops.load(args[1], i * steps[1], np.float64)))
@@ -7288,8 +10361,18 @@ def log_sigmoid__backward_y_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def log_sigmoid__backward_y_acc__parallel(out, dy, y, acc):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * log_sigmoid__dfdy(y[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * log_sigmoid__dfdy(y[i])
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * log_sigmoid__dfdy(out[i])
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * log_sigmoid__dfdy(y[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * log_sigmoid__dfdy(y[i])
 
 
 # --- hardsigmoid -------------------------------------------------------------------------
@@ -7319,8 +10402,12 @@ def hardsigmoid__forward__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = hardsigmoid__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardsigmoid__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = hardsigmoid__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, hardsigmoid__f(_loops.load(args[0], i * steps[0], np.float32)))
@@ -7331,8 +10418,12 @@ def hardsigmoid__forward__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = hardsigmoid__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardsigmoid__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = hardsigmoid__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, hardsigmoid__f(_loops.load(args[0], i * steps[0], np.float64)))
@@ -7340,8 +10431,12 @@ def hardsigmoid__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardsigmoid__forward__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = hardsigmoid__f(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = hardsigmoid__f(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = hardsigmoid__f(x[i])
 
 
 def hardsigmoid__grad(x):
@@ -7353,8 +10448,12 @@ def hardsigmoid__grad__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = hardsigmoid__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardsigmoid__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = hardsigmoid__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, hardsigmoid__dfdx(_loops.load(args[0], i * steps[0], np.float32)))
@@ -7365,8 +10464,12 @@ def hardsigmoid__grad__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = hardsigmoid__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardsigmoid__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = hardsigmoid__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, hardsigmoid__dfdx(_loops.load(args[0], i * steps[0], np.float64)))
@@ -7374,8 +10477,12 @@ def hardsigmoid__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardsigmoid__grad__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = hardsigmoid__dfdx(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = hardsigmoid__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = hardsigmoid__dfdx(x[i])
 
 
 def hardsigmoid__grad2(x):
@@ -7387,8 +10494,12 @@ def hardsigmoid__grad2__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = hardsigmoid__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardsigmoid__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = hardsigmoid__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, hardsigmoid__d2fdx2(_loops.load(args[0], i * steps[0], np.float32)))
@@ -7399,8 +10510,12 @@ def hardsigmoid__grad2__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = hardsigmoid__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardsigmoid__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = hardsigmoid__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, hardsigmoid__d2fdx2(_loops.load(args[0], i * steps[0], np.float64)))
@@ -7408,8 +10523,12 @@ def hardsigmoid__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardsigmoid__grad2__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = hardsigmoid__d2fdx2(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = hardsigmoid__d2fdx2(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = hardsigmoid__d2fdx2(x[i])
 
 
 def hardsigmoid__backward_x(dy, x):
@@ -7422,8 +10541,15 @@ def hardsigmoid__backward_x__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * hardsigmoid__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * hardsigmoid__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * hardsigmoid__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * hardsigmoid__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * hardsigmoid__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -7435,8 +10561,15 @@ def hardsigmoid__backward_x__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * hardsigmoid__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * hardsigmoid__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * hardsigmoid__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * hardsigmoid__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * hardsigmoid__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -7444,8 +10577,15 @@ def hardsigmoid__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardsigmoid__backward_x__parallel(out, dy, x):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * hardsigmoid__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * hardsigmoid__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * hardsigmoid__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * hardsigmoid__dfdx(x[i])
 
 
 def hardsigmoid__backward_x_acc(dy, x, acc):
@@ -7459,8 +10599,18 @@ def hardsigmoid__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * hardsigmoid__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * hardsigmoid__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardsigmoid__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * hardsigmoid__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardsigmoid__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * hardsigmoid__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -7473,8 +10623,18 @@ def hardsigmoid__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * hardsigmoid__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * hardsigmoid__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardsigmoid__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * hardsigmoid__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardsigmoid__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * hardsigmoid__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -7482,8 +10642,18 @@ def hardsigmoid__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardsigmoid__backward_x_acc__parallel(out, dy, x, acc):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * hardsigmoid__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * hardsigmoid__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * hardsigmoid__dfdx(out[i])
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * hardsigmoid__dfdx(x[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * hardsigmoid__dfdx(x[i])
 
 
 # --- sparse_sigmoid ----------------------------------------------------------------------
@@ -7513,8 +10683,12 @@ def sparse_sigmoid__forward__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = sparse_sigmoid__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = sparse_sigmoid__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = sparse_sigmoid__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, sparse_sigmoid__f(_loops.load(args[0], i * steps[0], np.float32)))
@@ -7525,8 +10699,12 @@ def sparse_sigmoid__forward__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = sparse_sigmoid__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = sparse_sigmoid__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = sparse_sigmoid__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, sparse_sigmoid__f(_loops.load(args[0], i * steps[0], np.float64)))
@@ -7534,8 +10712,12 @@ def sparse_sigmoid__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_sigmoid__forward__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = sparse_sigmoid__f(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = sparse_sigmoid__f(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = sparse_sigmoid__f(x[i])
 
 
 def sparse_sigmoid__grad(x):
@@ -7547,8 +10729,12 @@ def sparse_sigmoid__grad__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = sparse_sigmoid__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = sparse_sigmoid__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = sparse_sigmoid__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, sparse_sigmoid__dfdx(_loops.load(args[0], i * steps[0], np.float32)))
@@ -7559,8 +10745,12 @@ def sparse_sigmoid__grad__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = sparse_sigmoid__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = sparse_sigmoid__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = sparse_sigmoid__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, sparse_sigmoid__dfdx(_loops.load(args[0], i * steps[0], np.float64)))
@@ -7568,8 +10758,12 @@ def sparse_sigmoid__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_sigmoid__grad__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = sparse_sigmoid__dfdx(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = sparse_sigmoid__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = sparse_sigmoid__dfdx(x[i])
 
 
 def sparse_sigmoid__grad2(x):
@@ -7581,8 +10775,12 @@ def sparse_sigmoid__grad2__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = sparse_sigmoid__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = sparse_sigmoid__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = sparse_sigmoid__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, sparse_sigmoid__d2fdx2(_loops.load(args[0], i * steps[0], np.float32)))
@@ -7593,8 +10791,12 @@ def sparse_sigmoid__grad2__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = sparse_sigmoid__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = sparse_sigmoid__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = sparse_sigmoid__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, sparse_sigmoid__d2fdx2(_loops.load(args[0], i * steps[0], np.float64)))
@@ -7602,8 +10804,12 @@ def sparse_sigmoid__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_sigmoid__grad2__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = sparse_sigmoid__d2fdx2(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = sparse_sigmoid__d2fdx2(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = sparse_sigmoid__d2fdx2(x[i])
 
 
 def sparse_sigmoid__backward_x(dy, x):
@@ -7616,8 +10822,15 @@ def sparse_sigmoid__backward_x__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * sparse_sigmoid__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * sparse_sigmoid__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * sparse_sigmoid__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * sparse_sigmoid__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * sparse_sigmoid__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -7629,8 +10842,15 @@ def sparse_sigmoid__backward_x__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * sparse_sigmoid__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * sparse_sigmoid__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * sparse_sigmoid__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * sparse_sigmoid__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * sparse_sigmoid__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -7638,8 +10858,15 @@ def sparse_sigmoid__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_sigmoid__backward_x__parallel(out, dy, x):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * sparse_sigmoid__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * sparse_sigmoid__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * sparse_sigmoid__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * sparse_sigmoid__dfdx(x[i])
 
 
 def sparse_sigmoid__backward_x_acc(dy, x, acc):
@@ -7653,8 +10880,18 @@ def sparse_sigmoid__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * sparse_sigmoid__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * sparse_sigmoid__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * sparse_sigmoid__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * sparse_sigmoid__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * sparse_sigmoid__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * sparse_sigmoid__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -7667,8 +10904,18 @@ def sparse_sigmoid__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * sparse_sigmoid__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * sparse_sigmoid__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * sparse_sigmoid__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * sparse_sigmoid__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * sparse_sigmoid__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * sparse_sigmoid__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -7676,8 +10923,18 @@ def sparse_sigmoid__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_sigmoid__backward_x_acc__parallel(out, dy, x, acc):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * sparse_sigmoid__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * sparse_sigmoid__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * sparse_sigmoid__dfdx(out[i])
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * sparse_sigmoid__dfdx(x[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * sparse_sigmoid__dfdx(x[i])
 
 
 # --- tanh --------------------------------------------------------------------------------
@@ -7716,8 +10973,12 @@ def tanh__forward__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = tanh__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = tanh__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = tanh__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, tanh__f(_loops.load(args[0], i * steps[0], np.float32)))
@@ -7728,8 +10989,12 @@ def tanh__forward__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = tanh__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = tanh__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = tanh__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, tanh__f(_loops.load(args[0], i * steps[0], np.float64)))
@@ -7737,8 +11002,12 @@ def tanh__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanh__forward__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = tanh__f(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = tanh__f(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = tanh__f(x[i])
 
 
 def tanh__grad(x):
@@ -7750,8 +11019,12 @@ def tanh__grad__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = tanh__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = tanh__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = tanh__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, tanh__dfdx(_loops.load(args[0], i * steps[0], np.float32)))
@@ -7762,8 +11035,12 @@ def tanh__grad__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = tanh__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = tanh__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = tanh__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, tanh__dfdx(_loops.load(args[0], i * steps[0], np.float64)))
@@ -7771,8 +11048,12 @@ def tanh__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanh__grad__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = tanh__dfdx(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = tanh__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = tanh__dfdx(x[i])
 
 
 def tanh__grad2(x):
@@ -7784,8 +11065,12 @@ def tanh__grad2__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = tanh__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = tanh__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = tanh__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, tanh__d2fdx2(_loops.load(args[0], i * steps[0], np.float32)))
@@ -7796,8 +11081,12 @@ def tanh__grad2__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = tanh__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = tanh__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = tanh__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, tanh__d2fdx2(_loops.load(args[0], i * steps[0], np.float64)))
@@ -7805,8 +11094,12 @@ def tanh__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanh__grad2__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = tanh__d2fdx2(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = tanh__d2fdx2(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = tanh__d2fdx2(x[i])
 
 
 def tanh__backward_x(dy, x):
@@ -7819,8 +11112,15 @@ def tanh__backward_x__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * tanh__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * tanh__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * tanh__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * tanh__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * tanh__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -7832,8 +11132,15 @@ def tanh__backward_x__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * tanh__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * tanh__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * tanh__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * tanh__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * tanh__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -7841,8 +11148,15 @@ def tanh__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanh__backward_x__parallel(out, dy, x):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * tanh__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * tanh__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * tanh__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * tanh__dfdx(x[i])
 
 
 def tanh__backward_y(dy, y):
@@ -7855,8 +11169,15 @@ def tanh__backward_y__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         y = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * tanh__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * tanh__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * tanh__dfdy(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * tanh__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * tanh__dfdy(_loops.load(args[1], i * steps[1], np.float32)))
@@ -7868,8 +11189,15 @@ def tanh__backward_y__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         y = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * tanh__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * tanh__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * tanh__dfdy(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * tanh__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * tanh__dfdy(_loops.load(args[1], i * steps[1], np.float64)))
@@ -7877,8 +11205,15 @@ def tanh__backward_y__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanh__backward_y__parallel(out, dy, y):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * tanh__dfdy(y[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * tanh__dfdy(y[i])
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * tanh__dfdy(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * tanh__dfdy(y[i])
 
 
 def tanh__backward_x_acc(dy, x, acc):
@@ -7892,8 +11227,18 @@ def tanh__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * tanh__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * tanh__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * tanh__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * tanh__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * tanh__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * tanh__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -7906,8 +11251,18 @@ def tanh__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * tanh__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * tanh__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * tanh__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * tanh__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * tanh__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * tanh__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -7915,8 +11270,18 @@ def tanh__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanh__backward_x_acc__parallel(out, dy, x, acc):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * tanh__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * tanh__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * tanh__dfdx(out[i])
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * tanh__dfdx(x[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * tanh__dfdx(x[i])
 
 
 def tanh__backward_y_acc(dy, y, acc):
@@ -7930,8 +11295,18 @@ def tanh__backward_y_acc__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * tanh__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * tanh__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * tanh__dfdy(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * tanh__dfdy(y[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * tanh__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * tanh__dfdy(_loops.load(args[1], i * steps[1], np.float32)))
@@ -7944,8 +11319,18 @@ def tanh__backward_y_acc__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * tanh__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * tanh__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * tanh__dfdy(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * tanh__dfdy(y[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * tanh__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * tanh__dfdy(_loops.load(args[1], i * steps[1], np.float64)))
@@ -7953,8 +11338,18 @@ def tanh__backward_y_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanh__backward_y_acc__parallel(out, dy, y, acc):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * tanh__dfdy(y[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * tanh__dfdy(y[i])
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * tanh__dfdy(out[i])
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * tanh__dfdy(y[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * tanh__dfdy(y[i])
 
 
 # --- softsign ----------------------------------------------------------------------------
@@ -7987,8 +11382,12 @@ def softsign__forward__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = softsign__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softsign__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = softsign__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, softsign__f(_loops.load(args[0], i * steps[0], np.float32)))
@@ -7999,8 +11398,12 @@ def softsign__forward__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = softsign__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softsign__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = softsign__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, softsign__f(_loops.load(args[0], i * steps[0], np.float64)))
@@ -8008,8 +11411,12 @@ def softsign__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softsign__forward__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = softsign__f(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = softsign__f(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = softsign__f(x[i])
 
 
 def softsign__grad(x):
@@ -8021,8 +11428,12 @@ def softsign__grad__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = softsign__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softsign__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = softsign__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, softsign__dfdx(_loops.load(args[0], i * steps[0], np.float32)))
@@ -8033,8 +11444,12 @@ def softsign__grad__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = softsign__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softsign__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = softsign__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, softsign__dfdx(_loops.load(args[0], i * steps[0], np.float64)))
@@ -8042,8 +11457,12 @@ def softsign__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softsign__grad__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = softsign__dfdx(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = softsign__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = softsign__dfdx(x[i])
 
 
 def softsign__grad2(x):
@@ -8055,8 +11474,12 @@ def softsign__grad2__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = softsign__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softsign__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = softsign__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, softsign__d2fdx2(_loops.load(args[0], i * steps[0], np.float32)))
@@ -8067,8 +11490,12 @@ def softsign__grad2__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = softsign__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softsign__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = softsign__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, softsign__d2fdx2(_loops.load(args[0], i * steps[0], np.float64)))
@@ -8076,8 +11503,12 @@ def softsign__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softsign__grad2__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = softsign__d2fdx2(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = softsign__d2fdx2(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = softsign__d2fdx2(x[i])
 
 
 def softsign__backward_x(dy, x):
@@ -8090,8 +11521,15 @@ def softsign__backward_x__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * softsign__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * softsign__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * softsign__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * softsign__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * softsign__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -8103,8 +11541,15 @@ def softsign__backward_x__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * softsign__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * softsign__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * softsign__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * softsign__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * softsign__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -8112,8 +11557,15 @@ def softsign__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softsign__backward_x__parallel(out, dy, x):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * softsign__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * softsign__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * softsign__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * softsign__dfdx(x[i])
 
 
 def softsign__backward_x_acc(dy, x, acc):
@@ -8127,8 +11579,18 @@ def softsign__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * softsign__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * softsign__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softsign__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * softsign__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softsign__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * softsign__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -8141,8 +11603,18 @@ def softsign__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * softsign__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * softsign__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softsign__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * softsign__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softsign__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * softsign__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -8150,8 +11622,18 @@ def softsign__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softsign__backward_x_acc__parallel(out, dy, x, acc):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * softsign__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * softsign__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * softsign__dfdx(out[i])
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * softsign__dfdx(x[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * softsign__dfdx(x[i])
 
 
 # --- step --------------------------------------------------------------------------------
@@ -8191,8 +11673,12 @@ def step__forward__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         at_zero = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = step__f(x[i], at_zero)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = step__f(out[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = step__f(x[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, step__f(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -8204,8 +11690,12 @@ def step__forward__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         at_zero = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = step__f(x[i], at_zero)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = step__f(out[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = step__f(x[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, step__f(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -8220,8 +11710,12 @@ def step__forward__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = step__f(x[i], np.float32(0.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = step__f(out[i], np.float32(0.0))
+        else:
+            for i in range(n):
+                out[i] = step__f(x[i], np.float32(0.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, step__f(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.0)))
@@ -8236,8 +11730,12 @@ def step__forward__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = step__f(x[i], np.float64(0.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = step__f(out[i], np.float64(0.0))
+        else:
+            for i in range(n):
+                out[i] = step__f(x[i], np.float64(0.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, step__f(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.0)))
@@ -8245,8 +11743,12 @@ def step__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def step__forward__parallel(out, x, at_zero):
-    for i in prange(out.shape[0]):
-        out[i] = step__f(x[i], at_zero)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = step__f(out[i], at_zero)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = step__f(x[i], at_zero)
 
 
 def step__grad(x, at_zero):
@@ -8259,8 +11761,12 @@ def step__grad__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         at_zero = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = step__dfdx(x[i], at_zero)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = step__dfdx(out[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = step__dfdx(x[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, step__dfdx(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -8272,8 +11778,12 @@ def step__grad__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         at_zero = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = step__dfdx(x[i], at_zero)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = step__dfdx(out[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = step__dfdx(x[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, step__dfdx(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -8288,8 +11798,12 @@ def step__grad__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = step__dfdx(x[i], np.float32(0.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = step__dfdx(out[i], np.float32(0.0))
+        else:
+            for i in range(n):
+                out[i] = step__dfdx(x[i], np.float32(0.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, step__dfdx(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.0)))
@@ -8304,8 +11818,12 @@ def step__grad__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = step__dfdx(x[i], np.float64(0.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = step__dfdx(out[i], np.float64(0.0))
+        else:
+            for i in range(n):
+                out[i] = step__dfdx(x[i], np.float64(0.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, step__dfdx(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.0)))
@@ -8313,8 +11831,12 @@ def step__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def step__grad__parallel(out, x, at_zero):
-    for i in prange(out.shape[0]):
-        out[i] = step__dfdx(x[i], at_zero)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = step__dfdx(out[i], at_zero)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = step__dfdx(x[i], at_zero)
 
 
 def step__grad2(x, at_zero):
@@ -8327,8 +11849,12 @@ def step__grad2__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         at_zero = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = step__d2fdx2(x[i], at_zero)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = step__d2fdx2(out[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = step__d2fdx2(x[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, step__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -8340,8 +11866,12 @@ def step__grad2__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         at_zero = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = step__d2fdx2(x[i], at_zero)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = step__d2fdx2(out[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = step__d2fdx2(x[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, step__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -8356,8 +11886,12 @@ def step__grad2__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = step__d2fdx2(x[i], np.float32(0.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = step__d2fdx2(out[i], np.float32(0.0))
+        else:
+            for i in range(n):
+                out[i] = step__d2fdx2(x[i], np.float32(0.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, step__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.0)))
@@ -8372,8 +11906,12 @@ def step__grad2__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = step__d2fdx2(x[i], np.float64(0.0))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = step__d2fdx2(out[i], np.float64(0.0))
+        else:
+            for i in range(n):
+                out[i] = step__d2fdx2(x[i], np.float64(0.0))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, step__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.0)))
@@ -8381,8 +11919,12 @@ def step__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def step__grad2__parallel(out, x, at_zero):
-    for i in prange(out.shape[0]):
-        out[i] = step__d2fdx2(x[i], at_zero)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = step__d2fdx2(out[i], at_zero)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = step__d2fdx2(x[i], at_zero)
 
 
 def step__backward_x(dy, x, at_zero):
@@ -8396,8 +11938,15 @@ def step__backward_x__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         at_zero = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * step__dfdx(x[i], at_zero)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * step__dfdx(x[i], at_zero)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * step__dfdx(out[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * step__dfdx(x[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[0], i * steps[0], np.float32) * step__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -8410,8 +11959,15 @@ def step__backward_x__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         at_zero = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * step__dfdx(x[i], at_zero)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * step__dfdx(x[i], at_zero)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * step__dfdx(out[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * step__dfdx(x[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[0], i * steps[0], np.float64) * step__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -8427,8 +11983,15 @@ def step__backward_x__float32__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * step__dfdx(x[i], np.float32(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * step__dfdx(x[i], np.float32(0.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * step__dfdx(out[i], np.float32(0.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * step__dfdx(x[i], np.float32(0.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * step__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.0)))
@@ -8444,8 +12007,15 @@ def step__backward_x__float64__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * step__dfdx(x[i], np.float64(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * step__dfdx(x[i], np.float64(0.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * step__dfdx(out[i], np.float64(0.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * step__dfdx(x[i], np.float64(0.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * step__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.0)))
@@ -8453,8 +12023,15 @@ def step__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def step__backward_x__parallel(out, dy, x, at_zero):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * step__dfdx(x[i], at_zero)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * step__dfdx(x[i], at_zero)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * step__dfdx(out[i], at_zero)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * step__dfdx(x[i], at_zero)
 
 
 def step__backward_y(dy, y, at_zero):
@@ -8468,8 +12045,15 @@ def step__backward_y__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         at_zero = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * step__dfdy(y[i], at_zero)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * step__dfdy(y[i], at_zero)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * step__dfdy(out[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * step__dfdy(y[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[0], i * steps[0], np.float32) * step__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -8482,8 +12066,15 @@ def step__backward_y__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         at_zero = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * step__dfdy(y[i], at_zero)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * step__dfdy(y[i], at_zero)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * step__dfdy(out[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * step__dfdy(y[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[0], i * steps[0], np.float64) * step__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -8499,8 +12090,15 @@ def step__backward_y__float32__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         y = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * step__dfdy(y[i], np.float32(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * step__dfdy(y[i], np.float32(0.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * step__dfdy(out[i], np.float32(0.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * step__dfdy(y[i], np.float32(0.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * step__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.0)))
@@ -8516,8 +12114,15 @@ def step__backward_y__float64__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         y = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * step__dfdy(y[i], np.float64(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * step__dfdy(y[i], np.float64(0.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * step__dfdy(out[i], np.float64(0.0))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * step__dfdy(y[i], np.float64(0.0))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * step__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.0)))
@@ -8525,8 +12130,15 @@ def step__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def step__backward_y__parallel(out, dy, y, at_zero):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * step__dfdy(y[i], at_zero)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * step__dfdy(y[i], at_zero)
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * step__dfdy(out[i], at_zero)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * step__dfdy(y[i], at_zero)
 
 
 def step__backward_x_acc(dy, x, acc, at_zero):
@@ -8541,8 +12153,18 @@ def step__backward_x_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         at_zero = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * step__dfdx(x[i], at_zero)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * step__dfdx(x[i], at_zero)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * step__dfdx(out[i], at_zero)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * step__dfdx(x[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * step__dfdx(x[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * step__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
@@ -8556,8 +12178,18 @@ def step__backward_x_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         at_zero = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * step__dfdx(x[i], at_zero)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * step__dfdx(x[i], at_zero)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * step__dfdx(out[i], at_zero)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * step__dfdx(x[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * step__dfdx(x[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * step__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
@@ -8574,8 +12206,18 @@ def step__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * step__dfdx(x[i], np.float32(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * step__dfdx(x[i], np.float32(0.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * step__dfdx(out[i], np.float32(0.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * step__dfdx(x[i], np.float32(0.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * step__dfdx(x[i], np.float32(0.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * step__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.0)))
@@ -8592,8 +12234,18 @@ def step__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * step__dfdx(x[i], np.float64(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * step__dfdx(x[i], np.float64(0.0))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * step__dfdx(out[i], np.float64(0.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * step__dfdx(x[i], np.float64(0.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * step__dfdx(x[i], np.float64(0.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * step__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.0)))
@@ -8601,8 +12253,18 @@ def step__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def step__backward_x_acc__parallel(out, dy, x, acc, at_zero):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * step__dfdx(x[i], at_zero)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * step__dfdx(x[i], at_zero)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * step__dfdx(out[i], at_zero)
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * step__dfdx(x[i], at_zero)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * step__dfdx(x[i], at_zero)
 
 
 def step__backward_y_acc(dy, y, acc, at_zero):
@@ -8617,8 +12279,18 @@ def step__backward_y_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         at_zero = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * step__dfdy(y[i], at_zero)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * step__dfdy(y[i], at_zero)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * step__dfdy(out[i], at_zero)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * step__dfdy(y[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * step__dfdy(y[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * step__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
@@ -8632,8 +12304,18 @@ def step__backward_y_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         at_zero = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * step__dfdy(y[i], at_zero)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * step__dfdy(y[i], at_zero)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * step__dfdy(out[i], at_zero)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * step__dfdy(y[i], at_zero)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * step__dfdy(y[i], at_zero)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * step__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
@@ -8650,8 +12332,18 @@ def step__backward_y_acc__float32__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * step__dfdy(y[i], np.float32(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * step__dfdy(y[i], np.float32(0.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * step__dfdy(out[i], np.float32(0.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * step__dfdy(y[i], np.float32(0.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * step__dfdy(y[i], np.float32(0.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * step__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.0)))
@@ -8668,8 +12360,18 @@ def step__backward_y_acc__float64__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * step__dfdy(y[i], np.float64(0.0))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * step__dfdy(y[i], np.float64(0.0))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * step__dfdy(out[i], np.float64(0.0))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * step__dfdy(y[i], np.float64(0.0))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * step__dfdy(y[i], np.float64(0.0))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * step__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.0)))
@@ -8677,8 +12379,18 @@ def step__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def step__backward_y_acc__parallel(out, dy, y, acc, at_zero):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * step__dfdy(y[i], at_zero)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * step__dfdy(y[i], at_zero)
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * step__dfdy(out[i], at_zero)
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * step__dfdy(y[i], at_zero)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * step__dfdy(y[i], at_zero)
 
 
 # --- softshrink --------------------------------------------------------------------------
@@ -8714,8 +12426,12 @@ def softshrink__forward__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         lambd = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = softshrink__f(x[i], lambd)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softshrink__f(out[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = softshrink__f(x[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, softshrink__f(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -8727,8 +12443,12 @@ def softshrink__forward__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         lambd = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = softshrink__f(x[i], lambd)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softshrink__f(out[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = softshrink__f(x[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, softshrink__f(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -8743,8 +12463,12 @@ def softshrink__forward__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = softshrink__f(x[i], np.float32(0.5))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softshrink__f(out[i], np.float32(0.5))
+        else:
+            for i in range(n):
+                out[i] = softshrink__f(x[i], np.float32(0.5))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, softshrink__f(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.5)))
@@ -8759,8 +12483,12 @@ def softshrink__forward__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = softshrink__f(x[i], np.float64(0.5))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softshrink__f(out[i], np.float64(0.5))
+        else:
+            for i in range(n):
+                out[i] = softshrink__f(x[i], np.float64(0.5))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, softshrink__f(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.5)))
@@ -8768,8 +12496,12 @@ def softshrink__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softshrink__forward__parallel(out, x, lambd):
-    for i in prange(out.shape[0]):
-        out[i] = softshrink__f(x[i], lambd)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = softshrink__f(out[i], lambd)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = softshrink__f(x[i], lambd)
 
 
 def softshrink__grad(x, lambd):
@@ -8782,8 +12514,12 @@ def softshrink__grad__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         lambd = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = softshrink__dfdx(x[i], lambd)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softshrink__dfdx(out[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = softshrink__dfdx(x[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, softshrink__dfdx(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -8795,8 +12531,12 @@ def softshrink__grad__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         lambd = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = softshrink__dfdx(x[i], lambd)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softshrink__dfdx(out[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = softshrink__dfdx(x[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, softshrink__dfdx(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -8811,8 +12551,12 @@ def softshrink__grad__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = softshrink__dfdx(x[i], np.float32(0.5))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softshrink__dfdx(out[i], np.float32(0.5))
+        else:
+            for i in range(n):
+                out[i] = softshrink__dfdx(x[i], np.float32(0.5))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, softshrink__dfdx(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.5)))
@@ -8827,8 +12571,12 @@ def softshrink__grad__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = softshrink__dfdx(x[i], np.float64(0.5))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softshrink__dfdx(out[i], np.float64(0.5))
+        else:
+            for i in range(n):
+                out[i] = softshrink__dfdx(x[i], np.float64(0.5))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, softshrink__dfdx(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.5)))
@@ -8836,8 +12584,12 @@ def softshrink__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softshrink__grad__parallel(out, x, lambd):
-    for i in prange(out.shape[0]):
-        out[i] = softshrink__dfdx(x[i], lambd)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = softshrink__dfdx(out[i], lambd)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = softshrink__dfdx(x[i], lambd)
 
 
 def softshrink__grad2(x, lambd):
@@ -8850,8 +12602,12 @@ def softshrink__grad2__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         lambd = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = softshrink__d2fdx2(x[i], lambd)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softshrink__d2fdx2(out[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = softshrink__d2fdx2(x[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, softshrink__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -8863,8 +12619,12 @@ def softshrink__grad2__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         lambd = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = softshrink__d2fdx2(x[i], lambd)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softshrink__d2fdx2(out[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = softshrink__d2fdx2(x[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, softshrink__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -8879,8 +12639,12 @@ def softshrink__grad2__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = softshrink__d2fdx2(x[i], np.float32(0.5))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softshrink__d2fdx2(out[i], np.float32(0.5))
+        else:
+            for i in range(n):
+                out[i] = softshrink__d2fdx2(x[i], np.float32(0.5))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, softshrink__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.5)))
@@ -8895,8 +12659,12 @@ def softshrink__grad2__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = softshrink__d2fdx2(x[i], np.float64(0.5))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = softshrink__d2fdx2(out[i], np.float64(0.5))
+        else:
+            for i in range(n):
+                out[i] = softshrink__d2fdx2(x[i], np.float64(0.5))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, softshrink__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.5)))
@@ -8904,8 +12672,12 @@ def softshrink__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softshrink__grad2__parallel(out, x, lambd):
-    for i in prange(out.shape[0]):
-        out[i] = softshrink__d2fdx2(x[i], lambd)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = softshrink__d2fdx2(out[i], lambd)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = softshrink__d2fdx2(x[i], lambd)
 
 
 def softshrink__backward_x(dy, x, lambd):
@@ -8919,8 +12691,15 @@ def softshrink__backward_x__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         lambd = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * softshrink__dfdx(x[i], lambd)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * softshrink__dfdx(x[i], lambd)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * softshrink__dfdx(out[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * softshrink__dfdx(x[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[0], i * steps[0], np.float32) * softshrink__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -8933,8 +12712,15 @@ def softshrink__backward_x__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         lambd = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * softshrink__dfdx(x[i], lambd)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * softshrink__dfdx(x[i], lambd)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * softshrink__dfdx(out[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * softshrink__dfdx(x[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[0], i * steps[0], np.float64) * softshrink__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -8950,8 +12736,15 @@ def softshrink__backward_x__float32__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * softshrink__dfdx(x[i], np.float32(0.5))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * softshrink__dfdx(x[i], np.float32(0.5))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * softshrink__dfdx(out[i], np.float32(0.5))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * softshrink__dfdx(x[i], np.float32(0.5))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * softshrink__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.5)))
@@ -8967,8 +12760,15 @@ def softshrink__backward_x__float64__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * softshrink__dfdx(x[i], np.float64(0.5))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * softshrink__dfdx(x[i], np.float64(0.5))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * softshrink__dfdx(out[i], np.float64(0.5))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * softshrink__dfdx(x[i], np.float64(0.5))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * softshrink__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.5)))
@@ -8976,8 +12776,15 @@ def softshrink__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softshrink__backward_x__parallel(out, dy, x, lambd):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * softshrink__dfdx(x[i], lambd)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * softshrink__dfdx(x[i], lambd)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * softshrink__dfdx(out[i], lambd)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * softshrink__dfdx(x[i], lambd)
 
 
 def softshrink__backward_y(dy, y, lambd):
@@ -8991,8 +12798,15 @@ def softshrink__backward_y__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         lambd = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * softshrink__dfdy(y[i], lambd)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * softshrink__dfdy(y[i], lambd)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * softshrink__dfdy(out[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * softshrink__dfdy(y[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[0], i * steps[0], np.float32) * softshrink__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -9005,8 +12819,15 @@ def softshrink__backward_y__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         lambd = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * softshrink__dfdy(y[i], lambd)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * softshrink__dfdy(y[i], lambd)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * softshrink__dfdy(out[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * softshrink__dfdy(y[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[0], i * steps[0], np.float64) * softshrink__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -9022,8 +12843,15 @@ def softshrink__backward_y__float32__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         y = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * softshrink__dfdy(y[i], np.float32(0.5))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * softshrink__dfdy(y[i], np.float32(0.5))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * softshrink__dfdy(out[i], np.float32(0.5))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * softshrink__dfdy(y[i], np.float32(0.5))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * softshrink__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.5)))
@@ -9039,8 +12867,15 @@ def softshrink__backward_y__float64__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         y = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * softshrink__dfdy(y[i], np.float64(0.5))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * softshrink__dfdy(y[i], np.float64(0.5))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * softshrink__dfdy(out[i], np.float64(0.5))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * softshrink__dfdy(y[i], np.float64(0.5))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * softshrink__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.5)))
@@ -9048,8 +12883,15 @@ def softshrink__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softshrink__backward_y__parallel(out, dy, y, lambd):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * softshrink__dfdy(y[i], lambd)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * softshrink__dfdy(y[i], lambd)
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * softshrink__dfdy(out[i], lambd)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * softshrink__dfdy(y[i], lambd)
 
 
 def softshrink__backward_x_acc(dy, x, acc, lambd):
@@ -9064,8 +12906,18 @@ def softshrink__backward_x_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         lambd = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * softshrink__dfdx(x[i], lambd)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * softshrink__dfdx(x[i], lambd)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softshrink__dfdx(out[i], lambd)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * softshrink__dfdx(x[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softshrink__dfdx(x[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * softshrink__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
@@ -9079,8 +12931,18 @@ def softshrink__backward_x_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         lambd = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * softshrink__dfdx(x[i], lambd)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * softshrink__dfdx(x[i], lambd)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softshrink__dfdx(out[i], lambd)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * softshrink__dfdx(x[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softshrink__dfdx(x[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * softshrink__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
@@ -9097,8 +12959,18 @@ def softshrink__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * softshrink__dfdx(x[i], np.float32(0.5))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * softshrink__dfdx(x[i], np.float32(0.5))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softshrink__dfdx(out[i], np.float32(0.5))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * softshrink__dfdx(x[i], np.float32(0.5))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softshrink__dfdx(x[i], np.float32(0.5))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * softshrink__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.5)))
@@ -9115,8 +12987,18 @@ def softshrink__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * softshrink__dfdx(x[i], np.float64(0.5))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * softshrink__dfdx(x[i], np.float64(0.5))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softshrink__dfdx(out[i], np.float64(0.5))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * softshrink__dfdx(x[i], np.float64(0.5))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softshrink__dfdx(x[i], np.float64(0.5))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * softshrink__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.5)))
@@ -9124,8 +13006,18 @@ def softshrink__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softshrink__backward_x_acc__parallel(out, dy, x, acc, lambd):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * softshrink__dfdx(x[i], lambd)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * softshrink__dfdx(x[i], lambd)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * softshrink__dfdx(out[i], lambd)
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * softshrink__dfdx(x[i], lambd)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * softshrink__dfdx(x[i], lambd)
 
 
 def softshrink__backward_y_acc(dy, y, acc, lambd):
@@ -9140,8 +13032,18 @@ def softshrink__backward_y_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         lambd = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * softshrink__dfdy(y[i], lambd)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * softshrink__dfdy(y[i], lambd)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softshrink__dfdy(out[i], lambd)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * softshrink__dfdy(y[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softshrink__dfdy(y[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * softshrink__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
@@ -9155,8 +13057,18 @@ def softshrink__backward_y_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         lambd = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * softshrink__dfdy(y[i], lambd)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * softshrink__dfdy(y[i], lambd)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softshrink__dfdy(out[i], lambd)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * softshrink__dfdy(y[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softshrink__dfdy(y[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * softshrink__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
@@ -9173,8 +13085,18 @@ def softshrink__backward_y_acc__float32__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * softshrink__dfdy(y[i], np.float32(0.5))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * softshrink__dfdy(y[i], np.float32(0.5))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softshrink__dfdy(out[i], np.float32(0.5))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * softshrink__dfdy(y[i], np.float32(0.5))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softshrink__dfdy(y[i], np.float32(0.5))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * softshrink__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.5)))
@@ -9191,8 +13113,18 @@ def softshrink__backward_y_acc__float64__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * softshrink__dfdy(y[i], np.float64(0.5))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * softshrink__dfdy(y[i], np.float64(0.5))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softshrink__dfdy(out[i], np.float64(0.5))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * softshrink__dfdy(y[i], np.float64(0.5))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * softshrink__dfdy(y[i], np.float64(0.5))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * softshrink__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.5)))
@@ -9200,8 +13132,18 @@ def softshrink__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softshrink__backward_y_acc__parallel(out, dy, y, acc, lambd):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * softshrink__dfdy(y[i], lambd)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * softshrink__dfdy(y[i], lambd)
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * softshrink__dfdy(out[i], lambd)
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * softshrink__dfdy(y[i], lambd)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * softshrink__dfdy(y[i], lambd)
 
 
 # --- hardshrink --------------------------------------------------------------------------
@@ -9237,8 +13179,12 @@ def hardshrink__forward__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         lambd = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = hardshrink__f(x[i], lambd)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardshrink__f(out[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = hardshrink__f(x[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, hardshrink__f(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -9250,8 +13196,12 @@ def hardshrink__forward__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         lambd = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = hardshrink__f(x[i], lambd)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardshrink__f(out[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = hardshrink__f(x[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, hardshrink__f(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -9266,8 +13216,12 @@ def hardshrink__forward__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = hardshrink__f(x[i], np.float32(0.5))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardshrink__f(out[i], np.float32(0.5))
+        else:
+            for i in range(n):
+                out[i] = hardshrink__f(x[i], np.float32(0.5))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, hardshrink__f(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.5)))
@@ -9282,8 +13236,12 @@ def hardshrink__forward__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = hardshrink__f(x[i], np.float64(0.5))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardshrink__f(out[i], np.float64(0.5))
+        else:
+            for i in range(n):
+                out[i] = hardshrink__f(x[i], np.float64(0.5))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, hardshrink__f(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.5)))
@@ -9291,8 +13249,12 @@ def hardshrink__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardshrink__forward__parallel(out, x, lambd):
-    for i in prange(out.shape[0]):
-        out[i] = hardshrink__f(x[i], lambd)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = hardshrink__f(out[i], lambd)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = hardshrink__f(x[i], lambd)
 
 
 def hardshrink__grad(x, lambd):
@@ -9305,8 +13267,12 @@ def hardshrink__grad__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         lambd = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = hardshrink__dfdx(x[i], lambd)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardshrink__dfdx(out[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = hardshrink__dfdx(x[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, hardshrink__dfdx(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -9318,8 +13284,12 @@ def hardshrink__grad__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         lambd = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = hardshrink__dfdx(x[i], lambd)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardshrink__dfdx(out[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = hardshrink__dfdx(x[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, hardshrink__dfdx(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -9334,8 +13304,12 @@ def hardshrink__grad__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = hardshrink__dfdx(x[i], np.float32(0.5))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardshrink__dfdx(out[i], np.float32(0.5))
+        else:
+            for i in range(n):
+                out[i] = hardshrink__dfdx(x[i], np.float32(0.5))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, hardshrink__dfdx(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.5)))
@@ -9350,8 +13324,12 @@ def hardshrink__grad__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = hardshrink__dfdx(x[i], np.float64(0.5))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardshrink__dfdx(out[i], np.float64(0.5))
+        else:
+            for i in range(n):
+                out[i] = hardshrink__dfdx(x[i], np.float64(0.5))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, hardshrink__dfdx(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.5)))
@@ -9359,8 +13337,12 @@ def hardshrink__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardshrink__grad__parallel(out, x, lambd):
-    for i in prange(out.shape[0]):
-        out[i] = hardshrink__dfdx(x[i], lambd)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = hardshrink__dfdx(out[i], lambd)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = hardshrink__dfdx(x[i], lambd)
 
 
 def hardshrink__grad2(x, lambd):
@@ -9373,8 +13355,12 @@ def hardshrink__grad2__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float32)
         lambd = _loops.load(args[1], 0, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = hardshrink__d2fdx2(x[i], lambd)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardshrink__d2fdx2(out[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = hardshrink__d2fdx2(x[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, hardshrink__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), _loops.load(args[1], i * steps[1], np.float32)))
@@ -9386,8 +13372,12 @@ def hardshrink__grad2__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[0], n, np.float64)
         lambd = _loops.load(args[1], 0, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = hardshrink__d2fdx2(x[i], lambd)
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardshrink__d2fdx2(out[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = hardshrink__d2fdx2(x[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, hardshrink__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), _loops.load(args[1], i * steps[1], np.float64)))
@@ -9402,8 +13392,12 @@ def hardshrink__grad2__float32__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = hardshrink__d2fdx2(x[i], np.float32(0.5))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardshrink__d2fdx2(out[i], np.float32(0.5))
+        else:
+            for i in range(n):
+                out[i] = hardshrink__d2fdx2(x[i], np.float32(0.5))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, hardshrink__d2fdx2(_loops.load(args[0], i * steps[0], np.float32), np.float32(0.5)))
@@ -9418,8 +13412,12 @@ def hardshrink__grad2__float64__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = hardshrink__d2fdx2(x[i], np.float64(0.5))
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = hardshrink__d2fdx2(out[i], np.float64(0.5))
+        else:
+            for i in range(n):
+                out[i] = hardshrink__d2fdx2(x[i], np.float64(0.5))
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, hardshrink__d2fdx2(_loops.load(args[0], i * steps[0], np.float64), np.float64(0.5)))
@@ -9427,8 +13425,12 @@ def hardshrink__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardshrink__grad2__parallel(out, x, lambd):
-    for i in prange(out.shape[0]):
-        out[i] = hardshrink__d2fdx2(x[i], lambd)
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = hardshrink__d2fdx2(out[i], lambd)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = hardshrink__d2fdx2(x[i], lambd)
 
 
 def hardshrink__backward_x(dy, x, lambd):
@@ -9442,8 +13444,15 @@ def hardshrink__backward_x__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         lambd = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * hardshrink__dfdx(x[i], lambd)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * hardshrink__dfdx(x[i], lambd)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * hardshrink__dfdx(out[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * hardshrink__dfdx(x[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[0], i * steps[0], np.float32) * hardshrink__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -9456,8 +13465,15 @@ def hardshrink__backward_x__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         lambd = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * hardshrink__dfdx(x[i], lambd)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * hardshrink__dfdx(x[i], lambd)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * hardshrink__dfdx(out[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * hardshrink__dfdx(x[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[0], i * steps[0], np.float64) * hardshrink__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -9473,8 +13489,15 @@ def hardshrink__backward_x__float32__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * hardshrink__dfdx(x[i], np.float32(0.5))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * hardshrink__dfdx(x[i], np.float32(0.5))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * hardshrink__dfdx(out[i], np.float32(0.5))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * hardshrink__dfdx(x[i], np.float32(0.5))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * hardshrink__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.5)))
@@ -9490,8 +13513,15 @@ def hardshrink__backward_x__float64__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * hardshrink__dfdx(x[i], np.float64(0.5))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * hardshrink__dfdx(x[i], np.float64(0.5))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * hardshrink__dfdx(out[i], np.float64(0.5))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * hardshrink__dfdx(x[i], np.float64(0.5))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * hardshrink__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.5)))
@@ -9499,8 +13529,15 @@ def hardshrink__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardshrink__backward_x__parallel(out, dy, x, lambd):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * hardshrink__dfdx(x[i], lambd)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * hardshrink__dfdx(x[i], lambd)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * hardshrink__dfdx(out[i], lambd)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * hardshrink__dfdx(x[i], lambd)
 
 
 def hardshrink__backward_y(dy, y, lambd):
@@ -9514,8 +13551,15 @@ def hardshrink__backward_y__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         lambd = _loops.load(args[2], 0, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * hardshrink__dfdy(y[i], lambd)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * hardshrink__dfdy(y[i], lambd)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * hardshrink__dfdy(out[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * hardshrink__dfdy(y[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[0], i * steps[0], np.float32) * hardshrink__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[2], i * steps[2], np.float32)))
@@ -9528,8 +13572,15 @@ def hardshrink__backward_y__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         lambd = _loops.load(args[2], 0, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * hardshrink__dfdy(y[i], lambd)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * hardshrink__dfdy(y[i], lambd)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * hardshrink__dfdy(out[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = dy[i] * hardshrink__dfdy(y[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[0], i * steps[0], np.float64) * hardshrink__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[2], i * steps[2], np.float64)))
@@ -9545,8 +13596,15 @@ def hardshrink__backward_y__float32__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         y = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * hardshrink__dfdy(y[i], np.float32(0.5))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * hardshrink__dfdy(y[i], np.float32(0.5))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * hardshrink__dfdy(out[i], np.float32(0.5))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * hardshrink__dfdy(y[i], np.float32(0.5))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * hardshrink__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.5)))
@@ -9562,8 +13620,15 @@ def hardshrink__backward_y__float64__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         y = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * hardshrink__dfdy(y[i], np.float64(0.5))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * hardshrink__dfdy(y[i], np.float64(0.5))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * hardshrink__dfdy(out[i], np.float64(0.5))
+        else:
+            for i in range(n):
+                out[i] = dy[i] * hardshrink__dfdy(y[i], np.float64(0.5))
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * hardshrink__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.5)))
@@ -9571,8 +13636,15 @@ def hardshrink__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardshrink__backward_y__parallel(out, dy, y, lambd):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * hardshrink__dfdy(y[i], lambd)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * hardshrink__dfdy(y[i], lambd)
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * hardshrink__dfdy(out[i], lambd)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * hardshrink__dfdy(y[i], lambd)
 
 
 def hardshrink__backward_x_acc(dy, x, acc, lambd):
@@ -9587,8 +13659,18 @@ def hardshrink__backward_x_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         lambd = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * hardshrink__dfdx(x[i], lambd)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * hardshrink__dfdx(x[i], lambd)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardshrink__dfdx(out[i], lambd)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * hardshrink__dfdx(x[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardshrink__dfdx(x[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * hardshrink__dfdx(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
@@ -9602,8 +13684,18 @@ def hardshrink__backward_x_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         lambd = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * hardshrink__dfdx(x[i], lambd)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * hardshrink__dfdx(x[i], lambd)
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardshrink__dfdx(out[i], lambd)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * hardshrink__dfdx(x[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardshrink__dfdx(x[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * hardshrink__dfdx(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
@@ -9620,8 +13712,18 @@ def hardshrink__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * hardshrink__dfdx(x[i], np.float32(0.5))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * hardshrink__dfdx(x[i], np.float32(0.5))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardshrink__dfdx(out[i], np.float32(0.5))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * hardshrink__dfdx(x[i], np.float32(0.5))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardshrink__dfdx(x[i], np.float32(0.5))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * hardshrink__dfdx(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.5)))
@@ -9638,8 +13740,18 @@ def hardshrink__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * hardshrink__dfdx(x[i], np.float64(0.5))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * hardshrink__dfdx(x[i], np.float64(0.5))
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardshrink__dfdx(out[i], np.float64(0.5))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * hardshrink__dfdx(x[i], np.float64(0.5))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardshrink__dfdx(x[i], np.float64(0.5))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * hardshrink__dfdx(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.5)))
@@ -9647,8 +13759,18 @@ def hardshrink__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardshrink__backward_x_acc__parallel(out, dy, x, acc, lambd):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * hardshrink__dfdx(x[i], lambd)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * hardshrink__dfdx(x[i], lambd)
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * hardshrink__dfdx(out[i], lambd)
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * hardshrink__dfdx(x[i], lambd)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * hardshrink__dfdx(x[i], lambd)
 
 
 def hardshrink__backward_y_acc(dy, y, acc, lambd):
@@ -9663,8 +13785,18 @@ def hardshrink__backward_y_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         lambd = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * hardshrink__dfdy(y[i], lambd)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * hardshrink__dfdy(y[i], lambd)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardshrink__dfdy(out[i], lambd)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * hardshrink__dfdy(y[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardshrink__dfdy(y[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * hardshrink__dfdy(_loops.load(args[1], i * steps[1], np.float32), _loops.load(args[3], i * steps[3], np.float32)))
@@ -9678,8 +13810,18 @@ def hardshrink__backward_y_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         lambd = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * hardshrink__dfdy(y[i], lambd)
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * hardshrink__dfdy(y[i], lambd)
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardshrink__dfdy(out[i], lambd)
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * hardshrink__dfdy(y[i], lambd)
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardshrink__dfdy(y[i], lambd)
     else:
         for i in range(n):
             _loops.store(args[4], i * steps[4], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * hardshrink__dfdy(_loops.load(args[1], i * steps[1], np.float64), _loops.load(args[3], i * steps[3], np.float64)))
@@ -9696,8 +13838,18 @@ def hardshrink__backward_y_acc__float32__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * hardshrink__dfdy(y[i], np.float32(0.5))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * hardshrink__dfdy(y[i], np.float32(0.5))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardshrink__dfdy(out[i], np.float32(0.5))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * hardshrink__dfdy(y[i], np.float32(0.5))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardshrink__dfdy(y[i], np.float32(0.5))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * hardshrink__dfdy(_loops.load(args[1], i * steps[1], np.float32), np.float32(0.5)))
@@ -9714,8 +13866,18 @@ def hardshrink__backward_y_acc__float64__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * hardshrink__dfdy(y[i], np.float64(0.5))
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * hardshrink__dfdy(y[i], np.float64(0.5))
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardshrink__dfdy(out[i], np.float64(0.5))
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * hardshrink__dfdy(y[i], np.float64(0.5))
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * hardshrink__dfdy(y[i], np.float64(0.5))
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * hardshrink__dfdy(_loops.load(args[1], i * steps[1], np.float64), np.float64(0.5)))
@@ -9723,8 +13885,18 @@ def hardshrink__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardshrink__backward_y_acc__parallel(out, dy, y, acc, lambd):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * hardshrink__dfdy(y[i], lambd)
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * hardshrink__dfdy(y[i], lambd)
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * hardshrink__dfdy(out[i], lambd)
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * hardshrink__dfdy(y[i], lambd)
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * hardshrink__dfdy(y[i], lambd)
 
 
 # --- tanhshrink --------------------------------------------------------------------------
@@ -9778,8 +13950,12 @@ def tanhshrink__forward__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = tanhshrink__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = tanhshrink__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = tanhshrink__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, tanhshrink__f(_loops.load(args[0], i * steps[0], np.float32)))
@@ -9790,8 +13966,12 @@ def tanhshrink__forward__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = tanhshrink__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = tanhshrink__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = tanhshrink__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, tanhshrink__f(_loops.load(args[0], i * steps[0], np.float64)))
@@ -9799,8 +13979,12 @@ def tanhshrink__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanhshrink__forward__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = tanhshrink__f(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = tanhshrink__f(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = tanhshrink__f(x[i])
 
 
 def tanhshrink__grad(x):
@@ -9812,8 +13996,12 @@ def tanhshrink__grad__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = tanhshrink__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = tanhshrink__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = tanhshrink__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, tanhshrink__dfdx(_loops.load(args[0], i * steps[0], np.float32)))
@@ -9824,8 +14012,12 @@ def tanhshrink__grad__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = tanhshrink__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = tanhshrink__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = tanhshrink__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, tanhshrink__dfdx(_loops.load(args[0], i * steps[0], np.float64)))
@@ -9833,8 +14025,12 @@ def tanhshrink__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanhshrink__grad__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = tanhshrink__dfdx(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = tanhshrink__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = tanhshrink__dfdx(x[i])
 
 
 def tanhshrink__grad2(x):
@@ -9846,8 +14042,12 @@ def tanhshrink__grad2__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = tanhshrink__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = tanhshrink__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = tanhshrink__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, tanhshrink__d2fdx2(_loops.load(args[0], i * steps[0], np.float32)))
@@ -9858,8 +14058,12 @@ def tanhshrink__grad2__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = tanhshrink__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = tanhshrink__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = tanhshrink__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, tanhshrink__d2fdx2(_loops.load(args[0], i * steps[0], np.float64)))
@@ -9867,8 +14071,12 @@ def tanhshrink__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanhshrink__grad2__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = tanhshrink__d2fdx2(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = tanhshrink__d2fdx2(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = tanhshrink__d2fdx2(x[i])
 
 
 def tanhshrink__backward_x(dy, x):
@@ -9881,8 +14089,15 @@ def tanhshrink__backward_x__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * tanhshrink__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * tanhshrink__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * tanhshrink__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * tanhshrink__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * tanhshrink__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -9894,8 +14109,15 @@ def tanhshrink__backward_x__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * tanhshrink__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * tanhshrink__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * tanhshrink__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * tanhshrink__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * tanhshrink__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -9903,8 +14125,15 @@ def tanhshrink__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanhshrink__backward_x__parallel(out, dy, x):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * tanhshrink__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * tanhshrink__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * tanhshrink__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * tanhshrink__dfdx(x[i])
 
 
 def tanhshrink__backward_x_acc(dy, x, acc):
@@ -9918,8 +14147,18 @@ def tanhshrink__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * tanhshrink__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * tanhshrink__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * tanhshrink__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * tanhshrink__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * tanhshrink__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * tanhshrink__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -9932,8 +14171,18 @@ def tanhshrink__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * tanhshrink__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * tanhshrink__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * tanhshrink__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * tanhshrink__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * tanhshrink__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * tanhshrink__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -9941,8 +14190,18 @@ def tanhshrink__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanhshrink__backward_x_acc__parallel(out, dy, x, acc):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * tanhshrink__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * tanhshrink__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * tanhshrink__dfdx(out[i])
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * tanhshrink__dfdx(x[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * tanhshrink__dfdx(x[i])
 
 
 # --- identity ----------------------------------------------------------------------------
@@ -9977,8 +14236,12 @@ def identity__forward__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = identity__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = identity__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = identity__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, identity__f(_loops.load(args[0], i * steps[0], np.float32)))
@@ -9989,8 +14252,12 @@ def identity__forward__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = identity__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = identity__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = identity__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, identity__f(_loops.load(args[0], i * steps[0], np.float64)))
@@ -9998,8 +14265,12 @@ def identity__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def identity__forward__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = identity__f(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = identity__f(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = identity__f(x[i])
 
 
 def identity__grad(x):
@@ -10011,8 +14282,12 @@ def identity__grad__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = identity__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = identity__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = identity__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, identity__dfdx(_loops.load(args[0], i * steps[0], np.float32)))
@@ -10023,8 +14298,12 @@ def identity__grad__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = identity__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = identity__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = identity__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, identity__dfdx(_loops.load(args[0], i * steps[0], np.float64)))
@@ -10032,8 +14311,12 @@ def identity__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def identity__grad__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = identity__dfdx(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = identity__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = identity__dfdx(x[i])
 
 
 def identity__grad2(x):
@@ -10045,8 +14328,12 @@ def identity__grad2__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = identity__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = identity__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = identity__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, identity__d2fdx2(_loops.load(args[0], i * steps[0], np.float32)))
@@ -10057,8 +14344,12 @@ def identity__grad2__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = identity__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = identity__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = identity__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, identity__d2fdx2(_loops.load(args[0], i * steps[0], np.float64)))
@@ -10066,8 +14357,12 @@ def identity__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def identity__grad2__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = identity__d2fdx2(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = identity__d2fdx2(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = identity__d2fdx2(x[i])
 
 
 def identity__backward_x(dy, x):
@@ -10080,8 +14375,15 @@ def identity__backward_x__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * identity__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * identity__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * identity__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * identity__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * identity__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -10093,8 +14395,15 @@ def identity__backward_x__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * identity__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * identity__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * identity__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * identity__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * identity__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -10102,8 +14411,15 @@ def identity__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def identity__backward_x__parallel(out, dy, x):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * identity__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * identity__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * identity__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * identity__dfdx(x[i])
 
 
 def identity__backward_y(dy, y):
@@ -10116,8 +14432,15 @@ def identity__backward_y__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         y = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * identity__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * identity__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * identity__dfdy(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * identity__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * identity__dfdy(_loops.load(args[1], i * steps[1], np.float32)))
@@ -10129,8 +14452,15 @@ def identity__backward_y__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         y = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * identity__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * identity__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * identity__dfdy(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * identity__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * identity__dfdy(_loops.load(args[1], i * steps[1], np.float64)))
@@ -10138,8 +14468,15 @@ def identity__backward_y__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def identity__backward_y__parallel(out, dy, y):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * identity__dfdy(y[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * identity__dfdy(y[i])
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * identity__dfdy(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * identity__dfdy(y[i])
 
 
 def identity__backward_x_acc(dy, x, acc):
@@ -10153,8 +14490,18 @@ def identity__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * identity__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * identity__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * identity__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * identity__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * identity__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * identity__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -10167,8 +14514,18 @@ def identity__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * identity__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * identity__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * identity__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * identity__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * identity__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * identity__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -10176,8 +14533,18 @@ def identity__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def identity__backward_x_acc__parallel(out, dy, x, acc):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * identity__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * identity__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * identity__dfdx(out[i])
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * identity__dfdx(x[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * identity__dfdx(x[i])
 
 
 def identity__backward_y_acc(dy, y, acc):
@@ -10191,8 +14558,18 @@ def identity__backward_y_acc__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * identity__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * identity__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * identity__dfdy(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * identity__dfdy(y[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * identity__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * identity__dfdy(_loops.load(args[1], i * steps[1], np.float32)))
@@ -10205,8 +14582,18 @@ def identity__backward_y_acc__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * identity__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * identity__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * identity__dfdy(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * identity__dfdy(y[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * identity__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * identity__dfdy(_loops.load(args[1], i * steps[1], np.float64)))
@@ -10214,8 +14601,18 @@ def identity__backward_y_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def identity__backward_y_acc__parallel(out, dy, y, acc):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * identity__dfdy(y[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * identity__dfdy(y[i])
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * identity__dfdy(out[i])
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * identity__dfdy(y[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * identity__dfdy(y[i])
 
 
 # --- exponential -------------------------------------------------------------------------
@@ -10250,8 +14647,12 @@ def exponential__forward__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = exponential__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = exponential__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = exponential__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, exponential__f(_loops.load(args[0], i * steps[0], np.float32)))
@@ -10262,8 +14663,12 @@ def exponential__forward__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = exponential__f(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = exponential__f(out[i])
+        else:
+            for i in range(n):
+                out[i] = exponential__f(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, exponential__f(_loops.load(args[0], i * steps[0], np.float64)))
@@ -10271,8 +14676,12 @@ def exponential__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def exponential__forward__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = exponential__f(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = exponential__f(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = exponential__f(x[i])
 
 
 def exponential__grad(x):
@@ -10284,8 +14693,12 @@ def exponential__grad__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = exponential__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = exponential__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = exponential__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, exponential__dfdx(_loops.load(args[0], i * steps[0], np.float32)))
@@ -10296,8 +14709,12 @@ def exponential__grad__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = exponential__dfdx(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = exponential__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = exponential__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, exponential__dfdx(_loops.load(args[0], i * steps[0], np.float64)))
@@ -10305,8 +14722,12 @@ def exponential__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def exponential__grad__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = exponential__dfdx(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = exponential__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = exponential__dfdx(x[i])
 
 
 def exponential__grad2(x):
@@ -10318,8 +14739,12 @@ def exponential__grad2__loop_float32(args, dims, steps, data):
     if steps[0] == 4 and steps[1] == 4:
         x = _loops.contiguous(args[0], n, np.float32)
         out = _loops.contiguous(args[1], n, np.float32)
-        for i in range(n):
-            out[i] = exponential__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = exponential__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = exponential__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float32, exponential__d2fdx2(_loops.load(args[0], i * steps[0], np.float32)))
@@ -10330,8 +14755,12 @@ def exponential__grad2__loop_float64(args, dims, steps, data):
     if steps[0] == 8 and steps[1] == 8:
         x = _loops.contiguous(args[0], n, np.float64)
         out = _loops.contiguous(args[1], n, np.float64)
-        for i in range(n):
-            out[i] = exponential__d2fdx2(x[i])
+        if _loops.same(out, x):
+            for i in range(n):
+                out[i] = exponential__d2fdx2(out[i])
+        else:
+            for i in range(n):
+                out[i] = exponential__d2fdx2(x[i])
     else:
         for i in range(n):
             _loops.store(args[1], i * steps[1], np.float64, exponential__d2fdx2(_loops.load(args[0], i * steps[0], np.float64)))
@@ -10339,8 +14768,12 @@ def exponential__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def exponential__grad2__parallel(out, x):
-    for i in prange(out.shape[0]):
-        out[i] = exponential__d2fdx2(x[i])
+    if _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = exponential__d2fdx2(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = exponential__d2fdx2(x[i])
 
 
 def exponential__backward_x(dy, x):
@@ -10353,8 +14786,15 @@ def exponential__backward_x__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         x = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * exponential__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * exponential__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * exponential__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * exponential__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * exponential__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -10366,8 +14806,15 @@ def exponential__backward_x__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         x = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * exponential__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * exponential__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = dy[i] * exponential__dfdx(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * exponential__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * exponential__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -10375,8 +14822,15 @@ def exponential__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def exponential__backward_x__parallel(out, dy, x):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * exponential__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * exponential__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * exponential__dfdx(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * exponential__dfdx(x[i])
 
 
 def exponential__backward_y(dy, y):
@@ -10389,8 +14843,15 @@ def exponential__backward_y__loop_float32(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float32)
         y = _loops.contiguous(args[1], n, np.float32)
         out = _loops.contiguous(args[2], n, np.float32)
-        for i in range(n):
-            out[i] = dy[i] * exponential__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * exponential__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * exponential__dfdy(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * exponential__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float32, _loops.load(args[0], i * steps[0], np.float32) * exponential__dfdy(_loops.load(args[1], i * steps[1], np.float32)))
@@ -10402,8 +14863,15 @@ def exponential__backward_y__loop_float64(args, dims, steps, data):
         dy = _loops.contiguous(args[0], n, np.float64)
         y = _loops.contiguous(args[1], n, np.float64)
         out = _loops.contiguous(args[2], n, np.float64)
-        for i in range(n):
-            out[i] = dy[i] * exponential__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = out[i] * exponential__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = dy[i] * exponential__dfdy(out[i])
+        else:
+            for i in range(n):
+                out[i] = dy[i] * exponential__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[2], i * steps[2], np.float64, _loops.load(args[0], i * steps[0], np.float64) * exponential__dfdy(_loops.load(args[1], i * steps[1], np.float64)))
@@ -10411,8 +14879,15 @@ def exponential__backward_y__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def exponential__backward_y__parallel(out, dy, y):
-    for i in prange(out.shape[0]):
-        out[i] = dy[i] * exponential__dfdy(y[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] * exponential__dfdy(y[i])
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * exponential__dfdy(out[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = dy[i] * exponential__dfdy(y[i])
 
 
 def exponential__backward_x_acc(dy, x, acc):
@@ -10426,8 +14901,18 @@ def exponential__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * exponential__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * exponential__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * exponential__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * exponential__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * exponential__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * exponential__dfdx(_loops.load(args[1], i * steps[1], np.float32)))
@@ -10440,8 +14925,18 @@ def exponential__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * exponential__dfdx(x[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * exponential__dfdx(x[i])
+        elif _loops.same(out, x):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * exponential__dfdx(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * exponential__dfdx(x[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * exponential__dfdx(x[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * exponential__dfdx(_loops.load(args[1], i * steps[1], np.float64)))
@@ -10449,8 +14944,18 @@ def exponential__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def exponential__backward_x_acc__parallel(out, dy, x, acc):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * exponential__dfdx(x[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * exponential__dfdx(x[i])
+    elif _loops.same(out, x):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * exponential__dfdx(out[i])
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * exponential__dfdx(x[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * exponential__dfdx(x[i])
 
 
 def exponential__backward_y_acc(dy, y, acc):
@@ -10464,8 +14969,18 @@ def exponential__backward_y_acc__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * exponential__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * exponential__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * exponential__dfdy(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * exponential__dfdy(y[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * exponential__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float32, _loops.load(args[2], i * steps[2], np.float32) + _loops.load(args[0], i * steps[0], np.float32) * exponential__dfdy(_loops.load(args[1], i * steps[1], np.float32)))
@@ -10478,8 +14993,18 @@ def exponential__backward_y_acc__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        for i in range(n):
-            out[i] = acc[i] + dy[i] * exponential__dfdy(y[i])
+        if _loops.same(out, dy):
+            for i in range(n):
+                out[i] = acc[i] + out[i] * exponential__dfdy(y[i])
+        elif _loops.same(out, y):
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * exponential__dfdy(out[i])
+        elif _loops.same(out, acc):
+            for i in range(n):
+                out[i] = out[i] + dy[i] * exponential__dfdy(y[i])
+        else:
+            for i in range(n):
+                out[i] = acc[i] + dy[i] * exponential__dfdy(y[i])
     else:
         for i in range(n):
             _loops.store(args[3], i * steps[3], np.float64, _loops.load(args[2], i * steps[2], np.float64) + _loops.load(args[0], i * steps[0], np.float64) * exponential__dfdy(_loops.load(args[1], i * steps[1], np.float64)))
@@ -10487,8 +15012,18 @@ def exponential__backward_y_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def exponential__backward_y_acc__parallel(out, dy, y, acc):
-    for i in prange(out.shape[0]):
-        out[i] = acc[i] + dy[i] * exponential__dfdy(y[i])
+    if _loops.same(out, dy):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + out[i] * exponential__dfdy(y[i])
+    elif _loops.same(out, y):
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * exponential__dfdy(out[i])
+    elif _loops.same(out, acc):
+        for i in prange(out.shape[0]):
+            out[i] = out[i] + dy[i] * exponential__dfdy(y[i])
+    else:
+        for i in prange(out.shape[0]):
+            out[i] = acc[i] + dy[i] * exponential__dfdy(y[i])
 
 
 # --- prelu -------------------------------------------------------------------------------
@@ -10998,9 +15533,13 @@ def softmax__forward__row(x, out):
     b0 = 0
     while b0 < n:
         b1 = min(b0 + 2048, n)
-        xb, ob = x[b0:b1], out[b0:b1]
-        for j in range(b1 - b0):
-            ob[j] = softmax__term(xb[j], m)
+        xb, ob = _loops.window(x, b0, b1), _loops.window(out, b0, b1)
+        if _loops.same(ob, xb):
+            for j in range(b1 - b0):
+                ob[j] = softmax__term(ob[j], m)
+        else:
+            for j in range(b1 - b0):
+                ob[j] = softmax__term(xb[j], m)
         s, c = _add(s, c, _lane_sum(ob, 0, b1 - b0))
         b0 = b1
     s = _total(s, c)
@@ -11016,8 +15555,15 @@ def softmax__backward_y__row(dy, y, out):
     for b0 in range(0, n, 2048):
         d, c = _add(d, c, softmax__bsum(dy, y, b0, min(b0 + 2048, n)))
     d = _total(d, c)
-    for j in range(n):
-        out[j] = softmax__bout(dy[j], y[j], d)
+    if _loops.same(out, dy):
+        for j in range(n):
+            out[j] = softmax__bout(out[j], y[j], d)
+    elif _loops.same(out, y):
+        for j in range(n):
+            out[j] = softmax__bout(dy[j], out[j], d)
+    else:
+        for j in range(n):
+            out[j] = softmax__bout(dy[j], y[j], d)
 
 
 @njit(nogil=True, error_model='numpy')
@@ -11029,19 +15575,19 @@ def softmax__backward_x__row(dy, x, out, scratch):
 @njit(cache=True, nogil=True, error_model='numpy')
 def softmax__forward__rows(out, x):
     for i in range(out.shape[0]):
-        softmax__forward__row(x[i], out[i])
+        softmax__forward__row(_loops.row(x, i), _loops.row(out, i))
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model='numpy')
 def softmax__forward__parallel(out, x):
     for i in prange(out.shape[0]):
-        softmax__forward__row(x[i], out[i])
+        softmax__forward__row(_loops.row(x, i), _loops.row(out, i))
 
 
 @njit(cache=True, nogil=True, error_model='numpy')
 def softmax__backward_x__rows(out, dy, x, scratch):
     for i in range(out.shape[0]):
-        softmax__backward_x__row(dy[i], x[i], out[i], scratch)
+        softmax__backward_x__row(_loops.row(dy, i), _loops.row(x, i), _loops.row(out, i), scratch)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model='numpy')
@@ -11050,19 +15596,19 @@ def softmax__backward_x__parallel(out, dy, x, scratch):
     rows = out.shape[0]
     for c in prange(chunks):
         for i in range(c * rows // chunks, (c + 1) * rows // chunks):
-            softmax__backward_x__row(dy[i], x[i], out[i], scratch[c])
+            softmax__backward_x__row(_loops.row(dy, i), _loops.row(x, i), _loops.row(out, i), _loops.row(scratch, c))
 
 
 @njit(cache=True, nogil=True, error_model='numpy')
 def softmax__backward_y__rows(out, dy, y):
     for i in range(out.shape[0]):
-        softmax__backward_y__row(dy[i], y[i], out[i])
+        softmax__backward_y__row(_loops.row(dy, i), _loops.row(y, i), _loops.row(out, i))
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model='numpy')
 def softmax__backward_y__parallel(out, dy, y):
     for i in prange(out.shape[0]):
-        softmax__backward_y__row(dy[i], y[i], out[i])
+        softmax__backward_y__row(_loops.row(dy, i), _loops.row(y, i), _loops.row(out, i))
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model='numpy')
@@ -11072,7 +15618,7 @@ def softmax__forward__blocks(out, x):
     partial = np.empty(nb, np.float64)
     peak = np.empty(nb, x.dtype)
     for i in range(out.shape[0]):
-        xi, oi = x[i], out[i]
+        xi, oi = _loops.row(x, i), _loops.row(out, i)
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
@@ -11083,9 +15629,13 @@ def softmax__forward__blocks(out, x):
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
-            xb, ob = xi[b0:b1], oi[b0:b1]
-            for j in range(b1 - b0):
-                ob[j] = softmax__term(xb[j], m)
+            xb, ob = _loops.window(xi, b0, b1), _loops.window(oi, b0, b1)
+            if _loops.same(ob, xb):
+                for j in range(b1 - b0):
+                    ob[j] = softmax__term(ob[j], m)
+            else:
+                for j in range(b1 - b0):
+                    ob[j] = softmax__term(xb[j], m)
             partial[b] = _lane_sum(ob, 0, b1 - b0)
         s = c = 0.0
         for b in range(nb):
@@ -11095,7 +15645,7 @@ def softmax__forward__blocks(out, x):
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
-            xb, ob = xi[b0:b1], oi[b0:b1]
+            xb, ob = _loops.window(xi, b0, b1), _loops.window(oi, b0, b1)
             for j in range(b1 - b0):
                 ob[j] = softmax__finish(ob[j], r)
 
@@ -11106,7 +15656,7 @@ def softmax__backward_y__blocks(out, dy, y):
     nb = (n + 2048 - 1) // 2048
     partial = np.empty(nb, np.float64)
     for i in range(out.shape[0]):
-        dyi, yi, oi = dy[i], y[i], out[i]
+        dyi, yi, oi = _loops.row(dy, i), _loops.row(y, i), _loops.row(out, i)
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
@@ -11118,9 +15668,16 @@ def softmax__backward_y__blocks(out, dy, y):
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
-            dyb, yb, ob = dyi[b0:b1], yi[b0:b1], oi[b0:b1]
-            for j in range(b1 - b0):
-                ob[j] = softmax__bout(dyb[j], yb[j], d)
+            dyb, yb, ob = _loops.window(dyi, b0, b1), _loops.window(yi, b0, b1), _loops.window(oi, b0, b1)
+            if _loops.same(ob, dyb):
+                for j in range(b1 - b0):
+                    ob[j] = softmax__bout(ob[j], yb[j], d)
+            elif _loops.same(ob, yb):
+                for j in range(b1 - b0):
+                    ob[j] = softmax__bout(dyb[j], ob[j], d)
+            else:
+                for j in range(b1 - b0):
+                    ob[j] = softmax__bout(dyb[j], yb[j], d)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model='numpy')
@@ -11131,7 +15688,7 @@ def softmax__backward_x__blocks(out, dy, x):
     peak = np.empty(nb, x.dtype)
     scratch = np.empty(n, x.dtype)
     for i in range(out.shape[0]):
-        xi, oi = x[i], scratch
+        xi, oi = _loops.row(x, i), scratch
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
@@ -11142,9 +15699,13 @@ def softmax__backward_x__blocks(out, dy, x):
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
-            xb, ob = xi[b0:b1], oi[b0:b1]
-            for j in range(b1 - b0):
-                ob[j] = softmax__term(xb[j], m)
+            xb, ob = _loops.window(xi, b0, b1), _loops.window(oi, b0, b1)
+            if _loops.same(ob, xb):
+                for j in range(b1 - b0):
+                    ob[j] = softmax__term(ob[j], m)
+            else:
+                for j in range(b1 - b0):
+                    ob[j] = softmax__term(xb[j], m)
             partial[b] = _lane_sum(ob, 0, b1 - b0)
         s = c = 0.0
         for b in range(nb):
@@ -11154,10 +15715,10 @@ def softmax__backward_x__blocks(out, dy, x):
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
-            xb, ob = xi[b0:b1], oi[b0:b1]
+            xb, ob = _loops.window(xi, b0, b1), _loops.window(oi, b0, b1)
             for j in range(b1 - b0):
                 ob[j] = softmax__finish(ob[j], r)
-        dyi, yi, oi = dy[i], scratch, out[i]
+        dyi, yi, oi = _loops.row(dy, i), scratch, _loops.row(out, i)
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
@@ -11169,9 +15730,16 @@ def softmax__backward_x__blocks(out, dy, x):
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
-            dyb, yb, ob = dyi[b0:b1], yi[b0:b1], oi[b0:b1]
-            for j in range(b1 - b0):
-                ob[j] = softmax__bout(dyb[j], yb[j], d)
+            dyb, yb, ob = _loops.window(dyi, b0, b1), _loops.window(yi, b0, b1), _loops.window(oi, b0, b1)
+            if _loops.same(ob, dyb):
+                for j in range(b1 - b0):
+                    ob[j] = softmax__bout(ob[j], yb[j], d)
+            elif _loops.same(ob, yb):
+                for j in range(b1 - b0):
+                    ob[j] = softmax__bout(dyb[j], ob[j], d)
+            else:
+                for j in range(b1 - b0):
+                    ob[j] = softmax__bout(dyb[j], yb[j], d)
 
 
 # --- log_softmax -------------------------------------------------------------------------
@@ -11230,15 +15798,19 @@ def log_softmax__forward__row(x, out):
     b0 = 0
     while b0 < n:
         b1 = min(b0 + 2048, n)
-        xb, ob = x[b0:b1], tb
+        xb, ob = _loops.window(x, b0, b1), tb
         for j in range(b1 - b0):
             ob[j] = log_softmax__term(xb[j], m)
         s, c = _add(s, c, _lane_sum(ob, 0, b1 - b0))
         b0 = b1
     s = _total(s, c)
     r = log_softmax__norm(s, m)
-    for j in range(n):
-        out[j] = log_softmax__out(x[j], m, r)
+    if _loops.same(out, x):
+        for j in range(n):
+            out[j] = log_softmax__out(out[j], m, r)
+    else:
+        for j in range(n):
+            out[j] = log_softmax__out(x[j], m, r)
 
 
 @njit(nogil=True, error_model='numpy')
@@ -11248,8 +15820,15 @@ def log_softmax__backward_y__row(dy, y, out):
     for b0 in range(0, n, 2048):
         d, c = _add(d, c, log_softmax__bsum(dy, y, b0, min(b0 + 2048, n)))
     d = _total(d, c)
-    for j in range(n):
-        out[j] = log_softmax__bout(dy[j], y[j], d)
+    if _loops.same(out, dy):
+        for j in range(n):
+            out[j] = log_softmax__bout(out[j], y[j], d)
+    elif _loops.same(out, y):
+        for j in range(n):
+            out[j] = log_softmax__bout(dy[j], out[j], d)
+    else:
+        for j in range(n):
+            out[j] = log_softmax__bout(dy[j], y[j], d)
 
 
 @njit(nogil=True, error_model='numpy')
@@ -11261,19 +15840,19 @@ def log_softmax__backward_x__row(dy, x, out, scratch):
 @njit(cache=True, nogil=True, error_model='numpy')
 def log_softmax__forward__rows(out, x):
     for i in range(out.shape[0]):
-        log_softmax__forward__row(x[i], out[i])
+        log_softmax__forward__row(_loops.row(x, i), _loops.row(out, i))
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model='numpy')
 def log_softmax__forward__parallel(out, x):
     for i in prange(out.shape[0]):
-        log_softmax__forward__row(x[i], out[i])
+        log_softmax__forward__row(_loops.row(x, i), _loops.row(out, i))
 
 
 @njit(cache=True, nogil=True, error_model='numpy')
 def log_softmax__backward_x__rows(out, dy, x, scratch):
     for i in range(out.shape[0]):
-        log_softmax__backward_x__row(dy[i], x[i], out[i], scratch)
+        log_softmax__backward_x__row(_loops.row(dy, i), _loops.row(x, i), _loops.row(out, i), scratch)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model='numpy')
@@ -11282,19 +15861,19 @@ def log_softmax__backward_x__parallel(out, dy, x, scratch):
     rows = out.shape[0]
     for c in prange(chunks):
         for i in range(c * rows // chunks, (c + 1) * rows // chunks):
-            log_softmax__backward_x__row(dy[i], x[i], out[i], scratch[c])
+            log_softmax__backward_x__row(_loops.row(dy, i), _loops.row(x, i), _loops.row(out, i), _loops.row(scratch, c))
 
 
 @njit(cache=True, nogil=True, error_model='numpy')
 def log_softmax__backward_y__rows(out, dy, y):
     for i in range(out.shape[0]):
-        log_softmax__backward_y__row(dy[i], y[i], out[i])
+        log_softmax__backward_y__row(_loops.row(dy, i), _loops.row(y, i), _loops.row(out, i))
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model='numpy')
 def log_softmax__backward_y__parallel(out, dy, y):
     for i in prange(out.shape[0]):
-        log_softmax__backward_y__row(dy[i], y[i], out[i])
+        log_softmax__backward_y__row(_loops.row(dy, i), _loops.row(y, i), _loops.row(out, i))
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model='numpy')
@@ -11304,7 +15883,7 @@ def log_softmax__forward__blocks(out, x):
     partial = np.empty(nb, np.float64)
     peak = np.empty(nb, x.dtype)
     for i in range(out.shape[0]):
-        xi, oi = x[i], out[i]
+        xi, oi = _loops.row(x, i), _loops.row(out, i)
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
@@ -11315,7 +15894,7 @@ def log_softmax__forward__blocks(out, x):
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
-            xb, ob = xi[b0:b1], _stack_block(xi)
+            xb, ob = _loops.window(xi, b0, b1), _stack_block(xi)
             for j in range(b1 - b0):
                 ob[j] = log_softmax__term(xb[j], m)
             partial[b] = _lane_sum(ob, 0, b1 - b0)
@@ -11327,9 +15906,13 @@ def log_softmax__forward__blocks(out, x):
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
-            xb, ob = xi[b0:b1], oi[b0:b1]
-            for j in range(b1 - b0):
-                ob[j] = log_softmax__out(xb[j], m, r)
+            xb, ob = _loops.window(xi, b0, b1), _loops.window(oi, b0, b1)
+            if _loops.same(ob, xb):
+                for j in range(b1 - b0):
+                    ob[j] = log_softmax__out(ob[j], m, r)
+            else:
+                for j in range(b1 - b0):
+                    ob[j] = log_softmax__out(xb[j], m, r)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model='numpy')
@@ -11338,7 +15921,7 @@ def log_softmax__backward_y__blocks(out, dy, y):
     nb = (n + 2048 - 1) // 2048
     partial = np.empty(nb, np.float64)
     for i in range(out.shape[0]):
-        dyi, yi, oi = dy[i], y[i], out[i]
+        dyi, yi, oi = _loops.row(dy, i), _loops.row(y, i), _loops.row(out, i)
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
@@ -11350,9 +15933,16 @@ def log_softmax__backward_y__blocks(out, dy, y):
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
-            dyb, yb, ob = dyi[b0:b1], yi[b0:b1], oi[b0:b1]
-            for j in range(b1 - b0):
-                ob[j] = log_softmax__bout(dyb[j], yb[j], d)
+            dyb, yb, ob = _loops.window(dyi, b0, b1), _loops.window(yi, b0, b1), _loops.window(oi, b0, b1)
+            if _loops.same(ob, dyb):
+                for j in range(b1 - b0):
+                    ob[j] = log_softmax__bout(ob[j], yb[j], d)
+            elif _loops.same(ob, yb):
+                for j in range(b1 - b0):
+                    ob[j] = log_softmax__bout(dyb[j], ob[j], d)
+            else:
+                for j in range(b1 - b0):
+                    ob[j] = log_softmax__bout(dyb[j], yb[j], d)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model='numpy')
@@ -11363,7 +15953,7 @@ def log_softmax__backward_x__blocks(out, dy, x):
     peak = np.empty(nb, x.dtype)
     scratch = np.empty(n, x.dtype)
     for i in range(out.shape[0]):
-        xi, oi = x[i], scratch
+        xi, oi = _loops.row(x, i), scratch
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
@@ -11374,7 +15964,7 @@ def log_softmax__backward_x__blocks(out, dy, x):
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
-            xb, ob = xi[b0:b1], _stack_block(xi)
+            xb, ob = _loops.window(xi, b0, b1), _stack_block(xi)
             for j in range(b1 - b0):
                 ob[j] = log_softmax__term(xb[j], m)
             partial[b] = _lane_sum(ob, 0, b1 - b0)
@@ -11386,10 +15976,14 @@ def log_softmax__backward_x__blocks(out, dy, x):
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
-            xb, ob = xi[b0:b1], oi[b0:b1]
-            for j in range(b1 - b0):
-                ob[j] = log_softmax__out(xb[j], m, r)
-        dyi, yi, oi = dy[i], scratch, out[i]
+            xb, ob = _loops.window(xi, b0, b1), _loops.window(oi, b0, b1)
+            if _loops.same(ob, xb):
+                for j in range(b1 - b0):
+                    ob[j] = log_softmax__out(ob[j], m, r)
+            else:
+                for j in range(b1 - b0):
+                    ob[j] = log_softmax__out(xb[j], m, r)
+        dyi, yi, oi = _loops.row(dy, i), scratch, _loops.row(out, i)
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
@@ -11401,9 +15995,16 @@ def log_softmax__backward_x__blocks(out, dy, x):
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
-            dyb, yb, ob = dyi[b0:b1], yi[b0:b1], oi[b0:b1]
-            for j in range(b1 - b0):
-                ob[j] = log_softmax__bout(dyb[j], yb[j], d)
+            dyb, yb, ob = _loops.window(dyi, b0, b1), _loops.window(yi, b0, b1), _loops.window(oi, b0, b1)
+            if _loops.same(ob, dyb):
+                for j in range(b1 - b0):
+                    ob[j] = log_softmax__bout(ob[j], yb[j], d)
+            elif _loops.same(ob, yb):
+                for j in range(b1 - b0):
+                    ob[j] = log_softmax__bout(dyb[j], ob[j], d)
+            else:
+                for j in range(b1 - b0):
+                    ob[j] = log_softmax__bout(dyb[j], yb[j], d)
 
 
 # --- softmin -----------------------------------------------------------------------------
@@ -11457,9 +16058,13 @@ def softmin__forward__row(x, out):
     b0 = 0
     while b0 < n:
         b1 = min(b0 + 2048, n)
-        xb, ob = x[b0:b1], out[b0:b1]
-        for j in range(b1 - b0):
-            ob[j] = softmin__term(xb[j], m)
+        xb, ob = _loops.window(x, b0, b1), _loops.window(out, b0, b1)
+        if _loops.same(ob, xb):
+            for j in range(b1 - b0):
+                ob[j] = softmin__term(ob[j], m)
+        else:
+            for j in range(b1 - b0):
+                ob[j] = softmin__term(xb[j], m)
         s, c = _add(s, c, _lane_sum(ob, 0, b1 - b0))
         b0 = b1
     s = _total(s, c)
@@ -11475,8 +16080,15 @@ def softmin__backward_y__row(dy, y, out):
     for b0 in range(0, n, 2048):
         d, c = _add(d, c, softmin__bsum(dy, y, b0, min(b0 + 2048, n)))
     d = _total(d, c)
-    for j in range(n):
-        out[j] = softmin__bout(dy[j], y[j], d)
+    if _loops.same(out, dy):
+        for j in range(n):
+            out[j] = softmin__bout(out[j], y[j], d)
+    elif _loops.same(out, y):
+        for j in range(n):
+            out[j] = softmin__bout(dy[j], out[j], d)
+    else:
+        for j in range(n):
+            out[j] = softmin__bout(dy[j], y[j], d)
 
 
 @njit(nogil=True, error_model='numpy')
@@ -11488,19 +16100,19 @@ def softmin__backward_x__row(dy, x, out, scratch):
 @njit(cache=True, nogil=True, error_model='numpy')
 def softmin__forward__rows(out, x):
     for i in range(out.shape[0]):
-        softmin__forward__row(x[i], out[i])
+        softmin__forward__row(_loops.row(x, i), _loops.row(out, i))
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model='numpy')
 def softmin__forward__parallel(out, x):
     for i in prange(out.shape[0]):
-        softmin__forward__row(x[i], out[i])
+        softmin__forward__row(_loops.row(x, i), _loops.row(out, i))
 
 
 @njit(cache=True, nogil=True, error_model='numpy')
 def softmin__backward_x__rows(out, dy, x, scratch):
     for i in range(out.shape[0]):
-        softmin__backward_x__row(dy[i], x[i], out[i], scratch)
+        softmin__backward_x__row(_loops.row(dy, i), _loops.row(x, i), _loops.row(out, i), scratch)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model='numpy')
@@ -11509,19 +16121,19 @@ def softmin__backward_x__parallel(out, dy, x, scratch):
     rows = out.shape[0]
     for c in prange(chunks):
         for i in range(c * rows // chunks, (c + 1) * rows // chunks):
-            softmin__backward_x__row(dy[i], x[i], out[i], scratch[c])
+            softmin__backward_x__row(_loops.row(dy, i), _loops.row(x, i), _loops.row(out, i), _loops.row(scratch, c))
 
 
 @njit(cache=True, nogil=True, error_model='numpy')
 def softmin__backward_y__rows(out, dy, y):
     for i in range(out.shape[0]):
-        softmin__backward_y__row(dy[i], y[i], out[i])
+        softmin__backward_y__row(_loops.row(dy, i), _loops.row(y, i), _loops.row(out, i))
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model='numpy')
 def softmin__backward_y__parallel(out, dy, y):
     for i in prange(out.shape[0]):
-        softmin__backward_y__row(dy[i], y[i], out[i])
+        softmin__backward_y__row(_loops.row(dy, i), _loops.row(y, i), _loops.row(out, i))
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model='numpy')
@@ -11531,7 +16143,7 @@ def softmin__forward__blocks(out, x):
     partial = np.empty(nb, np.float64)
     peak = np.empty(nb, x.dtype)
     for i in range(out.shape[0]):
-        xi, oi = x[i], out[i]
+        xi, oi = _loops.row(x, i), _loops.row(out, i)
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
@@ -11542,9 +16154,13 @@ def softmin__forward__blocks(out, x):
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
-            xb, ob = xi[b0:b1], oi[b0:b1]
-            for j in range(b1 - b0):
-                ob[j] = softmin__term(xb[j], m)
+            xb, ob = _loops.window(xi, b0, b1), _loops.window(oi, b0, b1)
+            if _loops.same(ob, xb):
+                for j in range(b1 - b0):
+                    ob[j] = softmin__term(ob[j], m)
+            else:
+                for j in range(b1 - b0):
+                    ob[j] = softmin__term(xb[j], m)
             partial[b] = _lane_sum(ob, 0, b1 - b0)
         s = c = 0.0
         for b in range(nb):
@@ -11554,7 +16170,7 @@ def softmin__forward__blocks(out, x):
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
-            xb, ob = xi[b0:b1], oi[b0:b1]
+            xb, ob = _loops.window(xi, b0, b1), _loops.window(oi, b0, b1)
             for j in range(b1 - b0):
                 ob[j] = softmin__finish(ob[j], r)
 
@@ -11565,7 +16181,7 @@ def softmin__backward_y__blocks(out, dy, y):
     nb = (n + 2048 - 1) // 2048
     partial = np.empty(nb, np.float64)
     for i in range(out.shape[0]):
-        dyi, yi, oi = dy[i], y[i], out[i]
+        dyi, yi, oi = _loops.row(dy, i), _loops.row(y, i), _loops.row(out, i)
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
@@ -11577,9 +16193,16 @@ def softmin__backward_y__blocks(out, dy, y):
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
-            dyb, yb, ob = dyi[b0:b1], yi[b0:b1], oi[b0:b1]
-            for j in range(b1 - b0):
-                ob[j] = softmin__bout(dyb[j], yb[j], d)
+            dyb, yb, ob = _loops.window(dyi, b0, b1), _loops.window(yi, b0, b1), _loops.window(oi, b0, b1)
+            if _loops.same(ob, dyb):
+                for j in range(b1 - b0):
+                    ob[j] = softmin__bout(ob[j], yb[j], d)
+            elif _loops.same(ob, yb):
+                for j in range(b1 - b0):
+                    ob[j] = softmin__bout(dyb[j], ob[j], d)
+            else:
+                for j in range(b1 - b0):
+                    ob[j] = softmin__bout(dyb[j], yb[j], d)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model='numpy')
@@ -11590,7 +16213,7 @@ def softmin__backward_x__blocks(out, dy, x):
     peak = np.empty(nb, x.dtype)
     scratch = np.empty(n, x.dtype)
     for i in range(out.shape[0]):
-        xi, oi = x[i], scratch
+        xi, oi = _loops.row(x, i), scratch
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
@@ -11601,9 +16224,13 @@ def softmin__backward_x__blocks(out, dy, x):
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
-            xb, ob = xi[b0:b1], oi[b0:b1]
-            for j in range(b1 - b0):
-                ob[j] = softmin__term(xb[j], m)
+            xb, ob = _loops.window(xi, b0, b1), _loops.window(oi, b0, b1)
+            if _loops.same(ob, xb):
+                for j in range(b1 - b0):
+                    ob[j] = softmin__term(ob[j], m)
+            else:
+                for j in range(b1 - b0):
+                    ob[j] = softmin__term(xb[j], m)
             partial[b] = _lane_sum(ob, 0, b1 - b0)
         s = c = 0.0
         for b in range(nb):
@@ -11613,10 +16240,10 @@ def softmin__backward_x__blocks(out, dy, x):
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
-            xb, ob = xi[b0:b1], oi[b0:b1]
+            xb, ob = _loops.window(xi, b0, b1), _loops.window(oi, b0, b1)
             for j in range(b1 - b0):
                 ob[j] = softmin__finish(ob[j], r)
-        dyi, yi, oi = dy[i], scratch, out[i]
+        dyi, yi, oi = _loops.row(dy, i), scratch, _loops.row(out, i)
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
@@ -11628,9 +16255,16 @@ def softmin__backward_x__blocks(out, dy, x):
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
-            dyb, yb, ob = dyi[b0:b1], yi[b0:b1], oi[b0:b1]
-            for j in range(b1 - b0):
-                ob[j] = softmin__bout(dyb[j], yb[j], d)
+            dyb, yb, ob = _loops.window(dyi, b0, b1), _loops.window(yi, b0, b1), _loops.window(oi, b0, b1)
+            if _loops.same(ob, dyb):
+                for j in range(b1 - b0):
+                    ob[j] = softmin__bout(ob[j], yb[j], d)
+            elif _loops.same(ob, yb):
+                for j in range(b1 - b0):
+                    ob[j] = softmin__bout(dyb[j], ob[j], d)
+            else:
+                for j in range(b1 - b0):
+                    ob[j] = softmin__bout(dyb[j], yb[j], d)
 
 
 # --- sparsemax ---------------------------------------------------------------------------
@@ -11732,7 +16366,7 @@ def sparsemax__backward_y__row(dy, y, out):
     d = c1 = k = c2 = 0.0
     for b0 in range(0, n, 2048):
         b1 = min(b0 + 2048, n)
-        dyb, yb = dy[b0:b1], y[b0:b1]
+        dyb, yb = _loops.window(dy, b0, b1), _loops.window(y, b0, b1)
         for j in range(b1 - b0):
             sj = sparsemax__support(yb[j])
             ta[j] = sj * dyb[j]
@@ -11753,19 +16387,19 @@ def sparsemax__backward_x__row(dy, x, out, scratch):
 @njit(cache=True, nogil=True, error_model='numpy')
 def sparsemax__forward__rows(out, x):
     for i in range(out.shape[0]):
-        sparsemax__forward__row(x[i], out[i])
+        sparsemax__forward__row(_loops.row(x, i), _loops.row(out, i))
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model='numpy')
 def sparsemax__forward__parallel(out, x):
     for i in prange(out.shape[0]):
-        sparsemax__forward__row(x[i], out[i])
+        sparsemax__forward__row(_loops.row(x, i), _loops.row(out, i))
 
 
 @njit(cache=True, nogil=True, error_model='numpy')
 def sparsemax__backward_x__rows(out, dy, x, scratch):
     for i in range(out.shape[0]):
-        sparsemax__backward_x__row(dy[i], x[i], out[i], scratch)
+        sparsemax__backward_x__row(_loops.row(dy, i), _loops.row(x, i), _loops.row(out, i), scratch)
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model='numpy')
@@ -11774,37 +16408,37 @@ def sparsemax__backward_x__parallel(out, dy, x, scratch):
     rows = out.shape[0]
     for c in prange(chunks):
         for i in range(c * rows // chunks, (c + 1) * rows // chunks):
-            sparsemax__backward_x__row(dy[i], x[i], out[i], scratch[c])
+            sparsemax__backward_x__row(_loops.row(dy, i), _loops.row(x, i), _loops.row(out, i), _loops.row(scratch, c))
 
 
 @njit(cache=True, nogil=True, error_model='numpy')
 def sparsemax__backward_y__rows(out, dy, y):
     for i in range(out.shape[0]):
-        sparsemax__backward_y__row(dy[i], y[i], out[i])
+        sparsemax__backward_y__row(_loops.row(dy, i), _loops.row(y, i), _loops.row(out, i))
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model='numpy')
 def sparsemax__backward_y__parallel(out, dy, y):
     for i in prange(out.shape[0]):
-        sparsemax__backward_y__row(dy[i], y[i], out[i])
+        sparsemax__backward_y__row(_loops.row(dy, i), _loops.row(y, i), _loops.row(out, i))
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model='numpy')
 def sparsemax__forward__blocks(out, x):
     for i in prange(out.shape[0]):
-        sparsemax__forward__row(x[i], out[i])
+        sparsemax__forward__row(_loops.row(x, i), _loops.row(out, i))
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model='numpy')
 def sparsemax__backward_x__blocks(out, dy, x):
     for i in prange(out.shape[0]):
-        sparsemax__backward_x__row(dy[i], x[i], out[i], np.empty(out.shape[1], out.dtype))
+        sparsemax__backward_x__row(_loops.row(dy, i), _loops.row(x, i), _loops.row(out, i), np.empty(out.shape[1], out.dtype))
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model='numpy')
 def sparsemax__backward_y__blocks(out, dy, y):
     for i in prange(out.shape[0]):
-        sparsemax__backward_y__row(dy[i], y[i], out[i])
+        sparsemax__backward_y__row(_loops.row(dy, i), _loops.row(y, i), _loops.row(out, i))
 
 
 # --- logsumexp ---------------------------------------------------------------------------
@@ -11849,7 +16483,7 @@ def logsumexp__forward__row(x):
     b0 = 0
     while b0 < n:
         b1 = min(b0 + 2048, n)
-        xb, ob = x[b0:b1], tb
+        xb, ob = _loops.window(x, b0, b1), tb
         for j in range(b1 - b0):
             ob[j] = logsumexp__term(xb[j], m)
         s, c = _add(s, c, _lane_sum(ob, 0, b1 - b0))
@@ -11866,9 +16500,13 @@ def logsumexp__backward_x__row(dy, x, out):
     b0 = 0
     while b0 < n:
         b1 = min(b0 + 2048, n)
-        xb, ob = x[b0:b1], out[b0:b1]
-        for j in range(b1 - b0):
-            ob[j] = logsumexp__term(xb[j], m)
+        xb, ob = _loops.window(x, b0, b1), _loops.window(out, b0, b1)
+        if _loops.same(ob, xb):
+            for j in range(b1 - b0):
+                ob[j] = logsumexp__term(ob[j], m)
+        else:
+            for j in range(b1 - b0):
+                ob[j] = logsumexp__term(xb[j], m)
         s, c = _add(s, c, _lane_sum(ob, 0, b1 - b0))
         b0 = b1
     s = _total(s, c)
@@ -11880,25 +16518,25 @@ def logsumexp__backward_x__row(dy, x, out):
 @njit(cache=True, nogil=True, error_model='numpy')
 def logsumexp__forward__rows(out, x):
     for i in range(x.shape[0]):
-        out[i] = logsumexp__forward__row(x[i])
+        out[i] = logsumexp__forward__row(_loops.row(x, i))
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model='numpy')
 def logsumexp__forward__parallel(out, x):
     for i in prange(x.shape[0]):
-        out[i] = logsumexp__forward__row(x[i])
+        out[i] = logsumexp__forward__row(_loops.row(x, i))
 
 
 @njit(cache=True, nogil=True, error_model='numpy')
 def logsumexp__backward_x__rows(out, dy, x):
     for i in range(x.shape[0]):
-        logsumexp__backward_x__row(dy[i], x[i], out[i])
+        logsumexp__backward_x__row(dy[i], _loops.row(x, i), _loops.row(out, i))
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model='numpy')
 def logsumexp__backward_x__parallel(out, dy, x):
     for i in prange(x.shape[0]):
-        logsumexp__backward_x__row(dy[i], x[i], out[i])
+        logsumexp__backward_x__row(dy[i], _loops.row(x, i), _loops.row(out, i))
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model='numpy')
@@ -11908,7 +16546,7 @@ def logsumexp__forward__blocks(out, x):
     partial = np.empty(nb, np.float64)
     peak = np.empty(nb, x.dtype)
     for i in range(x.shape[0]):
-        xi = x[i]
+        xi = _loops.row(x, i)
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
@@ -11919,7 +16557,7 @@ def logsumexp__forward__blocks(out, x):
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
-            xb, tb = xi[b0:b1], _stack_block(xi)
+            xb, tb = _loops.window(xi, b0, b1), _stack_block(xi)
             for j in range(b1 - b0):
                 tb[j] = logsumexp__term(xb[j], m)
             partial[b] = _lane_sum(tb, 0, b1 - b0)
@@ -11937,8 +16575,8 @@ def logsumexp__backward_x__blocks(out, dy, x):
     partial = np.empty(nb, np.float64)
     peak = np.empty(nb, x.dtype)
     for i in range(x.shape[0]):
-        xi = x[i]
-        oi = out[i]
+        xi = _loops.row(x, i)
+        oi = _loops.row(out, i)
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
@@ -11949,7 +16587,7 @@ def logsumexp__backward_x__blocks(out, dy, x):
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
-            xb, tb = xi[b0:b1], oi[b0:b1]
+            xb, tb = _loops.window(xi, b0, b1), _loops.window(oi, b0, b1)
             for j in range(b1 - b0):
                 tb[j] = logsumexp__term(xb[j], m)
             partial[b] = _lane_sum(tb, 0, b1 - b0)
@@ -11962,6 +16600,6 @@ def logsumexp__backward_x__blocks(out, dy, x):
         for b in prange(nb):
             b0 = b * 2048
             b1 = min(b0 + 2048, n)
-            ob = oi[b0:b1]
+            ob = _loops.window(oi, b0, b1)
             for j in range(b1 - b0):
                 ob[j] = d * logsumexp__finish(ob[j], r)

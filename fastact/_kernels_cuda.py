@@ -24,7 +24,7 @@ from numba import cuda, float64
 from fastact import _cudamath as math
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "2471a20ba5688f439e052f88423ec20e22aa077d2e53993c9ac5679aa19620e2"
+DECLARATIONS_SHA256 = "472b3a83c83f0e7b0c32dffd1f7ede30b541ff49947508e33b50ff86d8875d28"
 
 _device = cuda.jit(device=True)
 
@@ -130,12 +130,7 @@ helper__exp_f64_neg_abs_prod = _device(helper__exp_f64_neg_abs_prod)
 
 
 def helper__exp_diff(a, b):
-    d = a - b
-    v = d - a
-    err = a - (d - v) - (b + v)
-    t = math.exp(d)
-    c = t * err
-    return t + (c if c == c else lit(0.0, a))
+    return math.exp_diff(a, b)
 helper__exp_diff = _device(helper__exp_diff)
 
 

@@ -73,7 +73,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-__all__ = ["exp", "exp_f64", "expm1", "log", "log1p", "tanh", "erf", "erfc", "ndtr", "fma"]
+__all__ = ["exp", "exp_f64", "exp_diff", "expm1", "log", "log1p", "tanh", "erf", "erfc", "ndtr", "fma"]
 
 
 def exp(x):
@@ -90,6 +90,23 @@ def exp_f64(x):
     (``dy * alpha * exp_f64(x)``) that is then rounded once: the precision of
     ``exp(double(x))`` at a fraction of its cost.  For a float64 ``x``: :func:`exp`."""
     return math.exp(x)
+
+
+def exp_diff(a, b):
+    """``e**(a - b)`` for ``a <= b`` (softmax's terms, ``b`` the row's maximum), with the
+    difference taken exactly: ``a - b`` is rounded, and its rounding error (TwoSum) is
+    carried into the exponential.  Without it, the rounding of ``x - max(x)`` is an error
+    of ``|x - max(x)|`` ULP in the result (20 ULP at a difference of 20 in float32).
+    ``a = -inf`` gives 0; ``a = b = +inf`` gives NaN, as does a NaN."""
+    d = a - b
+    v = d - a
+    err = (a - (d - v)) - (b + v)
+    try:
+        t = math.exp(d)
+    except OverflowError:
+        t = math.inf
+    c = t * err
+    return t + (c if c == c else 0.0)
 
 
 def expm1(x):
@@ -199,6 +216,10 @@ _SHIFT, _SHIFT_BITS = 6755399441055744.0, 0x4338000000000000
 # (e**r - 1 - r) / r**2 on |r| <= ln2/2: tools/fit_vmath.py exp_f32 (relative error
 # 1.4e-7 of this factor, 1.7e-8 of e**r).
 _E0, _E1, _E2, _E3, _E4 = F32(0.5), F32(0.16666578), F32(0.041666556), F32(0.008363173), F32(0.0013926176)
+# (e**r - 1) / r on |r| <= ln2/2: tools/fit_vmath.py exp_below_f32 (relative error
+# 2.5e-8), for exp_diff's s + (r s) q.
+_EXPQ_F32 = (F32(1.0), F32(0.5), F32(0.16666505), F32(0.041666467), F32(0.008369149), F32(0.0013933642))
+_TWO_M64_F32 = F32(2.0**-64)
 # Taylor coefficients 1/n!, n = 2..13, for float64.
 _C2, _C3, _C4, _C5, _C6, _C7 = 0.5, 1 / 6, 1 / 24, 1 / 120, 1 / 720, 1 / 5040
 _C8, _C9, _C10, _C11, _C12, _C13 = 1 / 40320, 1 / 362880, 1 / 3628800, 1 / 39916800, 1 / 479001600, 1 / 6227020800
@@ -333,6 +354,49 @@ def _exp_f64_of_f32(x):
     kd = t - _SHIFT_F32
     r = ((x - kd * _LN2_A_F32) - kd * _LN2_B_F32) - kd * _LN2_C_F32
     return _scale(np.float64(F32(1.0) + _expm1_poly_f32(r)), np.int64(k))
+
+
+@njit(**_INLINE)
+def _exp_diff_f32(a, b):
+    # d = a - b and its rounding error (TwoSum); err goes into the reduced argument, where
+    # it is small beside r, and is 0 where d is clamped (-inf and below: e**d rounds to 0).
+    d = a - b
+    v = d - a
+    err = (a - (d - v)) - (b + v)
+    low = d < F32(-104.0)
+    d = F32(-104.0) if low else d
+    err = F32(0.0) if low else err
+    d = F32(43.0) if d > F32(43.0) else d  # beyond the contract (a <= b); keeps k < 64
+    t = d * _LOG2E_F32 + _SHIFT_F32
+    kd = t - _SHIFT_F32
+    r = (d - kd * _LN2_HI_F32) + (err - kd * _LN2_LO_F32)
+    # e**r = 1 + r q(r), and 2**k applied inside the last FMA: s + (r s) q with s = 2**(k
+    # + 64), normal for every k here, then 2**-64 (exact, or one rounding to a subnormal).
+    c = _EXPQ_F32
+    q = c[5]
+    q = q * r + c[4]
+    q = q * r + c[3]
+    q = q * r + c[2]
+    q = q * r + c[1]
+    q = q * r + c[0]
+    s = _float32(I32((_bits32(t) - (_SHIFT_F32_BITS - I32(127 + 64))) << 23))
+    return _fma(r * s, q, s) * _TWO_M64_F32
+
+
+@njit(**_INLINE)
+def _exp_diff_f64(a, b):
+    d = a - b
+    v = d - a
+    err = (a - (d - v)) - (b + v)
+    low = d < -746.0
+    d = -746.0 if low else d
+    err = 0.0 if low else err
+    d = 400.0 if d > 400.0 else d  # keeps k < 600
+    t = d * _LOG2E + _SHIFT
+    kd = t - _SHIFT
+    r = (d - kd * _LN2_HI) + (err - kd * _LN2_LO)
+    s = _float64((_bits64(t) - (_SHIFT_BITS - (1023 + 600))) << 52)
+    return _fma(_expm1_poly(r), s, s) * 2.0**-600
 
 
 @njit(**_INLINE)
@@ -808,6 +872,15 @@ _overload(log1p, _log1p_f32, _log1p_f64)
 _overload(tanh, _tanh_f32, _tanh_f64)
 _overload(erf, _erf_f32, _erf_f64)
 _overload(erfc, _erfc_f32, _erfc_f64)
+
+
+@overload(exp_diff, jit_options=_INLINE)
+def _exp_diff_impl(a, b):
+    if not all(isinstance(v, (types.Float, types.Integer, types.Boolean)) for v in (a, b)):
+        return None
+    if a == types.float32 and b == types.float32:
+        return lambda a, b: _exp_diff_f32(a, b)
+    return lambda a, b: _exp_diff_f64(float(a), float(b))
 
 
 @overload(fma, jit_options=_INLINE)

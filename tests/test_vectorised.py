@@ -7,8 +7,10 @@ loop in it must be made of packed floating-point instructions, and no call may g
 ``exp``, ``log`` and their kin, which would leave one call per element.
 """
 
+import inspect
 import platform
 import re
+import types
 import warnings
 
 import numpy as np
@@ -25,6 +27,12 @@ LIBM = re.compile(r"\$(?:exp|expf|expm1|expm1f|log|logf|log1p|log1pf|tanh|tanhf|
                   r"fma|fmaf|sin|sinf|cos|cosf)\b")
 #: A packed floating-point instruction (vaddps, vfmadd231pd, vmulps, vcvtps2pd, ...).
 PACKED = re.compile(r"^\s+v\w*p[sd]\s+.*%[xyz]mm", re.MULTILINE)
+
+
+#: LLVM's run-time test that a loop's arrays do not overlap before its vector loop runs
+#: (the blocks it names so): it fails, and the loop runs one element at a time, where one
+#: array is read and written under two names.
+OVERLAP_CHECK = re.compile(r"%diff\.check|vector\.memcheck")
 
 
 def _loops_in(asm: str) -> list[str]:
@@ -47,6 +55,23 @@ def _check(asm: str, what: str):
     assert best >= 2, f"{what}: no loop of packed floating-point instructions"
 
 
+@njit(inline="always")
+def _always(a, b):
+    return True
+
+
+def _in_place(fn):
+    """The generated ``fn`` with every ``_loops.same(out, x)`` true, so that only its
+    in-place loops are left to compile: the loop for ``out`` and ``x`` one array must be
+    vectorised too, and LLVM's overlap check would keep it scalar had it two names for
+    that array."""
+    py = getattr(fn, "py_func", fn)
+    assert "_loops.same(" in inspect.getsource(py), f"{py.__name__} has no in-place loop"
+    shim = types.ModuleType("in_place_loops")
+    shim.__dict__.update({k: getattr(_loops, k) for k in _loops.__all__}, same=_always)
+    return types.FunctionType(py.__code__, {**py.__globals__, "_loops": shim}, py.__name__)
+
+
 def _elementwise_cases():
     out = []
     for name in fa.ELEMENTWISE:
@@ -62,18 +87,30 @@ def test_elementwise_kernels_are_vectorised(case):
     name, op, t = case
     kernels = _cpu.kernels()
     loops = [f"{name}__{op}__loop_{t}"] + ([f"{name}__{op}__{t}__loop_{t}"] if fa.REGISTRY[name].params else [])
+    unary = len(_codegen.ELEMENTWISE_OPS[op][0]) == 1
     for loop in loops:
-        compiled = _loops.loop(getattr(kernels, loop), cache=False)
-        _check(compiled._library.get_asm_str(), loop)
-    parallel = njit(parallel=True, nogil=True)(getattr(kernels, f"{name}__{op}__parallel").py_func)
+        _check(_loops.loop(getattr(kernels, loop), cache=False)._library.get_asm_str(), loop)
+        in_place = _loops.loop(_in_place(getattr(kernels, loop)), cache=False)._library
+        if (name, op) != ("identity", "forward"):  # which in place is out[i] = out[i]: no loop left
+            _check(in_place.get_asm_str(), f"{loop} in place")
+        if unary:  # one array left: nothing for LLVM to check for overlap
+            assert not OVERLAP_CHECK.search(in_place.get_llvm_str()), f"{loop} in place: reads out under two names"
+    kernel = getattr(kernels, f"{name}__{op}__parallel")
     dt = np.dtype(t)
     nin = len(_codegen.ELEMENTWISE_OPS[op][0])
     x = np.linspace(-3, 3, 64).astype(dt)
     params = [dt.type(v) for v in fa.REGISTRY[name].kernel_defaults.values()]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        parallel(np.empty_like(x), *([x] * nin), *params)
-    _check(parallel.inspect_asm(parallel.signatures[0]), f"{name}__{op}__parallel {t}")
+    for py, what in ((kernel.py_func, "parallel"), (_in_place(kernel), "parallel in place")):
+        parallel = njit(parallel=True, nogil=True)(py)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parallel(np.empty_like(x), *([x] * nin), *params)
+        asm = parallel.inspect_asm(parallel.signatures[0])
+        if py is kernel.py_func or (name, op) != ("identity", "forward"):
+            _check(asm, f"{name}__{op}__{what} {t}")
+        if unary and py is not kernel.py_func:
+            llvm = parallel.inspect_llvm(parallel.signatures[0])
+            assert not OVERLAP_CHECK.search(llvm), f"{name}__{op}__{what}: reads out under two names"
 
 
 def _check_kernel(name, op, kind, t, *args):
@@ -272,6 +309,19 @@ def test_lane_sums_match_their_plain_python_order_and_float64_is_compensated():
         got = compiled(a, b, 1, stop)
         want = (py_sum(a, 1, stop), py_dot(a, b, 1, stop))
         assert np.array_equal(np.array(got), np.array(want), equal_nan=True), (a.dtype, got, want)
+    # Every length of tail (masked loads), from several starts, and the extremes too.
+    py_max, py_min = _lanes._python_versions()[2:4]
+
+    @njit
+    def extremes(a, start, stop):
+        return _lanes.lane_max(a, start, stop), _lanes.lane_min(a, start, stop)
+
+    for a, b in [(a64, b64), (a64.astype(np.float32), b64.astype(np.float32)), (a64[::-2], b64[::-2])]:
+        for start in (0, 3, 17):
+            for stop in [*range(start, start + 140), a.shape[0] - start]:
+                got = (*compiled(a, b, start, stop), *extremes(a, start, stop))
+                want = (py_sum(a, start, stop), py_dot(a, b, start, stop), py_max(a, start, stop), py_min(a, start, stop))
+                assert np.array_equal(np.array(got), np.array(want)), (a.dtype, a.strides, start, stop, got, want)
     exact = math.fsum(a64[1:1035].tolist())
     assert abs(compiled(a64, b64, 1, 1035)[0] - exact) <= np.spacing(abs(exact))
     assert abs(py_sum(a64, 1, 1035) - exact) <= np.spacing(abs(exact))

@@ -30,6 +30,13 @@ def _exp_tail(r):
     return (mp.exp(r) - 1 - r) / r**2
 
 
+def _exp_quotient(r):
+    # (exp(r) - 1) / r, continued to r = 0
+    if abs(r) < mp.mpf("1e-20"):
+        return 1 + r / 2
+    return (mp.exp(r) - 1) / r
+
+
 def _log_tail(z):
     # R(z) / z where log1p(f) = f - f^2/2 + s (f^2/2 + R(z)), s = f / (2 + f), z = s^2:
     # R(z) = sum_{k >= 1} 2 z^k / (2k + 1)
@@ -77,6 +84,7 @@ def _erfc_piece(lo, hi, degree, dtype):
 #: relative to the function's value unless "absolute" (for F, an exponent).
 FITS = {
     "exp_f32": (_exp_tail, (-LN2 / 2, LN2 / 2), 4, np.float32),
+    "exp_below_f32": (_exp_quotient, (-LN2 / 2, LN2 / 2), 5, np.float32),
     "exp_f64": (_exp_tail, (-LN2 / 2, LN2 / 2), 10, np.float64),
     "log_f32": (_log_tail, (0, mp.mpf("0.0295")), 2, np.float32),
     "log_f64": (_log_tail, (0, mp.mpf("0.0295")), 6, np.float64),

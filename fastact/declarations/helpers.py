@@ -33,17 +33,11 @@ def exp_f64_neg_abs_prod(a, x):
 
 @helper
 def exp_diff(a, b):
-    """``e**(a - b)`` with the difference taken exactly: ``a - b`` is rounded, and its
-    rounding error (TwoSum) is added back to first order, ``e**d (1 + err)``.  Without
-    it, the rounding of ``x - max(x)`` is an error of ``|x - max(x)|`` ULP in the result
-    (20 ULP at a difference of 20 in float32)."""
-    d = a - b
-    v = d - a
-    err = (a - (d - v)) - (b + v)
-    t = math.exp(d)
-    c = t * err
-    # Where d is infinite, err is NaN and the correction is dropped: e**-inf = 0.
-    return t + (c if c == c else 0.0)
+    """``e**(a - b)`` for ``a <= b`` with the difference taken exactly
+    (:func:`fastact._vmath.exp_diff`): without that, the rounding of ``x - max(x)`` is an
+    error of ``|x - max(x)|`` ULP in the result (20 ULP at a difference of 20 in float32).
+    ``e**(-inf - b)`` is 0."""
+    return math.exp_diff(a, b)
 
 
 @helper
