@@ -55,6 +55,20 @@ def exp_diff(a, b):
 
 
 @cuda.jit(device=True)
+def mul_wide(t, r):
+    """``t * r`` for a float64 factor ``r`` (:func:`fastact._vmath.mul_wide`): here the
+    product itself, rounded to ``t``'s type when stored."""
+    return t * r
+
+
+@cuda.jit(device=True)
+def sub_wide(a, r, c):
+    """``(a - r) + c`` for a float64 ``r`` (:func:`fastact._vmath.sub_wide`): here in
+    ``r``'s precision, rounded to ``a``'s type when stored."""
+    return (a - r) + c
+
+
+@cuda.jit(device=True)
 def fma(a, b, c):
     """``a * b + c`` rounded once (:func:`fastact._vmath.fma`)."""
     return cuda.fma(a, b, c)

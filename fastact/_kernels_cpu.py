@@ -38,7 +38,7 @@ from fastact._lanes import stack_block as _stack_block
 from fastact._lanes import lane_sum as _lane_sum
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "472b3a83c83f0e7b0c32dffd1f7ede30b541ff49947508e33b50ff86d8875d28"
+DECLARATIONS_SHA256 = "ab535f86645059fcef20bd76a9dc3aad0141fc3e316dc265f46eb4a83f5bc3fa"
 
 
 def _scalar(fn):
@@ -268,12 +268,18 @@ def relu__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu__forward__parallel(out, x, at_zero):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = relu__f(out[i], at_zero)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = relu__f(x[i], at_zero)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = relu__f(outc[i], at_zero)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = relu__f(xc[i], at_zero)
 
 
 def relu__grad(x, at_zero):
@@ -356,12 +362,18 @@ def relu__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu__grad__parallel(out, x, at_zero):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = relu__dfdx(out[i], at_zero)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = relu__dfdx(x[i], at_zero)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = relu__dfdx(outc[i], at_zero)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = relu__dfdx(xc[i], at_zero)
 
 
 def relu__grad2(x, at_zero):
@@ -444,12 +456,18 @@ def relu__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu__grad2__parallel(out, x, at_zero):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = relu__d2fdx2(out[i], at_zero)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = relu__d2fdx2(x[i], at_zero)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = relu__d2fdx2(outc[i], at_zero)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = relu__d2fdx2(xc[i], at_zero)
 
 
 def relu__backward_x(dy, x, at_zero):
@@ -466,9 +484,6 @@ def relu__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * relu__dfdx(x[i], at_zero)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * relu__dfdx(out[i], at_zero)
         else:
             for i in range(n):
                 out[i] = dy[i] * relu__dfdx(x[i], at_zero)
@@ -487,9 +502,6 @@ def relu__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * relu__dfdx(x[i], at_zero)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * relu__dfdx(out[i], at_zero)
         else:
             for i in range(n):
                 out[i] = dy[i] * relu__dfdx(x[i], at_zero)
@@ -511,9 +523,6 @@ def relu__backward_x__float32__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * relu__dfdx(x[i], np.float32(0.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * relu__dfdx(out[i], np.float32(0.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * relu__dfdx(x[i], np.float32(0.0))
@@ -535,9 +544,6 @@ def relu__backward_x__float64__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * relu__dfdx(x[i], np.float64(0.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * relu__dfdx(out[i], np.float64(0.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * relu__dfdx(x[i], np.float64(0.0))
@@ -548,15 +554,19 @@ def relu__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu__backward_x__parallel(out, dy, x, at_zero):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * relu__dfdx(x[i], at_zero)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * relu__dfdx(out[i], at_zero)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * relu__dfdx(x[i], at_zero)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * relu__dfdx(xc[i], at_zero)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * relu__dfdx(xc[i], at_zero)
 
 
 def relu__backward_y(dy, y, at_zero):
@@ -573,9 +583,6 @@ def relu__backward_y__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * relu__dfdy(y[i], at_zero)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * relu__dfdy(out[i], at_zero)
         else:
             for i in range(n):
                 out[i] = dy[i] * relu__dfdy(y[i], at_zero)
@@ -594,9 +601,6 @@ def relu__backward_y__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * relu__dfdy(y[i], at_zero)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * relu__dfdy(out[i], at_zero)
         else:
             for i in range(n):
                 out[i] = dy[i] * relu__dfdy(y[i], at_zero)
@@ -618,9 +622,6 @@ def relu__backward_y__float32__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * relu__dfdy(y[i], np.float32(0.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * relu__dfdy(out[i], np.float32(0.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * relu__dfdy(y[i], np.float32(0.0))
@@ -642,9 +643,6 @@ def relu__backward_y__float64__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * relu__dfdy(y[i], np.float64(0.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * relu__dfdy(out[i], np.float64(0.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * relu__dfdy(y[i], np.float64(0.0))
@@ -655,15 +653,19 @@ def relu__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu__backward_y__parallel(out, dy, y, at_zero):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * relu__dfdy(y[i], at_zero)
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * relu__dfdy(out[i], at_zero)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * relu__dfdy(y[i], at_zero)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * relu__dfdy(yc[i], at_zero)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * relu__dfdy(yc[i], at_zero)
 
 
 def relu__backward_x_acc(dy, x, acc, at_zero):
@@ -678,13 +680,7 @@ def relu__backward_x_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         at_zero = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * relu__dfdx(x[i], at_zero)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * relu__dfdx(out[i], at_zero)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * relu__dfdx(x[i], at_zero)
         else:
@@ -703,13 +699,7 @@ def relu__backward_x_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         at_zero = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * relu__dfdx(x[i], at_zero)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * relu__dfdx(out[i], at_zero)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * relu__dfdx(x[i], at_zero)
         else:
@@ -731,13 +721,7 @@ def relu__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * relu__dfdx(x[i], np.float32(0.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * relu__dfdx(out[i], np.float32(0.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * relu__dfdx(x[i], np.float32(0.0))
         else:
@@ -759,13 +743,7 @@ def relu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * relu__dfdx(x[i], np.float64(0.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * relu__dfdx(out[i], np.float64(0.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * relu__dfdx(x[i], np.float64(0.0))
         else:
@@ -778,18 +756,20 @@ def relu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu__backward_x_acc__parallel(out, dy, x, acc, at_zero):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * relu__dfdx(x[i], at_zero)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * relu__dfdx(out[i], at_zero)
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * relu__dfdx(x[i], at_zero)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * relu__dfdx(x[i], at_zero)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * relu__dfdx(xc[i], at_zero)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * relu__dfdx(xc[i], at_zero)
 
 
 def relu__backward_y_acc(dy, y, acc, at_zero):
@@ -804,13 +784,7 @@ def relu__backward_y_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         at_zero = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * relu__dfdy(y[i], at_zero)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * relu__dfdy(out[i], at_zero)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * relu__dfdy(y[i], at_zero)
         else:
@@ -829,13 +803,7 @@ def relu__backward_y_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         at_zero = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * relu__dfdy(y[i], at_zero)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * relu__dfdy(out[i], at_zero)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * relu__dfdy(y[i], at_zero)
         else:
@@ -857,13 +825,7 @@ def relu__backward_y_acc__float32__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * relu__dfdy(y[i], np.float32(0.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * relu__dfdy(out[i], np.float32(0.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * relu__dfdy(y[i], np.float32(0.0))
         else:
@@ -885,13 +847,7 @@ def relu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * relu__dfdy(y[i], np.float64(0.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * relu__dfdy(out[i], np.float64(0.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * relu__dfdy(y[i], np.float64(0.0))
         else:
@@ -904,18 +860,20 @@ def relu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu__backward_y_acc__parallel(out, dy, y, acc, at_zero):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * relu__dfdy(y[i], at_zero)
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * relu__dfdy(out[i], at_zero)
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * relu__dfdy(y[i], at_zero)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * relu__dfdy(y[i], at_zero)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * relu__dfdy(yc[i], at_zero)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * relu__dfdy(yc[i], at_zero)
 
 
 # --- leaky_relu --------------------------------------------------------------------------
@@ -1021,12 +979,18 @@ def leaky_relu__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def leaky_relu__forward__parallel(out, x, negative_slope):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = leaky_relu__f(out[i], negative_slope)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = leaky_relu__f(x[i], negative_slope)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = leaky_relu__f(outc[i], negative_slope)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = leaky_relu__f(xc[i], negative_slope)
 
 
 def leaky_relu__grad(x, negative_slope):
@@ -1109,12 +1073,18 @@ def leaky_relu__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def leaky_relu__grad__parallel(out, x, negative_slope):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = leaky_relu__dfdx(out[i], negative_slope)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = leaky_relu__dfdx(x[i], negative_slope)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = leaky_relu__dfdx(outc[i], negative_slope)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = leaky_relu__dfdx(xc[i], negative_slope)
 
 
 def leaky_relu__grad2(x, negative_slope):
@@ -1197,12 +1167,18 @@ def leaky_relu__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def leaky_relu__grad2__parallel(out, x, negative_slope):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = leaky_relu__d2fdx2(out[i], negative_slope)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = leaky_relu__d2fdx2(x[i], negative_slope)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = leaky_relu__d2fdx2(outc[i], negative_slope)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = leaky_relu__d2fdx2(xc[i], negative_slope)
 
 
 def leaky_relu__backward_x(dy, x, negative_slope):
@@ -1219,9 +1195,6 @@ def leaky_relu__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * leaky_relu__dfdx(x[i], negative_slope)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * leaky_relu__dfdx(out[i], negative_slope)
         else:
             for i in range(n):
                 out[i] = dy[i] * leaky_relu__dfdx(x[i], negative_slope)
@@ -1240,9 +1213,6 @@ def leaky_relu__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * leaky_relu__dfdx(x[i], negative_slope)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * leaky_relu__dfdx(out[i], negative_slope)
         else:
             for i in range(n):
                 out[i] = dy[i] * leaky_relu__dfdx(x[i], negative_slope)
@@ -1264,9 +1234,6 @@ def leaky_relu__backward_x__float32__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * leaky_relu__dfdx(x[i], np.float32(0.01))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * leaky_relu__dfdx(out[i], np.float32(0.01))
         else:
             for i in range(n):
                 out[i] = dy[i] * leaky_relu__dfdx(x[i], np.float32(0.01))
@@ -1288,9 +1255,6 @@ def leaky_relu__backward_x__float64__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * leaky_relu__dfdx(x[i], np.float64(0.01))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * leaky_relu__dfdx(out[i], np.float64(0.01))
         else:
             for i in range(n):
                 out[i] = dy[i] * leaky_relu__dfdx(x[i], np.float64(0.01))
@@ -1301,15 +1265,19 @@ def leaky_relu__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def leaky_relu__backward_x__parallel(out, dy, x, negative_slope):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * leaky_relu__dfdx(x[i], negative_slope)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * leaky_relu__dfdx(out[i], negative_slope)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * leaky_relu__dfdx(x[i], negative_slope)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * leaky_relu__dfdx(xc[i], negative_slope)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * leaky_relu__dfdx(xc[i], negative_slope)
 
 
 def leaky_relu__backward_y(dy, y, negative_slope):
@@ -1326,9 +1294,6 @@ def leaky_relu__backward_y__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * leaky_relu__dfdy(y[i], negative_slope)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * leaky_relu__dfdy(out[i], negative_slope)
         else:
             for i in range(n):
                 out[i] = dy[i] * leaky_relu__dfdy(y[i], negative_slope)
@@ -1347,9 +1312,6 @@ def leaky_relu__backward_y__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * leaky_relu__dfdy(y[i], negative_slope)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * leaky_relu__dfdy(out[i], negative_slope)
         else:
             for i in range(n):
                 out[i] = dy[i] * leaky_relu__dfdy(y[i], negative_slope)
@@ -1371,9 +1333,6 @@ def leaky_relu__backward_y__float32__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * leaky_relu__dfdy(y[i], np.float32(0.01))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * leaky_relu__dfdy(out[i], np.float32(0.01))
         else:
             for i in range(n):
                 out[i] = dy[i] * leaky_relu__dfdy(y[i], np.float32(0.01))
@@ -1395,9 +1354,6 @@ def leaky_relu__backward_y__float64__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * leaky_relu__dfdy(y[i], np.float64(0.01))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * leaky_relu__dfdy(out[i], np.float64(0.01))
         else:
             for i in range(n):
                 out[i] = dy[i] * leaky_relu__dfdy(y[i], np.float64(0.01))
@@ -1408,15 +1364,19 @@ def leaky_relu__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def leaky_relu__backward_y__parallel(out, dy, y, negative_slope):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * leaky_relu__dfdy(y[i], negative_slope)
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * leaky_relu__dfdy(out[i], negative_slope)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * leaky_relu__dfdy(y[i], negative_slope)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * leaky_relu__dfdy(yc[i], negative_slope)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * leaky_relu__dfdy(yc[i], negative_slope)
 
 
 def leaky_relu__backward_x_acc(dy, x, acc, negative_slope):
@@ -1431,13 +1391,7 @@ def leaky_relu__backward_x_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         negative_slope = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * leaky_relu__dfdx(x[i], negative_slope)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * leaky_relu__dfdx(out[i], negative_slope)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * leaky_relu__dfdx(x[i], negative_slope)
         else:
@@ -1456,13 +1410,7 @@ def leaky_relu__backward_x_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         negative_slope = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * leaky_relu__dfdx(x[i], negative_slope)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * leaky_relu__dfdx(out[i], negative_slope)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * leaky_relu__dfdx(x[i], negative_slope)
         else:
@@ -1484,13 +1432,7 @@ def leaky_relu__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * leaky_relu__dfdx(x[i], np.float32(0.01))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * leaky_relu__dfdx(out[i], np.float32(0.01))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * leaky_relu__dfdx(x[i], np.float32(0.01))
         else:
@@ -1512,13 +1454,7 @@ def leaky_relu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * leaky_relu__dfdx(x[i], np.float64(0.01))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * leaky_relu__dfdx(out[i], np.float64(0.01))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * leaky_relu__dfdx(x[i], np.float64(0.01))
         else:
@@ -1531,18 +1467,20 @@ def leaky_relu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def leaky_relu__backward_x_acc__parallel(out, dy, x, acc, negative_slope):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * leaky_relu__dfdx(x[i], negative_slope)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * leaky_relu__dfdx(out[i], negative_slope)
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * leaky_relu__dfdx(x[i], negative_slope)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * leaky_relu__dfdx(x[i], negative_slope)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * leaky_relu__dfdx(xc[i], negative_slope)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * leaky_relu__dfdx(xc[i], negative_slope)
 
 
 def leaky_relu__backward_y_acc(dy, y, acc, negative_slope):
@@ -1557,13 +1495,7 @@ def leaky_relu__backward_y_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         negative_slope = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * leaky_relu__dfdy(y[i], negative_slope)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * leaky_relu__dfdy(out[i], negative_slope)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * leaky_relu__dfdy(y[i], negative_slope)
         else:
@@ -1582,13 +1514,7 @@ def leaky_relu__backward_y_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         negative_slope = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * leaky_relu__dfdy(y[i], negative_slope)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * leaky_relu__dfdy(out[i], negative_slope)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * leaky_relu__dfdy(y[i], negative_slope)
         else:
@@ -1610,13 +1536,7 @@ def leaky_relu__backward_y_acc__float32__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * leaky_relu__dfdy(y[i], np.float32(0.01))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * leaky_relu__dfdy(out[i], np.float32(0.01))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * leaky_relu__dfdy(y[i], np.float32(0.01))
         else:
@@ -1638,13 +1558,7 @@ def leaky_relu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * leaky_relu__dfdy(y[i], np.float64(0.01))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * leaky_relu__dfdy(out[i], np.float64(0.01))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * leaky_relu__dfdy(y[i], np.float64(0.01))
         else:
@@ -1657,18 +1571,20 @@ def leaky_relu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def leaky_relu__backward_y_acc__parallel(out, dy, y, acc, negative_slope):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * leaky_relu__dfdy(y[i], negative_slope)
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * leaky_relu__dfdy(out[i], negative_slope)
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * leaky_relu__dfdy(y[i], negative_slope)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * leaky_relu__dfdy(y[i], negative_slope)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * leaky_relu__dfdy(yc[i], negative_slope)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * leaky_relu__dfdy(yc[i], negative_slope)
 
 
 # --- rrelu -------------------------------------------------------------------------------
@@ -1776,12 +1692,18 @@ def rrelu__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def rrelu__forward__parallel(out, x, lower, upper):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = rrelu__f(out[i], lower, upper)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = rrelu__f(x[i], lower, upper)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = rrelu__f(outc[i], lower, upper)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = rrelu__f(xc[i], lower, upper)
 
 
 def rrelu__grad(x, lower, upper):
@@ -1866,12 +1788,18 @@ def rrelu__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def rrelu__grad__parallel(out, x, lower, upper):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = rrelu__dfdx(out[i], lower, upper)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = rrelu__dfdx(x[i], lower, upper)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = rrelu__dfdx(outc[i], lower, upper)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = rrelu__dfdx(xc[i], lower, upper)
 
 
 def rrelu__grad2(x, lower, upper):
@@ -1956,12 +1884,18 @@ def rrelu__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def rrelu__grad2__parallel(out, x, lower, upper):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = rrelu__d2fdx2(out[i], lower, upper)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = rrelu__d2fdx2(x[i], lower, upper)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = rrelu__d2fdx2(outc[i], lower, upper)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = rrelu__d2fdx2(xc[i], lower, upper)
 
 
 def rrelu__backward_x(dy, x, lower, upper):
@@ -1979,9 +1913,6 @@ def rrelu__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * rrelu__dfdx(x[i], lower, upper)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * rrelu__dfdx(out[i], lower, upper)
         else:
             for i in range(n):
                 out[i] = dy[i] * rrelu__dfdx(x[i], lower, upper)
@@ -2001,9 +1932,6 @@ def rrelu__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * rrelu__dfdx(x[i], lower, upper)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * rrelu__dfdx(out[i], lower, upper)
         else:
             for i in range(n):
                 out[i] = dy[i] * rrelu__dfdx(x[i], lower, upper)
@@ -2025,9 +1953,6 @@ def rrelu__backward_x__float32__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * rrelu__dfdx(x[i], np.float32(0.125), np.float32(0.3333333333333333))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * rrelu__dfdx(out[i], np.float32(0.125), np.float32(0.3333333333333333))
         else:
             for i in range(n):
                 out[i] = dy[i] * rrelu__dfdx(x[i], np.float32(0.125), np.float32(0.3333333333333333))
@@ -2049,9 +1974,6 @@ def rrelu__backward_x__float64__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * rrelu__dfdx(x[i], np.float64(0.125), np.float64(0.3333333333333333))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * rrelu__dfdx(out[i], np.float64(0.125), np.float64(0.3333333333333333))
         else:
             for i in range(n):
                 out[i] = dy[i] * rrelu__dfdx(x[i], np.float64(0.125), np.float64(0.3333333333333333))
@@ -2062,15 +1984,19 @@ def rrelu__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def rrelu__backward_x__parallel(out, dy, x, lower, upper):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * rrelu__dfdx(x[i], lower, upper)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * rrelu__dfdx(out[i], lower, upper)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * rrelu__dfdx(x[i], lower, upper)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * rrelu__dfdx(xc[i], lower, upper)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * rrelu__dfdx(xc[i], lower, upper)
 
 
 def rrelu__backward_y(dy, y, lower, upper):
@@ -2088,9 +2014,6 @@ def rrelu__backward_y__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * rrelu__dfdy(y[i], lower, upper)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * rrelu__dfdy(out[i], lower, upper)
         else:
             for i in range(n):
                 out[i] = dy[i] * rrelu__dfdy(y[i], lower, upper)
@@ -2110,9 +2033,6 @@ def rrelu__backward_y__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * rrelu__dfdy(y[i], lower, upper)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * rrelu__dfdy(out[i], lower, upper)
         else:
             for i in range(n):
                 out[i] = dy[i] * rrelu__dfdy(y[i], lower, upper)
@@ -2134,9 +2054,6 @@ def rrelu__backward_y__float32__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * rrelu__dfdy(y[i], np.float32(0.125), np.float32(0.3333333333333333))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * rrelu__dfdy(out[i], np.float32(0.125), np.float32(0.3333333333333333))
         else:
             for i in range(n):
                 out[i] = dy[i] * rrelu__dfdy(y[i], np.float32(0.125), np.float32(0.3333333333333333))
@@ -2158,9 +2075,6 @@ def rrelu__backward_y__float64__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * rrelu__dfdy(y[i], np.float64(0.125), np.float64(0.3333333333333333))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * rrelu__dfdy(out[i], np.float64(0.125), np.float64(0.3333333333333333))
         else:
             for i in range(n):
                 out[i] = dy[i] * rrelu__dfdy(y[i], np.float64(0.125), np.float64(0.3333333333333333))
@@ -2171,15 +2085,19 @@ def rrelu__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def rrelu__backward_y__parallel(out, dy, y, lower, upper):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * rrelu__dfdy(y[i], lower, upper)
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * rrelu__dfdy(out[i], lower, upper)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * rrelu__dfdy(y[i], lower, upper)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * rrelu__dfdy(yc[i], lower, upper)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * rrelu__dfdy(yc[i], lower, upper)
 
 
 def rrelu__backward_x_acc(dy, x, acc, lower, upper):
@@ -2195,13 +2113,7 @@ def rrelu__backward_x_acc__loop_float32(args, dims, steps, data):
         lower = _loops.load(args[3], 0, np.float32)
         upper = _loops.load(args[4], 0, np.float32)
         out = _loops.contiguous(args[5], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * rrelu__dfdx(x[i], lower, upper)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * rrelu__dfdx(out[i], lower, upper)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * rrelu__dfdx(x[i], lower, upper)
         else:
@@ -2221,13 +2133,7 @@ def rrelu__backward_x_acc__loop_float64(args, dims, steps, data):
         lower = _loops.load(args[3], 0, np.float64)
         upper = _loops.load(args[4], 0, np.float64)
         out = _loops.contiguous(args[5], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * rrelu__dfdx(x[i], lower, upper)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * rrelu__dfdx(out[i], lower, upper)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * rrelu__dfdx(x[i], lower, upper)
         else:
@@ -2249,13 +2155,7 @@ def rrelu__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * rrelu__dfdx(x[i], np.float32(0.125), np.float32(0.3333333333333333))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * rrelu__dfdx(out[i], np.float32(0.125), np.float32(0.3333333333333333))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * rrelu__dfdx(x[i], np.float32(0.125), np.float32(0.3333333333333333))
         else:
@@ -2277,13 +2177,7 @@ def rrelu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * rrelu__dfdx(x[i], np.float64(0.125), np.float64(0.3333333333333333))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * rrelu__dfdx(out[i], np.float64(0.125), np.float64(0.3333333333333333))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * rrelu__dfdx(x[i], np.float64(0.125), np.float64(0.3333333333333333))
         else:
@@ -2296,18 +2190,20 @@ def rrelu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def rrelu__backward_x_acc__parallel(out, dy, x, acc, lower, upper):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * rrelu__dfdx(x[i], lower, upper)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * rrelu__dfdx(out[i], lower, upper)
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * rrelu__dfdx(x[i], lower, upper)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * rrelu__dfdx(x[i], lower, upper)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * rrelu__dfdx(xc[i], lower, upper)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * rrelu__dfdx(xc[i], lower, upper)
 
 
 def rrelu__backward_y_acc(dy, y, acc, lower, upper):
@@ -2323,13 +2219,7 @@ def rrelu__backward_y_acc__loop_float32(args, dims, steps, data):
         lower = _loops.load(args[3], 0, np.float32)
         upper = _loops.load(args[4], 0, np.float32)
         out = _loops.contiguous(args[5], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * rrelu__dfdy(y[i], lower, upper)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * rrelu__dfdy(out[i], lower, upper)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * rrelu__dfdy(y[i], lower, upper)
         else:
@@ -2349,13 +2239,7 @@ def rrelu__backward_y_acc__loop_float64(args, dims, steps, data):
         lower = _loops.load(args[3], 0, np.float64)
         upper = _loops.load(args[4], 0, np.float64)
         out = _loops.contiguous(args[5], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * rrelu__dfdy(y[i], lower, upper)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * rrelu__dfdy(out[i], lower, upper)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * rrelu__dfdy(y[i], lower, upper)
         else:
@@ -2377,13 +2261,7 @@ def rrelu__backward_y_acc__float32__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * rrelu__dfdy(y[i], np.float32(0.125), np.float32(0.3333333333333333))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * rrelu__dfdy(out[i], np.float32(0.125), np.float32(0.3333333333333333))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * rrelu__dfdy(y[i], np.float32(0.125), np.float32(0.3333333333333333))
         else:
@@ -2405,13 +2283,7 @@ def rrelu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * rrelu__dfdy(y[i], np.float64(0.125), np.float64(0.3333333333333333))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * rrelu__dfdy(out[i], np.float64(0.125), np.float64(0.3333333333333333))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * rrelu__dfdy(y[i], np.float64(0.125), np.float64(0.3333333333333333))
         else:
@@ -2424,18 +2296,20 @@ def rrelu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def rrelu__backward_y_acc__parallel(out, dy, y, acc, lower, upper):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * rrelu__dfdy(y[i], lower, upper)
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * rrelu__dfdy(out[i], lower, upper)
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * rrelu__dfdy(y[i], lower, upper)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * rrelu__dfdy(y[i], lower, upper)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * rrelu__dfdy(yc[i], lower, upper)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * rrelu__dfdy(yc[i], lower, upper)
 
 
 # --- relu6 -------------------------------------------------------------------------------
@@ -2499,12 +2373,18 @@ def relu6__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu6__forward__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = relu6__f(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = relu6__f(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = relu6__f(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = relu6__f(xc[i])
 
 
 def relu6__grad(x):
@@ -2545,12 +2425,18 @@ def relu6__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu6__grad__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = relu6__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = relu6__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = relu6__dfdx(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = relu6__dfdx(xc[i])
 
 
 def relu6__grad2(x):
@@ -2591,12 +2477,18 @@ def relu6__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu6__grad2__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = relu6__d2fdx2(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = relu6__d2fdx2(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = relu6__d2fdx2(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = relu6__d2fdx2(xc[i])
 
 
 def relu6__backward_x(dy, x):
@@ -2612,9 +2504,6 @@ def relu6__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * relu6__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * relu6__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * relu6__dfdx(x[i])
@@ -2632,9 +2521,6 @@ def relu6__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * relu6__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * relu6__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * relu6__dfdx(x[i])
@@ -2645,15 +2531,19 @@ def relu6__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu6__backward_x__parallel(out, dy, x):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * relu6__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * relu6__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * relu6__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * relu6__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * relu6__dfdx(xc[i])
 
 
 def relu6__backward_y(dy, y):
@@ -2669,9 +2559,6 @@ def relu6__backward_y__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * relu6__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * relu6__dfdy(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * relu6__dfdy(y[i])
@@ -2689,9 +2576,6 @@ def relu6__backward_y__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * relu6__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * relu6__dfdy(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * relu6__dfdy(y[i])
@@ -2702,15 +2586,19 @@ def relu6__backward_y__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu6__backward_y__parallel(out, dy, y):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * relu6__dfdy(y[i])
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * relu6__dfdy(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * relu6__dfdy(y[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * relu6__dfdy(yc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * relu6__dfdy(yc[i])
 
 
 def relu6__backward_x_acc(dy, x, acc):
@@ -2724,13 +2612,7 @@ def relu6__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * relu6__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * relu6__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * relu6__dfdx(x[i])
         else:
@@ -2748,13 +2630,7 @@ def relu6__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * relu6__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * relu6__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * relu6__dfdx(x[i])
         else:
@@ -2767,18 +2643,20 @@ def relu6__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu6__backward_x_acc__parallel(out, dy, x, acc):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * relu6__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * relu6__dfdx(out[i])
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * relu6__dfdx(x[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * relu6__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * relu6__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * relu6__dfdx(xc[i])
 
 
 def relu6__backward_y_acc(dy, y, acc):
@@ -2792,13 +2670,7 @@ def relu6__backward_y_acc__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * relu6__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * relu6__dfdy(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * relu6__dfdy(y[i])
         else:
@@ -2816,13 +2688,7 @@ def relu6__backward_y_acc__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * relu6__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * relu6__dfdy(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * relu6__dfdy(y[i])
         else:
@@ -2835,18 +2701,20 @@ def relu6__backward_y_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu6__backward_y_acc__parallel(out, dy, y, acc):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * relu6__dfdy(y[i])
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * relu6__dfdy(out[i])
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * relu6__dfdy(y[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * relu6__dfdy(y[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * relu6__dfdy(yc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * relu6__dfdy(yc[i])
 
 
 # --- hardtanh ----------------------------------------------------------------------------
@@ -2954,12 +2822,18 @@ def hardtanh__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardtanh__forward__parallel(out, x, min_val, max_val):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = hardtanh__f(out[i], min_val, max_val)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = hardtanh__f(x[i], min_val, max_val)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = hardtanh__f(outc[i], min_val, max_val)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = hardtanh__f(xc[i], min_val, max_val)
 
 
 def hardtanh__grad(x, min_val, max_val):
@@ -3044,12 +2918,18 @@ def hardtanh__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardtanh__grad__parallel(out, x, min_val, max_val):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = hardtanh__dfdx(out[i], min_val, max_val)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = hardtanh__dfdx(x[i], min_val, max_val)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = hardtanh__dfdx(outc[i], min_val, max_val)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = hardtanh__dfdx(xc[i], min_val, max_val)
 
 
 def hardtanh__grad2(x, min_val, max_val):
@@ -3134,12 +3014,18 @@ def hardtanh__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardtanh__grad2__parallel(out, x, min_val, max_val):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = hardtanh__d2fdx2(out[i], min_val, max_val)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = hardtanh__d2fdx2(x[i], min_val, max_val)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = hardtanh__d2fdx2(outc[i], min_val, max_val)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = hardtanh__d2fdx2(xc[i], min_val, max_val)
 
 
 def hardtanh__backward_x(dy, x, min_val, max_val):
@@ -3157,9 +3043,6 @@ def hardtanh__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * hardtanh__dfdx(x[i], min_val, max_val)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * hardtanh__dfdx(out[i], min_val, max_val)
         else:
             for i in range(n):
                 out[i] = dy[i] * hardtanh__dfdx(x[i], min_val, max_val)
@@ -3179,9 +3062,6 @@ def hardtanh__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * hardtanh__dfdx(x[i], min_val, max_val)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * hardtanh__dfdx(out[i], min_val, max_val)
         else:
             for i in range(n):
                 out[i] = dy[i] * hardtanh__dfdx(x[i], min_val, max_val)
@@ -3203,9 +3083,6 @@ def hardtanh__backward_x__float32__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * hardtanh__dfdx(x[i], np.float32(-1.0), np.float32(1.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * hardtanh__dfdx(out[i], np.float32(-1.0), np.float32(1.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * hardtanh__dfdx(x[i], np.float32(-1.0), np.float32(1.0))
@@ -3227,9 +3104,6 @@ def hardtanh__backward_x__float64__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * hardtanh__dfdx(x[i], np.float64(-1.0), np.float64(1.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * hardtanh__dfdx(out[i], np.float64(-1.0), np.float64(1.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * hardtanh__dfdx(x[i], np.float64(-1.0), np.float64(1.0))
@@ -3240,15 +3114,19 @@ def hardtanh__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardtanh__backward_x__parallel(out, dy, x, min_val, max_val):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * hardtanh__dfdx(x[i], min_val, max_val)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * hardtanh__dfdx(out[i], min_val, max_val)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * hardtanh__dfdx(x[i], min_val, max_val)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * hardtanh__dfdx(xc[i], min_val, max_val)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * hardtanh__dfdx(xc[i], min_val, max_val)
 
 
 def hardtanh__backward_y(dy, y, min_val, max_val):
@@ -3266,9 +3144,6 @@ def hardtanh__backward_y__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * hardtanh__dfdy(y[i], min_val, max_val)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * hardtanh__dfdy(out[i], min_val, max_val)
         else:
             for i in range(n):
                 out[i] = dy[i] * hardtanh__dfdy(y[i], min_val, max_val)
@@ -3288,9 +3163,6 @@ def hardtanh__backward_y__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * hardtanh__dfdy(y[i], min_val, max_val)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * hardtanh__dfdy(out[i], min_val, max_val)
         else:
             for i in range(n):
                 out[i] = dy[i] * hardtanh__dfdy(y[i], min_val, max_val)
@@ -3312,9 +3184,6 @@ def hardtanh__backward_y__float32__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * hardtanh__dfdy(y[i], np.float32(-1.0), np.float32(1.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * hardtanh__dfdy(out[i], np.float32(-1.0), np.float32(1.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * hardtanh__dfdy(y[i], np.float32(-1.0), np.float32(1.0))
@@ -3336,9 +3205,6 @@ def hardtanh__backward_y__float64__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * hardtanh__dfdy(y[i], np.float64(-1.0), np.float64(1.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * hardtanh__dfdy(out[i], np.float64(-1.0), np.float64(1.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * hardtanh__dfdy(y[i], np.float64(-1.0), np.float64(1.0))
@@ -3349,15 +3215,19 @@ def hardtanh__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardtanh__backward_y__parallel(out, dy, y, min_val, max_val):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * hardtanh__dfdy(y[i], min_val, max_val)
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * hardtanh__dfdy(out[i], min_val, max_val)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * hardtanh__dfdy(y[i], min_val, max_val)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * hardtanh__dfdy(yc[i], min_val, max_val)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * hardtanh__dfdy(yc[i], min_val, max_val)
 
 
 def hardtanh__backward_x_acc(dy, x, acc, min_val, max_val):
@@ -3373,13 +3243,7 @@ def hardtanh__backward_x_acc__loop_float32(args, dims, steps, data):
         min_val = _loops.load(args[3], 0, np.float32)
         max_val = _loops.load(args[4], 0, np.float32)
         out = _loops.contiguous(args[5], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * hardtanh__dfdx(x[i], min_val, max_val)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * hardtanh__dfdx(out[i], min_val, max_val)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * hardtanh__dfdx(x[i], min_val, max_val)
         else:
@@ -3399,13 +3263,7 @@ def hardtanh__backward_x_acc__loop_float64(args, dims, steps, data):
         min_val = _loops.load(args[3], 0, np.float64)
         max_val = _loops.load(args[4], 0, np.float64)
         out = _loops.contiguous(args[5], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * hardtanh__dfdx(x[i], min_val, max_val)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * hardtanh__dfdx(out[i], min_val, max_val)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * hardtanh__dfdx(x[i], min_val, max_val)
         else:
@@ -3427,13 +3285,7 @@ def hardtanh__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * hardtanh__dfdx(x[i], np.float32(-1.0), np.float32(1.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * hardtanh__dfdx(out[i], np.float32(-1.0), np.float32(1.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * hardtanh__dfdx(x[i], np.float32(-1.0), np.float32(1.0))
         else:
@@ -3455,13 +3307,7 @@ def hardtanh__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * hardtanh__dfdx(x[i], np.float64(-1.0), np.float64(1.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * hardtanh__dfdx(out[i], np.float64(-1.0), np.float64(1.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * hardtanh__dfdx(x[i], np.float64(-1.0), np.float64(1.0))
         else:
@@ -3474,18 +3320,20 @@ def hardtanh__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardtanh__backward_x_acc__parallel(out, dy, x, acc, min_val, max_val):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * hardtanh__dfdx(x[i], min_val, max_val)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * hardtanh__dfdx(out[i], min_val, max_val)
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * hardtanh__dfdx(x[i], min_val, max_val)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * hardtanh__dfdx(x[i], min_val, max_val)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * hardtanh__dfdx(xc[i], min_val, max_val)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * hardtanh__dfdx(xc[i], min_val, max_val)
 
 
 def hardtanh__backward_y_acc(dy, y, acc, min_val, max_val):
@@ -3501,13 +3349,7 @@ def hardtanh__backward_y_acc__loop_float32(args, dims, steps, data):
         min_val = _loops.load(args[3], 0, np.float32)
         max_val = _loops.load(args[4], 0, np.float32)
         out = _loops.contiguous(args[5], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * hardtanh__dfdy(y[i], min_val, max_val)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * hardtanh__dfdy(out[i], min_val, max_val)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * hardtanh__dfdy(y[i], min_val, max_val)
         else:
@@ -3527,13 +3369,7 @@ def hardtanh__backward_y_acc__loop_float64(args, dims, steps, data):
         min_val = _loops.load(args[3], 0, np.float64)
         max_val = _loops.load(args[4], 0, np.float64)
         out = _loops.contiguous(args[5], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * hardtanh__dfdy(y[i], min_val, max_val)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * hardtanh__dfdy(out[i], min_val, max_val)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * hardtanh__dfdy(y[i], min_val, max_val)
         else:
@@ -3555,13 +3391,7 @@ def hardtanh__backward_y_acc__float32__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * hardtanh__dfdy(y[i], np.float32(-1.0), np.float32(1.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * hardtanh__dfdy(out[i], np.float32(-1.0), np.float32(1.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * hardtanh__dfdy(y[i], np.float32(-1.0), np.float32(1.0))
         else:
@@ -3583,13 +3413,7 @@ def hardtanh__backward_y_acc__float64__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * hardtanh__dfdy(y[i], np.float64(-1.0), np.float64(1.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * hardtanh__dfdy(out[i], np.float64(-1.0), np.float64(1.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * hardtanh__dfdy(y[i], np.float64(-1.0), np.float64(1.0))
         else:
@@ -3602,18 +3426,20 @@ def hardtanh__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardtanh__backward_y_acc__parallel(out, dy, y, acc, min_val, max_val):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * hardtanh__dfdy(y[i], min_val, max_val)
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * hardtanh__dfdy(out[i], min_val, max_val)
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * hardtanh__dfdy(y[i], min_val, max_val)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * hardtanh__dfdy(y[i], min_val, max_val)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * hardtanh__dfdy(yc[i], min_val, max_val)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * hardtanh__dfdy(yc[i], min_val, max_val)
 
 
 # --- threshold ---------------------------------------------------------------------------
@@ -3721,12 +3547,18 @@ def threshold__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def threshold__forward__parallel(out, x, threshold, value):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = threshold__f(out[i], threshold, value)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = threshold__f(x[i], threshold, value)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = threshold__f(outc[i], threshold, value)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = threshold__f(xc[i], threshold, value)
 
 
 def threshold__grad(x, threshold, value):
@@ -3811,12 +3643,18 @@ def threshold__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def threshold__grad__parallel(out, x, threshold, value):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = threshold__dfdx(out[i], threshold, value)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = threshold__dfdx(x[i], threshold, value)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = threshold__dfdx(outc[i], threshold, value)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = threshold__dfdx(xc[i], threshold, value)
 
 
 def threshold__grad2(x, threshold, value):
@@ -3901,12 +3739,18 @@ def threshold__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def threshold__grad2__parallel(out, x, threshold, value):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = threshold__d2fdx2(out[i], threshold, value)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = threshold__d2fdx2(x[i], threshold, value)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = threshold__d2fdx2(outc[i], threshold, value)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = threshold__d2fdx2(xc[i], threshold, value)
 
 
 def threshold__backward_x(dy, x, threshold, value):
@@ -3924,9 +3768,6 @@ def threshold__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * threshold__dfdx(x[i], threshold, value)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * threshold__dfdx(out[i], threshold, value)
         else:
             for i in range(n):
                 out[i] = dy[i] * threshold__dfdx(x[i], threshold, value)
@@ -3946,9 +3787,6 @@ def threshold__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * threshold__dfdx(x[i], threshold, value)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * threshold__dfdx(out[i], threshold, value)
         else:
             for i in range(n):
                 out[i] = dy[i] * threshold__dfdx(x[i], threshold, value)
@@ -3970,9 +3808,6 @@ def threshold__backward_x__float32__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * threshold__dfdx(x[i], np.float32(0.0), np.float32(0.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * threshold__dfdx(out[i], np.float32(0.0), np.float32(0.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * threshold__dfdx(x[i], np.float32(0.0), np.float32(0.0))
@@ -3994,9 +3829,6 @@ def threshold__backward_x__float64__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * threshold__dfdx(x[i], np.float64(0.0), np.float64(0.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * threshold__dfdx(out[i], np.float64(0.0), np.float64(0.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * threshold__dfdx(x[i], np.float64(0.0), np.float64(0.0))
@@ -4007,15 +3839,19 @@ def threshold__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def threshold__backward_x__parallel(out, dy, x, threshold, value):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * threshold__dfdx(x[i], threshold, value)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * threshold__dfdx(out[i], threshold, value)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * threshold__dfdx(x[i], threshold, value)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * threshold__dfdx(xc[i], threshold, value)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * threshold__dfdx(xc[i], threshold, value)
 
 
 def threshold__backward_y(dy, y, threshold, value):
@@ -4033,9 +3869,6 @@ def threshold__backward_y__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * threshold__dfdy(y[i], threshold, value)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * threshold__dfdy(out[i], threshold, value)
         else:
             for i in range(n):
                 out[i] = dy[i] * threshold__dfdy(y[i], threshold, value)
@@ -4055,9 +3888,6 @@ def threshold__backward_y__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * threshold__dfdy(y[i], threshold, value)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * threshold__dfdy(out[i], threshold, value)
         else:
             for i in range(n):
                 out[i] = dy[i] * threshold__dfdy(y[i], threshold, value)
@@ -4079,9 +3909,6 @@ def threshold__backward_y__float32__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * threshold__dfdy(y[i], np.float32(0.0), np.float32(0.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * threshold__dfdy(out[i], np.float32(0.0), np.float32(0.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * threshold__dfdy(y[i], np.float32(0.0), np.float32(0.0))
@@ -4103,9 +3930,6 @@ def threshold__backward_y__float64__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * threshold__dfdy(y[i], np.float64(0.0), np.float64(0.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * threshold__dfdy(out[i], np.float64(0.0), np.float64(0.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * threshold__dfdy(y[i], np.float64(0.0), np.float64(0.0))
@@ -4116,15 +3940,19 @@ def threshold__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def threshold__backward_y__parallel(out, dy, y, threshold, value):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * threshold__dfdy(y[i], threshold, value)
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * threshold__dfdy(out[i], threshold, value)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * threshold__dfdy(y[i], threshold, value)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * threshold__dfdy(yc[i], threshold, value)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * threshold__dfdy(yc[i], threshold, value)
 
 
 def threshold__backward_x_acc(dy, x, acc, threshold, value):
@@ -4140,13 +3968,7 @@ def threshold__backward_x_acc__loop_float32(args, dims, steps, data):
         threshold = _loops.load(args[3], 0, np.float32)
         value = _loops.load(args[4], 0, np.float32)
         out = _loops.contiguous(args[5], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * threshold__dfdx(x[i], threshold, value)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * threshold__dfdx(out[i], threshold, value)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * threshold__dfdx(x[i], threshold, value)
         else:
@@ -4166,13 +3988,7 @@ def threshold__backward_x_acc__loop_float64(args, dims, steps, data):
         threshold = _loops.load(args[3], 0, np.float64)
         value = _loops.load(args[4], 0, np.float64)
         out = _loops.contiguous(args[5], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * threshold__dfdx(x[i], threshold, value)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * threshold__dfdx(out[i], threshold, value)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * threshold__dfdx(x[i], threshold, value)
         else:
@@ -4194,13 +4010,7 @@ def threshold__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * threshold__dfdx(x[i], np.float32(0.0), np.float32(0.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * threshold__dfdx(out[i], np.float32(0.0), np.float32(0.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * threshold__dfdx(x[i], np.float32(0.0), np.float32(0.0))
         else:
@@ -4222,13 +4032,7 @@ def threshold__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * threshold__dfdx(x[i], np.float64(0.0), np.float64(0.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * threshold__dfdx(out[i], np.float64(0.0), np.float64(0.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * threshold__dfdx(x[i], np.float64(0.0), np.float64(0.0))
         else:
@@ -4241,18 +4045,20 @@ def threshold__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def threshold__backward_x_acc__parallel(out, dy, x, acc, threshold, value):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * threshold__dfdx(x[i], threshold, value)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * threshold__dfdx(out[i], threshold, value)
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * threshold__dfdx(x[i], threshold, value)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * threshold__dfdx(x[i], threshold, value)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * threshold__dfdx(xc[i], threshold, value)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * threshold__dfdx(xc[i], threshold, value)
 
 
 def threshold__backward_y_acc(dy, y, acc, threshold, value):
@@ -4268,13 +4074,7 @@ def threshold__backward_y_acc__loop_float32(args, dims, steps, data):
         threshold = _loops.load(args[3], 0, np.float32)
         value = _loops.load(args[4], 0, np.float32)
         out = _loops.contiguous(args[5], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * threshold__dfdy(y[i], threshold, value)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * threshold__dfdy(out[i], threshold, value)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * threshold__dfdy(y[i], threshold, value)
         else:
@@ -4294,13 +4094,7 @@ def threshold__backward_y_acc__loop_float64(args, dims, steps, data):
         threshold = _loops.load(args[3], 0, np.float64)
         value = _loops.load(args[4], 0, np.float64)
         out = _loops.contiguous(args[5], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * threshold__dfdy(y[i], threshold, value)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * threshold__dfdy(out[i], threshold, value)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * threshold__dfdy(y[i], threshold, value)
         else:
@@ -4322,13 +4116,7 @@ def threshold__backward_y_acc__float32__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * threshold__dfdy(y[i], np.float32(0.0), np.float32(0.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * threshold__dfdy(out[i], np.float32(0.0), np.float32(0.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * threshold__dfdy(y[i], np.float32(0.0), np.float32(0.0))
         else:
@@ -4350,13 +4138,7 @@ def threshold__backward_y_acc__float64__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * threshold__dfdy(y[i], np.float64(0.0), np.float64(0.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * threshold__dfdy(out[i], np.float64(0.0), np.float64(0.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * threshold__dfdy(y[i], np.float64(0.0), np.float64(0.0))
         else:
@@ -4369,18 +4151,20 @@ def threshold__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def threshold__backward_y_acc__parallel(out, dy, y, acc, threshold, value):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * threshold__dfdy(y[i], threshold, value)
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * threshold__dfdy(out[i], threshold, value)
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * threshold__dfdy(y[i], threshold, value)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * threshold__dfdy(y[i], threshold, value)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * threshold__dfdy(yc[i], threshold, value)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * threshold__dfdy(yc[i], threshold, value)
 
 
 # --- elu ---------------------------------------------------------------------------------
@@ -4486,12 +4270,18 @@ def elu__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def elu__forward__parallel(out, x, alpha):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = elu__f(out[i], alpha)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = elu__f(x[i], alpha)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = elu__f(outc[i], alpha)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = elu__f(xc[i], alpha)
 
 
 def elu__grad(x, alpha):
@@ -4574,12 +4364,18 @@ def elu__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def elu__grad__parallel(out, x, alpha):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = elu__dfdx(out[i], alpha)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = elu__dfdx(x[i], alpha)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = elu__dfdx(outc[i], alpha)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = elu__dfdx(xc[i], alpha)
 
 
 def elu__grad2(x, alpha):
@@ -4662,12 +4458,18 @@ def elu__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def elu__grad2__parallel(out, x, alpha):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = elu__d2fdx2(out[i], alpha)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = elu__d2fdx2(x[i], alpha)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = elu__d2fdx2(outc[i], alpha)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = elu__d2fdx2(xc[i], alpha)
 
 
 def elu__backward_x(dy, x, alpha):
@@ -4684,9 +4486,6 @@ def elu__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * elu__dfdx(x[i], alpha)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * elu__dfdx(out[i], alpha)
         else:
             for i in range(n):
                 out[i] = dy[i] * elu__dfdx(x[i], alpha)
@@ -4705,9 +4504,6 @@ def elu__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * elu__dfdx(x[i], alpha)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * elu__dfdx(out[i], alpha)
         else:
             for i in range(n):
                 out[i] = dy[i] * elu__dfdx(x[i], alpha)
@@ -4729,9 +4525,6 @@ def elu__backward_x__float32__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * elu__dfdx(x[i], np.float32(1.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * elu__dfdx(out[i], np.float32(1.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * elu__dfdx(x[i], np.float32(1.0))
@@ -4753,9 +4546,6 @@ def elu__backward_x__float64__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * elu__dfdx(x[i], np.float64(1.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * elu__dfdx(out[i], np.float64(1.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * elu__dfdx(x[i], np.float64(1.0))
@@ -4766,15 +4556,19 @@ def elu__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def elu__backward_x__parallel(out, dy, x, alpha):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * elu__dfdx(x[i], alpha)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * elu__dfdx(out[i], alpha)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * elu__dfdx(x[i], alpha)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * elu__dfdx(xc[i], alpha)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * elu__dfdx(xc[i], alpha)
 
 
 def elu__backward_y(dy, y, alpha):
@@ -4791,9 +4585,6 @@ def elu__backward_y__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * elu__dfdy(y[i], alpha)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * elu__dfdy(out[i], alpha)
         else:
             for i in range(n):
                 out[i] = dy[i] * elu__dfdy(y[i], alpha)
@@ -4812,9 +4603,6 @@ def elu__backward_y__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * elu__dfdy(y[i], alpha)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * elu__dfdy(out[i], alpha)
         else:
             for i in range(n):
                 out[i] = dy[i] * elu__dfdy(y[i], alpha)
@@ -4836,9 +4624,6 @@ def elu__backward_y__float32__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * elu__dfdy(y[i], np.float32(1.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * elu__dfdy(out[i], np.float32(1.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * elu__dfdy(y[i], np.float32(1.0))
@@ -4860,9 +4645,6 @@ def elu__backward_y__float64__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * elu__dfdy(y[i], np.float64(1.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * elu__dfdy(out[i], np.float64(1.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * elu__dfdy(y[i], np.float64(1.0))
@@ -4873,15 +4655,19 @@ def elu__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def elu__backward_y__parallel(out, dy, y, alpha):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * elu__dfdy(y[i], alpha)
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * elu__dfdy(out[i], alpha)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * elu__dfdy(y[i], alpha)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * elu__dfdy(yc[i], alpha)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * elu__dfdy(yc[i], alpha)
 
 
 def elu__backward_x_acc(dy, x, acc, alpha):
@@ -4896,13 +4682,7 @@ def elu__backward_x_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         alpha = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * elu__dfdx(x[i], alpha)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * elu__dfdx(out[i], alpha)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * elu__dfdx(x[i], alpha)
         else:
@@ -4921,13 +4701,7 @@ def elu__backward_x_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         alpha = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * elu__dfdx(x[i], alpha)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * elu__dfdx(out[i], alpha)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * elu__dfdx(x[i], alpha)
         else:
@@ -4949,13 +4723,7 @@ def elu__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * elu__dfdx(x[i], np.float32(1.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * elu__dfdx(out[i], np.float32(1.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * elu__dfdx(x[i], np.float32(1.0))
         else:
@@ -4977,13 +4745,7 @@ def elu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * elu__dfdx(x[i], np.float64(1.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * elu__dfdx(out[i], np.float64(1.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * elu__dfdx(x[i], np.float64(1.0))
         else:
@@ -4996,18 +4758,20 @@ def elu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def elu__backward_x_acc__parallel(out, dy, x, acc, alpha):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * elu__dfdx(x[i], alpha)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * elu__dfdx(out[i], alpha)
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * elu__dfdx(x[i], alpha)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * elu__dfdx(x[i], alpha)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * elu__dfdx(xc[i], alpha)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * elu__dfdx(xc[i], alpha)
 
 
 def elu__backward_y_acc(dy, y, acc, alpha):
@@ -5022,13 +4786,7 @@ def elu__backward_y_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         alpha = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * elu__dfdy(y[i], alpha)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * elu__dfdy(out[i], alpha)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * elu__dfdy(y[i], alpha)
         else:
@@ -5047,13 +4805,7 @@ def elu__backward_y_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         alpha = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * elu__dfdy(y[i], alpha)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * elu__dfdy(out[i], alpha)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * elu__dfdy(y[i], alpha)
         else:
@@ -5075,13 +4827,7 @@ def elu__backward_y_acc__float32__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * elu__dfdy(y[i], np.float32(1.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * elu__dfdy(out[i], np.float32(1.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * elu__dfdy(y[i], np.float32(1.0))
         else:
@@ -5103,13 +4849,7 @@ def elu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * elu__dfdy(y[i], np.float64(1.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * elu__dfdy(out[i], np.float64(1.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * elu__dfdy(y[i], np.float64(1.0))
         else:
@@ -5122,18 +4862,20 @@ def elu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def elu__backward_y_acc__parallel(out, dy, y, acc, alpha):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * elu__dfdy(y[i], alpha)
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * elu__dfdy(out[i], alpha)
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * elu__dfdy(y[i], alpha)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * elu__dfdy(y[i], alpha)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * elu__dfdy(yc[i], alpha)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * elu__dfdy(yc[i], alpha)
 
 
 # --- selu --------------------------------------------------------------------------------
@@ -5192,12 +4934,18 @@ def selu__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def selu__forward__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = selu__f(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = selu__f(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = selu__f(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = selu__f(xc[i])
 
 
 def selu__grad(x):
@@ -5238,12 +4986,18 @@ def selu__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def selu__grad__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = selu__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = selu__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = selu__dfdx(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = selu__dfdx(xc[i])
 
 
 def selu__grad2(x):
@@ -5284,12 +5038,18 @@ def selu__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def selu__grad2__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = selu__d2fdx2(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = selu__d2fdx2(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = selu__d2fdx2(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = selu__d2fdx2(xc[i])
 
 
 def selu__backward_x(dy, x):
@@ -5305,9 +5065,6 @@ def selu__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * selu__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * selu__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * selu__dfdx(x[i])
@@ -5325,9 +5082,6 @@ def selu__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * selu__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * selu__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * selu__dfdx(x[i])
@@ -5338,15 +5092,19 @@ def selu__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def selu__backward_x__parallel(out, dy, x):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * selu__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * selu__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * selu__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * selu__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * selu__dfdx(xc[i])
 
 
 def selu__backward_x_acc(dy, x, acc):
@@ -5360,13 +5118,7 @@ def selu__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * selu__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * selu__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * selu__dfdx(x[i])
         else:
@@ -5384,13 +5136,7 @@ def selu__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * selu__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * selu__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * selu__dfdx(x[i])
         else:
@@ -5403,18 +5149,20 @@ def selu__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def selu__backward_x_acc__parallel(out, dy, x, acc):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * selu__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * selu__dfdx(out[i])
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * selu__dfdx(x[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * selu__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * selu__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * selu__dfdx(xc[i])
 
 
 # --- celu --------------------------------------------------------------------------------
@@ -5532,12 +5280,18 @@ def celu__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def celu__forward__parallel(out, x, alpha):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = celu__f(out[i], alpha)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = celu__f(x[i], alpha)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = celu__f(outc[i], alpha)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = celu__f(xc[i], alpha)
 
 
 def celu__grad(x, alpha):
@@ -5620,12 +5374,18 @@ def celu__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def celu__grad__parallel(out, x, alpha):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = celu__dfdx(out[i], alpha)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = celu__dfdx(x[i], alpha)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = celu__dfdx(outc[i], alpha)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = celu__dfdx(xc[i], alpha)
 
 
 def celu__grad2(x, alpha):
@@ -5708,12 +5468,18 @@ def celu__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def celu__grad2__parallel(out, x, alpha):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = celu__d2fdx2(out[i], alpha)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = celu__d2fdx2(x[i], alpha)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = celu__d2fdx2(outc[i], alpha)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = celu__d2fdx2(xc[i], alpha)
 
 
 def celu__backward_x(dy, x, alpha):
@@ -5730,9 +5496,6 @@ def celu__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * celu__dfdx(x[i], alpha)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * celu__dfdx(out[i], alpha)
         else:
             for i in range(n):
                 out[i] = dy[i] * celu__dfdx(x[i], alpha)
@@ -5751,9 +5514,6 @@ def celu__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * celu__dfdx(x[i], alpha)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * celu__dfdx(out[i], alpha)
         else:
             for i in range(n):
                 out[i] = dy[i] * celu__dfdx(x[i], alpha)
@@ -5775,9 +5535,6 @@ def celu__backward_x__float32__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * celu__dfdx(x[i], np.float32(1.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * celu__dfdx(out[i], np.float32(1.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * celu__dfdx(x[i], np.float32(1.0))
@@ -5799,9 +5556,6 @@ def celu__backward_x__float64__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * celu__dfdx(x[i], np.float64(1.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * celu__dfdx(out[i], np.float64(1.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * celu__dfdx(x[i], np.float64(1.0))
@@ -5812,15 +5566,19 @@ def celu__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def celu__backward_x__parallel(out, dy, x, alpha):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * celu__dfdx(x[i], alpha)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * celu__dfdx(out[i], alpha)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * celu__dfdx(x[i], alpha)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * celu__dfdx(xc[i], alpha)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * celu__dfdx(xc[i], alpha)
 
 
 def celu__backward_y(dy, y, alpha):
@@ -5837,9 +5595,6 @@ def celu__backward_y__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * celu__dfdy(y[i], alpha)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * celu__dfdy(out[i], alpha)
         else:
             for i in range(n):
                 out[i] = dy[i] * celu__dfdy(y[i], alpha)
@@ -5858,9 +5613,6 @@ def celu__backward_y__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * celu__dfdy(y[i], alpha)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * celu__dfdy(out[i], alpha)
         else:
             for i in range(n):
                 out[i] = dy[i] * celu__dfdy(y[i], alpha)
@@ -5882,9 +5634,6 @@ def celu__backward_y__float32__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * celu__dfdy(y[i], np.float32(1.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * celu__dfdy(out[i], np.float32(1.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * celu__dfdy(y[i], np.float32(1.0))
@@ -5906,9 +5655,6 @@ def celu__backward_y__float64__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * celu__dfdy(y[i], np.float64(1.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * celu__dfdy(out[i], np.float64(1.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * celu__dfdy(y[i], np.float64(1.0))
@@ -5919,15 +5665,19 @@ def celu__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def celu__backward_y__parallel(out, dy, y, alpha):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * celu__dfdy(y[i], alpha)
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * celu__dfdy(out[i], alpha)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * celu__dfdy(y[i], alpha)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * celu__dfdy(yc[i], alpha)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * celu__dfdy(yc[i], alpha)
 
 
 def celu__backward_x_acc(dy, x, acc, alpha):
@@ -5942,13 +5692,7 @@ def celu__backward_x_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         alpha = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * celu__dfdx(x[i], alpha)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * celu__dfdx(out[i], alpha)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * celu__dfdx(x[i], alpha)
         else:
@@ -5967,13 +5711,7 @@ def celu__backward_x_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         alpha = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * celu__dfdx(x[i], alpha)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * celu__dfdx(out[i], alpha)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * celu__dfdx(x[i], alpha)
         else:
@@ -5995,13 +5733,7 @@ def celu__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * celu__dfdx(x[i], np.float32(1.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * celu__dfdx(out[i], np.float32(1.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * celu__dfdx(x[i], np.float32(1.0))
         else:
@@ -6023,13 +5755,7 @@ def celu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * celu__dfdx(x[i], np.float64(1.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * celu__dfdx(out[i], np.float64(1.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * celu__dfdx(x[i], np.float64(1.0))
         else:
@@ -6042,18 +5768,20 @@ def celu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def celu__backward_x_acc__parallel(out, dy, x, acc, alpha):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * celu__dfdx(x[i], alpha)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * celu__dfdx(out[i], alpha)
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * celu__dfdx(x[i], alpha)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * celu__dfdx(x[i], alpha)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * celu__dfdx(xc[i], alpha)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * celu__dfdx(xc[i], alpha)
 
 
 def celu__backward_y_acc(dy, y, acc, alpha):
@@ -6068,13 +5796,7 @@ def celu__backward_y_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         alpha = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * celu__dfdy(y[i], alpha)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * celu__dfdy(out[i], alpha)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * celu__dfdy(y[i], alpha)
         else:
@@ -6093,13 +5815,7 @@ def celu__backward_y_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         alpha = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * celu__dfdy(y[i], alpha)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * celu__dfdy(out[i], alpha)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * celu__dfdy(y[i], alpha)
         else:
@@ -6121,13 +5837,7 @@ def celu__backward_y_acc__float32__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * celu__dfdy(y[i], np.float32(1.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * celu__dfdy(out[i], np.float32(1.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * celu__dfdy(y[i], np.float32(1.0))
         else:
@@ -6149,13 +5859,7 @@ def celu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * celu__dfdy(y[i], np.float64(1.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * celu__dfdy(out[i], np.float64(1.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * celu__dfdy(y[i], np.float64(1.0))
         else:
@@ -6168,18 +5872,20 @@ def celu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def celu__backward_y_acc__parallel(out, dy, y, acc, alpha):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * celu__dfdy(y[i], alpha)
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * celu__dfdy(out[i], alpha)
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * celu__dfdy(y[i], alpha)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * celu__dfdy(y[i], alpha)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * celu__dfdy(yc[i], alpha)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * celu__dfdy(yc[i], alpha)
 
 
 # --- softplus ----------------------------------------------------------------------------
@@ -6290,12 +5996,18 @@ def softplus__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softplus__forward__parallel(out, x, beta, threshold):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = softplus__f(out[i], beta, threshold)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = softplus__f(x[i], beta, threshold)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = softplus__f(outc[i], beta, threshold)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = softplus__f(xc[i], beta, threshold)
 
 
 def softplus__grad(x, beta, threshold):
@@ -6380,12 +6092,18 @@ def softplus__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softplus__grad__parallel(out, x, beta, threshold):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = softplus__dfdx(out[i], beta, threshold)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = softplus__dfdx(x[i], beta, threshold)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = softplus__dfdx(outc[i], beta, threshold)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = softplus__dfdx(xc[i], beta, threshold)
 
 
 def softplus__grad2(x, beta, threshold):
@@ -6470,12 +6188,18 @@ def softplus__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softplus__grad2__parallel(out, x, beta, threshold):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = softplus__d2fdx2(out[i], beta, threshold)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = softplus__d2fdx2(x[i], beta, threshold)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = softplus__d2fdx2(outc[i], beta, threshold)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = softplus__d2fdx2(xc[i], beta, threshold)
 
 
 def softplus__backward_x(dy, x, beta, threshold):
@@ -6493,9 +6217,6 @@ def softplus__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * softplus__dfdx(x[i], beta, threshold)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * softplus__dfdx(out[i], beta, threshold)
         else:
             for i in range(n):
                 out[i] = dy[i] * softplus__dfdx(x[i], beta, threshold)
@@ -6515,9 +6236,6 @@ def softplus__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * softplus__dfdx(x[i], beta, threshold)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * softplus__dfdx(out[i], beta, threshold)
         else:
             for i in range(n):
                 out[i] = dy[i] * softplus__dfdx(x[i], beta, threshold)
@@ -6539,9 +6257,6 @@ def softplus__backward_x__float32__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * softplus__dfdx(x[i], np.float32(1.0), np.float32(20.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * softplus__dfdx(out[i], np.float32(1.0), np.float32(20.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * softplus__dfdx(x[i], np.float32(1.0), np.float32(20.0))
@@ -6563,9 +6278,6 @@ def softplus__backward_x__float64__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * softplus__dfdx(x[i], np.float64(1.0), np.float64(20.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * softplus__dfdx(out[i], np.float64(1.0), np.float64(20.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * softplus__dfdx(x[i], np.float64(1.0), np.float64(20.0))
@@ -6576,15 +6288,19 @@ def softplus__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softplus__backward_x__parallel(out, dy, x, beta, threshold):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * softplus__dfdx(x[i], beta, threshold)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * softplus__dfdx(out[i], beta, threshold)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * softplus__dfdx(x[i], beta, threshold)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * softplus__dfdx(xc[i], beta, threshold)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * softplus__dfdx(xc[i], beta, threshold)
 
 
 def softplus__backward_x_acc(dy, x, acc, beta, threshold):
@@ -6600,13 +6316,7 @@ def softplus__backward_x_acc__loop_float32(args, dims, steps, data):
         beta = _loops.load(args[3], 0, np.float32)
         threshold = _loops.load(args[4], 0, np.float32)
         out = _loops.contiguous(args[5], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * softplus__dfdx(x[i], beta, threshold)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * softplus__dfdx(out[i], beta, threshold)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * softplus__dfdx(x[i], beta, threshold)
         else:
@@ -6626,13 +6336,7 @@ def softplus__backward_x_acc__loop_float64(args, dims, steps, data):
         beta = _loops.load(args[3], 0, np.float64)
         threshold = _loops.load(args[4], 0, np.float64)
         out = _loops.contiguous(args[5], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * softplus__dfdx(x[i], beta, threshold)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * softplus__dfdx(out[i], beta, threshold)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * softplus__dfdx(x[i], beta, threshold)
         else:
@@ -6654,13 +6358,7 @@ def softplus__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * softplus__dfdx(x[i], np.float32(1.0), np.float32(20.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * softplus__dfdx(out[i], np.float32(1.0), np.float32(20.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * softplus__dfdx(x[i], np.float32(1.0), np.float32(20.0))
         else:
@@ -6682,13 +6380,7 @@ def softplus__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * softplus__dfdx(x[i], np.float64(1.0), np.float64(20.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * softplus__dfdx(out[i], np.float64(1.0), np.float64(20.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * softplus__dfdx(x[i], np.float64(1.0), np.float64(20.0))
         else:
@@ -6701,18 +6393,20 @@ def softplus__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softplus__backward_x_acc__parallel(out, dy, x, acc, beta, threshold):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * softplus__dfdx(x[i], beta, threshold)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * softplus__dfdx(out[i], beta, threshold)
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * softplus__dfdx(x[i], beta, threshold)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * softplus__dfdx(x[i], beta, threshold)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * softplus__dfdx(xc[i], beta, threshold)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * softplus__dfdx(xc[i], beta, threshold)
 
 
 # --- silu --------------------------------------------------------------------------------
@@ -6826,12 +6520,18 @@ def silu__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def silu__forward__parallel(out, x, beta):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = silu__f(out[i], beta)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = silu__f(x[i], beta)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = silu__f(outc[i], beta)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = silu__f(xc[i], beta)
 
 
 def silu__grad(x, beta):
@@ -6914,12 +6614,18 @@ def silu__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def silu__grad__parallel(out, x, beta):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = silu__dfdx(out[i], beta)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = silu__dfdx(x[i], beta)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = silu__dfdx(outc[i], beta)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = silu__dfdx(xc[i], beta)
 
 
 def silu__grad2(x, beta):
@@ -7002,12 +6708,18 @@ def silu__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def silu__grad2__parallel(out, x, beta):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = silu__d2fdx2(out[i], beta)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = silu__d2fdx2(x[i], beta)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = silu__d2fdx2(outc[i], beta)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = silu__d2fdx2(xc[i], beta)
 
 
 def silu__backward_x(dy, x, beta):
@@ -7024,9 +6736,6 @@ def silu__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * silu__dfdx(x[i], beta)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * silu__dfdx(out[i], beta)
         else:
             for i in range(n):
                 out[i] = dy[i] * silu__dfdx(x[i], beta)
@@ -7045,9 +6754,6 @@ def silu__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * silu__dfdx(x[i], beta)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * silu__dfdx(out[i], beta)
         else:
             for i in range(n):
                 out[i] = dy[i] * silu__dfdx(x[i], beta)
@@ -7069,9 +6775,6 @@ def silu__backward_x__float32__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * silu__dfdx(x[i], np.float32(1.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * silu__dfdx(out[i], np.float32(1.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * silu__dfdx(x[i], np.float32(1.0))
@@ -7093,9 +6796,6 @@ def silu__backward_x__float64__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * silu__dfdx(x[i], np.float64(1.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * silu__dfdx(out[i], np.float64(1.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * silu__dfdx(x[i], np.float64(1.0))
@@ -7106,15 +6806,19 @@ def silu__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def silu__backward_x__parallel(out, dy, x, beta):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * silu__dfdx(x[i], beta)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * silu__dfdx(out[i], beta)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * silu__dfdx(x[i], beta)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * silu__dfdx(xc[i], beta)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * silu__dfdx(xc[i], beta)
 
 
 def silu__backward_x_acc(dy, x, acc, beta):
@@ -7129,13 +6833,7 @@ def silu__backward_x_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         beta = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * silu__dfdx(x[i], beta)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * silu__dfdx(out[i], beta)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * silu__dfdx(x[i], beta)
         else:
@@ -7154,13 +6852,7 @@ def silu__backward_x_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         beta = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * silu__dfdx(x[i], beta)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * silu__dfdx(out[i], beta)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * silu__dfdx(x[i], beta)
         else:
@@ -7182,13 +6874,7 @@ def silu__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * silu__dfdx(x[i], np.float32(1.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * silu__dfdx(out[i], np.float32(1.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * silu__dfdx(x[i], np.float32(1.0))
         else:
@@ -7210,13 +6896,7 @@ def silu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * silu__dfdx(x[i], np.float64(1.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * silu__dfdx(out[i], np.float64(1.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * silu__dfdx(x[i], np.float64(1.0))
         else:
@@ -7229,18 +6909,20 @@ def silu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def silu__backward_x_acc__parallel(out, dy, x, acc, beta):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * silu__dfdx(x[i], beta)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * silu__dfdx(out[i], beta)
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * silu__dfdx(x[i], beta)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * silu__dfdx(x[i], beta)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * silu__dfdx(xc[i], beta)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * silu__dfdx(xc[i], beta)
 
 
 # --- gelu --------------------------------------------------------------------------------
@@ -7371,12 +7053,18 @@ def gelu__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def gelu__forward__parallel(out, x, approximate):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = gelu__f(out[i], approximate)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = gelu__f(x[i], approximate)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = gelu__f(outc[i], approximate)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = gelu__f(xc[i], approximate)
 
 
 def gelu__grad(x, approximate):
@@ -7459,12 +7147,18 @@ def gelu__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def gelu__grad__parallel(out, x, approximate):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = gelu__dfdx(out[i], approximate)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = gelu__dfdx(x[i], approximate)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = gelu__dfdx(outc[i], approximate)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = gelu__dfdx(xc[i], approximate)
 
 
 def gelu__grad2(x, approximate):
@@ -7547,12 +7241,18 @@ def gelu__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def gelu__grad2__parallel(out, x, approximate):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = gelu__d2fdx2(out[i], approximate)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = gelu__d2fdx2(x[i], approximate)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = gelu__d2fdx2(outc[i], approximate)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = gelu__d2fdx2(xc[i], approximate)
 
 
 def gelu__backward_x(dy, x, approximate):
@@ -7569,9 +7269,6 @@ def gelu__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * gelu__dfdx(x[i], approximate)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * gelu__dfdx(out[i], approximate)
         else:
             for i in range(n):
                 out[i] = dy[i] * gelu__dfdx(x[i], approximate)
@@ -7590,9 +7287,6 @@ def gelu__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * gelu__dfdx(x[i], approximate)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * gelu__dfdx(out[i], approximate)
         else:
             for i in range(n):
                 out[i] = dy[i] * gelu__dfdx(x[i], approximate)
@@ -7614,9 +7308,6 @@ def gelu__backward_x__float32__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * gelu__dfdx(x[i], np.float32(0.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * gelu__dfdx(out[i], np.float32(0.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * gelu__dfdx(x[i], np.float32(0.0))
@@ -7638,9 +7329,6 @@ def gelu__backward_x__float64__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * gelu__dfdx(x[i], np.float64(0.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * gelu__dfdx(out[i], np.float64(0.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * gelu__dfdx(x[i], np.float64(0.0))
@@ -7651,15 +7339,19 @@ def gelu__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def gelu__backward_x__parallel(out, dy, x, approximate):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * gelu__dfdx(x[i], approximate)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * gelu__dfdx(out[i], approximate)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * gelu__dfdx(x[i], approximate)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * gelu__dfdx(xc[i], approximate)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * gelu__dfdx(xc[i], approximate)
 
 
 def gelu__backward_x_acc(dy, x, acc, approximate):
@@ -7674,13 +7366,7 @@ def gelu__backward_x_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         approximate = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * gelu__dfdx(x[i], approximate)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * gelu__dfdx(out[i], approximate)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * gelu__dfdx(x[i], approximate)
         else:
@@ -7699,13 +7385,7 @@ def gelu__backward_x_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         approximate = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * gelu__dfdx(x[i], approximate)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * gelu__dfdx(out[i], approximate)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * gelu__dfdx(x[i], approximate)
         else:
@@ -7727,13 +7407,7 @@ def gelu__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * gelu__dfdx(x[i], np.float32(0.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * gelu__dfdx(out[i], np.float32(0.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * gelu__dfdx(x[i], np.float32(0.0))
         else:
@@ -7755,13 +7429,7 @@ def gelu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * gelu__dfdx(x[i], np.float64(0.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * gelu__dfdx(out[i], np.float64(0.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * gelu__dfdx(x[i], np.float64(0.0))
         else:
@@ -7774,18 +7442,20 @@ def gelu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def gelu__backward_x_acc__parallel(out, dy, x, acc, approximate):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * gelu__dfdx(x[i], approximate)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * gelu__dfdx(out[i], approximate)
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * gelu__dfdx(x[i], approximate)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * gelu__dfdx(x[i], approximate)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * gelu__dfdx(xc[i], approximate)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * gelu__dfdx(xc[i], approximate)
 
 
 # --- mish --------------------------------------------------------------------------------
@@ -7864,12 +7534,18 @@ def mish__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def mish__forward__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = mish__f(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = mish__f(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = mish__f(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = mish__f(xc[i])
 
 
 def mish__grad(x):
@@ -7910,12 +7586,18 @@ def mish__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def mish__grad__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = mish__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = mish__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = mish__dfdx(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = mish__dfdx(xc[i])
 
 
 def mish__grad2(x):
@@ -7956,12 +7638,18 @@ def mish__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def mish__grad2__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = mish__d2fdx2(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = mish__d2fdx2(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = mish__d2fdx2(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = mish__d2fdx2(xc[i])
 
 
 def mish__backward_x(dy, x):
@@ -7977,9 +7665,6 @@ def mish__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * mish__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * mish__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * mish__dfdx(x[i])
@@ -7997,9 +7682,6 @@ def mish__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * mish__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * mish__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * mish__dfdx(x[i])
@@ -8010,15 +7692,19 @@ def mish__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def mish__backward_x__parallel(out, dy, x):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * mish__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * mish__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * mish__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * mish__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * mish__dfdx(xc[i])
 
 
 def mish__backward_x_acc(dy, x, acc):
@@ -8032,13 +7718,7 @@ def mish__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * mish__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * mish__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * mish__dfdx(x[i])
         else:
@@ -8056,13 +7736,7 @@ def mish__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * mish__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * mish__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * mish__dfdx(x[i])
         else:
@@ -8075,18 +7749,20 @@ def mish__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def mish__backward_x_acc__parallel(out, dy, x, acc):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * mish__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * mish__dfdx(out[i])
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * mish__dfdx(x[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * mish__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * mish__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * mish__dfdx(xc[i])
 
 
 # --- hardswish ---------------------------------------------------------------------------
@@ -8145,12 +7821,18 @@ def hardswish__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardswish__forward__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = hardswish__f(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = hardswish__f(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = hardswish__f(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = hardswish__f(xc[i])
 
 
 def hardswish__grad(x):
@@ -8191,12 +7873,18 @@ def hardswish__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardswish__grad__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = hardswish__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = hardswish__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = hardswish__dfdx(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = hardswish__dfdx(xc[i])
 
 
 def hardswish__grad2(x):
@@ -8237,12 +7925,18 @@ def hardswish__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardswish__grad2__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = hardswish__d2fdx2(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = hardswish__d2fdx2(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = hardswish__d2fdx2(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = hardswish__d2fdx2(xc[i])
 
 
 def hardswish__backward_x(dy, x):
@@ -8258,9 +7952,6 @@ def hardswish__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * hardswish__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * hardswish__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * hardswish__dfdx(x[i])
@@ -8278,9 +7969,6 @@ def hardswish__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * hardswish__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * hardswish__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * hardswish__dfdx(x[i])
@@ -8291,15 +7979,19 @@ def hardswish__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardswish__backward_x__parallel(out, dy, x):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * hardswish__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * hardswish__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * hardswish__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * hardswish__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * hardswish__dfdx(xc[i])
 
 
 def hardswish__backward_x_acc(dy, x, acc):
@@ -8313,13 +8005,7 @@ def hardswish__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * hardswish__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * hardswish__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * hardswish__dfdx(x[i])
         else:
@@ -8337,13 +8023,7 @@ def hardswish__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * hardswish__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * hardswish__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * hardswish__dfdx(x[i])
         else:
@@ -8356,18 +8036,20 @@ def hardswish__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardswish__backward_x_acc__parallel(out, dy, x, acc):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * hardswish__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * hardswish__dfdx(out[i])
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * hardswish__dfdx(x[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * hardswish__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * hardswish__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * hardswish__dfdx(xc[i])
 
 
 # --- squareplus --------------------------------------------------------------------------
@@ -8481,12 +8163,18 @@ def squareplus__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def squareplus__forward__parallel(out, x, b):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = squareplus__f(out[i], b)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = squareplus__f(x[i], b)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = squareplus__f(outc[i], b)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = squareplus__f(xc[i], b)
 
 
 def squareplus__grad(x, b):
@@ -8569,12 +8257,18 @@ def squareplus__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def squareplus__grad__parallel(out, x, b):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = squareplus__dfdx(out[i], b)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = squareplus__dfdx(x[i], b)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = squareplus__dfdx(outc[i], b)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = squareplus__dfdx(xc[i], b)
 
 
 def squareplus__grad2(x, b):
@@ -8657,12 +8351,18 @@ def squareplus__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def squareplus__grad2__parallel(out, x, b):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = squareplus__d2fdx2(out[i], b)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = squareplus__d2fdx2(x[i], b)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = squareplus__d2fdx2(outc[i], b)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = squareplus__d2fdx2(xc[i], b)
 
 
 def squareplus__backward_x(dy, x, b):
@@ -8679,9 +8379,6 @@ def squareplus__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * squareplus__dfdx(x[i], b)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * squareplus__dfdx(out[i], b)
         else:
             for i in range(n):
                 out[i] = dy[i] * squareplus__dfdx(x[i], b)
@@ -8700,9 +8397,6 @@ def squareplus__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * squareplus__dfdx(x[i], b)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * squareplus__dfdx(out[i], b)
         else:
             for i in range(n):
                 out[i] = dy[i] * squareplus__dfdx(x[i], b)
@@ -8724,9 +8418,6 @@ def squareplus__backward_x__float32__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * squareplus__dfdx(x[i], np.float32(4.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * squareplus__dfdx(out[i], np.float32(4.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * squareplus__dfdx(x[i], np.float32(4.0))
@@ -8748,9 +8439,6 @@ def squareplus__backward_x__float64__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * squareplus__dfdx(x[i], np.float64(4.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * squareplus__dfdx(out[i], np.float64(4.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * squareplus__dfdx(x[i], np.float64(4.0))
@@ -8761,15 +8449,19 @@ def squareplus__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def squareplus__backward_x__parallel(out, dy, x, b):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * squareplus__dfdx(x[i], b)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * squareplus__dfdx(out[i], b)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * squareplus__dfdx(x[i], b)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * squareplus__dfdx(xc[i], b)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * squareplus__dfdx(xc[i], b)
 
 
 def squareplus__backward_y(dy, y, b):
@@ -8786,9 +8478,6 @@ def squareplus__backward_y__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * squareplus__dfdy(y[i], b)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * squareplus__dfdy(out[i], b)
         else:
             for i in range(n):
                 out[i] = dy[i] * squareplus__dfdy(y[i], b)
@@ -8807,9 +8496,6 @@ def squareplus__backward_y__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * squareplus__dfdy(y[i], b)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * squareplus__dfdy(out[i], b)
         else:
             for i in range(n):
                 out[i] = dy[i] * squareplus__dfdy(y[i], b)
@@ -8831,9 +8517,6 @@ def squareplus__backward_y__float32__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * squareplus__dfdy(y[i], np.float32(4.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * squareplus__dfdy(out[i], np.float32(4.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * squareplus__dfdy(y[i], np.float32(4.0))
@@ -8855,9 +8538,6 @@ def squareplus__backward_y__float64__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * squareplus__dfdy(y[i], np.float64(4.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * squareplus__dfdy(out[i], np.float64(4.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * squareplus__dfdy(y[i], np.float64(4.0))
@@ -8868,15 +8548,19 @@ def squareplus__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def squareplus__backward_y__parallel(out, dy, y, b):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * squareplus__dfdy(y[i], b)
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * squareplus__dfdy(out[i], b)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * squareplus__dfdy(y[i], b)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * squareplus__dfdy(yc[i], b)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * squareplus__dfdy(yc[i], b)
 
 
 def squareplus__backward_x_acc(dy, x, acc, b):
@@ -8891,13 +8575,7 @@ def squareplus__backward_x_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         b = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * squareplus__dfdx(x[i], b)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * squareplus__dfdx(out[i], b)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * squareplus__dfdx(x[i], b)
         else:
@@ -8916,13 +8594,7 @@ def squareplus__backward_x_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         b = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * squareplus__dfdx(x[i], b)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * squareplus__dfdx(out[i], b)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * squareplus__dfdx(x[i], b)
         else:
@@ -8944,13 +8616,7 @@ def squareplus__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * squareplus__dfdx(x[i], np.float32(4.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * squareplus__dfdx(out[i], np.float32(4.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * squareplus__dfdx(x[i], np.float32(4.0))
         else:
@@ -8972,13 +8638,7 @@ def squareplus__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * squareplus__dfdx(x[i], np.float64(4.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * squareplus__dfdx(out[i], np.float64(4.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * squareplus__dfdx(x[i], np.float64(4.0))
         else:
@@ -8991,18 +8651,20 @@ def squareplus__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def squareplus__backward_x_acc__parallel(out, dy, x, acc, b):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * squareplus__dfdx(x[i], b)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * squareplus__dfdx(out[i], b)
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * squareplus__dfdx(x[i], b)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * squareplus__dfdx(x[i], b)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * squareplus__dfdx(xc[i], b)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * squareplus__dfdx(xc[i], b)
 
 
 def squareplus__backward_y_acc(dy, y, acc, b):
@@ -9017,13 +8679,7 @@ def squareplus__backward_y_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         b = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * squareplus__dfdy(y[i], b)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * squareplus__dfdy(out[i], b)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * squareplus__dfdy(y[i], b)
         else:
@@ -9042,13 +8698,7 @@ def squareplus__backward_y_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         b = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * squareplus__dfdy(y[i], b)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * squareplus__dfdy(out[i], b)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * squareplus__dfdy(y[i], b)
         else:
@@ -9070,13 +8720,7 @@ def squareplus__backward_y_acc__float32__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * squareplus__dfdy(y[i], np.float32(4.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * squareplus__dfdy(out[i], np.float32(4.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * squareplus__dfdy(y[i], np.float32(4.0))
         else:
@@ -9098,13 +8742,7 @@ def squareplus__backward_y_acc__float64__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * squareplus__dfdy(y[i], np.float64(4.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * squareplus__dfdy(out[i], np.float64(4.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * squareplus__dfdy(y[i], np.float64(4.0))
         else:
@@ -9117,18 +8755,20 @@ def squareplus__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def squareplus__backward_y_acc__parallel(out, dy, y, acc, b):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * squareplus__dfdy(y[i], b)
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * squareplus__dfdy(out[i], b)
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * squareplus__dfdy(y[i], b)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * squareplus__dfdy(y[i], b)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * squareplus__dfdy(yc[i], b)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * squareplus__dfdy(yc[i], b)
 
 
 # --- sparse_plus -------------------------------------------------------------------------
@@ -9192,12 +8832,18 @@ def sparse_plus__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_plus__forward__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = sparse_plus__f(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = sparse_plus__f(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = sparse_plus__f(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = sparse_plus__f(xc[i])
 
 
 def sparse_plus__grad(x):
@@ -9238,12 +8884,18 @@ def sparse_plus__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_plus__grad__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = sparse_plus__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = sparse_plus__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = sparse_plus__dfdx(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = sparse_plus__dfdx(xc[i])
 
 
 def sparse_plus__grad2(x):
@@ -9284,12 +8936,18 @@ def sparse_plus__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_plus__grad2__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = sparse_plus__d2fdx2(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = sparse_plus__d2fdx2(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = sparse_plus__d2fdx2(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = sparse_plus__d2fdx2(xc[i])
 
 
 def sparse_plus__backward_x(dy, x):
@@ -9305,9 +8963,6 @@ def sparse_plus__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * sparse_plus__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * sparse_plus__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * sparse_plus__dfdx(x[i])
@@ -9325,9 +8980,6 @@ def sparse_plus__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * sparse_plus__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * sparse_plus__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * sparse_plus__dfdx(x[i])
@@ -9338,15 +8990,19 @@ def sparse_plus__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_plus__backward_x__parallel(out, dy, x):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * sparse_plus__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * sparse_plus__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * sparse_plus__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * sparse_plus__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * sparse_plus__dfdx(xc[i])
 
 
 def sparse_plus__backward_y(dy, y):
@@ -9362,9 +9018,6 @@ def sparse_plus__backward_y__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * sparse_plus__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * sparse_plus__dfdy(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * sparse_plus__dfdy(y[i])
@@ -9382,9 +9035,6 @@ def sparse_plus__backward_y__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * sparse_plus__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * sparse_plus__dfdy(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * sparse_plus__dfdy(y[i])
@@ -9395,15 +9045,19 @@ def sparse_plus__backward_y__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_plus__backward_y__parallel(out, dy, y):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * sparse_plus__dfdy(y[i])
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * sparse_plus__dfdy(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * sparse_plus__dfdy(y[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * sparse_plus__dfdy(yc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * sparse_plus__dfdy(yc[i])
 
 
 def sparse_plus__backward_x_acc(dy, x, acc):
@@ -9417,13 +9071,7 @@ def sparse_plus__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * sparse_plus__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * sparse_plus__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * sparse_plus__dfdx(x[i])
         else:
@@ -9441,13 +9089,7 @@ def sparse_plus__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * sparse_plus__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * sparse_plus__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * sparse_plus__dfdx(x[i])
         else:
@@ -9460,18 +9102,20 @@ def sparse_plus__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_plus__backward_x_acc__parallel(out, dy, x, acc):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * sparse_plus__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * sparse_plus__dfdx(out[i])
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * sparse_plus__dfdx(x[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * sparse_plus__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * sparse_plus__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * sparse_plus__dfdx(xc[i])
 
 
 def sparse_plus__backward_y_acc(dy, y, acc):
@@ -9485,13 +9129,7 @@ def sparse_plus__backward_y_acc__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * sparse_plus__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * sparse_plus__dfdy(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * sparse_plus__dfdy(y[i])
         else:
@@ -9509,13 +9147,7 @@ def sparse_plus__backward_y_acc__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * sparse_plus__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * sparse_plus__dfdy(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * sparse_plus__dfdy(y[i])
         else:
@@ -9528,18 +9160,20 @@ def sparse_plus__backward_y_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_plus__backward_y_acc__parallel(out, dy, y, acc):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * sparse_plus__dfdy(y[i])
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * sparse_plus__dfdy(out[i])
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * sparse_plus__dfdy(y[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * sparse_plus__dfdy(y[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * sparse_plus__dfdy(yc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * sparse_plus__dfdy(yc[i])
 
 
 # --- sigmoid -----------------------------------------------------------------------------
@@ -9610,12 +9244,18 @@ def sigmoid__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sigmoid__forward__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = sigmoid__f(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = sigmoid__f(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = sigmoid__f(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = sigmoid__f(xc[i])
 
 
 def sigmoid__grad(x):
@@ -9656,12 +9296,18 @@ def sigmoid__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sigmoid__grad__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = sigmoid__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = sigmoid__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = sigmoid__dfdx(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = sigmoid__dfdx(xc[i])
 
 
 def sigmoid__grad2(x):
@@ -9702,12 +9348,18 @@ def sigmoid__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sigmoid__grad2__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = sigmoid__d2fdx2(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = sigmoid__d2fdx2(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = sigmoid__d2fdx2(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = sigmoid__d2fdx2(xc[i])
 
 
 def sigmoid__backward_x(dy, x):
@@ -9723,9 +9375,6 @@ def sigmoid__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * sigmoid__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * sigmoid__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * sigmoid__dfdx(x[i])
@@ -9743,9 +9392,6 @@ def sigmoid__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * sigmoid__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * sigmoid__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * sigmoid__dfdx(x[i])
@@ -9756,15 +9402,19 @@ def sigmoid__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sigmoid__backward_x__parallel(out, dy, x):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * sigmoid__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * sigmoid__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * sigmoid__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * sigmoid__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * sigmoid__dfdx(xc[i])
 
 
 def sigmoid__backward_y(dy, y):
@@ -9780,9 +9430,6 @@ def sigmoid__backward_y__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * sigmoid__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * sigmoid__dfdy(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * sigmoid__dfdy(y[i])
@@ -9800,9 +9447,6 @@ def sigmoid__backward_y__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * sigmoid__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * sigmoid__dfdy(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * sigmoid__dfdy(y[i])
@@ -9813,15 +9457,19 @@ def sigmoid__backward_y__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sigmoid__backward_y__parallel(out, dy, y):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * sigmoid__dfdy(y[i])
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * sigmoid__dfdy(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * sigmoid__dfdy(y[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * sigmoid__dfdy(yc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * sigmoid__dfdy(yc[i])
 
 
 def sigmoid__backward_x_acc(dy, x, acc):
@@ -9835,13 +9483,7 @@ def sigmoid__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * sigmoid__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * sigmoid__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * sigmoid__dfdx(x[i])
         else:
@@ -9859,13 +9501,7 @@ def sigmoid__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * sigmoid__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * sigmoid__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * sigmoid__dfdx(x[i])
         else:
@@ -9878,18 +9514,20 @@ def sigmoid__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sigmoid__backward_x_acc__parallel(out, dy, x, acc):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * sigmoid__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * sigmoid__dfdx(out[i])
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * sigmoid__dfdx(x[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * sigmoid__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * sigmoid__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * sigmoid__dfdx(xc[i])
 
 
 def sigmoid__backward_y_acc(dy, y, acc):
@@ -9903,13 +9541,7 @@ def sigmoid__backward_y_acc__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * sigmoid__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * sigmoid__dfdy(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * sigmoid__dfdy(y[i])
         else:
@@ -9927,13 +9559,7 @@ def sigmoid__backward_y_acc__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * sigmoid__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * sigmoid__dfdy(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * sigmoid__dfdy(y[i])
         else:
@@ -9946,18 +9572,20 @@ def sigmoid__backward_y_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sigmoid__backward_y_acc__parallel(out, dy, y, acc):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * sigmoid__dfdy(y[i])
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * sigmoid__dfdy(out[i])
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * sigmoid__dfdy(y[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * sigmoid__dfdy(y[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * sigmoid__dfdy(yc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * sigmoid__dfdy(yc[i])
 
 
 # --- log_sigmoid -------------------------------------------------------------------------
@@ -10025,12 +9653,18 @@ def log_sigmoid__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def log_sigmoid__forward__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = log_sigmoid__f(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = log_sigmoid__f(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = log_sigmoid__f(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = log_sigmoid__f(xc[i])
 
 
 def log_sigmoid__grad(x):
@@ -10071,12 +9705,18 @@ def log_sigmoid__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def log_sigmoid__grad__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = log_sigmoid__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = log_sigmoid__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = log_sigmoid__dfdx(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = log_sigmoid__dfdx(xc[i])
 
 
 def log_sigmoid__grad2(x):
@@ -10117,12 +9757,18 @@ def log_sigmoid__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def log_sigmoid__grad2__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = log_sigmoid__d2fdx2(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = log_sigmoid__d2fdx2(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = log_sigmoid__d2fdx2(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = log_sigmoid__d2fdx2(xc[i])
 
 
 def log_sigmoid__backward_x(dy, x):
@@ -10138,9 +9784,6 @@ def log_sigmoid__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * log_sigmoid__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * log_sigmoid__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * log_sigmoid__dfdx(x[i])
@@ -10158,9 +9801,6 @@ def log_sigmoid__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * log_sigmoid__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * log_sigmoid__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * log_sigmoid__dfdx(x[i])
@@ -10171,15 +9811,19 @@ def log_sigmoid__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def log_sigmoid__backward_x__parallel(out, dy, x):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * log_sigmoid__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * log_sigmoid__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * log_sigmoid__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * log_sigmoid__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * log_sigmoid__dfdx(xc[i])
 
 
 def log_sigmoid__backward_y(dy, y):
@@ -10195,9 +9839,6 @@ def log_sigmoid__backward_y__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * log_sigmoid__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * log_sigmoid__dfdy(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * log_sigmoid__dfdy(y[i])
@@ -10215,9 +9856,6 @@ def log_sigmoid__backward_y__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * log_sigmoid__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * log_sigmoid__dfdy(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * log_sigmoid__dfdy(y[i])
@@ -10228,15 +9866,19 @@ def log_sigmoid__backward_y__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def log_sigmoid__backward_y__parallel(out, dy, y):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * log_sigmoid__dfdy(y[i])
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * log_sigmoid__dfdy(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * log_sigmoid__dfdy(y[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * log_sigmoid__dfdy(yc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * log_sigmoid__dfdy(yc[i])
 
 
 def log_sigmoid__backward_x_acc(dy, x, acc):
@@ -10250,13 +9892,7 @@ def log_sigmoid__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * log_sigmoid__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * log_sigmoid__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * log_sigmoid__dfdx(x[i])
         else:
@@ -10274,13 +9910,7 @@ def log_sigmoid__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * log_sigmoid__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * log_sigmoid__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * log_sigmoid__dfdx(x[i])
         else:
@@ -10293,18 +9923,20 @@ def log_sigmoid__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def log_sigmoid__backward_x_acc__parallel(out, dy, x, acc):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * log_sigmoid__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * log_sigmoid__dfdx(out[i])
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * log_sigmoid__dfdx(x[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * log_sigmoid__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * log_sigmoid__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * log_sigmoid__dfdx(xc[i])
 
 
 def log_sigmoid__backward_y_acc(dy, y, acc):
@@ -10318,13 +9950,7 @@ def log_sigmoid__backward_y_acc__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * log_sigmoid__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * log_sigmoid__dfdy(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * log_sigmoid__dfdy(y[i])
         else:
@@ -10342,13 +9968,7 @@ def log_sigmoid__backward_y_acc__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * log_sigmoid__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * log_sigmoid__dfdy(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * log_sigmoid__dfdy(y[i])
         else:
@@ -10361,18 +9981,20 @@ def log_sigmoid__backward_y_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def log_sigmoid__backward_y_acc__parallel(out, dy, y, acc):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * log_sigmoid__dfdy(y[i])
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * log_sigmoid__dfdy(out[i])
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * log_sigmoid__dfdy(y[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * log_sigmoid__dfdy(y[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * log_sigmoid__dfdy(yc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * log_sigmoid__dfdy(yc[i])
 
 
 # --- hardsigmoid -------------------------------------------------------------------------
@@ -10431,12 +10053,18 @@ def hardsigmoid__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardsigmoid__forward__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = hardsigmoid__f(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = hardsigmoid__f(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = hardsigmoid__f(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = hardsigmoid__f(xc[i])
 
 
 def hardsigmoid__grad(x):
@@ -10477,12 +10105,18 @@ def hardsigmoid__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardsigmoid__grad__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = hardsigmoid__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = hardsigmoid__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = hardsigmoid__dfdx(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = hardsigmoid__dfdx(xc[i])
 
 
 def hardsigmoid__grad2(x):
@@ -10523,12 +10157,18 @@ def hardsigmoid__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardsigmoid__grad2__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = hardsigmoid__d2fdx2(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = hardsigmoid__d2fdx2(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = hardsigmoid__d2fdx2(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = hardsigmoid__d2fdx2(xc[i])
 
 
 def hardsigmoid__backward_x(dy, x):
@@ -10544,9 +10184,6 @@ def hardsigmoid__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * hardsigmoid__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * hardsigmoid__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * hardsigmoid__dfdx(x[i])
@@ -10564,9 +10201,6 @@ def hardsigmoid__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * hardsigmoid__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * hardsigmoid__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * hardsigmoid__dfdx(x[i])
@@ -10577,15 +10211,19 @@ def hardsigmoid__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardsigmoid__backward_x__parallel(out, dy, x):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * hardsigmoid__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * hardsigmoid__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * hardsigmoid__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * hardsigmoid__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * hardsigmoid__dfdx(xc[i])
 
 
 def hardsigmoid__backward_x_acc(dy, x, acc):
@@ -10599,13 +10237,7 @@ def hardsigmoid__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * hardsigmoid__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * hardsigmoid__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * hardsigmoid__dfdx(x[i])
         else:
@@ -10623,13 +10255,7 @@ def hardsigmoid__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * hardsigmoid__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * hardsigmoid__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * hardsigmoid__dfdx(x[i])
         else:
@@ -10642,18 +10268,20 @@ def hardsigmoid__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardsigmoid__backward_x_acc__parallel(out, dy, x, acc):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * hardsigmoid__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * hardsigmoid__dfdx(out[i])
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * hardsigmoid__dfdx(x[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * hardsigmoid__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * hardsigmoid__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * hardsigmoid__dfdx(xc[i])
 
 
 # --- sparse_sigmoid ----------------------------------------------------------------------
@@ -10712,12 +10340,18 @@ def sparse_sigmoid__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_sigmoid__forward__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = sparse_sigmoid__f(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = sparse_sigmoid__f(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = sparse_sigmoid__f(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = sparse_sigmoid__f(xc[i])
 
 
 def sparse_sigmoid__grad(x):
@@ -10758,12 +10392,18 @@ def sparse_sigmoid__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_sigmoid__grad__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = sparse_sigmoid__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = sparse_sigmoid__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = sparse_sigmoid__dfdx(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = sparse_sigmoid__dfdx(xc[i])
 
 
 def sparse_sigmoid__grad2(x):
@@ -10804,12 +10444,18 @@ def sparse_sigmoid__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_sigmoid__grad2__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = sparse_sigmoid__d2fdx2(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = sparse_sigmoid__d2fdx2(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = sparse_sigmoid__d2fdx2(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = sparse_sigmoid__d2fdx2(xc[i])
 
 
 def sparse_sigmoid__backward_x(dy, x):
@@ -10825,9 +10471,6 @@ def sparse_sigmoid__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * sparse_sigmoid__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * sparse_sigmoid__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * sparse_sigmoid__dfdx(x[i])
@@ -10845,9 +10488,6 @@ def sparse_sigmoid__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * sparse_sigmoid__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * sparse_sigmoid__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * sparse_sigmoid__dfdx(x[i])
@@ -10858,15 +10498,19 @@ def sparse_sigmoid__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_sigmoid__backward_x__parallel(out, dy, x):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * sparse_sigmoid__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * sparse_sigmoid__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * sparse_sigmoid__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * sparse_sigmoid__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * sparse_sigmoid__dfdx(xc[i])
 
 
 def sparse_sigmoid__backward_x_acc(dy, x, acc):
@@ -10880,13 +10524,7 @@ def sparse_sigmoid__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * sparse_sigmoid__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * sparse_sigmoid__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * sparse_sigmoid__dfdx(x[i])
         else:
@@ -10904,13 +10542,7 @@ def sparse_sigmoid__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * sparse_sigmoid__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * sparse_sigmoid__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * sparse_sigmoid__dfdx(x[i])
         else:
@@ -10923,18 +10555,20 @@ def sparse_sigmoid__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_sigmoid__backward_x_acc__parallel(out, dy, x, acc):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * sparse_sigmoid__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * sparse_sigmoid__dfdx(out[i])
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * sparse_sigmoid__dfdx(x[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * sparse_sigmoid__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * sparse_sigmoid__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * sparse_sigmoid__dfdx(xc[i])
 
 
 # --- tanh --------------------------------------------------------------------------------
@@ -11002,12 +10636,18 @@ def tanh__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanh__forward__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = tanh__f(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = tanh__f(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = tanh__f(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = tanh__f(xc[i])
 
 
 def tanh__grad(x):
@@ -11048,12 +10688,18 @@ def tanh__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanh__grad__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = tanh__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = tanh__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = tanh__dfdx(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = tanh__dfdx(xc[i])
 
 
 def tanh__grad2(x):
@@ -11094,12 +10740,18 @@ def tanh__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanh__grad2__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = tanh__d2fdx2(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = tanh__d2fdx2(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = tanh__d2fdx2(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = tanh__d2fdx2(xc[i])
 
 
 def tanh__backward_x(dy, x):
@@ -11115,9 +10767,6 @@ def tanh__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * tanh__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * tanh__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * tanh__dfdx(x[i])
@@ -11135,9 +10784,6 @@ def tanh__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * tanh__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * tanh__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * tanh__dfdx(x[i])
@@ -11148,15 +10794,19 @@ def tanh__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanh__backward_x__parallel(out, dy, x):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * tanh__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * tanh__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * tanh__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * tanh__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * tanh__dfdx(xc[i])
 
 
 def tanh__backward_y(dy, y):
@@ -11172,9 +10822,6 @@ def tanh__backward_y__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * tanh__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * tanh__dfdy(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * tanh__dfdy(y[i])
@@ -11192,9 +10839,6 @@ def tanh__backward_y__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * tanh__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * tanh__dfdy(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * tanh__dfdy(y[i])
@@ -11205,15 +10849,19 @@ def tanh__backward_y__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanh__backward_y__parallel(out, dy, y):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * tanh__dfdy(y[i])
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * tanh__dfdy(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * tanh__dfdy(y[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * tanh__dfdy(yc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * tanh__dfdy(yc[i])
 
 
 def tanh__backward_x_acc(dy, x, acc):
@@ -11227,13 +10875,7 @@ def tanh__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * tanh__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * tanh__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * tanh__dfdx(x[i])
         else:
@@ -11251,13 +10893,7 @@ def tanh__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * tanh__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * tanh__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * tanh__dfdx(x[i])
         else:
@@ -11270,18 +10906,20 @@ def tanh__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanh__backward_x_acc__parallel(out, dy, x, acc):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * tanh__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * tanh__dfdx(out[i])
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * tanh__dfdx(x[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * tanh__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * tanh__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * tanh__dfdx(xc[i])
 
 
 def tanh__backward_y_acc(dy, y, acc):
@@ -11295,13 +10933,7 @@ def tanh__backward_y_acc__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * tanh__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * tanh__dfdy(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * tanh__dfdy(y[i])
         else:
@@ -11319,13 +10951,7 @@ def tanh__backward_y_acc__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * tanh__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * tanh__dfdy(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * tanh__dfdy(y[i])
         else:
@@ -11338,18 +10964,20 @@ def tanh__backward_y_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanh__backward_y_acc__parallel(out, dy, y, acc):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * tanh__dfdy(y[i])
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * tanh__dfdy(out[i])
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * tanh__dfdy(y[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * tanh__dfdy(y[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * tanh__dfdy(yc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * tanh__dfdy(yc[i])
 
 
 # --- softsign ----------------------------------------------------------------------------
@@ -11411,12 +11039,18 @@ def softsign__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softsign__forward__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = softsign__f(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = softsign__f(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = softsign__f(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = softsign__f(xc[i])
 
 
 def softsign__grad(x):
@@ -11457,12 +11091,18 @@ def softsign__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softsign__grad__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = softsign__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = softsign__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = softsign__dfdx(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = softsign__dfdx(xc[i])
 
 
 def softsign__grad2(x):
@@ -11503,12 +11143,18 @@ def softsign__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softsign__grad2__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = softsign__d2fdx2(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = softsign__d2fdx2(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = softsign__d2fdx2(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = softsign__d2fdx2(xc[i])
 
 
 def softsign__backward_x(dy, x):
@@ -11524,9 +11170,6 @@ def softsign__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * softsign__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * softsign__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * softsign__dfdx(x[i])
@@ -11544,9 +11187,6 @@ def softsign__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * softsign__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * softsign__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * softsign__dfdx(x[i])
@@ -11557,15 +11197,19 @@ def softsign__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softsign__backward_x__parallel(out, dy, x):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * softsign__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * softsign__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * softsign__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * softsign__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * softsign__dfdx(xc[i])
 
 
 def softsign__backward_x_acc(dy, x, acc):
@@ -11579,13 +11223,7 @@ def softsign__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * softsign__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * softsign__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * softsign__dfdx(x[i])
         else:
@@ -11603,13 +11241,7 @@ def softsign__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * softsign__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * softsign__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * softsign__dfdx(x[i])
         else:
@@ -11622,18 +11254,20 @@ def softsign__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softsign__backward_x_acc__parallel(out, dy, x, acc):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * softsign__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * softsign__dfdx(out[i])
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * softsign__dfdx(x[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * softsign__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * softsign__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * softsign__dfdx(xc[i])
 
 
 # --- step --------------------------------------------------------------------------------
@@ -11743,12 +11377,18 @@ def step__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def step__forward__parallel(out, x, at_zero):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = step__f(out[i], at_zero)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = step__f(x[i], at_zero)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = step__f(outc[i], at_zero)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = step__f(xc[i], at_zero)
 
 
 def step__grad(x, at_zero):
@@ -11831,12 +11471,18 @@ def step__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def step__grad__parallel(out, x, at_zero):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = step__dfdx(out[i], at_zero)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = step__dfdx(x[i], at_zero)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = step__dfdx(outc[i], at_zero)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = step__dfdx(xc[i], at_zero)
 
 
 def step__grad2(x, at_zero):
@@ -11919,12 +11565,18 @@ def step__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def step__grad2__parallel(out, x, at_zero):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = step__d2fdx2(out[i], at_zero)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = step__d2fdx2(x[i], at_zero)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = step__d2fdx2(outc[i], at_zero)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = step__d2fdx2(xc[i], at_zero)
 
 
 def step__backward_x(dy, x, at_zero):
@@ -11941,9 +11593,6 @@ def step__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * step__dfdx(x[i], at_zero)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * step__dfdx(out[i], at_zero)
         else:
             for i in range(n):
                 out[i] = dy[i] * step__dfdx(x[i], at_zero)
@@ -11962,9 +11611,6 @@ def step__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * step__dfdx(x[i], at_zero)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * step__dfdx(out[i], at_zero)
         else:
             for i in range(n):
                 out[i] = dy[i] * step__dfdx(x[i], at_zero)
@@ -11986,9 +11632,6 @@ def step__backward_x__float32__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * step__dfdx(x[i], np.float32(0.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * step__dfdx(out[i], np.float32(0.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * step__dfdx(x[i], np.float32(0.0))
@@ -12010,9 +11653,6 @@ def step__backward_x__float64__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * step__dfdx(x[i], np.float64(0.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * step__dfdx(out[i], np.float64(0.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * step__dfdx(x[i], np.float64(0.0))
@@ -12023,15 +11663,19 @@ def step__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def step__backward_x__parallel(out, dy, x, at_zero):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * step__dfdx(x[i], at_zero)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * step__dfdx(out[i], at_zero)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * step__dfdx(x[i], at_zero)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * step__dfdx(xc[i], at_zero)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * step__dfdx(xc[i], at_zero)
 
 
 def step__backward_y(dy, y, at_zero):
@@ -12048,9 +11692,6 @@ def step__backward_y__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * step__dfdy(y[i], at_zero)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * step__dfdy(out[i], at_zero)
         else:
             for i in range(n):
                 out[i] = dy[i] * step__dfdy(y[i], at_zero)
@@ -12069,9 +11710,6 @@ def step__backward_y__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * step__dfdy(y[i], at_zero)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * step__dfdy(out[i], at_zero)
         else:
             for i in range(n):
                 out[i] = dy[i] * step__dfdy(y[i], at_zero)
@@ -12093,9 +11731,6 @@ def step__backward_y__float32__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * step__dfdy(y[i], np.float32(0.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * step__dfdy(out[i], np.float32(0.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * step__dfdy(y[i], np.float32(0.0))
@@ -12117,9 +11752,6 @@ def step__backward_y__float64__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * step__dfdy(y[i], np.float64(0.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * step__dfdy(out[i], np.float64(0.0))
         else:
             for i in range(n):
                 out[i] = dy[i] * step__dfdy(y[i], np.float64(0.0))
@@ -12130,15 +11762,19 @@ def step__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def step__backward_y__parallel(out, dy, y, at_zero):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * step__dfdy(y[i], at_zero)
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * step__dfdy(out[i], at_zero)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * step__dfdy(y[i], at_zero)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * step__dfdy(yc[i], at_zero)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * step__dfdy(yc[i], at_zero)
 
 
 def step__backward_x_acc(dy, x, acc, at_zero):
@@ -12153,13 +11789,7 @@ def step__backward_x_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         at_zero = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * step__dfdx(x[i], at_zero)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * step__dfdx(out[i], at_zero)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * step__dfdx(x[i], at_zero)
         else:
@@ -12178,13 +11808,7 @@ def step__backward_x_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         at_zero = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * step__dfdx(x[i], at_zero)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * step__dfdx(out[i], at_zero)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * step__dfdx(x[i], at_zero)
         else:
@@ -12206,13 +11830,7 @@ def step__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * step__dfdx(x[i], np.float32(0.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * step__dfdx(out[i], np.float32(0.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * step__dfdx(x[i], np.float32(0.0))
         else:
@@ -12234,13 +11852,7 @@ def step__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * step__dfdx(x[i], np.float64(0.0))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * step__dfdx(out[i], np.float64(0.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * step__dfdx(x[i], np.float64(0.0))
         else:
@@ -12253,18 +11865,20 @@ def step__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def step__backward_x_acc__parallel(out, dy, x, acc, at_zero):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * step__dfdx(x[i], at_zero)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * step__dfdx(out[i], at_zero)
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * step__dfdx(x[i], at_zero)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * step__dfdx(x[i], at_zero)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * step__dfdx(xc[i], at_zero)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * step__dfdx(xc[i], at_zero)
 
 
 def step__backward_y_acc(dy, y, acc, at_zero):
@@ -12279,13 +11893,7 @@ def step__backward_y_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         at_zero = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * step__dfdy(y[i], at_zero)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * step__dfdy(out[i], at_zero)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * step__dfdy(y[i], at_zero)
         else:
@@ -12304,13 +11912,7 @@ def step__backward_y_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         at_zero = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * step__dfdy(y[i], at_zero)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * step__dfdy(out[i], at_zero)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * step__dfdy(y[i], at_zero)
         else:
@@ -12332,13 +11934,7 @@ def step__backward_y_acc__float32__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * step__dfdy(y[i], np.float32(0.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * step__dfdy(out[i], np.float32(0.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * step__dfdy(y[i], np.float32(0.0))
         else:
@@ -12360,13 +11956,7 @@ def step__backward_y_acc__float64__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * step__dfdy(y[i], np.float64(0.0))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * step__dfdy(out[i], np.float64(0.0))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * step__dfdy(y[i], np.float64(0.0))
         else:
@@ -12379,18 +11969,20 @@ def step__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def step__backward_y_acc__parallel(out, dy, y, acc, at_zero):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * step__dfdy(y[i], at_zero)
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * step__dfdy(out[i], at_zero)
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * step__dfdy(y[i], at_zero)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * step__dfdy(y[i], at_zero)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * step__dfdy(yc[i], at_zero)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * step__dfdy(yc[i], at_zero)
 
 
 # --- softshrink --------------------------------------------------------------------------
@@ -12496,12 +12088,18 @@ def softshrink__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softshrink__forward__parallel(out, x, lambd):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = softshrink__f(out[i], lambd)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = softshrink__f(x[i], lambd)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = softshrink__f(outc[i], lambd)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = softshrink__f(xc[i], lambd)
 
 
 def softshrink__grad(x, lambd):
@@ -12584,12 +12182,18 @@ def softshrink__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softshrink__grad__parallel(out, x, lambd):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = softshrink__dfdx(out[i], lambd)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = softshrink__dfdx(x[i], lambd)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = softshrink__dfdx(outc[i], lambd)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = softshrink__dfdx(xc[i], lambd)
 
 
 def softshrink__grad2(x, lambd):
@@ -12672,12 +12276,18 @@ def softshrink__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softshrink__grad2__parallel(out, x, lambd):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = softshrink__d2fdx2(out[i], lambd)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = softshrink__d2fdx2(x[i], lambd)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = softshrink__d2fdx2(outc[i], lambd)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = softshrink__d2fdx2(xc[i], lambd)
 
 
 def softshrink__backward_x(dy, x, lambd):
@@ -12694,9 +12304,6 @@ def softshrink__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * softshrink__dfdx(x[i], lambd)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * softshrink__dfdx(out[i], lambd)
         else:
             for i in range(n):
                 out[i] = dy[i] * softshrink__dfdx(x[i], lambd)
@@ -12715,9 +12322,6 @@ def softshrink__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * softshrink__dfdx(x[i], lambd)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * softshrink__dfdx(out[i], lambd)
         else:
             for i in range(n):
                 out[i] = dy[i] * softshrink__dfdx(x[i], lambd)
@@ -12739,9 +12343,6 @@ def softshrink__backward_x__float32__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * softshrink__dfdx(x[i], np.float32(0.5))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * softshrink__dfdx(out[i], np.float32(0.5))
         else:
             for i in range(n):
                 out[i] = dy[i] * softshrink__dfdx(x[i], np.float32(0.5))
@@ -12763,9 +12364,6 @@ def softshrink__backward_x__float64__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * softshrink__dfdx(x[i], np.float64(0.5))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * softshrink__dfdx(out[i], np.float64(0.5))
         else:
             for i in range(n):
                 out[i] = dy[i] * softshrink__dfdx(x[i], np.float64(0.5))
@@ -12776,15 +12374,19 @@ def softshrink__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softshrink__backward_x__parallel(out, dy, x, lambd):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * softshrink__dfdx(x[i], lambd)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * softshrink__dfdx(out[i], lambd)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * softshrink__dfdx(x[i], lambd)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * softshrink__dfdx(xc[i], lambd)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * softshrink__dfdx(xc[i], lambd)
 
 
 def softshrink__backward_y(dy, y, lambd):
@@ -12801,9 +12403,6 @@ def softshrink__backward_y__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * softshrink__dfdy(y[i], lambd)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * softshrink__dfdy(out[i], lambd)
         else:
             for i in range(n):
                 out[i] = dy[i] * softshrink__dfdy(y[i], lambd)
@@ -12822,9 +12421,6 @@ def softshrink__backward_y__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * softshrink__dfdy(y[i], lambd)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * softshrink__dfdy(out[i], lambd)
         else:
             for i in range(n):
                 out[i] = dy[i] * softshrink__dfdy(y[i], lambd)
@@ -12846,9 +12442,6 @@ def softshrink__backward_y__float32__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * softshrink__dfdy(y[i], np.float32(0.5))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * softshrink__dfdy(out[i], np.float32(0.5))
         else:
             for i in range(n):
                 out[i] = dy[i] * softshrink__dfdy(y[i], np.float32(0.5))
@@ -12870,9 +12463,6 @@ def softshrink__backward_y__float64__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * softshrink__dfdy(y[i], np.float64(0.5))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * softshrink__dfdy(out[i], np.float64(0.5))
         else:
             for i in range(n):
                 out[i] = dy[i] * softshrink__dfdy(y[i], np.float64(0.5))
@@ -12883,15 +12473,19 @@ def softshrink__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softshrink__backward_y__parallel(out, dy, y, lambd):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * softshrink__dfdy(y[i], lambd)
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * softshrink__dfdy(out[i], lambd)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * softshrink__dfdy(y[i], lambd)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * softshrink__dfdy(yc[i], lambd)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * softshrink__dfdy(yc[i], lambd)
 
 
 def softshrink__backward_x_acc(dy, x, acc, lambd):
@@ -12906,13 +12500,7 @@ def softshrink__backward_x_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         lambd = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * softshrink__dfdx(x[i], lambd)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * softshrink__dfdx(out[i], lambd)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * softshrink__dfdx(x[i], lambd)
         else:
@@ -12931,13 +12519,7 @@ def softshrink__backward_x_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         lambd = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * softshrink__dfdx(x[i], lambd)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * softshrink__dfdx(out[i], lambd)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * softshrink__dfdx(x[i], lambd)
         else:
@@ -12959,13 +12541,7 @@ def softshrink__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * softshrink__dfdx(x[i], np.float32(0.5))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * softshrink__dfdx(out[i], np.float32(0.5))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * softshrink__dfdx(x[i], np.float32(0.5))
         else:
@@ -12987,13 +12563,7 @@ def softshrink__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * softshrink__dfdx(x[i], np.float64(0.5))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * softshrink__dfdx(out[i], np.float64(0.5))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * softshrink__dfdx(x[i], np.float64(0.5))
         else:
@@ -13006,18 +12576,20 @@ def softshrink__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softshrink__backward_x_acc__parallel(out, dy, x, acc, lambd):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * softshrink__dfdx(x[i], lambd)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * softshrink__dfdx(out[i], lambd)
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * softshrink__dfdx(x[i], lambd)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * softshrink__dfdx(x[i], lambd)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * softshrink__dfdx(xc[i], lambd)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * softshrink__dfdx(xc[i], lambd)
 
 
 def softshrink__backward_y_acc(dy, y, acc, lambd):
@@ -13032,13 +12604,7 @@ def softshrink__backward_y_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         lambd = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * softshrink__dfdy(y[i], lambd)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * softshrink__dfdy(out[i], lambd)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * softshrink__dfdy(y[i], lambd)
         else:
@@ -13057,13 +12623,7 @@ def softshrink__backward_y_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         lambd = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * softshrink__dfdy(y[i], lambd)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * softshrink__dfdy(out[i], lambd)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * softshrink__dfdy(y[i], lambd)
         else:
@@ -13085,13 +12645,7 @@ def softshrink__backward_y_acc__float32__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * softshrink__dfdy(y[i], np.float32(0.5))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * softshrink__dfdy(out[i], np.float32(0.5))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * softshrink__dfdy(y[i], np.float32(0.5))
         else:
@@ -13113,13 +12667,7 @@ def softshrink__backward_y_acc__float64__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * softshrink__dfdy(y[i], np.float64(0.5))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * softshrink__dfdy(out[i], np.float64(0.5))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * softshrink__dfdy(y[i], np.float64(0.5))
         else:
@@ -13132,18 +12680,20 @@ def softshrink__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softshrink__backward_y_acc__parallel(out, dy, y, acc, lambd):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * softshrink__dfdy(y[i], lambd)
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * softshrink__dfdy(out[i], lambd)
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * softshrink__dfdy(y[i], lambd)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * softshrink__dfdy(y[i], lambd)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * softshrink__dfdy(yc[i], lambd)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * softshrink__dfdy(yc[i], lambd)
 
 
 # --- hardshrink --------------------------------------------------------------------------
@@ -13249,12 +12799,18 @@ def hardshrink__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardshrink__forward__parallel(out, x, lambd):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = hardshrink__f(out[i], lambd)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = hardshrink__f(x[i], lambd)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = hardshrink__f(outc[i], lambd)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = hardshrink__f(xc[i], lambd)
 
 
 def hardshrink__grad(x, lambd):
@@ -13337,12 +12893,18 @@ def hardshrink__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardshrink__grad__parallel(out, x, lambd):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = hardshrink__dfdx(out[i], lambd)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = hardshrink__dfdx(x[i], lambd)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = hardshrink__dfdx(outc[i], lambd)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = hardshrink__dfdx(xc[i], lambd)
 
 
 def hardshrink__grad2(x, lambd):
@@ -13425,12 +12987,18 @@ def hardshrink__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardshrink__grad2__parallel(out, x, lambd):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = hardshrink__d2fdx2(out[i], lambd)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = hardshrink__d2fdx2(x[i], lambd)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = hardshrink__d2fdx2(outc[i], lambd)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = hardshrink__d2fdx2(xc[i], lambd)
 
 
 def hardshrink__backward_x(dy, x, lambd):
@@ -13447,9 +13015,6 @@ def hardshrink__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * hardshrink__dfdx(x[i], lambd)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * hardshrink__dfdx(out[i], lambd)
         else:
             for i in range(n):
                 out[i] = dy[i] * hardshrink__dfdx(x[i], lambd)
@@ -13468,9 +13033,6 @@ def hardshrink__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * hardshrink__dfdx(x[i], lambd)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * hardshrink__dfdx(out[i], lambd)
         else:
             for i in range(n):
                 out[i] = dy[i] * hardshrink__dfdx(x[i], lambd)
@@ -13492,9 +13054,6 @@ def hardshrink__backward_x__float32__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * hardshrink__dfdx(x[i], np.float32(0.5))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * hardshrink__dfdx(out[i], np.float32(0.5))
         else:
             for i in range(n):
                 out[i] = dy[i] * hardshrink__dfdx(x[i], np.float32(0.5))
@@ -13516,9 +13075,6 @@ def hardshrink__backward_x__float64__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * hardshrink__dfdx(x[i], np.float64(0.5))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * hardshrink__dfdx(out[i], np.float64(0.5))
         else:
             for i in range(n):
                 out[i] = dy[i] * hardshrink__dfdx(x[i], np.float64(0.5))
@@ -13529,15 +13085,19 @@ def hardshrink__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardshrink__backward_x__parallel(out, dy, x, lambd):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * hardshrink__dfdx(x[i], lambd)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * hardshrink__dfdx(out[i], lambd)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * hardshrink__dfdx(x[i], lambd)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * hardshrink__dfdx(xc[i], lambd)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * hardshrink__dfdx(xc[i], lambd)
 
 
 def hardshrink__backward_y(dy, y, lambd):
@@ -13554,9 +13114,6 @@ def hardshrink__backward_y__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * hardshrink__dfdy(y[i], lambd)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * hardshrink__dfdy(out[i], lambd)
         else:
             for i in range(n):
                 out[i] = dy[i] * hardshrink__dfdy(y[i], lambd)
@@ -13575,9 +13132,6 @@ def hardshrink__backward_y__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * hardshrink__dfdy(y[i], lambd)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * hardshrink__dfdy(out[i], lambd)
         else:
             for i in range(n):
                 out[i] = dy[i] * hardshrink__dfdy(y[i], lambd)
@@ -13599,9 +13153,6 @@ def hardshrink__backward_y__float32__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * hardshrink__dfdy(y[i], np.float32(0.5))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * hardshrink__dfdy(out[i], np.float32(0.5))
         else:
             for i in range(n):
                 out[i] = dy[i] * hardshrink__dfdy(y[i], np.float32(0.5))
@@ -13623,9 +13174,6 @@ def hardshrink__backward_y__float64__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * hardshrink__dfdy(y[i], np.float64(0.5))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * hardshrink__dfdy(out[i], np.float64(0.5))
         else:
             for i in range(n):
                 out[i] = dy[i] * hardshrink__dfdy(y[i], np.float64(0.5))
@@ -13636,15 +13184,19 @@ def hardshrink__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardshrink__backward_y__parallel(out, dy, y, lambd):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * hardshrink__dfdy(y[i], lambd)
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * hardshrink__dfdy(out[i], lambd)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * hardshrink__dfdy(y[i], lambd)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * hardshrink__dfdy(yc[i], lambd)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * hardshrink__dfdy(yc[i], lambd)
 
 
 def hardshrink__backward_x_acc(dy, x, acc, lambd):
@@ -13659,13 +13211,7 @@ def hardshrink__backward_x_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         lambd = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * hardshrink__dfdx(x[i], lambd)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * hardshrink__dfdx(out[i], lambd)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * hardshrink__dfdx(x[i], lambd)
         else:
@@ -13684,13 +13230,7 @@ def hardshrink__backward_x_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         lambd = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * hardshrink__dfdx(x[i], lambd)
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * hardshrink__dfdx(out[i], lambd)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * hardshrink__dfdx(x[i], lambd)
         else:
@@ -13712,13 +13252,7 @@ def hardshrink__backward_x_acc__float32__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * hardshrink__dfdx(x[i], np.float32(0.5))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * hardshrink__dfdx(out[i], np.float32(0.5))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * hardshrink__dfdx(x[i], np.float32(0.5))
         else:
@@ -13740,13 +13274,7 @@ def hardshrink__backward_x_acc__float64__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * hardshrink__dfdx(x[i], np.float64(0.5))
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * hardshrink__dfdx(out[i], np.float64(0.5))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * hardshrink__dfdx(x[i], np.float64(0.5))
         else:
@@ -13759,18 +13287,20 @@ def hardshrink__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardshrink__backward_x_acc__parallel(out, dy, x, acc, lambd):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * hardshrink__dfdx(x[i], lambd)
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * hardshrink__dfdx(out[i], lambd)
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * hardshrink__dfdx(x[i], lambd)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * hardshrink__dfdx(x[i], lambd)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * hardshrink__dfdx(xc[i], lambd)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * hardshrink__dfdx(xc[i], lambd)
 
 
 def hardshrink__backward_y_acc(dy, y, acc, lambd):
@@ -13785,13 +13315,7 @@ def hardshrink__backward_y_acc__loop_float32(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float32)
         lambd = _loops.load(args[3], 0, np.float32)
         out = _loops.contiguous(args[4], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * hardshrink__dfdy(y[i], lambd)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * hardshrink__dfdy(out[i], lambd)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * hardshrink__dfdy(y[i], lambd)
         else:
@@ -13810,13 +13334,7 @@ def hardshrink__backward_y_acc__loop_float64(args, dims, steps, data):
         acc = _loops.contiguous(args[2], n, np.float64)
         lambd = _loops.load(args[3], 0, np.float64)
         out = _loops.contiguous(args[4], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * hardshrink__dfdy(y[i], lambd)
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * hardshrink__dfdy(out[i], lambd)
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * hardshrink__dfdy(y[i], lambd)
         else:
@@ -13838,13 +13356,7 @@ def hardshrink__backward_y_acc__float32__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * hardshrink__dfdy(y[i], np.float32(0.5))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * hardshrink__dfdy(out[i], np.float32(0.5))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * hardshrink__dfdy(y[i], np.float32(0.5))
         else:
@@ -13866,13 +13378,7 @@ def hardshrink__backward_y_acc__float64__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * hardshrink__dfdy(y[i], np.float64(0.5))
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * hardshrink__dfdy(out[i], np.float64(0.5))
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * hardshrink__dfdy(y[i], np.float64(0.5))
         else:
@@ -13885,18 +13391,20 @@ def hardshrink__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardshrink__backward_y_acc__parallel(out, dy, y, acc, lambd):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * hardshrink__dfdy(y[i], lambd)
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * hardshrink__dfdy(out[i], lambd)
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * hardshrink__dfdy(y[i], lambd)
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * hardshrink__dfdy(y[i], lambd)
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * hardshrink__dfdy(yc[i], lambd)
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * hardshrink__dfdy(yc[i], lambd)
 
 
 # --- tanhshrink --------------------------------------------------------------------------
@@ -13979,12 +13487,18 @@ def tanhshrink__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanhshrink__forward__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = tanhshrink__f(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = tanhshrink__f(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = tanhshrink__f(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = tanhshrink__f(xc[i])
 
 
 def tanhshrink__grad(x):
@@ -14025,12 +13539,18 @@ def tanhshrink__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanhshrink__grad__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = tanhshrink__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = tanhshrink__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = tanhshrink__dfdx(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = tanhshrink__dfdx(xc[i])
 
 
 def tanhshrink__grad2(x):
@@ -14071,12 +13591,18 @@ def tanhshrink__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanhshrink__grad2__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = tanhshrink__d2fdx2(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = tanhshrink__d2fdx2(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = tanhshrink__d2fdx2(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = tanhshrink__d2fdx2(xc[i])
 
 
 def tanhshrink__backward_x(dy, x):
@@ -14092,9 +13618,6 @@ def tanhshrink__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * tanhshrink__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * tanhshrink__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * tanhshrink__dfdx(x[i])
@@ -14112,9 +13635,6 @@ def tanhshrink__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * tanhshrink__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * tanhshrink__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * tanhshrink__dfdx(x[i])
@@ -14125,15 +13645,19 @@ def tanhshrink__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanhshrink__backward_x__parallel(out, dy, x):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * tanhshrink__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * tanhshrink__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * tanhshrink__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * tanhshrink__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * tanhshrink__dfdx(xc[i])
 
 
 def tanhshrink__backward_x_acc(dy, x, acc):
@@ -14147,13 +13671,7 @@ def tanhshrink__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * tanhshrink__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * tanhshrink__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * tanhshrink__dfdx(x[i])
         else:
@@ -14171,13 +13689,7 @@ def tanhshrink__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * tanhshrink__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * tanhshrink__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * tanhshrink__dfdx(x[i])
         else:
@@ -14190,18 +13702,20 @@ def tanhshrink__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanhshrink__backward_x_acc__parallel(out, dy, x, acc):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * tanhshrink__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * tanhshrink__dfdx(out[i])
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * tanhshrink__dfdx(x[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * tanhshrink__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * tanhshrink__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * tanhshrink__dfdx(xc[i])
 
 
 # --- identity ----------------------------------------------------------------------------
@@ -14265,12 +13779,18 @@ def identity__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def identity__forward__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = identity__f(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = identity__f(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = identity__f(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = identity__f(xc[i])
 
 
 def identity__grad(x):
@@ -14311,12 +13831,18 @@ def identity__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def identity__grad__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = identity__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = identity__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = identity__dfdx(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = identity__dfdx(xc[i])
 
 
 def identity__grad2(x):
@@ -14357,12 +13883,18 @@ def identity__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def identity__grad2__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = identity__d2fdx2(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = identity__d2fdx2(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = identity__d2fdx2(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = identity__d2fdx2(xc[i])
 
 
 def identity__backward_x(dy, x):
@@ -14378,9 +13910,6 @@ def identity__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * identity__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * identity__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * identity__dfdx(x[i])
@@ -14398,9 +13927,6 @@ def identity__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * identity__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * identity__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * identity__dfdx(x[i])
@@ -14411,15 +13937,19 @@ def identity__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def identity__backward_x__parallel(out, dy, x):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * identity__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * identity__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * identity__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * identity__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * identity__dfdx(xc[i])
 
 
 def identity__backward_y(dy, y):
@@ -14435,9 +13965,6 @@ def identity__backward_y__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * identity__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * identity__dfdy(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * identity__dfdy(y[i])
@@ -14455,9 +13982,6 @@ def identity__backward_y__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * identity__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * identity__dfdy(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * identity__dfdy(y[i])
@@ -14468,15 +13992,19 @@ def identity__backward_y__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def identity__backward_y__parallel(out, dy, y):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * identity__dfdy(y[i])
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * identity__dfdy(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * identity__dfdy(y[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * identity__dfdy(yc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * identity__dfdy(yc[i])
 
 
 def identity__backward_x_acc(dy, x, acc):
@@ -14490,13 +14018,7 @@ def identity__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * identity__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * identity__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * identity__dfdx(x[i])
         else:
@@ -14514,13 +14036,7 @@ def identity__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * identity__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * identity__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * identity__dfdx(x[i])
         else:
@@ -14533,18 +14049,20 @@ def identity__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def identity__backward_x_acc__parallel(out, dy, x, acc):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * identity__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * identity__dfdx(out[i])
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * identity__dfdx(x[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * identity__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * identity__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * identity__dfdx(xc[i])
 
 
 def identity__backward_y_acc(dy, y, acc):
@@ -14558,13 +14076,7 @@ def identity__backward_y_acc__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * identity__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * identity__dfdy(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * identity__dfdy(y[i])
         else:
@@ -14582,13 +14094,7 @@ def identity__backward_y_acc__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * identity__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * identity__dfdy(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * identity__dfdy(y[i])
         else:
@@ -14601,18 +14107,20 @@ def identity__backward_y_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def identity__backward_y_acc__parallel(out, dy, y, acc):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * identity__dfdy(y[i])
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * identity__dfdy(out[i])
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * identity__dfdy(y[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * identity__dfdy(y[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * identity__dfdy(yc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * identity__dfdy(yc[i])
 
 
 # --- exponential -------------------------------------------------------------------------
@@ -14676,12 +14184,18 @@ def exponential__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def exponential__forward__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = exponential__f(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = exponential__f(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = exponential__f(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = exponential__f(xc[i])
 
 
 def exponential__grad(x):
@@ -14722,12 +14236,18 @@ def exponential__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def exponential__grad__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = exponential__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = exponential__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = exponential__dfdx(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = exponential__dfdx(xc[i])
 
 
 def exponential__grad2(x):
@@ -14768,12 +14288,18 @@ def exponential__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def exponential__grad2__parallel(out, x):
-    if _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = exponential__d2fdx2(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = exponential__d2fdx2(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, xc):
+            for i in range(b1 - b0):
+                outc[i] = exponential__d2fdx2(outc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = exponential__d2fdx2(xc[i])
 
 
 def exponential__backward_x(dy, x):
@@ -14789,9 +14315,6 @@ def exponential__backward_x__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * exponential__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * exponential__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * exponential__dfdx(x[i])
@@ -14809,9 +14332,6 @@ def exponential__backward_x__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * exponential__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = dy[i] * exponential__dfdx(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * exponential__dfdx(x[i])
@@ -14822,15 +14342,19 @@ def exponential__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def exponential__backward_x__parallel(out, dy, x):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * exponential__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * exponential__dfdx(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * exponential__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * exponential__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * exponential__dfdx(xc[i])
 
 
 def exponential__backward_y(dy, y):
@@ -14846,9 +14370,6 @@ def exponential__backward_y__loop_float32(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * exponential__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * exponential__dfdy(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * exponential__dfdy(y[i])
@@ -14866,9 +14387,6 @@ def exponential__backward_y__loop_float64(args, dims, steps, data):
         if _loops.same(out, dy):
             for i in range(n):
                 out[i] = out[i] * exponential__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = dy[i] * exponential__dfdy(out[i])
         else:
             for i in range(n):
                 out[i] = dy[i] * exponential__dfdy(y[i])
@@ -14879,15 +14397,19 @@ def exponential__backward_y__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def exponential__backward_y__parallel(out, dy, y):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] * exponential__dfdy(y[i])
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * exponential__dfdy(out[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = dy[i] * exponential__dfdy(y[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        if _loops.same(outc, dyc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] * exponential__dfdy(yc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = dyc[i] * exponential__dfdy(yc[i])
 
 
 def exponential__backward_x_acc(dy, x, acc):
@@ -14901,13 +14423,7 @@ def exponential__backward_x_acc__loop_float32(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * exponential__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * exponential__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * exponential__dfdx(x[i])
         else:
@@ -14925,13 +14441,7 @@ def exponential__backward_x_acc__loop_float64(args, dims, steps, data):
         x = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * exponential__dfdx(x[i])
-        elif _loops.same(out, x):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * exponential__dfdx(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * exponential__dfdx(x[i])
         else:
@@ -14944,18 +14454,20 @@ def exponential__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def exponential__backward_x_acc__parallel(out, dy, x, acc):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * exponential__dfdx(x[i])
-    elif _loops.same(out, x):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * exponential__dfdx(out[i])
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * exponential__dfdx(x[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * exponential__dfdx(x[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        xc = _loops.window(x, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * exponential__dfdx(xc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * exponential__dfdx(xc[i])
 
 
 def exponential__backward_y_acc(dy, y, acc):
@@ -14969,13 +14481,7 @@ def exponential__backward_y_acc__loop_float32(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float32)
         acc = _loops.contiguous(args[2], n, np.float32)
         out = _loops.contiguous(args[3], n, np.float32)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * exponential__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * exponential__dfdy(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * exponential__dfdy(y[i])
         else:
@@ -14993,13 +14499,7 @@ def exponential__backward_y_acc__loop_float64(args, dims, steps, data):
         y = _loops.contiguous(args[1], n, np.float64)
         acc = _loops.contiguous(args[2], n, np.float64)
         out = _loops.contiguous(args[3], n, np.float64)
-        if _loops.same(out, dy):
-            for i in range(n):
-                out[i] = acc[i] + out[i] * exponential__dfdy(y[i])
-        elif _loops.same(out, y):
-            for i in range(n):
-                out[i] = acc[i] + dy[i] * exponential__dfdy(out[i])
-        elif _loops.same(out, acc):
+        if _loops.same(out, acc):
             for i in range(n):
                 out[i] = out[i] + dy[i] * exponential__dfdy(y[i])
         else:
@@ -15012,18 +14512,20 @@ def exponential__backward_y_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def exponential__backward_y_acc__parallel(out, dy, y, acc):
-    if _loops.same(out, dy):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + out[i] * exponential__dfdy(y[i])
-    elif _loops.same(out, y):
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * exponential__dfdy(out[i])
-    elif _loops.same(out, acc):
-        for i in prange(out.shape[0]):
-            out[i] = out[i] + dy[i] * exponential__dfdy(y[i])
-    else:
-        for i in prange(out.shape[0]):
-            out[i] = acc[i] + dy[i] * exponential__dfdy(y[i])
+    n = out.shape[0]
+    for c in prange((n + 16384 - 1) // 16384):
+        b0 = c * 16384
+        b1 = min(b0 + 16384, n)
+        outc = _loops.window(out, b0, b1)
+        dyc = _loops.window(dy, b0, b1)
+        yc = _loops.window(y, b0, b1)
+        accc = _loops.window(acc, b0, b1)
+        if _loops.same(outc, accc):
+            for i in range(b1 - b0):
+                outc[i] = outc[i] + dyc[i] * exponential__dfdy(yc[i])
+        else:
+            for i in range(b1 - b0):
+                outc[i] = accc[i] + dyc[i] * exponential__dfdy(yc[i])
 
 
 # --- prelu -------------------------------------------------------------------------------
@@ -15501,7 +15003,7 @@ softmax__norm = _scalar(softmax__norm)
 
 
 def softmax__finish(t, r):
-    return t * r
+    return math.mul_wide(t, r)
 softmax__finish = _scalar(softmax__finish)
 
 
@@ -15558,9 +15060,6 @@ def softmax__backward_y__row(dy, y, out):
     if _loops.same(out, dy):
         for j in range(n):
             out[j] = softmax__bout(out[j], y[j], d)
-    elif _loops.same(out, y):
-        for j in range(n):
-            out[j] = softmax__bout(dy[j], out[j], d)
     else:
         for j in range(n):
             out[j] = softmax__bout(dy[j], y[j], d)
@@ -15672,9 +15171,6 @@ def softmax__backward_y__blocks(out, dy, y):
             if _loops.same(ob, dyb):
                 for j in range(b1 - b0):
                     ob[j] = softmax__bout(ob[j], yb[j], d)
-            elif _loops.same(ob, yb):
-                for j in range(b1 - b0):
-                    ob[j] = softmax__bout(dyb[j], ob[j], d)
             else:
                 for j in range(b1 - b0):
                     ob[j] = softmax__bout(dyb[j], yb[j], d)
@@ -15734,9 +15230,6 @@ def softmax__backward_x__blocks(out, dy, x):
             if _loops.same(ob, dyb):
                 for j in range(b1 - b0):
                     ob[j] = softmax__bout(ob[j], yb[j], d)
-            elif _loops.same(ob, yb):
-                for j in range(b1 - b0):
-                    ob[j] = softmax__bout(dyb[j], ob[j], d)
             else:
                 for j in range(b1 - b0):
                     ob[j] = softmax__bout(dyb[j], yb[j], d)
@@ -15764,8 +15257,8 @@ def log_softmax__out(x, m, r):
     d = x - m
     v = d - x
     err = x - (d - v) - (m + v)
-    y = d - r + (err if err == err else lit(0.0, x))
-    return lit(0.0, x) - r if x == m else y
+    y = math.sub_wide(d, r, err if err == err else lit(0.0, x))
+    return math.sub_wide(lit(0.0, x), r, lit(0.0, x)) if x == m else y
 log_softmax__out = _scalar(log_softmax__out)
 
 
@@ -15823,9 +15316,6 @@ def log_softmax__backward_y__row(dy, y, out):
     if _loops.same(out, dy):
         for j in range(n):
             out[j] = log_softmax__bout(out[j], y[j], d)
-    elif _loops.same(out, y):
-        for j in range(n):
-            out[j] = log_softmax__bout(dy[j], out[j], d)
     else:
         for j in range(n):
             out[j] = log_softmax__bout(dy[j], y[j], d)
@@ -15937,9 +15427,6 @@ def log_softmax__backward_y__blocks(out, dy, y):
             if _loops.same(ob, dyb):
                 for j in range(b1 - b0):
                     ob[j] = log_softmax__bout(ob[j], yb[j], d)
-            elif _loops.same(ob, yb):
-                for j in range(b1 - b0):
-                    ob[j] = log_softmax__bout(dyb[j], ob[j], d)
             else:
                 for j in range(b1 - b0):
                     ob[j] = log_softmax__bout(dyb[j], yb[j], d)
@@ -15999,9 +15486,6 @@ def log_softmax__backward_x__blocks(out, dy, x):
             if _loops.same(ob, dyb):
                 for j in range(b1 - b0):
                     ob[j] = log_softmax__bout(ob[j], yb[j], d)
-            elif _loops.same(ob, yb):
-                for j in range(b1 - b0):
-                    ob[j] = log_softmax__bout(dyb[j], ob[j], d)
             else:
                 for j in range(b1 - b0):
                     ob[j] = log_softmax__bout(dyb[j], yb[j], d)
@@ -16026,7 +15510,7 @@ softmin__norm = _scalar(softmin__norm)
 
 
 def softmin__finish(t, r):
-    return t * r
+    return math.mul_wide(t, r)
 softmin__finish = _scalar(softmin__finish)
 
 
@@ -16083,9 +15567,6 @@ def softmin__backward_y__row(dy, y, out):
     if _loops.same(out, dy):
         for j in range(n):
             out[j] = softmin__bout(out[j], y[j], d)
-    elif _loops.same(out, y):
-        for j in range(n):
-            out[j] = softmin__bout(dy[j], out[j], d)
     else:
         for j in range(n):
             out[j] = softmin__bout(dy[j], y[j], d)
@@ -16197,9 +15678,6 @@ def softmin__backward_y__blocks(out, dy, y):
             if _loops.same(ob, dyb):
                 for j in range(b1 - b0):
                     ob[j] = softmin__bout(ob[j], yb[j], d)
-            elif _loops.same(ob, yb):
-                for j in range(b1 - b0):
-                    ob[j] = softmin__bout(dyb[j], ob[j], d)
             else:
                 for j in range(b1 - b0):
                     ob[j] = softmin__bout(dyb[j], yb[j], d)
@@ -16259,9 +15737,6 @@ def softmin__backward_x__blocks(out, dy, x):
             if _loops.same(ob, dyb):
                 for j in range(b1 - b0):
                     ob[j] = softmin__bout(ob[j], yb[j], d)
-            elif _loops.same(ob, yb):
-                for j in range(b1 - b0):
-                    ob[j] = softmin__bout(dyb[j], ob[j], d)
             else:
                 for j in range(b1 - b0):
                     ob[j] = softmin__bout(dyb[j], yb[j], d)
@@ -16460,7 +15935,7 @@ logsumexp__norm = _scalar(logsumexp__norm)
 
 
 def logsumexp__finish(t, r):
-    return t * r
+    return math.mul_wide(t, r)
 logsumexp__finish = _scalar(logsumexp__finish)
 
 

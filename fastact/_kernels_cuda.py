@@ -24,7 +24,7 @@ from numba import cuda, float64
 from fastact import _cudamath as math
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "472b3a83c83f0e7b0c32dffd1f7ede30b541ff49947508e33b50ff86d8875d28"
+DECLARATIONS_SHA256 = "ab535f86645059fcef20bd76a9dc3aad0141fc3e316dc265f46eb4a83f5bc3fa"
 
 _device = cuda.jit(device=True)
 
@@ -2079,7 +2079,7 @@ softmax__norm = _device(softmax__norm)
 
 
 def softmax__finish(t, r):
-    return t * r
+    return math.mul_wide(t, r)
 softmax__finish = _device(softmax__finish)
 
 
@@ -2246,8 +2246,8 @@ def log_softmax__out(x, m, r):
     d = x - m
     v = d - x
     err = x - (d - v) - (m + v)
-    y = d - r + (err if err == err else lit(0.0, x))
-    return lit(0.0, x) - r if x == m else y
+    y = math.sub_wide(d, r, err if err == err else lit(0.0, x))
+    return math.sub_wide(lit(0.0, x), r, lit(0.0, x)) if x == m else y
 log_softmax__out = _device(log_softmax__out)
 
 
@@ -2411,7 +2411,7 @@ softmin__norm = _device(softmin__norm)
 
 
 def softmin__finish(t, r):
-    return t * r
+    return math.mul_wide(t, r)
 softmin__finish = _device(softmin__finish)
 
 
@@ -2820,7 +2820,7 @@ logsumexp__norm = _device(logsumexp__norm)
 
 
 def logsumexp__finish(t, r):
-    return t * r
+    return math.mul_wide(t, r)
 logsumexp__finish = _device(logsumexp__finish)
 
 

@@ -172,3 +172,29 @@ def ufunc(name: str, doc: str, loops, dtypes, nin: int) -> np.ufunc:
     ptrs = [int(lp.address) for lp in loops]
     types_ = [[np.dtype(t).num] * (nin + 1) for t in dtypes]
     return _internal.fromfunc(name, doc, ptrs, types_, nin, 1, [None] * len(ptrs), list(loops), -1)
+
+
+def _python_versions():
+    """``same``, ``row`` and ``window`` in plain Python (under ``NUMBA_DISABLE_JIT=1``,
+    where an intrinsic cannot run): NumPy's own views."""
+
+    def same(a, b):
+        return a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and a.strides == b.strides
+
+    def row(a, i):
+        return a[i]
+
+    def window(a, start, stop):
+        return a[start:stop]
+
+    return same, row, window
+
+
+def _jit_disabled() -> bool:
+    from numba.core import config
+
+    return bool(config.DISABLE_JIT)
+
+
+if _jit_disabled():
+    same, row, window = _python_versions()

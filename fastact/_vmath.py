@@ -25,6 +25,13 @@ by Chebyshev interpolation in 50-digit arithmetic and reports their error):
 * ``exp_f64``: for float32, ``exp``'s method with ``ln2`` in three parts (``k`` has 11
   bits) and ``2**k`` applied in float64, so that the result is neither subnormal nor
   infinite where a float32 product with it is normal; for float64, ``exp``.
+* ``exp_diff(a, b)``, ``e**(a - b)`` for ``a <= b`` (softmax's terms): ``d = a - b`` and
+  its rounding error (TwoSum), ``d = k ln2 + r`` as for ``exp`` with the error added to
+  ``r`` (a first-order correction, exact to well under an ULP), ``e**r = 1 + r q(r)``
+  (``q`` of degree 5 in float32) with ``s = 2**(k + 64)`` applied inside the last FMA,
+  ``s + (r s) q``, then ``2**-64`` (exact, or the one rounding of a subnormal result):
+  about 22 vector instructions where ``exp`` of the rounded difference with a separate
+  correction took 35.  float64: ``exp``'s polynomial and ``2**(k + 600)``.
 * ``expm1``: the same reduction; ``2**k expm1(r) + (2**k - 1)``, in which ``2**k - 1`` is
   exact, and ``expm1(r)`` itself where ``k = 0``, so that small arguments keep their
   relative precision; for large ``k``, ``exp``'s path.
@@ -50,7 +57,8 @@ by Chebyshev interpolation in 50-digit arithmetic and reports their error):
 Accuracy, measured by ``tests/test_vmath.py`` against an extended-precision oracle (long
 double, or mpmath for ``erf``, ``erfc`` and ``ndtr``) over the whole domain, subnormals
 and special values included: float32 ``exp``, ``expm1``, ``log``, ``log1p``, ``tanh``
-within 1 ULP of the exact result (``exp_f64``: within 1 float32 ULP, relative), ``erf``
+within 1 ULP of the exact result (``exp_f64``: within 1 float32 ULP, relative;
+``exp_diff``: within 1 ULP of ``e**(a - b)`` with the difference exact, in both), ``erf``
 and ``erfc`` within 2; float64 ``exp`` within 1 ULP, the rest within 2; ``ndtr`` within 3
 in both.  Special values are exact: ``exp(-inf) == 0``, ``exp(inf) == inf``,
 ``expm1(±0) == ±0``, ``expm1(-inf) == -1``, ``log(0) == -inf``, ``log(inf) == inf``,
@@ -73,7 +81,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-__all__ = ["exp", "exp_f64", "exp_diff", "expm1", "log", "log1p", "tanh", "erf", "erfc", "ndtr", "fma"]
+__all__ = ["exp", "exp_f64", "exp_diff", "mul_wide", "sub_wide", "expm1", "log", "log1p", "tanh", "erf", "erfc", "ndtr", "fma"]
 
 
 def exp(x):
@@ -107,6 +115,23 @@ def exp_diff(a, b):
         t = math.inf
     c = t * err
     return t + (c if c == c else 0.0)
+
+
+def mul_wide(t, r):
+    """``t * r`` for a float64 factor ``r`` (within float32's range), rounded to ``t``'s
+    type: compiled for a float32 ``t``, in float32 arithmetic as ``t r_hi + t r_lo`` (``r``
+    split in two float32 parts, once per loop; one FMA), within 0.5 ULP of the product
+    but for an error of 2**-46 relative: the float64 product would widen both factors of
+    every element and narrow the result, four times the instructions."""
+    return t * r
+
+
+def sub_wide(a, r, c):
+    """``(a - r) + c`` for a float64 ``r`` (within float32's range) and a small correction
+    ``c``, in ``a``'s type: compiled for a float32 ``a``, in float32 arithmetic as ``(a -
+    r_hi) + (c - r_lo)`` (``r`` split as in :func:`mul_wide`), within an ULP of the exact
+    value."""
+    return (a - r) + c
 
 
 def expm1(x):
@@ -881,6 +906,45 @@ def _exp_diff_impl(a, b):
     if a == types.float32 and b == types.float32:
         return lambda a, b: _exp_diff_f32(a, b)
     return lambda a, b: _exp_diff_f64(float(a), float(b))
+
+
+@njit(**_INLINE)
+def _split_f64(r):
+    """``r`` as ``hi + lo``, two float32 (``lo`` 0 where ``r`` is infinite or NaN: ``hi``
+    carries it).  Loop-invariant where ``r`` is: LLVM computes it once."""
+    hi = F32(r)
+    lo = F32(r - F64(hi))
+    return hi, (lo if lo == lo else F32(0.0))
+
+
+@njit(**_INLINE)
+def _mul_wide_f32(t, r):
+    hi, lo = _split_f64(r)
+    return _fma(t, hi, t * lo)
+
+
+@njit(**_INLINE)
+def _sub_wide_f32(a, r, c):
+    hi, lo = _split_f64(r)
+    return (a - hi) + (c - lo)
+
+
+@overload(sub_wide, jit_options=_INLINE)
+def _sub_wide_impl(a, r, c):
+    if not all(isinstance(v, (types.Float, types.Integer, types.Boolean)) for v in (a, r, c)):
+        return None
+    if a == types.float32 and r == types.float64 and c == types.float32:
+        return lambda a, r, c: _sub_wide_f32(a, r, c)
+    return lambda a, r, c: (a - r) + c
+
+
+@overload(mul_wide, jit_options=_INLINE)
+def _mul_wide_impl(t, r):
+    if not all(isinstance(v, (types.Float, types.Integer, types.Boolean)) for v in (t, r)):
+        return None
+    if t == types.float32 and r == types.float64:
+        return lambda t, r: _mul_wide_f32(t, r)
+    return lambda t, r: t * r
 
 
 @overload(fma, jit_options=_INLINE)

@@ -656,9 +656,12 @@ def sparsemax(x, axis=-1):
     """The sort-based algorithm (Martins & Astudillo): the support is the largest k with
     1 + k z_(k) > the sum of the k largest; rows with NaN, several +inf or only -inf are
     NaN, one +inf is its limit (1 there)."""
-    x = np.moveaxis(np.asarray(x), axis, -1)
+    x = np.asarray(x)
+    if x.ndim == 0:  # one row of one element, whatever the axis (as fastact and softmax)
+        return sparsemax(x.reshape(1)).reshape(())
+    x = np.moveaxis(x, axis, -1)
     shape = x.shape
-    rows = x.reshape(-1, shape[-1]) if x.ndim else x.reshape(1, 1)
+    rows = x.reshape(-1, shape[-1])
     out = np.empty(rows.shape, np.result_type(rows.dtype, np.float32))
     for i, r in enumerate(rows):
         inf = np.isposinf(r)

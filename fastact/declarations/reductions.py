@@ -74,4 +74,4 @@ class logsumexp:
         return 1.0 / s if row_has_limit(s, m) else math.nan
 
     def finish(t, r):
-        return t * r
+        return math.mul_wide(t, r)

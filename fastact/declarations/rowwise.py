@@ -53,8 +53,9 @@ class softmax:
     def norm(s, m):
         return 1.0 / s if row_has_limit(s, m) else math.nan
 
+    # r = 1 / s in float64: the product in the element's type (mul_wide), rounded once.
     def finish(t, r):
-        return t * r
+        return math.mul_wide(t, r)
 
     def bterm(dy, y):
         return dy * y
@@ -104,14 +105,15 @@ class log_softmax:
     def norm(s, m):
         return math.log(double(s)) if row_has_limit(s, m) else math.nan
 
-    # (x - m) - r with x - m's rounding error (TwoSum) added back; at the maximum, -r
-    # exactly (m = +inf included; 0 - r: +0, not -0, where r is 0).
+    # (x - m) - r with x - m's rounding error (TwoSum) added back, in the element's type
+    # (sub_wide: r is a float64); at the maximum, -r rounded once (m = +inf included; 0 -
+    # r: +0, not -0, where r is 0).
     def out(x, m, r):
         d = x - m
         v = d - x
         err = (x - (d - v)) - (m + v)
-        y = (d - r) + (err if err == err else 0.0)
-        return 0.0 - r if x == m else y
+        y = math.sub_wide(d, r, err if err == err else 0.0)
+        return math.sub_wide(0.0, r, 0.0) if x == m else y
 
     def bterm(dy, y):
         return dy
@@ -155,8 +157,9 @@ class softmin:
     def norm(s, m):
         return 1.0 / s if row_has_limit(s, m) else math.nan
 
+    # r = 1 / s in float64: the product in the element's type (mul_wide), rounded once.
     def finish(t, r):
-        return t * r
+        return math.mul_wide(t, r)
 
     def bterm(dy, y):
         return dy * y
