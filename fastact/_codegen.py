@@ -44,9 +44,6 @@ from fastact._spec import (
 PACKAGE = Path(__file__).resolve().parent
 DECLARATIONS = PACKAGE / "declarations"
 
-#: The elements of a chunk of a multi-threaded elementwise loop (64 KiB of float32).
-PARALLEL_CHUNK = 16384
-
 #: Elementwise operations: name -> (input names, scalar expression template).
 #: ``*_acc`` add the product into their last operand (``backward(..., accumulate=True)``,
 #: where that operand is ``out`` itself).
@@ -176,6 +173,7 @@ def _assign(indent: str, loop: str, target: str, expr: str, sources, index: str 
     place: ``sources`` are the inputs it is usually called in place on, each variant is
     one more loop to compile), the same loop reading ``target`` instead, chosen by
     :func:`fastact._loops.same`.
+
     LLVM checks at run time that two arrays of a loop do not overlap before it runs the
     vectorised loop, and one array under two names fails that check: the in-place loop then
     ran one element at a time (sigmoid on 64K float32, in place: 177 us, against 14 us into
@@ -193,6 +191,12 @@ def _assign(indent: str, loop: str, target: str, expr: str, sources, index: str 
         lines += [f"{indent}{'if' if k == 0 else 'elif'} _loops.same({target}, {s}):",
                   f"{indent}    {loop}", f"{indent}        {target}[{index}] = {body}"]
     return [*lines, f"{indent}else:", *(f"    {line}" for line in plain)]
+
+
+def in_place_input(op: str) -> int:
+    """The position among an elementwise operation's inputs of the one a call is usually
+    in place on (``fastact._cpu.parallel`` picks the in-place kernel by it)."""
+    return ELEMENTWISE_OPS[op][0].index(_in_place_input(ELEMENTWISE_OPS[op][0])[0])
 
 
 def _in_place_input(args) -> list[str]:
@@ -233,8 +237,8 @@ def _ufunc_loop(fname: str, template: str, fns: dict, args, params, consts, t: s
         lines += [f"        {name} = _loops.load(args[{len(args) + j}], 0, np.{t})" for j, name in enumerate(params)]
     lines += [
         f"        out = _loops.contiguous(args[{k_out}], n, np.{t})",
-        *_assign("        ", "for i in range(n):", "out", template.format(p=p_fast, **fns, **fast), _in_place_input(args),
-                 "i"),
+        *_assign("        ", "for i in range(n):", "out", template.format(p=p_fast, **fns, **fast),
+                 _in_place_input(args), "i"),
         "    else:",
         "        for i in range(n):",
         f"            _loops.store(args[{k_out}], i * steps[{k_out}], np.{t}, {template.format(p=p_slow, **fns, **slow)})",
@@ -251,7 +255,6 @@ def _elementwise(spec: ElementwiseSpec) -> list[str]:
         args, template = ELEMENTWISE_OPS[op]
         fns = {fn: f"{n}__{fn}" for fn in ELEMENTWISE_FUNCTIONS}
         scalar = template.format(p=p, **fns, **{a: a for a in args})
-        indexed = template.format(p=p, **fns, **{a: f"{a}[i]" for a in args})
         arglist = ", ".join(args) + p
         lines += [
             "",
@@ -271,24 +274,25 @@ def _elementwise(spec: ElementwiseSpec) -> list[str]:
                 baked = template.format(p=consts, **fns, **{a: a for a in args})
                 lines += ["", "", f"def {n}__{op}__{t}({args_only}):", f"    return {baked}"]
                 lines += _ufunc_loop(f"{n}__{op}__{t}__loop_{t}", template, fns, args, (), consts, t)
-        # Chunks of PARALLEL_CHUNK elements on the threads, each chunk's loop in place or
-        # not: one parallel loop to compile (a parallel loop per variant cost twice the
-        # compile time).
-        chunk = {a: f"{a}c" for a in args}
+        # In place on the input a call usually overwrites (see _in_place_input), its own
+        # kernel, which reads that input through out's name (so that LLVM vectorises it)
+        # and is compiled only where a program calls it: a variant inside this kernel
+        # would double its compile time.  Same arguments; the overwritten input unused.
+        over = _in_place_input(args)
+        in_place = template.format(p=p, **fns, **{a: "out[i]" if a in over else f"{a}[i]" for a in args})
         lines += [
             "",
             "",
             "@njit(parallel=True, cache=True, nogil=True)",
             f"def {n}__{op}__parallel(out, {arglist}):",
-            "    n = out.shape[0]",
-            f"    for c in prange((n + {PARALLEL_CHUNK} - 1) // {PARALLEL_CHUNK}):",
-            f"        b0 = c * {PARALLEL_CHUNK}",
-            f"        b1 = min(b0 + {PARALLEL_CHUNK}, n)",
-            "        outc = _loops.window(out, b0, b1)",
-            *(f"        {chunk[a]} = _loops.window({a}, b0, b1)" for a in args),
-            *_assign("        ", "for i in range(b1 - b0):", "outc",
-                     template.format(p=p, **fns, **{a: f"{chunk[a]}[i]" for a in args}),
-                     [chunk[a] for a in _in_place_input(args)], "i"),
+            "    for i in prange(out.shape[0]):",
+            f"        out[i] = {template.format(p=p, **fns, **{a: f'{a}[i]' for a in args})}",
+            "",
+            "",
+            "@njit(parallel=True, cache=True, nogil=True)",
+            f"def {n}__{op}__parallel_inplace(out, {arglist}):",
+            "    for i in prange(out.shape[0]):",
+            f"        out[i] = {in_place}",
         ]
     return lines
 
@@ -426,7 +430,8 @@ def _block_kernels(spec: RowwiseSpec) -> list[str]:
         "        for b in range(1, nb):",
         "            m = _max2(m, peak[b])",
         *each,
-        "            xb, ob = _loops.window(xi, b0, b1), " + ("_loops.window(oi, b0, b1)" if spec.finish is not None else "_stack_block(xi)"),
+        "            xb, ob = _loops.window(xi, b0, b1), "
+        + ("_loops.window(oi, b0, b1)" if spec.finish is not None else "_stack_block(xi)"),
         *_assign("            ", "for j in range(b1 - b0):", "ob", f"{n}__term(xb[j], m)",
                  ["xb"] if spec.finish is not None else []),
         "            partial[b] = _lane_sum(ob, 0, b1 - b0)",
@@ -653,7 +658,8 @@ def _reduction(spec: ReductionSpec) -> list[str]:
               "    tb = _stack_block(x)", *sums("tb"), f"    return {n}__value(s, m)"]
     # out may be x: element j of x is read (into the block's term) before out[j] is written.
     lines += ["", "", "@njit(nogil=True, error_model='numpy')", f"def {n}__backward_x__row(dy, x, out):",
-              "    n = x.shape[0]", *sums("_loops.window(out, b0, b1)"), f"    r = {n}__norm(s, m)", "    for j in range(n):",
+              "    n = x.shape[0]", *sums("_loops.window(out, b0, b1)"), f"    r = {n}__norm(s, m)",
+              "    for j in range(n):",
               f"        out[j] = dy * {n}__finish(out[j], r)"]
     loops = {
         "forward": ("x", "out[i] = {n}__forward__row(_loops.row(x, i))"),

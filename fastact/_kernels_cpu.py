@@ -38,7 +38,7 @@ from fastact._lanes import stack_block as _stack_block
 from fastact._lanes import lane_sum as _lane_sum
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "ab535f86645059fcef20bd76a9dc3aad0141fc3e316dc265f46eb4a83f5bc3fa"
+DECLARATIONS_SHA256 = "9cbbd2a9c117f6f6b4fbb3874a17b6e1e183cf8dfd4dcaed2bf09b68fafaca44"
 
 
 def _scalar(fn):
@@ -268,18 +268,14 @@ def relu__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu__forward__parallel(out, x, at_zero):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = relu__f(outc[i], at_zero)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = relu__f(xc[i], at_zero)
+    for i in prange(out.shape[0]):
+        out[i] = relu__f(x[i], at_zero)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def relu__forward__parallel_inplace(out, x, at_zero):
+    for i in prange(out.shape[0]):
+        out[i] = relu__f(out[i], at_zero)
 
 
 def relu__grad(x, at_zero):
@@ -362,18 +358,14 @@ def relu__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu__grad__parallel(out, x, at_zero):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = relu__dfdx(outc[i], at_zero)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = relu__dfdx(xc[i], at_zero)
+    for i in prange(out.shape[0]):
+        out[i] = relu__dfdx(x[i], at_zero)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def relu__grad__parallel_inplace(out, x, at_zero):
+    for i in prange(out.shape[0]):
+        out[i] = relu__dfdx(out[i], at_zero)
 
 
 def relu__grad2(x, at_zero):
@@ -456,18 +448,14 @@ def relu__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu__grad2__parallel(out, x, at_zero):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = relu__d2fdx2(outc[i], at_zero)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = relu__d2fdx2(xc[i], at_zero)
+    for i in prange(out.shape[0]):
+        out[i] = relu__d2fdx2(x[i], at_zero)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def relu__grad2__parallel_inplace(out, x, at_zero):
+    for i in prange(out.shape[0]):
+        out[i] = relu__d2fdx2(out[i], at_zero)
 
 
 def relu__backward_x(dy, x, at_zero):
@@ -554,19 +542,14 @@ def relu__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu__backward_x__parallel(out, dy, x, at_zero):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * relu__dfdx(xc[i], at_zero)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * relu__dfdx(xc[i], at_zero)
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * relu__dfdx(x[i], at_zero)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def relu__backward_x__parallel_inplace(out, dy, x, at_zero):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * relu__dfdx(x[i], at_zero)
 
 
 def relu__backward_y(dy, y, at_zero):
@@ -653,19 +636,14 @@ def relu__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu__backward_y__parallel(out, dy, y, at_zero):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * relu__dfdy(yc[i], at_zero)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * relu__dfdy(yc[i], at_zero)
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * relu__dfdy(y[i], at_zero)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def relu__backward_y__parallel_inplace(out, dy, y, at_zero):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * relu__dfdy(y[i], at_zero)
 
 
 def relu__backward_x_acc(dy, x, acc, at_zero):
@@ -756,20 +734,14 @@ def relu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu__backward_x_acc__parallel(out, dy, x, acc, at_zero):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * relu__dfdx(xc[i], at_zero)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * relu__dfdx(xc[i], at_zero)
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * relu__dfdx(x[i], at_zero)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def relu__backward_x_acc__parallel_inplace(out, dy, x, acc, at_zero):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * relu__dfdx(x[i], at_zero)
 
 
 def relu__backward_y_acc(dy, y, acc, at_zero):
@@ -860,20 +832,14 @@ def relu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu__backward_y_acc__parallel(out, dy, y, acc, at_zero):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * relu__dfdy(yc[i], at_zero)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * relu__dfdy(yc[i], at_zero)
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * relu__dfdy(y[i], at_zero)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def relu__backward_y_acc__parallel_inplace(out, dy, y, acc, at_zero):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * relu__dfdy(y[i], at_zero)
 
 
 # --- leaky_relu --------------------------------------------------------------------------
@@ -979,18 +945,14 @@ def leaky_relu__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def leaky_relu__forward__parallel(out, x, negative_slope):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = leaky_relu__f(outc[i], negative_slope)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = leaky_relu__f(xc[i], negative_slope)
+    for i in prange(out.shape[0]):
+        out[i] = leaky_relu__f(x[i], negative_slope)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def leaky_relu__forward__parallel_inplace(out, x, negative_slope):
+    for i in prange(out.shape[0]):
+        out[i] = leaky_relu__f(out[i], negative_slope)
 
 
 def leaky_relu__grad(x, negative_slope):
@@ -1073,18 +1035,14 @@ def leaky_relu__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def leaky_relu__grad__parallel(out, x, negative_slope):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = leaky_relu__dfdx(outc[i], negative_slope)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = leaky_relu__dfdx(xc[i], negative_slope)
+    for i in prange(out.shape[0]):
+        out[i] = leaky_relu__dfdx(x[i], negative_slope)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def leaky_relu__grad__parallel_inplace(out, x, negative_slope):
+    for i in prange(out.shape[0]):
+        out[i] = leaky_relu__dfdx(out[i], negative_slope)
 
 
 def leaky_relu__grad2(x, negative_slope):
@@ -1167,18 +1125,14 @@ def leaky_relu__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def leaky_relu__grad2__parallel(out, x, negative_slope):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = leaky_relu__d2fdx2(outc[i], negative_slope)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = leaky_relu__d2fdx2(xc[i], negative_slope)
+    for i in prange(out.shape[0]):
+        out[i] = leaky_relu__d2fdx2(x[i], negative_slope)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def leaky_relu__grad2__parallel_inplace(out, x, negative_slope):
+    for i in prange(out.shape[0]):
+        out[i] = leaky_relu__d2fdx2(out[i], negative_slope)
 
 
 def leaky_relu__backward_x(dy, x, negative_slope):
@@ -1265,19 +1219,14 @@ def leaky_relu__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def leaky_relu__backward_x__parallel(out, dy, x, negative_slope):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * leaky_relu__dfdx(xc[i], negative_slope)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * leaky_relu__dfdx(xc[i], negative_slope)
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * leaky_relu__dfdx(x[i], negative_slope)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def leaky_relu__backward_x__parallel_inplace(out, dy, x, negative_slope):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * leaky_relu__dfdx(x[i], negative_slope)
 
 
 def leaky_relu__backward_y(dy, y, negative_slope):
@@ -1364,19 +1313,14 @@ def leaky_relu__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def leaky_relu__backward_y__parallel(out, dy, y, negative_slope):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * leaky_relu__dfdy(yc[i], negative_slope)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * leaky_relu__dfdy(yc[i], negative_slope)
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * leaky_relu__dfdy(y[i], negative_slope)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def leaky_relu__backward_y__parallel_inplace(out, dy, y, negative_slope):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * leaky_relu__dfdy(y[i], negative_slope)
 
 
 def leaky_relu__backward_x_acc(dy, x, acc, negative_slope):
@@ -1467,20 +1411,14 @@ def leaky_relu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def leaky_relu__backward_x_acc__parallel(out, dy, x, acc, negative_slope):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * leaky_relu__dfdx(xc[i], negative_slope)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * leaky_relu__dfdx(xc[i], negative_slope)
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * leaky_relu__dfdx(x[i], negative_slope)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def leaky_relu__backward_x_acc__parallel_inplace(out, dy, x, acc, negative_slope):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * leaky_relu__dfdx(x[i], negative_slope)
 
 
 def leaky_relu__backward_y_acc(dy, y, acc, negative_slope):
@@ -1571,20 +1509,14 @@ def leaky_relu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def leaky_relu__backward_y_acc__parallel(out, dy, y, acc, negative_slope):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * leaky_relu__dfdy(yc[i], negative_slope)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * leaky_relu__dfdy(yc[i], negative_slope)
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * leaky_relu__dfdy(y[i], negative_slope)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def leaky_relu__backward_y_acc__parallel_inplace(out, dy, y, acc, negative_slope):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * leaky_relu__dfdy(y[i], negative_slope)
 
 
 # --- rrelu -------------------------------------------------------------------------------
@@ -1692,18 +1624,14 @@ def rrelu__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def rrelu__forward__parallel(out, x, lower, upper):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = rrelu__f(outc[i], lower, upper)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = rrelu__f(xc[i], lower, upper)
+    for i in prange(out.shape[0]):
+        out[i] = rrelu__f(x[i], lower, upper)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def rrelu__forward__parallel_inplace(out, x, lower, upper):
+    for i in prange(out.shape[0]):
+        out[i] = rrelu__f(out[i], lower, upper)
 
 
 def rrelu__grad(x, lower, upper):
@@ -1788,18 +1716,14 @@ def rrelu__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def rrelu__grad__parallel(out, x, lower, upper):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = rrelu__dfdx(outc[i], lower, upper)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = rrelu__dfdx(xc[i], lower, upper)
+    for i in prange(out.shape[0]):
+        out[i] = rrelu__dfdx(x[i], lower, upper)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def rrelu__grad__parallel_inplace(out, x, lower, upper):
+    for i in prange(out.shape[0]):
+        out[i] = rrelu__dfdx(out[i], lower, upper)
 
 
 def rrelu__grad2(x, lower, upper):
@@ -1884,18 +1808,14 @@ def rrelu__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def rrelu__grad2__parallel(out, x, lower, upper):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = rrelu__d2fdx2(outc[i], lower, upper)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = rrelu__d2fdx2(xc[i], lower, upper)
+    for i in prange(out.shape[0]):
+        out[i] = rrelu__d2fdx2(x[i], lower, upper)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def rrelu__grad2__parallel_inplace(out, x, lower, upper):
+    for i in prange(out.shape[0]):
+        out[i] = rrelu__d2fdx2(out[i], lower, upper)
 
 
 def rrelu__backward_x(dy, x, lower, upper):
@@ -1984,19 +1904,14 @@ def rrelu__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def rrelu__backward_x__parallel(out, dy, x, lower, upper):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * rrelu__dfdx(xc[i], lower, upper)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * rrelu__dfdx(xc[i], lower, upper)
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * rrelu__dfdx(x[i], lower, upper)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def rrelu__backward_x__parallel_inplace(out, dy, x, lower, upper):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * rrelu__dfdx(x[i], lower, upper)
 
 
 def rrelu__backward_y(dy, y, lower, upper):
@@ -2085,19 +2000,14 @@ def rrelu__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def rrelu__backward_y__parallel(out, dy, y, lower, upper):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * rrelu__dfdy(yc[i], lower, upper)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * rrelu__dfdy(yc[i], lower, upper)
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * rrelu__dfdy(y[i], lower, upper)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def rrelu__backward_y__parallel_inplace(out, dy, y, lower, upper):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * rrelu__dfdy(y[i], lower, upper)
 
 
 def rrelu__backward_x_acc(dy, x, acc, lower, upper):
@@ -2190,20 +2100,14 @@ def rrelu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def rrelu__backward_x_acc__parallel(out, dy, x, acc, lower, upper):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * rrelu__dfdx(xc[i], lower, upper)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * rrelu__dfdx(xc[i], lower, upper)
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * rrelu__dfdx(x[i], lower, upper)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def rrelu__backward_x_acc__parallel_inplace(out, dy, x, acc, lower, upper):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * rrelu__dfdx(x[i], lower, upper)
 
 
 def rrelu__backward_y_acc(dy, y, acc, lower, upper):
@@ -2296,20 +2200,14 @@ def rrelu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def rrelu__backward_y_acc__parallel(out, dy, y, acc, lower, upper):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * rrelu__dfdy(yc[i], lower, upper)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * rrelu__dfdy(yc[i], lower, upper)
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * rrelu__dfdy(y[i], lower, upper)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def rrelu__backward_y_acc__parallel_inplace(out, dy, y, acc, lower, upper):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * rrelu__dfdy(y[i], lower, upper)
 
 
 # --- relu6 -------------------------------------------------------------------------------
@@ -2373,18 +2271,14 @@ def relu6__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu6__forward__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = relu6__f(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = relu6__f(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = relu6__f(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def relu6__forward__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = relu6__f(out[i])
 
 
 def relu6__grad(x):
@@ -2425,18 +2319,14 @@ def relu6__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu6__grad__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = relu6__dfdx(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = relu6__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = relu6__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def relu6__grad__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = relu6__dfdx(out[i])
 
 
 def relu6__grad2(x):
@@ -2477,18 +2367,14 @@ def relu6__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu6__grad2__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = relu6__d2fdx2(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = relu6__d2fdx2(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = relu6__d2fdx2(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def relu6__grad2__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = relu6__d2fdx2(out[i])
 
 
 def relu6__backward_x(dy, x):
@@ -2531,19 +2417,14 @@ def relu6__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu6__backward_x__parallel(out, dy, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * relu6__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * relu6__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * relu6__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def relu6__backward_x__parallel_inplace(out, dy, x):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * relu6__dfdx(x[i])
 
 
 def relu6__backward_y(dy, y):
@@ -2586,19 +2467,14 @@ def relu6__backward_y__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu6__backward_y__parallel(out, dy, y):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * relu6__dfdy(yc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * relu6__dfdy(yc[i])
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * relu6__dfdy(y[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def relu6__backward_y__parallel_inplace(out, dy, y):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * relu6__dfdy(y[i])
 
 
 def relu6__backward_x_acc(dy, x, acc):
@@ -2643,20 +2519,14 @@ def relu6__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu6__backward_x_acc__parallel(out, dy, x, acc):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * relu6__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * relu6__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * relu6__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def relu6__backward_x_acc__parallel_inplace(out, dy, x, acc):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * relu6__dfdx(x[i])
 
 
 def relu6__backward_y_acc(dy, y, acc):
@@ -2701,20 +2571,14 @@ def relu6__backward_y_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def relu6__backward_y_acc__parallel(out, dy, y, acc):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * relu6__dfdy(yc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * relu6__dfdy(yc[i])
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * relu6__dfdy(y[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def relu6__backward_y_acc__parallel_inplace(out, dy, y, acc):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * relu6__dfdy(y[i])
 
 
 # --- hardtanh ----------------------------------------------------------------------------
@@ -2822,18 +2686,14 @@ def hardtanh__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardtanh__forward__parallel(out, x, min_val, max_val):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = hardtanh__f(outc[i], min_val, max_val)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = hardtanh__f(xc[i], min_val, max_val)
+    for i in prange(out.shape[0]):
+        out[i] = hardtanh__f(x[i], min_val, max_val)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hardtanh__forward__parallel_inplace(out, x, min_val, max_val):
+    for i in prange(out.shape[0]):
+        out[i] = hardtanh__f(out[i], min_val, max_val)
 
 
 def hardtanh__grad(x, min_val, max_val):
@@ -2918,18 +2778,14 @@ def hardtanh__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardtanh__grad__parallel(out, x, min_val, max_val):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = hardtanh__dfdx(outc[i], min_val, max_val)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = hardtanh__dfdx(xc[i], min_val, max_val)
+    for i in prange(out.shape[0]):
+        out[i] = hardtanh__dfdx(x[i], min_val, max_val)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hardtanh__grad__parallel_inplace(out, x, min_val, max_val):
+    for i in prange(out.shape[0]):
+        out[i] = hardtanh__dfdx(out[i], min_val, max_val)
 
 
 def hardtanh__grad2(x, min_val, max_val):
@@ -3014,18 +2870,14 @@ def hardtanh__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardtanh__grad2__parallel(out, x, min_val, max_val):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = hardtanh__d2fdx2(outc[i], min_val, max_val)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = hardtanh__d2fdx2(xc[i], min_val, max_val)
+    for i in prange(out.shape[0]):
+        out[i] = hardtanh__d2fdx2(x[i], min_val, max_val)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hardtanh__grad2__parallel_inplace(out, x, min_val, max_val):
+    for i in prange(out.shape[0]):
+        out[i] = hardtanh__d2fdx2(out[i], min_val, max_val)
 
 
 def hardtanh__backward_x(dy, x, min_val, max_val):
@@ -3114,19 +2966,14 @@ def hardtanh__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardtanh__backward_x__parallel(out, dy, x, min_val, max_val):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * hardtanh__dfdx(xc[i], min_val, max_val)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * hardtanh__dfdx(xc[i], min_val, max_val)
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * hardtanh__dfdx(x[i], min_val, max_val)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hardtanh__backward_x__parallel_inplace(out, dy, x, min_val, max_val):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * hardtanh__dfdx(x[i], min_val, max_val)
 
 
 def hardtanh__backward_y(dy, y, min_val, max_val):
@@ -3215,19 +3062,14 @@ def hardtanh__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardtanh__backward_y__parallel(out, dy, y, min_val, max_val):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * hardtanh__dfdy(yc[i], min_val, max_val)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * hardtanh__dfdy(yc[i], min_val, max_val)
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * hardtanh__dfdy(y[i], min_val, max_val)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hardtanh__backward_y__parallel_inplace(out, dy, y, min_val, max_val):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * hardtanh__dfdy(y[i], min_val, max_val)
 
 
 def hardtanh__backward_x_acc(dy, x, acc, min_val, max_val):
@@ -3320,20 +3162,14 @@ def hardtanh__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardtanh__backward_x_acc__parallel(out, dy, x, acc, min_val, max_val):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * hardtanh__dfdx(xc[i], min_val, max_val)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * hardtanh__dfdx(xc[i], min_val, max_val)
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * hardtanh__dfdx(x[i], min_val, max_val)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hardtanh__backward_x_acc__parallel_inplace(out, dy, x, acc, min_val, max_val):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * hardtanh__dfdx(x[i], min_val, max_val)
 
 
 def hardtanh__backward_y_acc(dy, y, acc, min_val, max_val):
@@ -3426,20 +3262,14 @@ def hardtanh__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardtanh__backward_y_acc__parallel(out, dy, y, acc, min_val, max_val):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * hardtanh__dfdy(yc[i], min_val, max_val)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * hardtanh__dfdy(yc[i], min_val, max_val)
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * hardtanh__dfdy(y[i], min_val, max_val)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hardtanh__backward_y_acc__parallel_inplace(out, dy, y, acc, min_val, max_val):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * hardtanh__dfdy(y[i], min_val, max_val)
 
 
 # --- threshold ---------------------------------------------------------------------------
@@ -3547,18 +3377,14 @@ def threshold__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def threshold__forward__parallel(out, x, threshold, value):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = threshold__f(outc[i], threshold, value)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = threshold__f(xc[i], threshold, value)
+    for i in prange(out.shape[0]):
+        out[i] = threshold__f(x[i], threshold, value)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def threshold__forward__parallel_inplace(out, x, threshold, value):
+    for i in prange(out.shape[0]):
+        out[i] = threshold__f(out[i], threshold, value)
 
 
 def threshold__grad(x, threshold, value):
@@ -3643,18 +3469,14 @@ def threshold__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def threshold__grad__parallel(out, x, threshold, value):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = threshold__dfdx(outc[i], threshold, value)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = threshold__dfdx(xc[i], threshold, value)
+    for i in prange(out.shape[0]):
+        out[i] = threshold__dfdx(x[i], threshold, value)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def threshold__grad__parallel_inplace(out, x, threshold, value):
+    for i in prange(out.shape[0]):
+        out[i] = threshold__dfdx(out[i], threshold, value)
 
 
 def threshold__grad2(x, threshold, value):
@@ -3739,18 +3561,14 @@ def threshold__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def threshold__grad2__parallel(out, x, threshold, value):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = threshold__d2fdx2(outc[i], threshold, value)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = threshold__d2fdx2(xc[i], threshold, value)
+    for i in prange(out.shape[0]):
+        out[i] = threshold__d2fdx2(x[i], threshold, value)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def threshold__grad2__parallel_inplace(out, x, threshold, value):
+    for i in prange(out.shape[0]):
+        out[i] = threshold__d2fdx2(out[i], threshold, value)
 
 
 def threshold__backward_x(dy, x, threshold, value):
@@ -3839,19 +3657,14 @@ def threshold__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def threshold__backward_x__parallel(out, dy, x, threshold, value):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * threshold__dfdx(xc[i], threshold, value)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * threshold__dfdx(xc[i], threshold, value)
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * threshold__dfdx(x[i], threshold, value)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def threshold__backward_x__parallel_inplace(out, dy, x, threshold, value):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * threshold__dfdx(x[i], threshold, value)
 
 
 def threshold__backward_y(dy, y, threshold, value):
@@ -3940,19 +3753,14 @@ def threshold__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def threshold__backward_y__parallel(out, dy, y, threshold, value):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * threshold__dfdy(yc[i], threshold, value)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * threshold__dfdy(yc[i], threshold, value)
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * threshold__dfdy(y[i], threshold, value)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def threshold__backward_y__parallel_inplace(out, dy, y, threshold, value):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * threshold__dfdy(y[i], threshold, value)
 
 
 def threshold__backward_x_acc(dy, x, acc, threshold, value):
@@ -4045,20 +3853,14 @@ def threshold__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def threshold__backward_x_acc__parallel(out, dy, x, acc, threshold, value):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * threshold__dfdx(xc[i], threshold, value)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * threshold__dfdx(xc[i], threshold, value)
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * threshold__dfdx(x[i], threshold, value)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def threshold__backward_x_acc__parallel_inplace(out, dy, x, acc, threshold, value):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * threshold__dfdx(x[i], threshold, value)
 
 
 def threshold__backward_y_acc(dy, y, acc, threshold, value):
@@ -4151,20 +3953,14 @@ def threshold__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def threshold__backward_y_acc__parallel(out, dy, y, acc, threshold, value):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * threshold__dfdy(yc[i], threshold, value)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * threshold__dfdy(yc[i], threshold, value)
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * threshold__dfdy(y[i], threshold, value)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def threshold__backward_y_acc__parallel_inplace(out, dy, y, acc, threshold, value):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * threshold__dfdy(y[i], threshold, value)
 
 
 # --- elu ---------------------------------------------------------------------------------
@@ -4270,18 +4066,14 @@ def elu__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def elu__forward__parallel(out, x, alpha):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = elu__f(outc[i], alpha)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = elu__f(xc[i], alpha)
+    for i in prange(out.shape[0]):
+        out[i] = elu__f(x[i], alpha)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def elu__forward__parallel_inplace(out, x, alpha):
+    for i in prange(out.shape[0]):
+        out[i] = elu__f(out[i], alpha)
 
 
 def elu__grad(x, alpha):
@@ -4364,18 +4156,14 @@ def elu__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def elu__grad__parallel(out, x, alpha):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = elu__dfdx(outc[i], alpha)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = elu__dfdx(xc[i], alpha)
+    for i in prange(out.shape[0]):
+        out[i] = elu__dfdx(x[i], alpha)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def elu__grad__parallel_inplace(out, x, alpha):
+    for i in prange(out.shape[0]):
+        out[i] = elu__dfdx(out[i], alpha)
 
 
 def elu__grad2(x, alpha):
@@ -4458,18 +4246,14 @@ def elu__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def elu__grad2__parallel(out, x, alpha):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = elu__d2fdx2(outc[i], alpha)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = elu__d2fdx2(xc[i], alpha)
+    for i in prange(out.shape[0]):
+        out[i] = elu__d2fdx2(x[i], alpha)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def elu__grad2__parallel_inplace(out, x, alpha):
+    for i in prange(out.shape[0]):
+        out[i] = elu__d2fdx2(out[i], alpha)
 
 
 def elu__backward_x(dy, x, alpha):
@@ -4556,19 +4340,14 @@ def elu__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def elu__backward_x__parallel(out, dy, x, alpha):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * elu__dfdx(xc[i], alpha)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * elu__dfdx(xc[i], alpha)
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * elu__dfdx(x[i], alpha)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def elu__backward_x__parallel_inplace(out, dy, x, alpha):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * elu__dfdx(x[i], alpha)
 
 
 def elu__backward_y(dy, y, alpha):
@@ -4655,19 +4434,14 @@ def elu__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def elu__backward_y__parallel(out, dy, y, alpha):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * elu__dfdy(yc[i], alpha)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * elu__dfdy(yc[i], alpha)
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * elu__dfdy(y[i], alpha)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def elu__backward_y__parallel_inplace(out, dy, y, alpha):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * elu__dfdy(y[i], alpha)
 
 
 def elu__backward_x_acc(dy, x, acc, alpha):
@@ -4758,20 +4532,14 @@ def elu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def elu__backward_x_acc__parallel(out, dy, x, acc, alpha):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * elu__dfdx(xc[i], alpha)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * elu__dfdx(xc[i], alpha)
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * elu__dfdx(x[i], alpha)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def elu__backward_x_acc__parallel_inplace(out, dy, x, acc, alpha):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * elu__dfdx(x[i], alpha)
 
 
 def elu__backward_y_acc(dy, y, acc, alpha):
@@ -4862,20 +4630,14 @@ def elu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def elu__backward_y_acc__parallel(out, dy, y, acc, alpha):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * elu__dfdy(yc[i], alpha)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * elu__dfdy(yc[i], alpha)
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * elu__dfdy(y[i], alpha)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def elu__backward_y_acc__parallel_inplace(out, dy, y, acc, alpha):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * elu__dfdy(y[i], alpha)
 
 
 # --- selu --------------------------------------------------------------------------------
@@ -4934,18 +4696,14 @@ def selu__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def selu__forward__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = selu__f(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = selu__f(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = selu__f(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def selu__forward__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = selu__f(out[i])
 
 
 def selu__grad(x):
@@ -4986,18 +4744,14 @@ def selu__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def selu__grad__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = selu__dfdx(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = selu__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = selu__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def selu__grad__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = selu__dfdx(out[i])
 
 
 def selu__grad2(x):
@@ -5038,18 +4792,14 @@ def selu__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def selu__grad2__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = selu__d2fdx2(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = selu__d2fdx2(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = selu__d2fdx2(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def selu__grad2__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = selu__d2fdx2(out[i])
 
 
 def selu__backward_x(dy, x):
@@ -5092,19 +4842,14 @@ def selu__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def selu__backward_x__parallel(out, dy, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * selu__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * selu__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * selu__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def selu__backward_x__parallel_inplace(out, dy, x):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * selu__dfdx(x[i])
 
 
 def selu__backward_x_acc(dy, x, acc):
@@ -5149,20 +4894,14 @@ def selu__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def selu__backward_x_acc__parallel(out, dy, x, acc):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * selu__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * selu__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * selu__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def selu__backward_x_acc__parallel_inplace(out, dy, x, acc):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * selu__dfdx(x[i])
 
 
 # --- celu --------------------------------------------------------------------------------
@@ -5280,18 +5019,14 @@ def celu__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def celu__forward__parallel(out, x, alpha):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = celu__f(outc[i], alpha)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = celu__f(xc[i], alpha)
+    for i in prange(out.shape[0]):
+        out[i] = celu__f(x[i], alpha)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def celu__forward__parallel_inplace(out, x, alpha):
+    for i in prange(out.shape[0]):
+        out[i] = celu__f(out[i], alpha)
 
 
 def celu__grad(x, alpha):
@@ -5374,18 +5109,14 @@ def celu__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def celu__grad__parallel(out, x, alpha):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = celu__dfdx(outc[i], alpha)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = celu__dfdx(xc[i], alpha)
+    for i in prange(out.shape[0]):
+        out[i] = celu__dfdx(x[i], alpha)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def celu__grad__parallel_inplace(out, x, alpha):
+    for i in prange(out.shape[0]):
+        out[i] = celu__dfdx(out[i], alpha)
 
 
 def celu__grad2(x, alpha):
@@ -5468,18 +5199,14 @@ def celu__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def celu__grad2__parallel(out, x, alpha):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = celu__d2fdx2(outc[i], alpha)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = celu__d2fdx2(xc[i], alpha)
+    for i in prange(out.shape[0]):
+        out[i] = celu__d2fdx2(x[i], alpha)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def celu__grad2__parallel_inplace(out, x, alpha):
+    for i in prange(out.shape[0]):
+        out[i] = celu__d2fdx2(out[i], alpha)
 
 
 def celu__backward_x(dy, x, alpha):
@@ -5566,19 +5293,14 @@ def celu__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def celu__backward_x__parallel(out, dy, x, alpha):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * celu__dfdx(xc[i], alpha)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * celu__dfdx(xc[i], alpha)
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * celu__dfdx(x[i], alpha)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def celu__backward_x__parallel_inplace(out, dy, x, alpha):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * celu__dfdx(x[i], alpha)
 
 
 def celu__backward_y(dy, y, alpha):
@@ -5665,19 +5387,14 @@ def celu__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def celu__backward_y__parallel(out, dy, y, alpha):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * celu__dfdy(yc[i], alpha)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * celu__dfdy(yc[i], alpha)
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * celu__dfdy(y[i], alpha)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def celu__backward_y__parallel_inplace(out, dy, y, alpha):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * celu__dfdy(y[i], alpha)
 
 
 def celu__backward_x_acc(dy, x, acc, alpha):
@@ -5768,20 +5485,14 @@ def celu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def celu__backward_x_acc__parallel(out, dy, x, acc, alpha):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * celu__dfdx(xc[i], alpha)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * celu__dfdx(xc[i], alpha)
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * celu__dfdx(x[i], alpha)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def celu__backward_x_acc__parallel_inplace(out, dy, x, acc, alpha):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * celu__dfdx(x[i], alpha)
 
 
 def celu__backward_y_acc(dy, y, acc, alpha):
@@ -5872,20 +5583,14 @@ def celu__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def celu__backward_y_acc__parallel(out, dy, y, acc, alpha):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * celu__dfdy(yc[i], alpha)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * celu__dfdy(yc[i], alpha)
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * celu__dfdy(y[i], alpha)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def celu__backward_y_acc__parallel_inplace(out, dy, y, acc, alpha):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * celu__dfdy(y[i], alpha)
 
 
 # --- softplus ----------------------------------------------------------------------------
@@ -5996,18 +5701,14 @@ def softplus__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softplus__forward__parallel(out, x, beta, threshold):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = softplus__f(outc[i], beta, threshold)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = softplus__f(xc[i], beta, threshold)
+    for i in prange(out.shape[0]):
+        out[i] = softplus__f(x[i], beta, threshold)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def softplus__forward__parallel_inplace(out, x, beta, threshold):
+    for i in prange(out.shape[0]):
+        out[i] = softplus__f(out[i], beta, threshold)
 
 
 def softplus__grad(x, beta, threshold):
@@ -6092,18 +5793,14 @@ def softplus__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softplus__grad__parallel(out, x, beta, threshold):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = softplus__dfdx(outc[i], beta, threshold)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = softplus__dfdx(xc[i], beta, threshold)
+    for i in prange(out.shape[0]):
+        out[i] = softplus__dfdx(x[i], beta, threshold)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def softplus__grad__parallel_inplace(out, x, beta, threshold):
+    for i in prange(out.shape[0]):
+        out[i] = softplus__dfdx(out[i], beta, threshold)
 
 
 def softplus__grad2(x, beta, threshold):
@@ -6188,18 +5885,14 @@ def softplus__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softplus__grad2__parallel(out, x, beta, threshold):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = softplus__d2fdx2(outc[i], beta, threshold)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = softplus__d2fdx2(xc[i], beta, threshold)
+    for i in prange(out.shape[0]):
+        out[i] = softplus__d2fdx2(x[i], beta, threshold)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def softplus__grad2__parallel_inplace(out, x, beta, threshold):
+    for i in prange(out.shape[0]):
+        out[i] = softplus__d2fdx2(out[i], beta, threshold)
 
 
 def softplus__backward_x(dy, x, beta, threshold):
@@ -6288,19 +5981,14 @@ def softplus__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softplus__backward_x__parallel(out, dy, x, beta, threshold):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * softplus__dfdx(xc[i], beta, threshold)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * softplus__dfdx(xc[i], beta, threshold)
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * softplus__dfdx(x[i], beta, threshold)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def softplus__backward_x__parallel_inplace(out, dy, x, beta, threshold):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * softplus__dfdx(x[i], beta, threshold)
 
 
 def softplus__backward_x_acc(dy, x, acc, beta, threshold):
@@ -6393,20 +6081,14 @@ def softplus__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softplus__backward_x_acc__parallel(out, dy, x, acc, beta, threshold):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * softplus__dfdx(xc[i], beta, threshold)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * softplus__dfdx(xc[i], beta, threshold)
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * softplus__dfdx(x[i], beta, threshold)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def softplus__backward_x_acc__parallel_inplace(out, dy, x, acc, beta, threshold):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * softplus__dfdx(x[i], beta, threshold)
 
 
 # --- silu --------------------------------------------------------------------------------
@@ -6520,18 +6202,14 @@ def silu__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def silu__forward__parallel(out, x, beta):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = silu__f(outc[i], beta)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = silu__f(xc[i], beta)
+    for i in prange(out.shape[0]):
+        out[i] = silu__f(x[i], beta)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def silu__forward__parallel_inplace(out, x, beta):
+    for i in prange(out.shape[0]):
+        out[i] = silu__f(out[i], beta)
 
 
 def silu__grad(x, beta):
@@ -6614,18 +6292,14 @@ def silu__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def silu__grad__parallel(out, x, beta):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = silu__dfdx(outc[i], beta)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = silu__dfdx(xc[i], beta)
+    for i in prange(out.shape[0]):
+        out[i] = silu__dfdx(x[i], beta)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def silu__grad__parallel_inplace(out, x, beta):
+    for i in prange(out.shape[0]):
+        out[i] = silu__dfdx(out[i], beta)
 
 
 def silu__grad2(x, beta):
@@ -6708,18 +6382,14 @@ def silu__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def silu__grad2__parallel(out, x, beta):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = silu__d2fdx2(outc[i], beta)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = silu__d2fdx2(xc[i], beta)
+    for i in prange(out.shape[0]):
+        out[i] = silu__d2fdx2(x[i], beta)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def silu__grad2__parallel_inplace(out, x, beta):
+    for i in prange(out.shape[0]):
+        out[i] = silu__d2fdx2(out[i], beta)
 
 
 def silu__backward_x(dy, x, beta):
@@ -6806,19 +6476,14 @@ def silu__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def silu__backward_x__parallel(out, dy, x, beta):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * silu__dfdx(xc[i], beta)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * silu__dfdx(xc[i], beta)
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * silu__dfdx(x[i], beta)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def silu__backward_x__parallel_inplace(out, dy, x, beta):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * silu__dfdx(x[i], beta)
 
 
 def silu__backward_x_acc(dy, x, acc, beta):
@@ -6909,20 +6574,14 @@ def silu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def silu__backward_x_acc__parallel(out, dy, x, acc, beta):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * silu__dfdx(xc[i], beta)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * silu__dfdx(xc[i], beta)
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * silu__dfdx(x[i], beta)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def silu__backward_x_acc__parallel_inplace(out, dy, x, acc, beta):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * silu__dfdx(x[i], beta)
 
 
 # --- gelu --------------------------------------------------------------------------------
@@ -7053,18 +6712,14 @@ def gelu__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def gelu__forward__parallel(out, x, approximate):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = gelu__f(outc[i], approximate)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = gelu__f(xc[i], approximate)
+    for i in prange(out.shape[0]):
+        out[i] = gelu__f(x[i], approximate)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def gelu__forward__parallel_inplace(out, x, approximate):
+    for i in prange(out.shape[0]):
+        out[i] = gelu__f(out[i], approximate)
 
 
 def gelu__grad(x, approximate):
@@ -7147,18 +6802,14 @@ def gelu__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def gelu__grad__parallel(out, x, approximate):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = gelu__dfdx(outc[i], approximate)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = gelu__dfdx(xc[i], approximate)
+    for i in prange(out.shape[0]):
+        out[i] = gelu__dfdx(x[i], approximate)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def gelu__grad__parallel_inplace(out, x, approximate):
+    for i in prange(out.shape[0]):
+        out[i] = gelu__dfdx(out[i], approximate)
 
 
 def gelu__grad2(x, approximate):
@@ -7241,18 +6892,14 @@ def gelu__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def gelu__grad2__parallel(out, x, approximate):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = gelu__d2fdx2(outc[i], approximate)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = gelu__d2fdx2(xc[i], approximate)
+    for i in prange(out.shape[0]):
+        out[i] = gelu__d2fdx2(x[i], approximate)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def gelu__grad2__parallel_inplace(out, x, approximate):
+    for i in prange(out.shape[0]):
+        out[i] = gelu__d2fdx2(out[i], approximate)
 
 
 def gelu__backward_x(dy, x, approximate):
@@ -7339,19 +6986,14 @@ def gelu__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def gelu__backward_x__parallel(out, dy, x, approximate):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * gelu__dfdx(xc[i], approximate)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * gelu__dfdx(xc[i], approximate)
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * gelu__dfdx(x[i], approximate)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def gelu__backward_x__parallel_inplace(out, dy, x, approximate):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * gelu__dfdx(x[i], approximate)
 
 
 def gelu__backward_x_acc(dy, x, acc, approximate):
@@ -7442,20 +7084,14 @@ def gelu__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def gelu__backward_x_acc__parallel(out, dy, x, acc, approximate):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * gelu__dfdx(xc[i], approximate)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * gelu__dfdx(xc[i], approximate)
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * gelu__dfdx(x[i], approximate)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def gelu__backward_x_acc__parallel_inplace(out, dy, x, acc, approximate):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * gelu__dfdx(x[i], approximate)
 
 
 # --- mish --------------------------------------------------------------------------------
@@ -7534,18 +7170,14 @@ def mish__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def mish__forward__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = mish__f(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = mish__f(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = mish__f(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def mish__forward__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = mish__f(out[i])
 
 
 def mish__grad(x):
@@ -7586,18 +7218,14 @@ def mish__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def mish__grad__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = mish__dfdx(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = mish__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = mish__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def mish__grad__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = mish__dfdx(out[i])
 
 
 def mish__grad2(x):
@@ -7638,18 +7266,14 @@ def mish__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def mish__grad2__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = mish__d2fdx2(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = mish__d2fdx2(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = mish__d2fdx2(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def mish__grad2__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = mish__d2fdx2(out[i])
 
 
 def mish__backward_x(dy, x):
@@ -7692,19 +7316,14 @@ def mish__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def mish__backward_x__parallel(out, dy, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * mish__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * mish__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * mish__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def mish__backward_x__parallel_inplace(out, dy, x):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * mish__dfdx(x[i])
 
 
 def mish__backward_x_acc(dy, x, acc):
@@ -7749,20 +7368,14 @@ def mish__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def mish__backward_x_acc__parallel(out, dy, x, acc):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * mish__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * mish__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * mish__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def mish__backward_x_acc__parallel_inplace(out, dy, x, acc):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * mish__dfdx(x[i])
 
 
 # --- hardswish ---------------------------------------------------------------------------
@@ -7821,18 +7434,14 @@ def hardswish__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardswish__forward__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = hardswish__f(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = hardswish__f(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = hardswish__f(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hardswish__forward__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = hardswish__f(out[i])
 
 
 def hardswish__grad(x):
@@ -7873,18 +7482,14 @@ def hardswish__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardswish__grad__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = hardswish__dfdx(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = hardswish__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = hardswish__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hardswish__grad__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = hardswish__dfdx(out[i])
 
 
 def hardswish__grad2(x):
@@ -7925,18 +7530,14 @@ def hardswish__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardswish__grad2__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = hardswish__d2fdx2(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = hardswish__d2fdx2(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = hardswish__d2fdx2(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hardswish__grad2__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = hardswish__d2fdx2(out[i])
 
 
 def hardswish__backward_x(dy, x):
@@ -7979,19 +7580,14 @@ def hardswish__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardswish__backward_x__parallel(out, dy, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * hardswish__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * hardswish__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * hardswish__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hardswish__backward_x__parallel_inplace(out, dy, x):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * hardswish__dfdx(x[i])
 
 
 def hardswish__backward_x_acc(dy, x, acc):
@@ -8036,20 +7632,14 @@ def hardswish__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardswish__backward_x_acc__parallel(out, dy, x, acc):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * hardswish__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * hardswish__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * hardswish__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hardswish__backward_x_acc__parallel_inplace(out, dy, x, acc):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * hardswish__dfdx(x[i])
 
 
 # --- squareplus --------------------------------------------------------------------------
@@ -8163,18 +7753,14 @@ def squareplus__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def squareplus__forward__parallel(out, x, b):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = squareplus__f(outc[i], b)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = squareplus__f(xc[i], b)
+    for i in prange(out.shape[0]):
+        out[i] = squareplus__f(x[i], b)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def squareplus__forward__parallel_inplace(out, x, b):
+    for i in prange(out.shape[0]):
+        out[i] = squareplus__f(out[i], b)
 
 
 def squareplus__grad(x, b):
@@ -8257,18 +7843,14 @@ def squareplus__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def squareplus__grad__parallel(out, x, b):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = squareplus__dfdx(outc[i], b)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = squareplus__dfdx(xc[i], b)
+    for i in prange(out.shape[0]):
+        out[i] = squareplus__dfdx(x[i], b)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def squareplus__grad__parallel_inplace(out, x, b):
+    for i in prange(out.shape[0]):
+        out[i] = squareplus__dfdx(out[i], b)
 
 
 def squareplus__grad2(x, b):
@@ -8351,18 +7933,14 @@ def squareplus__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def squareplus__grad2__parallel(out, x, b):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = squareplus__d2fdx2(outc[i], b)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = squareplus__d2fdx2(xc[i], b)
+    for i in prange(out.shape[0]):
+        out[i] = squareplus__d2fdx2(x[i], b)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def squareplus__grad2__parallel_inplace(out, x, b):
+    for i in prange(out.shape[0]):
+        out[i] = squareplus__d2fdx2(out[i], b)
 
 
 def squareplus__backward_x(dy, x, b):
@@ -8449,19 +8027,14 @@ def squareplus__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def squareplus__backward_x__parallel(out, dy, x, b):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * squareplus__dfdx(xc[i], b)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * squareplus__dfdx(xc[i], b)
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * squareplus__dfdx(x[i], b)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def squareplus__backward_x__parallel_inplace(out, dy, x, b):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * squareplus__dfdx(x[i], b)
 
 
 def squareplus__backward_y(dy, y, b):
@@ -8548,19 +8121,14 @@ def squareplus__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def squareplus__backward_y__parallel(out, dy, y, b):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * squareplus__dfdy(yc[i], b)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * squareplus__dfdy(yc[i], b)
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * squareplus__dfdy(y[i], b)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def squareplus__backward_y__parallel_inplace(out, dy, y, b):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * squareplus__dfdy(y[i], b)
 
 
 def squareplus__backward_x_acc(dy, x, acc, b):
@@ -8651,20 +8219,14 @@ def squareplus__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def squareplus__backward_x_acc__parallel(out, dy, x, acc, b):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * squareplus__dfdx(xc[i], b)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * squareplus__dfdx(xc[i], b)
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * squareplus__dfdx(x[i], b)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def squareplus__backward_x_acc__parallel_inplace(out, dy, x, acc, b):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * squareplus__dfdx(x[i], b)
 
 
 def squareplus__backward_y_acc(dy, y, acc, b):
@@ -8755,20 +8317,14 @@ def squareplus__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def squareplus__backward_y_acc__parallel(out, dy, y, acc, b):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * squareplus__dfdy(yc[i], b)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * squareplus__dfdy(yc[i], b)
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * squareplus__dfdy(y[i], b)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def squareplus__backward_y_acc__parallel_inplace(out, dy, y, acc, b):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * squareplus__dfdy(y[i], b)
 
 
 # --- sparse_plus -------------------------------------------------------------------------
@@ -8832,18 +8388,14 @@ def sparse_plus__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_plus__forward__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = sparse_plus__f(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = sparse_plus__f(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = sparse_plus__f(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def sparse_plus__forward__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = sparse_plus__f(out[i])
 
 
 def sparse_plus__grad(x):
@@ -8884,18 +8436,14 @@ def sparse_plus__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_plus__grad__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = sparse_plus__dfdx(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = sparse_plus__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = sparse_plus__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def sparse_plus__grad__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = sparse_plus__dfdx(out[i])
 
 
 def sparse_plus__grad2(x):
@@ -8936,18 +8484,14 @@ def sparse_plus__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_plus__grad2__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = sparse_plus__d2fdx2(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = sparse_plus__d2fdx2(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = sparse_plus__d2fdx2(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def sparse_plus__grad2__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = sparse_plus__d2fdx2(out[i])
 
 
 def sparse_plus__backward_x(dy, x):
@@ -8990,19 +8534,14 @@ def sparse_plus__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_plus__backward_x__parallel(out, dy, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * sparse_plus__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * sparse_plus__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * sparse_plus__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def sparse_plus__backward_x__parallel_inplace(out, dy, x):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * sparse_plus__dfdx(x[i])
 
 
 def sparse_plus__backward_y(dy, y):
@@ -9045,19 +8584,14 @@ def sparse_plus__backward_y__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_plus__backward_y__parallel(out, dy, y):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * sparse_plus__dfdy(yc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * sparse_plus__dfdy(yc[i])
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * sparse_plus__dfdy(y[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def sparse_plus__backward_y__parallel_inplace(out, dy, y):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * sparse_plus__dfdy(y[i])
 
 
 def sparse_plus__backward_x_acc(dy, x, acc):
@@ -9102,20 +8636,14 @@ def sparse_plus__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_plus__backward_x_acc__parallel(out, dy, x, acc):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * sparse_plus__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * sparse_plus__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * sparse_plus__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def sparse_plus__backward_x_acc__parallel_inplace(out, dy, x, acc):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * sparse_plus__dfdx(x[i])
 
 
 def sparse_plus__backward_y_acc(dy, y, acc):
@@ -9160,20 +8688,14 @@ def sparse_plus__backward_y_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_plus__backward_y_acc__parallel(out, dy, y, acc):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * sparse_plus__dfdy(yc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * sparse_plus__dfdy(yc[i])
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * sparse_plus__dfdy(y[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def sparse_plus__backward_y_acc__parallel_inplace(out, dy, y, acc):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * sparse_plus__dfdy(y[i])
 
 
 # --- sigmoid -----------------------------------------------------------------------------
@@ -9244,18 +8766,14 @@ def sigmoid__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sigmoid__forward__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = sigmoid__f(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = sigmoid__f(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = sigmoid__f(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def sigmoid__forward__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = sigmoid__f(out[i])
 
 
 def sigmoid__grad(x):
@@ -9296,18 +8814,14 @@ def sigmoid__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sigmoid__grad__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = sigmoid__dfdx(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = sigmoid__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = sigmoid__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def sigmoid__grad__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = sigmoid__dfdx(out[i])
 
 
 def sigmoid__grad2(x):
@@ -9348,18 +8862,14 @@ def sigmoid__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sigmoid__grad2__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = sigmoid__d2fdx2(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = sigmoid__d2fdx2(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = sigmoid__d2fdx2(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def sigmoid__grad2__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = sigmoid__d2fdx2(out[i])
 
 
 def sigmoid__backward_x(dy, x):
@@ -9402,19 +8912,14 @@ def sigmoid__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sigmoid__backward_x__parallel(out, dy, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * sigmoid__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * sigmoid__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * sigmoid__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def sigmoid__backward_x__parallel_inplace(out, dy, x):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * sigmoid__dfdx(x[i])
 
 
 def sigmoid__backward_y(dy, y):
@@ -9457,19 +8962,14 @@ def sigmoid__backward_y__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sigmoid__backward_y__parallel(out, dy, y):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * sigmoid__dfdy(yc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * sigmoid__dfdy(yc[i])
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * sigmoid__dfdy(y[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def sigmoid__backward_y__parallel_inplace(out, dy, y):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * sigmoid__dfdy(y[i])
 
 
 def sigmoid__backward_x_acc(dy, x, acc):
@@ -9514,20 +9014,14 @@ def sigmoid__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sigmoid__backward_x_acc__parallel(out, dy, x, acc):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * sigmoid__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * sigmoid__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * sigmoid__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def sigmoid__backward_x_acc__parallel_inplace(out, dy, x, acc):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * sigmoid__dfdx(x[i])
 
 
 def sigmoid__backward_y_acc(dy, y, acc):
@@ -9572,20 +9066,14 @@ def sigmoid__backward_y_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sigmoid__backward_y_acc__parallel(out, dy, y, acc):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * sigmoid__dfdy(yc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * sigmoid__dfdy(yc[i])
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * sigmoid__dfdy(y[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def sigmoid__backward_y_acc__parallel_inplace(out, dy, y, acc):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * sigmoid__dfdy(y[i])
 
 
 # --- log_sigmoid -------------------------------------------------------------------------
@@ -9653,18 +9141,14 @@ def log_sigmoid__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def log_sigmoid__forward__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = log_sigmoid__f(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = log_sigmoid__f(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = log_sigmoid__f(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def log_sigmoid__forward__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = log_sigmoid__f(out[i])
 
 
 def log_sigmoid__grad(x):
@@ -9705,18 +9189,14 @@ def log_sigmoid__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def log_sigmoid__grad__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = log_sigmoid__dfdx(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = log_sigmoid__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = log_sigmoid__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def log_sigmoid__grad__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = log_sigmoid__dfdx(out[i])
 
 
 def log_sigmoid__grad2(x):
@@ -9757,18 +9237,14 @@ def log_sigmoid__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def log_sigmoid__grad2__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = log_sigmoid__d2fdx2(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = log_sigmoid__d2fdx2(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = log_sigmoid__d2fdx2(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def log_sigmoid__grad2__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = log_sigmoid__d2fdx2(out[i])
 
 
 def log_sigmoid__backward_x(dy, x):
@@ -9811,19 +9287,14 @@ def log_sigmoid__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def log_sigmoid__backward_x__parallel(out, dy, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * log_sigmoid__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * log_sigmoid__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * log_sigmoid__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def log_sigmoid__backward_x__parallel_inplace(out, dy, x):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * log_sigmoid__dfdx(x[i])
 
 
 def log_sigmoid__backward_y(dy, y):
@@ -9866,19 +9337,14 @@ def log_sigmoid__backward_y__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def log_sigmoid__backward_y__parallel(out, dy, y):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * log_sigmoid__dfdy(yc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * log_sigmoid__dfdy(yc[i])
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * log_sigmoid__dfdy(y[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def log_sigmoid__backward_y__parallel_inplace(out, dy, y):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * log_sigmoid__dfdy(y[i])
 
 
 def log_sigmoid__backward_x_acc(dy, x, acc):
@@ -9923,20 +9389,14 @@ def log_sigmoid__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def log_sigmoid__backward_x_acc__parallel(out, dy, x, acc):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * log_sigmoid__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * log_sigmoid__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * log_sigmoid__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def log_sigmoid__backward_x_acc__parallel_inplace(out, dy, x, acc):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * log_sigmoid__dfdx(x[i])
 
 
 def log_sigmoid__backward_y_acc(dy, y, acc):
@@ -9981,20 +9441,14 @@ def log_sigmoid__backward_y_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def log_sigmoid__backward_y_acc__parallel(out, dy, y, acc):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * log_sigmoid__dfdy(yc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * log_sigmoid__dfdy(yc[i])
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * log_sigmoid__dfdy(y[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def log_sigmoid__backward_y_acc__parallel_inplace(out, dy, y, acc):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * log_sigmoid__dfdy(y[i])
 
 
 # --- hardsigmoid -------------------------------------------------------------------------
@@ -10053,18 +9507,14 @@ def hardsigmoid__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardsigmoid__forward__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = hardsigmoid__f(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = hardsigmoid__f(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = hardsigmoid__f(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hardsigmoid__forward__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = hardsigmoid__f(out[i])
 
 
 def hardsigmoid__grad(x):
@@ -10105,18 +9555,14 @@ def hardsigmoid__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardsigmoid__grad__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = hardsigmoid__dfdx(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = hardsigmoid__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = hardsigmoid__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hardsigmoid__grad__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = hardsigmoid__dfdx(out[i])
 
 
 def hardsigmoid__grad2(x):
@@ -10157,18 +9603,14 @@ def hardsigmoid__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardsigmoid__grad2__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = hardsigmoid__d2fdx2(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = hardsigmoid__d2fdx2(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = hardsigmoid__d2fdx2(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hardsigmoid__grad2__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = hardsigmoid__d2fdx2(out[i])
 
 
 def hardsigmoid__backward_x(dy, x):
@@ -10211,19 +9653,14 @@ def hardsigmoid__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardsigmoid__backward_x__parallel(out, dy, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * hardsigmoid__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * hardsigmoid__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * hardsigmoid__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hardsigmoid__backward_x__parallel_inplace(out, dy, x):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * hardsigmoid__dfdx(x[i])
 
 
 def hardsigmoid__backward_x_acc(dy, x, acc):
@@ -10268,20 +9705,14 @@ def hardsigmoid__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardsigmoid__backward_x_acc__parallel(out, dy, x, acc):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * hardsigmoid__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * hardsigmoid__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * hardsigmoid__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hardsigmoid__backward_x_acc__parallel_inplace(out, dy, x, acc):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * hardsigmoid__dfdx(x[i])
 
 
 # --- sparse_sigmoid ----------------------------------------------------------------------
@@ -10340,18 +9771,14 @@ def sparse_sigmoid__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_sigmoid__forward__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = sparse_sigmoid__f(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = sparse_sigmoid__f(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = sparse_sigmoid__f(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def sparse_sigmoid__forward__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = sparse_sigmoid__f(out[i])
 
 
 def sparse_sigmoid__grad(x):
@@ -10392,18 +9819,14 @@ def sparse_sigmoid__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_sigmoid__grad__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = sparse_sigmoid__dfdx(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = sparse_sigmoid__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = sparse_sigmoid__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def sparse_sigmoid__grad__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = sparse_sigmoid__dfdx(out[i])
 
 
 def sparse_sigmoid__grad2(x):
@@ -10444,18 +9867,14 @@ def sparse_sigmoid__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_sigmoid__grad2__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = sparse_sigmoid__d2fdx2(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = sparse_sigmoid__d2fdx2(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = sparse_sigmoid__d2fdx2(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def sparse_sigmoid__grad2__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = sparse_sigmoid__d2fdx2(out[i])
 
 
 def sparse_sigmoid__backward_x(dy, x):
@@ -10498,19 +9917,14 @@ def sparse_sigmoid__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_sigmoid__backward_x__parallel(out, dy, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * sparse_sigmoid__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * sparse_sigmoid__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * sparse_sigmoid__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def sparse_sigmoid__backward_x__parallel_inplace(out, dy, x):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * sparse_sigmoid__dfdx(x[i])
 
 
 def sparse_sigmoid__backward_x_acc(dy, x, acc):
@@ -10555,20 +9969,14 @@ def sparse_sigmoid__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def sparse_sigmoid__backward_x_acc__parallel(out, dy, x, acc):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * sparse_sigmoid__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * sparse_sigmoid__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * sparse_sigmoid__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def sparse_sigmoid__backward_x_acc__parallel_inplace(out, dy, x, acc):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * sparse_sigmoid__dfdx(x[i])
 
 
 # --- tanh --------------------------------------------------------------------------------
@@ -10636,18 +10044,14 @@ def tanh__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanh__forward__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = tanh__f(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = tanh__f(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = tanh__f(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def tanh__forward__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = tanh__f(out[i])
 
 
 def tanh__grad(x):
@@ -10688,18 +10092,14 @@ def tanh__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanh__grad__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = tanh__dfdx(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = tanh__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = tanh__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def tanh__grad__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = tanh__dfdx(out[i])
 
 
 def tanh__grad2(x):
@@ -10740,18 +10140,14 @@ def tanh__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanh__grad2__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = tanh__d2fdx2(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = tanh__d2fdx2(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = tanh__d2fdx2(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def tanh__grad2__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = tanh__d2fdx2(out[i])
 
 
 def tanh__backward_x(dy, x):
@@ -10794,19 +10190,14 @@ def tanh__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanh__backward_x__parallel(out, dy, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * tanh__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * tanh__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * tanh__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def tanh__backward_x__parallel_inplace(out, dy, x):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * tanh__dfdx(x[i])
 
 
 def tanh__backward_y(dy, y):
@@ -10849,19 +10240,14 @@ def tanh__backward_y__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanh__backward_y__parallel(out, dy, y):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * tanh__dfdy(yc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * tanh__dfdy(yc[i])
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * tanh__dfdy(y[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def tanh__backward_y__parallel_inplace(out, dy, y):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * tanh__dfdy(y[i])
 
 
 def tanh__backward_x_acc(dy, x, acc):
@@ -10906,20 +10292,14 @@ def tanh__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanh__backward_x_acc__parallel(out, dy, x, acc):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * tanh__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * tanh__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * tanh__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def tanh__backward_x_acc__parallel_inplace(out, dy, x, acc):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * tanh__dfdx(x[i])
 
 
 def tanh__backward_y_acc(dy, y, acc):
@@ -10964,20 +10344,14 @@ def tanh__backward_y_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanh__backward_y_acc__parallel(out, dy, y, acc):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * tanh__dfdy(yc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * tanh__dfdy(yc[i])
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * tanh__dfdy(y[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def tanh__backward_y_acc__parallel_inplace(out, dy, y, acc):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * tanh__dfdy(y[i])
 
 
 # --- softsign ----------------------------------------------------------------------------
@@ -11039,18 +10413,14 @@ def softsign__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softsign__forward__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = softsign__f(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = softsign__f(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = softsign__f(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def softsign__forward__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = softsign__f(out[i])
 
 
 def softsign__grad(x):
@@ -11091,18 +10461,14 @@ def softsign__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softsign__grad__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = softsign__dfdx(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = softsign__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = softsign__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def softsign__grad__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = softsign__dfdx(out[i])
 
 
 def softsign__grad2(x):
@@ -11143,18 +10509,14 @@ def softsign__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softsign__grad2__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = softsign__d2fdx2(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = softsign__d2fdx2(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = softsign__d2fdx2(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def softsign__grad2__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = softsign__d2fdx2(out[i])
 
 
 def softsign__backward_x(dy, x):
@@ -11197,19 +10559,14 @@ def softsign__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softsign__backward_x__parallel(out, dy, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * softsign__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * softsign__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * softsign__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def softsign__backward_x__parallel_inplace(out, dy, x):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * softsign__dfdx(x[i])
 
 
 def softsign__backward_x_acc(dy, x, acc):
@@ -11254,20 +10611,14 @@ def softsign__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softsign__backward_x_acc__parallel(out, dy, x, acc):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * softsign__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * softsign__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * softsign__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def softsign__backward_x_acc__parallel_inplace(out, dy, x, acc):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * softsign__dfdx(x[i])
 
 
 # --- step --------------------------------------------------------------------------------
@@ -11377,18 +10728,14 @@ def step__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def step__forward__parallel(out, x, at_zero):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = step__f(outc[i], at_zero)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = step__f(xc[i], at_zero)
+    for i in prange(out.shape[0]):
+        out[i] = step__f(x[i], at_zero)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def step__forward__parallel_inplace(out, x, at_zero):
+    for i in prange(out.shape[0]):
+        out[i] = step__f(out[i], at_zero)
 
 
 def step__grad(x, at_zero):
@@ -11471,18 +10818,14 @@ def step__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def step__grad__parallel(out, x, at_zero):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = step__dfdx(outc[i], at_zero)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = step__dfdx(xc[i], at_zero)
+    for i in prange(out.shape[0]):
+        out[i] = step__dfdx(x[i], at_zero)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def step__grad__parallel_inplace(out, x, at_zero):
+    for i in prange(out.shape[0]):
+        out[i] = step__dfdx(out[i], at_zero)
 
 
 def step__grad2(x, at_zero):
@@ -11565,18 +10908,14 @@ def step__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def step__grad2__parallel(out, x, at_zero):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = step__d2fdx2(outc[i], at_zero)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = step__d2fdx2(xc[i], at_zero)
+    for i in prange(out.shape[0]):
+        out[i] = step__d2fdx2(x[i], at_zero)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def step__grad2__parallel_inplace(out, x, at_zero):
+    for i in prange(out.shape[0]):
+        out[i] = step__d2fdx2(out[i], at_zero)
 
 
 def step__backward_x(dy, x, at_zero):
@@ -11663,19 +11002,14 @@ def step__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def step__backward_x__parallel(out, dy, x, at_zero):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * step__dfdx(xc[i], at_zero)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * step__dfdx(xc[i], at_zero)
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * step__dfdx(x[i], at_zero)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def step__backward_x__parallel_inplace(out, dy, x, at_zero):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * step__dfdx(x[i], at_zero)
 
 
 def step__backward_y(dy, y, at_zero):
@@ -11762,19 +11096,14 @@ def step__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def step__backward_y__parallel(out, dy, y, at_zero):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * step__dfdy(yc[i], at_zero)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * step__dfdy(yc[i], at_zero)
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * step__dfdy(y[i], at_zero)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def step__backward_y__parallel_inplace(out, dy, y, at_zero):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * step__dfdy(y[i], at_zero)
 
 
 def step__backward_x_acc(dy, x, acc, at_zero):
@@ -11865,20 +11194,14 @@ def step__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def step__backward_x_acc__parallel(out, dy, x, acc, at_zero):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * step__dfdx(xc[i], at_zero)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * step__dfdx(xc[i], at_zero)
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * step__dfdx(x[i], at_zero)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def step__backward_x_acc__parallel_inplace(out, dy, x, acc, at_zero):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * step__dfdx(x[i], at_zero)
 
 
 def step__backward_y_acc(dy, y, acc, at_zero):
@@ -11969,20 +11292,14 @@ def step__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def step__backward_y_acc__parallel(out, dy, y, acc, at_zero):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * step__dfdy(yc[i], at_zero)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * step__dfdy(yc[i], at_zero)
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * step__dfdy(y[i], at_zero)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def step__backward_y_acc__parallel_inplace(out, dy, y, acc, at_zero):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * step__dfdy(y[i], at_zero)
 
 
 # --- softshrink --------------------------------------------------------------------------
@@ -12088,18 +11405,14 @@ def softshrink__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softshrink__forward__parallel(out, x, lambd):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = softshrink__f(outc[i], lambd)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = softshrink__f(xc[i], lambd)
+    for i in prange(out.shape[0]):
+        out[i] = softshrink__f(x[i], lambd)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def softshrink__forward__parallel_inplace(out, x, lambd):
+    for i in prange(out.shape[0]):
+        out[i] = softshrink__f(out[i], lambd)
 
 
 def softshrink__grad(x, lambd):
@@ -12182,18 +11495,14 @@ def softshrink__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softshrink__grad__parallel(out, x, lambd):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = softshrink__dfdx(outc[i], lambd)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = softshrink__dfdx(xc[i], lambd)
+    for i in prange(out.shape[0]):
+        out[i] = softshrink__dfdx(x[i], lambd)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def softshrink__grad__parallel_inplace(out, x, lambd):
+    for i in prange(out.shape[0]):
+        out[i] = softshrink__dfdx(out[i], lambd)
 
 
 def softshrink__grad2(x, lambd):
@@ -12276,18 +11585,14 @@ def softshrink__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softshrink__grad2__parallel(out, x, lambd):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = softshrink__d2fdx2(outc[i], lambd)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = softshrink__d2fdx2(xc[i], lambd)
+    for i in prange(out.shape[0]):
+        out[i] = softshrink__d2fdx2(x[i], lambd)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def softshrink__grad2__parallel_inplace(out, x, lambd):
+    for i in prange(out.shape[0]):
+        out[i] = softshrink__d2fdx2(out[i], lambd)
 
 
 def softshrink__backward_x(dy, x, lambd):
@@ -12374,19 +11679,14 @@ def softshrink__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softshrink__backward_x__parallel(out, dy, x, lambd):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * softshrink__dfdx(xc[i], lambd)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * softshrink__dfdx(xc[i], lambd)
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * softshrink__dfdx(x[i], lambd)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def softshrink__backward_x__parallel_inplace(out, dy, x, lambd):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * softshrink__dfdx(x[i], lambd)
 
 
 def softshrink__backward_y(dy, y, lambd):
@@ -12473,19 +11773,14 @@ def softshrink__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softshrink__backward_y__parallel(out, dy, y, lambd):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * softshrink__dfdy(yc[i], lambd)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * softshrink__dfdy(yc[i], lambd)
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * softshrink__dfdy(y[i], lambd)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def softshrink__backward_y__parallel_inplace(out, dy, y, lambd):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * softshrink__dfdy(y[i], lambd)
 
 
 def softshrink__backward_x_acc(dy, x, acc, lambd):
@@ -12576,20 +11871,14 @@ def softshrink__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softshrink__backward_x_acc__parallel(out, dy, x, acc, lambd):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * softshrink__dfdx(xc[i], lambd)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * softshrink__dfdx(xc[i], lambd)
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * softshrink__dfdx(x[i], lambd)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def softshrink__backward_x_acc__parallel_inplace(out, dy, x, acc, lambd):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * softshrink__dfdx(x[i], lambd)
 
 
 def softshrink__backward_y_acc(dy, y, acc, lambd):
@@ -12680,20 +11969,14 @@ def softshrink__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def softshrink__backward_y_acc__parallel(out, dy, y, acc, lambd):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * softshrink__dfdy(yc[i], lambd)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * softshrink__dfdy(yc[i], lambd)
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * softshrink__dfdy(y[i], lambd)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def softshrink__backward_y_acc__parallel_inplace(out, dy, y, acc, lambd):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * softshrink__dfdy(y[i], lambd)
 
 
 # --- hardshrink --------------------------------------------------------------------------
@@ -12799,18 +12082,14 @@ def hardshrink__forward__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardshrink__forward__parallel(out, x, lambd):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = hardshrink__f(outc[i], lambd)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = hardshrink__f(xc[i], lambd)
+    for i in prange(out.shape[0]):
+        out[i] = hardshrink__f(x[i], lambd)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hardshrink__forward__parallel_inplace(out, x, lambd):
+    for i in prange(out.shape[0]):
+        out[i] = hardshrink__f(out[i], lambd)
 
 
 def hardshrink__grad(x, lambd):
@@ -12893,18 +12172,14 @@ def hardshrink__grad__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardshrink__grad__parallel(out, x, lambd):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = hardshrink__dfdx(outc[i], lambd)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = hardshrink__dfdx(xc[i], lambd)
+    for i in prange(out.shape[0]):
+        out[i] = hardshrink__dfdx(x[i], lambd)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hardshrink__grad__parallel_inplace(out, x, lambd):
+    for i in prange(out.shape[0]):
+        out[i] = hardshrink__dfdx(out[i], lambd)
 
 
 def hardshrink__grad2(x, lambd):
@@ -12987,18 +12262,14 @@ def hardshrink__grad2__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardshrink__grad2__parallel(out, x, lambd):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = hardshrink__d2fdx2(outc[i], lambd)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = hardshrink__d2fdx2(xc[i], lambd)
+    for i in prange(out.shape[0]):
+        out[i] = hardshrink__d2fdx2(x[i], lambd)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hardshrink__grad2__parallel_inplace(out, x, lambd):
+    for i in prange(out.shape[0]):
+        out[i] = hardshrink__d2fdx2(out[i], lambd)
 
 
 def hardshrink__backward_x(dy, x, lambd):
@@ -13085,19 +12356,14 @@ def hardshrink__backward_x__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardshrink__backward_x__parallel(out, dy, x, lambd):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * hardshrink__dfdx(xc[i], lambd)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * hardshrink__dfdx(xc[i], lambd)
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * hardshrink__dfdx(x[i], lambd)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hardshrink__backward_x__parallel_inplace(out, dy, x, lambd):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * hardshrink__dfdx(x[i], lambd)
 
 
 def hardshrink__backward_y(dy, y, lambd):
@@ -13184,19 +12450,14 @@ def hardshrink__backward_y__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardshrink__backward_y__parallel(out, dy, y, lambd):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * hardshrink__dfdy(yc[i], lambd)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * hardshrink__dfdy(yc[i], lambd)
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * hardshrink__dfdy(y[i], lambd)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hardshrink__backward_y__parallel_inplace(out, dy, y, lambd):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * hardshrink__dfdy(y[i], lambd)
 
 
 def hardshrink__backward_x_acc(dy, x, acc, lambd):
@@ -13287,20 +12548,14 @@ def hardshrink__backward_x_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardshrink__backward_x_acc__parallel(out, dy, x, acc, lambd):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * hardshrink__dfdx(xc[i], lambd)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * hardshrink__dfdx(xc[i], lambd)
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * hardshrink__dfdx(x[i], lambd)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hardshrink__backward_x_acc__parallel_inplace(out, dy, x, acc, lambd):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * hardshrink__dfdx(x[i], lambd)
 
 
 def hardshrink__backward_y_acc(dy, y, acc, lambd):
@@ -13391,20 +12646,14 @@ def hardshrink__backward_y_acc__float64__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def hardshrink__backward_y_acc__parallel(out, dy, y, acc, lambd):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * hardshrink__dfdy(yc[i], lambd)
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * hardshrink__dfdy(yc[i], lambd)
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * hardshrink__dfdy(y[i], lambd)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hardshrink__backward_y_acc__parallel_inplace(out, dy, y, acc, lambd):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * hardshrink__dfdy(y[i], lambd)
 
 
 # --- tanhshrink --------------------------------------------------------------------------
@@ -13487,18 +12736,14 @@ def tanhshrink__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanhshrink__forward__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = tanhshrink__f(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = tanhshrink__f(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = tanhshrink__f(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def tanhshrink__forward__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = tanhshrink__f(out[i])
 
 
 def tanhshrink__grad(x):
@@ -13539,18 +12784,14 @@ def tanhshrink__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanhshrink__grad__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = tanhshrink__dfdx(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = tanhshrink__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = tanhshrink__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def tanhshrink__grad__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = tanhshrink__dfdx(out[i])
 
 
 def tanhshrink__grad2(x):
@@ -13591,18 +12832,14 @@ def tanhshrink__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanhshrink__grad2__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = tanhshrink__d2fdx2(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = tanhshrink__d2fdx2(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = tanhshrink__d2fdx2(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def tanhshrink__grad2__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = tanhshrink__d2fdx2(out[i])
 
 
 def tanhshrink__backward_x(dy, x):
@@ -13645,19 +12882,14 @@ def tanhshrink__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanhshrink__backward_x__parallel(out, dy, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * tanhshrink__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * tanhshrink__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * tanhshrink__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def tanhshrink__backward_x__parallel_inplace(out, dy, x):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * tanhshrink__dfdx(x[i])
 
 
 def tanhshrink__backward_x_acc(dy, x, acc):
@@ -13702,20 +12934,14 @@ def tanhshrink__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def tanhshrink__backward_x_acc__parallel(out, dy, x, acc):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * tanhshrink__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * tanhshrink__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * tanhshrink__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def tanhshrink__backward_x_acc__parallel_inplace(out, dy, x, acc):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * tanhshrink__dfdx(x[i])
 
 
 # --- identity ----------------------------------------------------------------------------
@@ -13779,18 +13005,14 @@ def identity__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def identity__forward__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = identity__f(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = identity__f(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = identity__f(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def identity__forward__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = identity__f(out[i])
 
 
 def identity__grad(x):
@@ -13831,18 +13053,14 @@ def identity__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def identity__grad__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = identity__dfdx(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = identity__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = identity__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def identity__grad__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = identity__dfdx(out[i])
 
 
 def identity__grad2(x):
@@ -13883,18 +13101,14 @@ def identity__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def identity__grad2__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = identity__d2fdx2(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = identity__d2fdx2(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = identity__d2fdx2(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def identity__grad2__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = identity__d2fdx2(out[i])
 
 
 def identity__backward_x(dy, x):
@@ -13937,19 +13151,14 @@ def identity__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def identity__backward_x__parallel(out, dy, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * identity__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * identity__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * identity__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def identity__backward_x__parallel_inplace(out, dy, x):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * identity__dfdx(x[i])
 
 
 def identity__backward_y(dy, y):
@@ -13992,19 +13201,14 @@ def identity__backward_y__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def identity__backward_y__parallel(out, dy, y):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * identity__dfdy(yc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * identity__dfdy(yc[i])
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * identity__dfdy(y[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def identity__backward_y__parallel_inplace(out, dy, y):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * identity__dfdy(y[i])
 
 
 def identity__backward_x_acc(dy, x, acc):
@@ -14049,20 +13253,14 @@ def identity__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def identity__backward_x_acc__parallel(out, dy, x, acc):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * identity__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * identity__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * identity__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def identity__backward_x_acc__parallel_inplace(out, dy, x, acc):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * identity__dfdx(x[i])
 
 
 def identity__backward_y_acc(dy, y, acc):
@@ -14107,20 +13305,14 @@ def identity__backward_y_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def identity__backward_y_acc__parallel(out, dy, y, acc):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * identity__dfdy(yc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * identity__dfdy(yc[i])
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * identity__dfdy(y[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def identity__backward_y_acc__parallel_inplace(out, dy, y, acc):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * identity__dfdy(y[i])
 
 
 # --- exponential -------------------------------------------------------------------------
@@ -14184,18 +13376,14 @@ def exponential__forward__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def exponential__forward__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = exponential__f(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = exponential__f(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = exponential__f(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def exponential__forward__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = exponential__f(out[i])
 
 
 def exponential__grad(x):
@@ -14236,18 +13424,14 @@ def exponential__grad__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def exponential__grad__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = exponential__dfdx(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = exponential__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = exponential__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def exponential__grad__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = exponential__dfdx(out[i])
 
 
 def exponential__grad2(x):
@@ -14288,18 +13472,14 @@ def exponential__grad2__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def exponential__grad2__parallel(out, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, xc):
-            for i in range(b1 - b0):
-                outc[i] = exponential__d2fdx2(outc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = exponential__d2fdx2(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = exponential__d2fdx2(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def exponential__grad2__parallel_inplace(out, x):
+    for i in prange(out.shape[0]):
+        out[i] = exponential__d2fdx2(out[i])
 
 
 def exponential__backward_x(dy, x):
@@ -14342,19 +13522,14 @@ def exponential__backward_x__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def exponential__backward_x__parallel(out, dy, x):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * exponential__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * exponential__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * exponential__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def exponential__backward_x__parallel_inplace(out, dy, x):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * exponential__dfdx(x[i])
 
 
 def exponential__backward_y(dy, y):
@@ -14397,19 +13572,14 @@ def exponential__backward_y__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def exponential__backward_y__parallel(out, dy, y):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        if _loops.same(outc, dyc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] * exponential__dfdy(yc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = dyc[i] * exponential__dfdy(yc[i])
+    for i in prange(out.shape[0]):
+        out[i] = dy[i] * exponential__dfdy(y[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def exponential__backward_y__parallel_inplace(out, dy, y):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] * exponential__dfdy(y[i])
 
 
 def exponential__backward_x_acc(dy, x, acc):
@@ -14454,20 +13624,14 @@ def exponential__backward_x_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def exponential__backward_x_acc__parallel(out, dy, x, acc):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        xc = _loops.window(x, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * exponential__dfdx(xc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * exponential__dfdx(xc[i])
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * exponential__dfdx(x[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def exponential__backward_x_acc__parallel_inplace(out, dy, x, acc):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * exponential__dfdx(x[i])
 
 
 def exponential__backward_y_acc(dy, y, acc):
@@ -14512,20 +13676,14 @@ def exponential__backward_y_acc__loop_float64(args, dims, steps, data):
 
 @njit(parallel=True, cache=True, nogil=True)
 def exponential__backward_y_acc__parallel(out, dy, y, acc):
-    n = out.shape[0]
-    for c in prange((n + 16384 - 1) // 16384):
-        b0 = c * 16384
-        b1 = min(b0 + 16384, n)
-        outc = _loops.window(out, b0, b1)
-        dyc = _loops.window(dy, b0, b1)
-        yc = _loops.window(y, b0, b1)
-        accc = _loops.window(acc, b0, b1)
-        if _loops.same(outc, accc):
-            for i in range(b1 - b0):
-                outc[i] = outc[i] + dyc[i] * exponential__dfdy(yc[i])
-        else:
-            for i in range(b1 - b0):
-                outc[i] = accc[i] + dyc[i] * exponential__dfdy(yc[i])
+    for i in prange(out.shape[0]):
+        out[i] = acc[i] + dy[i] * exponential__dfdy(y[i])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def exponential__backward_y_acc__parallel_inplace(out, dy, y, acc):
+    for i in prange(out.shape[0]):
+        out[i] = out[i] + dy[i] * exponential__dfdy(y[i])
 
 
 # --- prelu -------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from numba import cuda, float64
 from fastact import _cudamath as math
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "ab535f86645059fcef20bd76a9dc3aad0141fc3e316dc265f46eb4a83f5bc3fa"
+DECLARATIONS_SHA256 = "9cbbd2a9c117f6f6b4fbb3874a17b6e1e183cf8dfd4dcaed2bf09b68fafaca44"
 
 _device = cuda.jit(device=True)
 

@@ -145,7 +145,8 @@ def _reduction(context, builder, arrays, start, stop, acc_type, kind, element):
                 for arr, elem, _, size in views:
                     ptr = builder.gep(builder.bitcast(arr.data, elem.as_pointer()), [index])
                     if mask is None:
-                        vals.append(builder.load(builder.bitcast(ptr, ir.VectorType(elem, LANES).as_pointer()), align=1))
+                        vptr = builder.bitcast(ptr, ir.VectorType(elem, LANES).as_pointer())
+                        vals.append(builder.load(vptr, align=1))
                     else:
                         vals.append(_masked_load(builder, ptr, elem, mask, size))
                 v = element(vals, vec)

@@ -81,7 +81,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-__all__ = ["exp", "exp_f64", "exp_diff", "mul_wide", "sub_wide", "expm1", "log", "log1p", "tanh", "erf", "erfc", "ndtr", "fma"]
+__all__ = ["exp", "exp_f64", "exp_diff", "mul_wide", "sub_wide", "expm1", "log", "log1p", "tanh", "erf", "erfc",
+           "ndtr", "fma"]
 
 
 def exp(x):
@@ -128,9 +129,10 @@ def mul_wide(t, r):
 
 def sub_wide(a, r, c):
     """``(a - r) + c`` for a float64 ``r`` (within float32's range) and a small correction
-    ``c``, in ``a``'s type: compiled for a float32 ``a``, in float32 arithmetic as ``(a -
-    r_hi) + (c - r_lo)`` (``r`` split as in :func:`mul_wide`), within an ULP of the exact
-    value."""
+    ``c``, in ``a``'s type: compiled for a float32 ``a``, in float32 arithmetic (``r``
+    split as in :func:`mul_wide`; ``a - r_hi`` and its rounding error by TwoSum, the small
+    parts added to that), rounded once: within 0.5 ULP of the exact value but for an error
+    of 2**-46 relative, as the float64 expression rounded to float32."""
     return (a - r) + c
 
 
@@ -920,13 +922,20 @@ def _split_f64(r):
 @njit(**_INLINE)
 def _mul_wide_f32(t, r):
     hi, lo = _split_f64(r)
-    return _fma(t, hi, t * lo)
+    y = _fma(t, hi, t * lo)
+    return y if y == y else t * hi  # t infinite: inf * lo may be NaN (lo 0, or of the other sign)
 
 
 @njit(**_INLINE)
 def _sub_wide_f32(a, r, c):
+    # a - hi exactly (its rounding error e by TwoSum), then the small parts added to it:
+    # one rounding of (a - hi) + (e + c - lo), where the plain sum would round twice.
     hi, lo = _split_f64(r)
-    return (a - hi) + (c - lo)
+    s = a - hi
+    v = s - a
+    e = (a - (s - v)) - (hi + v)
+    y = s + ((e + c) - lo)
+    return y if y == y else (a - hi) + c  # an infinite a or r: e is NaN
 
 
 @overload(sub_wide, jit_options=_INLINE)

@@ -193,3 +193,41 @@ def test_interleaved_but_distinct_out_is_accepted(target):
     with parallel_threshold(1 if target != "cpu" else _dispatch.PARALLEL_BYTES):
         fa.relu(x, out=out, target=target)
     assert_bitwise(out.copy(), np.maximum(x, 0), "interleaved out")
+
+
+@pytest.mark.parametrize("call", ["forward", "backward out=dy", "accumulate", "out of place"])
+def test_parallel_in_place_runs_the_in_place_kernel(call, monkeypatch):
+    """In place on the input it overwrites, the multi-threaded elementwise path runs the
+    kernel that reads that input through ``out`` (vectorised: with one array under two
+    names LLVM's overlap check would run the loop an element at a time), with the same
+    bits as out of place."""
+    from fastact import _cpu
+
+    op = {"backward out=dy": "backward_x", "accumulate": "backward_x_acc"}.get(call, "forward")
+    pair = _cpu.parallel("elu", op)
+    ran = []
+
+    def spy(which, kernel):
+        def run(*a):
+            ran.append(which)
+            return kernel(*a)
+
+        return run
+
+    monkeypatch.setattr(pair, "kernel", spy("plain", pair.kernel))
+    monkeypatch.setattr(pair, "in_place", spy("in place", pair.in_place))
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(N).astype(np.float32)
+    dy = rng.standard_normal(N).astype(np.float32)
+    if op == "forward":
+        want = fa.elu(x, target="cpu")
+        got = fa.elu(x, out=x if call == "forward" else np.empty_like(x), target="parallel")
+    elif op == "backward_x":
+        want = fa.elu.backward(dy, x=x, target="cpu")
+        got = fa.elu.backward(dy, x=x, out=dy, target="parallel")
+    else:
+        acc = rng.standard_normal(N).astype(np.float32)
+        want = fa.elu.backward(dy, x=x, out=acc.copy(), accumulate=True, target="cpu")
+        got = fa.elu.backward(dy, x=x, out=acc, accumulate=True, target="parallel")
+    assert_bitwise(got, want)
+    assert ran == (["plain"] if call == "out of place" else ["in place"])

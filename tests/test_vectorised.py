@@ -103,7 +103,8 @@ def test_elementwise_kernels_are_vectorised(case):
     nin = len(_codegen.ELEMENTWISE_OPS[op][0])
     x = np.linspace(-3, 3, 64).astype(dt)
     params = [dt.type(v) for v in fa.REGISTRY[name].kernel_defaults.values()]
-    for py, what in ((kernel.py_func, "parallel"), *([(_in_place(kernel), "parallel in place")] if in_place else [])):
+    twin = getattr(kernels, f"{name}__{op}__parallel_inplace")
+    for py, what in ((kernel.py_func, "parallel"), *([(twin.py_func, "parallel_inplace")] if in_place else [])):
         parallel = njit(parallel=True, nogil=True)(py)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

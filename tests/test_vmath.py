@@ -392,3 +392,52 @@ def test_exp_diff_is_vectorised(dtype):
     asm = loop.inspect_asm(loop.signatures[0])
     assert not re.search(LIBM, asm), "the loop calls the C library"
     assert re.search(r"\bv\w+p" + ("s" if dtype == "float32" else "d") + r"\b", asm), "no packed arithmetic"
+
+
+# --- mul_wide and sub_wide ----------------------------------------------------------------------
+
+
+@vectorize(["float32(float32, float64)"])
+def _mul_wide(t, r):
+    return _vmath.mul_wide(t, r)
+
+
+@vectorize(["float32(float32, float64, float32)"])
+def _sub_wide(a, r, c):
+    return _vmath.sub_wide(a, r, c)
+
+
+def _rounded(values):
+    """Exact rationals (fractions) rounded to float32 through float64 where that cannot
+    round twice: near a float32 tie the float64 may, so those compare within 1 ULP."""
+    return np.array([float(v) for v in values]).astype(np.float32)
+
+
+def test_mul_wide_and_sub_wide_round_once(rng):
+    """float32 arithmetic for a float32 times (or minus) a float64: within an ULP of the
+    exactly rounded result (0 ULP but where the float64 reference itself rounds twice),
+    and exact for the special values."""
+    from fractions import Fraction
+
+    n = 20_000
+    t = rng.uniform(0, 1, n).astype(np.float32)
+    r = 1.0 / rng.uniform(1, 1000, n)  # softmax's 1 / sum
+    want = _rounded(Fraction(float(u)) * Fraction(float(v)) for u, v in zip(t, r, strict=True))
+    got = _mul_wide(t, r)
+    assert ulp_distance(got, want).max() <= 1
+    assert np.mean(got == want) > 0.999
+    a = -np.abs(rng.standard_normal(n) * 10).astype(np.float32)  # x - max
+    s = np.log(rng.uniform(1, 1000, n))  # log of the sum
+    c = (rng.standard_normal(n) * np.spacing(a)).astype(np.float32)  # a rounding error of a
+    want = _rounded(Fraction(float(u)) - Fraction(float(v)) + Fraction(float(w)) for u, v, w in zip(a, s, c, strict=True))
+    got = _sub_wide(a, s, c)
+    assert ulp_distance(got, want).max() <= 1
+    assert np.mean(got == want) > 0.999
+    inf, nan = np.inf, np.nan
+    with np.errstate(all="ignore"):
+        got = _mul_wide(np.float32([0, 1, inf, inf, 2, nan, -inf]), np.array([nan, inf, 0.5, 0.1, 0.0, 0.5, 1 / 3]))
+        np.testing.assert_array_equal(got, np.float32([nan, inf, inf, inf, 0, nan, -inf]))
+        got = _sub_wide(np.float32([0, -inf, 1, nan, -inf]), np.array([0.0, np.log(3.0), inf, 0.5, -inf]),
+                        np.float32([0, 0, 0, 0, 0]))
+        np.testing.assert_array_equal(got, np.float32([0, -inf, -inf, nan, nan]))
+        assert not np.signbit(got[0])  # 0 - 0 is +0
