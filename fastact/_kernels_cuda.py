@@ -24,7 +24,7 @@ from numba import cuda, float64
 from fastact import _cudamath as math
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "9cbbd2a9c117f6f6b4fbb3874a17b6e1e183cf8dfd4dcaed2bf09b68fafaca44"
+DECLARATIONS_SHA256 = "7fa2e846bc65f17f11c4c8cc0fbd8bb7a22c06a9c3e12b7ddfe2bf1dcd380e02"
 
 _device = cuda.jit(device=True)
 

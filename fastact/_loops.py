@@ -14,6 +14,10 @@ internally.
 Each generated loop has two paths: contiguous operands (and scalar parameters), read
 through array views so that LLVM vectorises the loop, and any strides, read element by
 element with :func:`load` and written with :func:`store`.
+
+The generated kernels' loops also use :func:`same` (whether ``out`` is an input: the
+in-place version of a loop, which LLVM vectorises) and :func:`row` and :func:`window`
+(rows and blocks of rows as views that hold no reference: no reference counting).
 """
 
 from __future__ import annotations
