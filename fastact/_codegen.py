@@ -739,7 +739,10 @@ For each activation and operation ``op``:
   with the default parameters baked in as constants of that dtype, for a unary ufunc
   (``<name>__<op>__<dtype>`` is its scalar kernel);
 * ``<name>__<op>__parallel(out, *inputs, *params)`` is the multi-threaded loop over
-  1-d (elementwise) or 2-d row-major (row-wise) arrays;
+  1-d (elementwise) or 2-d row-major (row-wise) arrays; for elementwise operations,
+  ``<name>__<op>__parallel_inplace`` (same arguments) is that loop where ``out`` is the
+  input the call overwrites, read through ``out``'s name (``fastact._cpu.parallel``
+  picks it), and each ufunc loop has such a version inside (``_loops.same``);
 * ``<name>__<op>__rows(out, *inputs)`` (row-wise) is the same loop over the rows of 2-d
   arrays on one thread, and ``<name>__<op>__blocks(out, *inputs)`` the multi-threaded
   loop over the blocks of each row, for a few long rows (``backward_x`` takes a scratch
