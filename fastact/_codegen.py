@@ -196,15 +196,15 @@ def _assign(indent: str, loop: str, target: str, expr: str, sources, index: str 
 def in_place_input(op: str) -> int:
     """The position among an elementwise operation's inputs of the one a call is usually
     in place on (``fastact._cpu.parallel`` picks the in-place kernel by it)."""
-    return ELEMENTWISE_OPS[op][0].index(_in_place_input(ELEMENTWISE_OPS[op][0])[0])
+    return _in_place_input(ELEMENTWISE_OPS[op][0])
 
 
-def _in_place_input(args) -> list[str]:
-    """The input an elementwise operation is called in place on: ``x`` (or ``y``) for one
-    input, ``dy`` for a backward pass (``out=dy``), the accumulator for ``accumulate=True``
-    (which is ``out`` itself).  In place on another input (``backward(dy, x=x, out=x)``)
-    is correct too, element by element."""
-    return [args[-1]] if len(args) != 2 else [args[0]]
+def _in_place_input(args) -> int:
+    """The position among ``args`` of the input an elementwise operation is called in
+    place on: ``x`` (or ``y``) for one input, ``dy`` for a backward pass (``out=dy``), the
+    accumulator for ``accumulate=True`` (which is ``out`` itself).  In place on another
+    input (``backward(dy, x=x, out=x)``) is correct too, element by element."""
+    return 0 if len(args) == 2 else len(args) - 1
 
 
 def _ufunc_loop(fname: str, template: str, fns: dict, args, params, consts, t: str) -> list[str]:
@@ -238,7 +238,7 @@ def _ufunc_loop(fname: str, template: str, fns: dict, args, params, consts, t: s
     lines += [
         f"        out = _loops.contiguous(args[{k_out}], n, np.{t})",
         *_assign("        ", "for i in range(n):", "out", template.format(p=p_fast, **fns, **fast),
-                 _in_place_input(args), "i"),
+                 [args[_in_place_input(args)]], "i"),
         "    else:",
         "        for i in range(n):",
         f"            _loops.store(args[{k_out}], i * steps[{k_out}], np.{t}, {template.format(p=p_slow, **fns, **slow)})",
@@ -278,8 +278,8 @@ def _elementwise(spec: ElementwiseSpec) -> list[str]:
         # kernel, which reads that input through out's name (so that LLVM vectorises it)
         # and is compiled only where a program calls it: a variant inside this kernel
         # would double its compile time.  Same arguments; the overwritten input unused.
-        over = _in_place_input(args)
-        in_place = template.format(p=p, **fns, **{a: "out[i]" if a in over else f"{a}[i]" for a in args})
+        over = args[_in_place_input(args)]
+        in_place = template.format(p=p, **fns, **{a: "out[i]" if a == over else f"{a}[i]" for a in args})
         lines += [
             "",
             "",

@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from fastact import _cache
+from fastact import _cache, _memory
 from fastact._interrupts import defer_compiles, deferred
 from fastact._locks import ForkSafeLock, wait_for_compiles_at_fork
 from fastact._spec import DTYPES
@@ -123,9 +123,10 @@ def ufunc(kernel: str, nargs: int, dtypes: tuple[str, ...] = DTYPES) -> np.ufunc
     (parameters included), for operands of ``dtypes``: made of the generated inner loops
     ``<kernel>__loop_<dtype>`` (see :mod:`fastact._loops`)."""
     mod = kernels()
-    if _jit_disabled():
-        return _PythonLoop(getattr(mod, kernel))
     from fastact import _loops
+
+    if _loops.jit_disabled():
+        return _PythonLoop(getattr(mod, kernel))
 
     fns = [getattr(mod, f"{kernel}__loop_{t}") for t in dtypes]
     with _lock, deferred():  # compiling the same loop twice from two threads is wasted work
@@ -189,9 +190,7 @@ class _InPlace:
         self.kernel, self.in_place, self.k = kernel, in_place, k
 
     def __call__(self, out, *args):
-        a = args[self.k]
-        same = (out.__array_interface__["data"][0] == a.__array_interface__["data"][0] and out.strides == a.strides)
-        return (self.in_place if same else self.kernel)(out, *args)
+        return (self.in_place if _memory.same_view(out, args[self.k]) else self.kernel)(out, *args)
 
 
 def blocks(name: str, op: str):
@@ -238,12 +237,6 @@ def _build(make, fn):
 
 
 # --- NUMBA_DISABLE_JIT=1 -------------------------------------------------------------------
-
-
-def _jit_disabled() -> bool:
-    from numba.core import config
-
-    return bool(config.DISABLE_JIT)
 
 
 class _PythonLoop:

@@ -320,20 +320,12 @@ def _flat(a: np.ndarray, order):
         return None
 
 
-def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
-    return (
-        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-        and a.strides == b.strides
-        and a.shape == b.shape
-    )
-
-
 def _needs_scratch(result: np.ndarray, inputs, cdt) -> bool:
     """True when the kernel must not write ``result`` directly: it has another dtype than
     the kernel's, or it partially overlaps an input (exact aliasing is safe)."""
     if result.dtype != cdt:
         return True
-    return any(np.may_share_memory(a, result) and not _same_view(a, result) for a in inputs)
+    return any(np.may_share_memory(a, result) and not _memory.same_view(a, result) for a in inputs)
 
 
 def _run_elementwise_parallel(kernel, inputs, params, result, cdt):
@@ -1031,7 +1023,7 @@ def _run_rows(kernel, op, inputs, result, axis, cdt):
 
 def _overlaps_partially(out, a, b) -> bool:
     """Whether ``out`` shares memory with ``a`` or ``b`` other than by being the same view."""
-    return any(v is not None and np.may_share_memory(out, v) and not _same_view(out, v) for v in (a, b))
+    return any(v is not None and np.may_share_memory(out, v) and not _memory.same_view(out, v) for v in (a, b))
 
 
 def _run_rowwise_parallel(kernel, inputs, result, axis, cdt, extra=()):

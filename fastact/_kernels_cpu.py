@@ -41,7 +41,7 @@ from fastact._lanes import stack_block as _stack_block
 from fastact._lanes import lane_sum as _lane_sum
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "7fa2e846bc65f17f11c4c8cc0fbd8bb7a22c06a9c3e12b7ddfe2bf1dcd380e02"
+DECLARATIONS_SHA256 = "18d184e592cd7756ca399818a19e5f35297579dd19f816bd70c5d4b5aadef079"
 
 
 def _scalar(fn):

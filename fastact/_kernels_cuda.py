@@ -24,7 +24,7 @@ from numba import cuda, float64
 from fastact import _cudamath as math
 from fastact._literal import lit
 
-DECLARATIONS_SHA256 = "7fa2e846bc65f17f11c4c8cc0fbd8bb7a22c06a9c3e12b7ddfe2bf1dcd380e02"
+DECLARATIONS_SHA256 = "18d184e592cd7756ca399818a19e5f35297579dd19f816bd70c5d4b5aadef079"
 
 _device = cuda.jit(device=True)
 

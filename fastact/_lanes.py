@@ -38,6 +38,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from fastact._loops import jit_disabled
+
 __all__ = ["lane_sum", "lane_dot", "lane_max", "lane_min", "stack_block", "LANES", "BLOCK"]
 
 #: The width of a partial result's vector, and how many such vectors a reduction keeps.
@@ -388,11 +390,5 @@ def _python_versions():
     return lane_sum, lane_dot, lane_max, lane_min, stack_block
 
 
-def _jit_disabled() -> bool:
-    from numba.core import config
-
-    return bool(config.DISABLE_JIT)
-
-
-if _jit_disabled():
+if jit_disabled():
     lane_sum, lane_dot, lane_max, lane_min, stack_block = _python_versions()

@@ -181,9 +181,7 @@ def ufunc(name: str, doc: str, loops, dtypes, nin: int) -> np.ufunc:
 def _python_versions():
     """``same``, ``row`` and ``window`` in plain Python (under ``NUMBA_DISABLE_JIT=1``,
     where an intrinsic cannot run): NumPy's own views."""
-
-    def same(a, b):
-        return a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and a.strides == b.strides
+    from fastact._memory import same_view as same
 
     def row(a, i):
         return a[i]
@@ -194,11 +192,13 @@ def _python_versions():
     return same, row, window
 
 
-def _jit_disabled() -> bool:
+def jit_disabled() -> bool:
+    """Whether Numba runs everything as plain Python (``NUMBA_DISABLE_JIT=1``): the
+    intrinsics here and in :mod:`fastact._lanes` then have plain-Python stand-ins."""
     from numba.core import config
 
     return bool(config.DISABLE_JIT)
 
 
-if _jit_disabled():
+if jit_disabled():
     same, row, window = _python_versions()

@@ -21,6 +21,10 @@ The limit is the ``memory_pool`` setting (:func:`fastact.set_config`): the most 
 idle blocks kept, 1 GiB unless set; ``0`` turns reuse off (results are plain NumPy
 allocations).  :func:`release_memory` gives the idle blocks back to the operating system;
 :func:`memory_stats` says what the pool holds and how often it was used.
+
+Beside the pool, the two facts about an array's memory that allocation and the kernels'
+choices share: :func:`axis_order` (its memory order) and :func:`same_view` (whether two
+arrays are one view: an operation in place).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import numpy as np
 from fastact import _config
 from fastact._locks import ForkSafeLock
 
-__all__ = ["MIN_BYTES", "axis_order", "empty", "empty_like", "memory_stats", "release_memory"]
+__all__ = ["MIN_BYTES", "axis_order", "empty", "empty_like", "memory_stats", "release_memory", "same_view"]
 
 #: Results smaller than this come from NumPy directly: ``malloc`` itself reuses the memory
 #: of freed blocks up to its largest mapping threshold (glibc: 32 MiB), and below it a
@@ -135,6 +139,16 @@ def axis_order(a: np.ndarray):
     if a.ndim <= 1:
         return None
     return sorted(range(a.ndim), key=lambda k: -abs(a.strides[k]))
+
+
+def same_view(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether ``a`` and ``b`` are the same view of memory: first element, strides and
+    shape (``out=x``: in place, where any other sharing is a partial overlap)."""
+    return (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.strides == b.strides
+        and a.shape == b.shape
+    )
 
 
 def empty_like(a: np.ndarray, dtype=None) -> np.ndarray:
